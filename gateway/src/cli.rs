@@ -1,0 +1,182 @@
+//! The `liaison` command line.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::{audit_cli, config::Config, demo, query, server};
+
+/// Liaison: a gateway for lawful, minimal and accountable sharing of
+/// safeguarding information between agencies.
+#[derive(Debug, Parser)]
+#[command(name = "liaison", version, about)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the gateway from a configuration file.
+    Serve {
+        /// The configuration file.
+        #[arg(long, short, default_value = "liaison.toml", env = "LIAISON_CONFIG")]
+        config: PathBuf,
+    },
+    /// Run a complete local demo: two identity providers, synthetic data, an
+    /// agreement, a SQLite ledger and the gateway.
+    Demo {
+        /// Where the demo keeps its ledger, data and generated config.
+        #[arg(long, default_value = ".liaison/demo")]
+        dir: PathBuf,
+        /// The gateway's port.
+        #[arg(long, default_value_t = 50051)]
+        gateway_port: u16,
+        /// The first demo identity provider's port (the second uses the next).
+        #[arg(long, default_value_t = 8101)]
+        idp_port: u16,
+        /// Number of synthetic people in the police records system.
+        #[arg(long, default_value_t = 400)]
+        people: usize,
+    },
+    /// Call a gateway as a client: get a token, share, and show the answer
+    /// with its audit receipt.
+    Query(query::QueryArgs),
+    /// Work with the audit ledger.
+    Audit {
+        /// What to do.
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
+    /// Work with configuration.
+    Config {
+        /// What to do.
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
+}
+
+/// `liaison audit …`
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Recompute every entry's hash and the chain; report the first broken
+    /// entry.
+    Verify(LedgerArgs),
+}
+
+/// `liaison config …`
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Validate a configuration file and the policy it names; list every
+    /// problem with its line.
+    Check {
+        /// The configuration file.
+        #[arg(long, short, default_value = "liaison.toml", env = "LIAISON_CONFIG")]
+        config: PathBuf,
+    },
+}
+
+/// Which ledger to open.
+#[derive(Debug, Args)]
+pub struct LedgerArgs {
+    /// A gateway configuration file naming the ledger.
+    #[arg(long, short, conflicts_with = "ledger")]
+    pub config: Option<PathBuf>,
+    /// A ledger URL (`sqlite://…` or `postgres://…`).
+    #[arg(long, env = "LIAISON_LEDGER_URL")]
+    pub ledger: Option<String>,
+}
+
+/// Runs the command; the returned code is the process exit code.
+pub async fn run(cli: Cli) -> i32 {
+    match cli.command {
+        Command::Serve { config } => {
+            let config = match Config::load(&config) {
+                Ok(c) => c,
+                Err(e) => return fail(&e),
+            };
+            let stop = async {
+                shutdown_signal().await;
+            };
+            match server::start(config, None, stop).await {
+                Ok(running) => match running.wait().await {
+                    Ok(()) => 0,
+                    Err(e) => fail(&e),
+                },
+                Err(e) => fail(&e),
+            }
+        }
+        Command::Demo {
+            dir,
+            gateway_port,
+            idp_port,
+            people,
+        } => match demo::run(demo::DemoOptions {
+            dir,
+            gateway_port,
+            idp_port,
+            people,
+        })
+        .await
+        {
+            Ok(()) => 0,
+            Err(e) => fail(&e),
+        },
+        Command::Query(args) => query::run(args).await,
+        Command::Audit {
+            command: AuditCommand::Verify(args),
+        } => audit_cli::verify(args).await,
+        Command::Config {
+            command: ConfigCommand::Check { config },
+        } => {
+            let config = match Config::load(&config) {
+                Ok(c) => c,
+                Err(e) => return fail(&e),
+            };
+            match server::load_policy(&config).await {
+                Ok(engine) => {
+                    println!(
+                        "configuration is valid: {} agencies, {} issuers, {} connectors, {} agreements (policy {})",
+                        config.agencies.len(),
+                        config.issuers.len(),
+                        config.connectors.len(),
+                        engine.agreements().count(),
+                        engine.version()
+                    );
+                    0
+                }
+                Err(e) => fail(&e),
+            }
+        }
+    }
+}
+
+fn fail(e: &dyn std::fmt::Display) -> i32 {
+    eprintln!("error: {e}");
+    1
+}
+
+/// Resolves on SIGTERM or Ctrl-C, whichever comes first.
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

@@ -1,0 +1,498 @@
+//! The gateway's typed configuration, validated as a whole at start-up.
+//!
+//! A gateway that starts with a half-understood configuration can share what
+//! it should not, so every problem is collected and reported with the file,
+//! line and key, and the process refuses to start. `deploy/liaison.example.toml`
+//! documents every field and is tested to parse.
+
+use std::{
+    fmt,
+    net::SocketAddr,
+    path::{Path, PathBuf},
+};
+
+use jsonwebtoken::Algorithm;
+use serde::Deserialize;
+use toml::Spanned;
+
+/// The only configuration format version this gateway reads.
+pub const CONFIG_VERSION: u32 = 1;
+
+/// The gateway's configuration file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Format version; must be 1.
+    pub version: Spanned<u32>,
+    /// The gRPC listener.
+    #[serde(default)]
+    pub server: ServerConfig,
+    /// Where the audit ledger lives.
+    pub ledger: LedgerConfig,
+    /// Where Information Sharing Agreements and operator rules are read from.
+    pub policy: PolicyConfig,
+    /// The agencies in the trust registry.
+    #[serde(default, rename = "agency")]
+    pub agencies: Vec<AgencyConfig>,
+    /// The identity providers trusted, each speaking for one agency.
+    #[serde(default, rename = "issuer")]
+    pub issuers: Vec<IssuerConfig>,
+    /// The legacy systems this gateway speaks for.
+    #[serde(default, rename = "connector")]
+    pub connectors: Vec<liaison_connectors::ConnectorConfig>,
+    /// The directory relative paths are resolved against (the config file's).
+    #[serde(skip)]
+    pub base_dir: PathBuf,
+}
+
+/// The gRPC listener and its limits.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Address to listen on for gRPC (sharing, oversight, admin, health,
+    /// reflection).
+    #[serde(default = "default_listen")]
+    pub listen: SocketAddr,
+    /// Largest request or response message accepted, in bytes.
+    #[serde(default = "default_max_message_bytes")]
+    pub max_message_bytes: usize,
+    /// How long one connector may take before its part of a share is
+    /// reported as a gap, in milliseconds.
+    #[serde(default = "default_connector_deadline_ms")]
+    pub connector_deadline_ms: u64,
+    /// Upper bound on a whole request, in milliseconds, whatever deadline the
+    /// client asks for.
+    #[serde(default = "default_request_timeout_ms")]
+    pub request_timeout_ms: u64,
+}
+
+/// The audit ledger's store.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LedgerConfig {
+    /// `sqlite://PATH` (embedded, one node) or `postgres://…` (many
+    /// replicas). A relative SQLite path is resolved against the config
+    /// file's directory. The password may be given by the environment
+    /// variable `LIAISON_LEDGER_URL`, which overrides this field.
+    pub url: Spanned<String>,
+}
+
+/// Where policy comes from.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyConfig {
+    /// A TOML file of `[[agreement]]` and `[[rule]]` tables, relative to the
+    /// config file.
+    pub file: Spanned<PathBuf>,
+}
+
+/// The kind of agency.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum AgencyKind {
+    /// A police force.
+    Police,
+    /// A local authority's children's or adults' services.
+    LocalAuthority,
+    /// A health body.
+    Health,
+    /// A school or education body.
+    Education,
+    /// The probation service.
+    Probation,
+    /// Any other partner.
+    Other,
+}
+
+/// One agency in the trust registry.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgencyConfig {
+    /// Stable id used in agreements, tokens and the ledger, e.g. `met-police`.
+    pub id: Spanned<String>,
+    /// Name shown to people.
+    pub display_name: String,
+    /// The kind of agency.
+    pub kind: AgencyKind,
+}
+
+/// One trusted OpenID Connect issuer.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IssuerConfig {
+    /// The issuer URL exactly as tokens carry it in `iss`.
+    pub url: Spanned<String>,
+    /// The one agency this issuer speaks for; it can assert no other.
+    pub agency: Spanned<String>,
+    /// Accepted `aud` values; a token must name at least one.
+    pub audiences: Vec<String>,
+    /// Accepted signature algorithms: RS256, RS384, RS512, PS256, PS384,
+    /// PS512, ES256, ES384 or EdDSA. Never `none`, never HMAC.
+    pub algorithms: Spanned<Vec<String>>,
+    /// Allowed clock skew in seconds, at most 30.
+    #[serde(default = "default_leeway")]
+    pub leeway_seconds: Spanned<u64>,
+    /// How long fetched keys stay usable if the provider becomes
+    /// unreachable, in seconds.
+    #[serde(default = "default_jwks_cache")]
+    pub jwks_cache_seconds: u64,
+    /// Allow `http://` discovery for a loopback issuer. For local
+    /// development and tests only; refused for any other host.
+    #[serde(default)]
+    pub allow_insecure_http: bool,
+    /// How the issuer's claims map onto a principal.
+    #[serde(default)]
+    pub claims: ClaimMapping,
+}
+
+/// Claim names (dot paths into the token's JSON) for each principal
+/// attribute, because every identity provider names them differently.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClaimMapping {
+    /// Claims holding roles, read in order and merged (e.g. `roles`,
+    /// `groups`, `realm_access.roles`).
+    #[serde(default = "default_roles_claims")]
+    pub roles: Vec<String>,
+    /// Claim holding a display name.
+    #[serde(default = "default_name_claim")]
+    pub display_name: String,
+    /// Claim holding the team, if any.
+    #[serde(default)]
+    pub team: Option<String>,
+    /// Claim holding the vetting level, if any.
+    #[serde(default)]
+    pub vetting: Option<String>,
+    /// Claim in which a token may name its agency. If present it must equal
+    /// the issuer's agency, or the token is refused.
+    #[serde(default = "default_agency_claim")]
+    pub agency: String,
+    /// Claims that must be present.
+    #[serde(default)]
+    pub required: Vec<String>,
+}
+
+/// One configuration problem, with where it is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// 1-based line, when known.
+    pub line: Option<usize>,
+    /// The key, as a dotted path.
+    pub key: String,
+    /// What is wrong.
+    pub message: String,
+}
+
+/// Every problem found in one configuration file.
+#[derive(Debug, Clone, thiserror::Error)]
+pub struct ConfigError {
+    /// The file read.
+    pub file: PathBuf,
+    /// What is wrong, in file order.
+    pub problems: Vec<Problem>,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "configuration `{}` has {} problem(s):",
+            self.file.display(),
+            self.problems.len()
+        )?;
+        for p in &self.problems {
+            match p.line {
+                Some(line) => write!(
+                    f,
+                    "\n  {}:{}: `{}`: {}",
+                    self.file.display(),
+                    line,
+                    p.key,
+                    p.message
+                )?,
+                None => write!(f, "\n  {}: `{}`: {}", self.file.display(), p.key, p.message)?,
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            listen: default_listen(),
+            max_message_bytes: default_max_message_bytes(),
+            connector_deadline_ms: default_connector_deadline_ms(),
+            request_timeout_ms: default_request_timeout_ms(),
+        }
+    }
+}
+
+impl Default for ClaimMapping {
+    fn default() -> Self {
+        Self {
+            roles: default_roles_claims(),
+            display_name: default_name_claim(),
+            team: None,
+            vetting: None,
+            agency: default_agency_claim(),
+            required: Vec::new(),
+        }
+    }
+}
+
+impl Config {
+    /// Reads, parses and validates a configuration file.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            file: path.to_path_buf(),
+            problems: vec![Problem {
+                line: None,
+                key: String::new(),
+                message: format!("cannot read file: {e}"),
+            }],
+        })?;
+        let base = path
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| PathBuf::from("."));
+        Self::parse(&text, path, &base)
+    }
+
+    /// Parses and validates configuration text; `file` is only used in
+    /// messages and `base_dir` resolves relative paths.
+    pub fn parse(text: &str, file: &Path, base_dir: &Path) -> Result<Self, ConfigError> {
+        let mut config: Config = toml::from_str(text).map_err(|e| ConfigError {
+            file: file.to_path_buf(),
+            problems: vec![Problem {
+                line: e.span().map(|s| line_of(text, s.start)),
+                key: String::new(),
+                message: e.message().trim().to_string(),
+            }],
+        })?;
+        config.base_dir = base_dir.to_path_buf();
+        let problems = config.validate(text);
+        if problems.is_empty() {
+            Ok(config)
+        } else {
+            Err(ConfigError {
+                file: file.to_path_buf(),
+                problems,
+            })
+        }
+    }
+
+    /// Checks every cross-reference and bound, collecting all problems.
+    fn validate(&self, text: &str) -> Vec<Problem> {
+        let mut out = Vec::new();
+        let mut problem = |span: std::ops::Range<usize>, key: String, message: String| {
+            out.push(Problem {
+                line: Some(line_of(text, span.start)),
+                key,
+                message,
+            });
+        };
+        if *self.version.get_ref() != CONFIG_VERSION {
+            problem(
+                self.version.span(),
+                "version".into(),
+                format!(
+                    "unsupported version `{}`; this gateway reads version {CONFIG_VERSION}",
+                    self.version.get_ref()
+                ),
+            );
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        for (i, a) in self.agencies.iter().enumerate() {
+            if a.id.get_ref().trim().is_empty() {
+                problem(a.id.span(), format!("agency[{i}].id"), "must not be empty".into());
+            } else if !seen.insert(a.id.get_ref().clone()) {
+                problem(
+                    a.id.span(),
+                    format!("agency[{i}].id"),
+                    format!("agency `{}` is defined twice", a.id.get_ref()),
+                );
+            }
+        }
+        let mut issuers = std::collections::BTreeSet::new();
+        for (i, iss) in self.issuers.iter().enumerate() {
+            let url = iss.url.get_ref();
+            if !issuers.insert(url.clone()) {
+                problem(
+                    iss.url.span(),
+                    format!("issuer[{i}].url"),
+                    format!("issuer `{url}` is defined twice"),
+                );
+            }
+            match reqwest::Url::parse(url) {
+                Ok(u) => {
+                    let loopback = matches!(u.host_str(), Some("127.0.0.1" | "localhost" | "[::1]"));
+                    if u.scheme() == "http" && !(iss.allow_insecure_http && loopback) {
+                        problem(
+                            iss.url.span(),
+                            format!("issuer[{i}].url"),
+                            format!(
+                                "issuer `{url}` must use https (plain http is allowed only for a loopback issuer with `allow_insecure_http = true`)"
+                            ),
+                        );
+                    } else if u.scheme() != "http" && u.scheme() != "https" {
+                        problem(
+                            iss.url.span(),
+                            format!("issuer[{i}].url"),
+                            format!("issuer `{url}` must be an https URL"),
+                        );
+                    }
+                }
+                Err(e) => problem(
+                    iss.url.span(),
+                    format!("issuer[{i}].url"),
+                    format!("`{url}` is not a URL: {e}"),
+                ),
+            }
+            if !seen.contains(iss.agency.get_ref()) {
+                problem(
+                    iss.agency.span(),
+                    format!("issuer[{i}].agency"),
+                    format!("agency `{}` is not defined in any [[agency]]", iss.agency.get_ref()),
+                );
+            }
+            if iss.audiences.is_empty() {
+                problem(
+                    iss.url.span(),
+                    format!("issuer[{i}].audiences"),
+                    "at least one audience is required".into(),
+                );
+            }
+            if iss.algorithms.get_ref().is_empty() {
+                problem(
+                    iss.algorithms.span(),
+                    format!("issuer[{i}].algorithms"),
+                    "at least one algorithm is required".into(),
+                );
+            }
+            for alg in iss.algorithms.get_ref() {
+                if let Err(m) = parse_algorithm(alg) {
+                    problem(iss.algorithms.span(), format!("issuer[{i}].algorithms"), m);
+                }
+            }
+            if *iss.leeway_seconds.get_ref() > 30 {
+                problem(
+                    iss.leeway_seconds.span(),
+                    format!("issuer[{i}].leeway_seconds"),
+                    format!(
+                        "leeway of {}s is too generous; at most 30s",
+                        iss.leeway_seconds.get_ref()
+                    ),
+                );
+            }
+        }
+        if self.server.max_message_bytes < 1024 || self.server.max_message_bytes > 64 << 20 {
+            out.push(Problem {
+                line: find_line(text, "max_message_bytes"),
+                key: "server.max_message_bytes".into(),
+                message: "must be between 1 KiB and 64 MiB".into(),
+            });
+        }
+        out.sort_by_key(|p| p.line);
+        out
+    }
+
+    /// The ledger URL, with `LIAISON_LEDGER_URL` taking precedence so a
+    /// password never has to sit in the file, and a relative SQLite path
+    /// resolved against the config file's directory.
+    pub fn ledger_url(&self) -> String {
+        let url = std::env::var("LIAISON_LEDGER_URL")
+            .ok()
+            .filter(|v| !v.is_empty())
+            .unwrap_or_else(|| self.ledger.url.get_ref().clone());
+        resolve_sqlite_url(&url, &self.base_dir)
+    }
+
+    /// The policy file's path.
+    pub fn policy_path(&self) -> PathBuf {
+        self.base_dir.join(self.policy.file.get_ref())
+    }
+}
+
+/// Parses an allowed algorithm, refusing `none` and HMAC: a federated
+/// issuer's shared secret would have to be known to the gateway, and HMAC
+/// with a public key is the classic key-confusion attack.
+pub fn parse_algorithm(name: &str) -> Result<Algorithm, String> {
+    match name {
+        "RS256" => Ok(Algorithm::RS256),
+        "RS384" => Ok(Algorithm::RS384),
+        "RS512" => Ok(Algorithm::RS512),
+        "PS256" => Ok(Algorithm::PS256),
+        "PS384" => Ok(Algorithm::PS384),
+        "PS512" => Ok(Algorithm::PS512),
+        "ES256" => Ok(Algorithm::ES256),
+        "ES384" => Ok(Algorithm::ES384),
+        "EdDSA" => Ok(Algorithm::EdDSA),
+        "HS256" | "HS384" | "HS512" => Err(format!(
+            "algorithm `{name}` is HMAC, which is never accepted from a federated issuer"
+        )),
+        "none" => Err("algorithm `none` is never accepted".into()),
+        other => Err(format!("unknown algorithm `{other}`")),
+    }
+}
+
+/// Resolves `sqlite://relative/path` against `base`.
+pub fn resolve_sqlite_url(url: &str, base: &Path) -> String {
+    if let Some(rest) = url.strip_prefix("sqlite://") {
+        let (path, query) = match rest.split_once('?') {
+            Some((p, q)) => (p, Some(q)),
+            None => (rest, None),
+        };
+        if !path.starts_with('/') && !path.starts_with(':') {
+            let abs = base.join(path);
+            return match query {
+                Some(q) => format!("sqlite://{}?{q}", abs.display()),
+                None => format!("sqlite://{}", abs.display()),
+            };
+        }
+    }
+    url.to_string()
+}
+
+fn line_of(text: &str, offset: usize) -> usize {
+    text.get(..offset)
+        .map(|s| s.bytes().filter(|b| *b == b'\n').count() + 1)
+        .unwrap_or(1)
+}
+
+fn find_line(text: &str, key: &str) -> Option<usize> {
+    text.lines()
+        .position(|l| l.trim_start().starts_with(key))
+        .map(|i| i + 1)
+}
+
+fn default_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 50051))
+}
+fn default_max_message_bytes() -> usize {
+    4 << 20
+}
+fn default_connector_deadline_ms() -> u64 {
+    3_000
+}
+fn default_request_timeout_ms() -> u64 {
+    15_000
+}
+fn default_leeway() -> Spanned<u64> {
+    Spanned::new(0..0, 30)
+}
+fn default_jwks_cache() -> u64 {
+    3_600
+}
+fn default_roles_claims() -> Vec<String> {
+    vec!["roles".into()]
+}
+fn default_name_claim() -> String {
+    "name".into()
+}
+fn default_agency_claim() -> String {
+    "agency".into()
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,122 @@
+use std::path::Path;
+
+use super::*;
+
+const GOOD: &str = r#"
+version = 1
+
+[ledger]
+url = "sqlite://ledger.db"
+
+[policy]
+file = "policy.toml"
+
+[[agency]]
+id = "met-police"
+display_name = "Metropolitan Police Service"
+kind = "police"
+
+[[issuer]]
+url = "https://login.example.police.uk/tenant/v2.0"
+agency = "met-police"
+audiences = ["api://liaison"]
+algorithms = ["RS256"]
+"#;
+
+fn parse(text: &str) -> Result<Config, ConfigError> {
+    Config::parse(text, Path::new("test.toml"), Path::new("/etc/liaison"))
+}
+
+fn problems(text: &str) -> Vec<Problem> {
+    parse(text).expect_err("config should be refused").problems
+}
+
+#[test]
+fn a_complete_config_parses_with_defaults() {
+    let c = parse(GOOD).unwrap();
+    assert_eq!(c.server.listen.port(), 50051);
+    assert_eq!(*c.issuers[0].leeway_seconds.get_ref(), 30);
+    assert_eq!(c.ledger_url(), "sqlite:///etc/liaison/ledger.db");
+    assert_eq!(c.policy_path(), Path::new("/etc/liaison/policy.toml"));
+}
+
+#[test]
+fn the_example_config_in_deploy_parses() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy");
+    let text = std::fs::read_to_string(dir.join("liaison.example.toml")).unwrap();
+    Config::parse(&text, Path::new("liaison.example.toml"), &dir).unwrap();
+}
+
+#[test]
+fn a_syntax_error_names_its_line() {
+    let text = GOOD.replace("kind = \"police\"", "kind = \"police");
+    let p = problems(&text);
+    assert_eq!(p.len(), 1);
+    assert_eq!(p[0].line, Some(14), "{p:?}");
+}
+
+#[test]
+fn an_unknown_key_is_refused_with_its_line() {
+    let text = GOOD.replace("[ledger]\n", "[ledger]\nurll = \"x\"\n");
+    let p = problems(&text);
+    assert_eq!(p[0].line, Some(5), "{p:?}");
+    assert!(p[0].message.contains("urll"), "{p:?}");
+}
+
+#[test]
+fn an_unsupported_version_is_refused() {
+    let p = problems(&GOOD.replace("version = 1", "version = 2"));
+    assert_eq!(p[0].key, "version");
+    assert_eq!(p[0].line, Some(2));
+}
+
+#[test]
+fn hmac_and_none_are_refused_for_issuers() {
+    let p = problems(&GOOD.replace("[\"RS256\"]", "[\"HS256\", \"none\"]"));
+    assert_eq!(p.len(), 2, "{p:?}");
+    assert!(p.iter().all(|p| p.key == "issuer[0].algorithms" && p.line == Some(21)));
+    assert!(p[0].message.contains("HMAC"));
+}
+
+#[test]
+fn plain_http_is_refused_except_for_an_allowed_loopback_issuer() {
+    let remote = GOOD.replace("https://login.example.police.uk", "http://login.example.police.uk");
+    assert_eq!(problems(&remote)[0].key, "issuer[0].url");
+    let loopback = GOOD.replace(
+        "https://login.example.police.uk/tenant/v2.0\"",
+        "http://127.0.0.1:8101\"\nallow_insecure_http = true",
+    );
+    parse(&loopback).unwrap();
+    let not_allowed = GOOD.replace("https://login.example.police.uk/tenant/v2.0", "http://127.0.0.1:8101");
+    assert_eq!(problems(&not_allowed)[0].key, "issuer[0].url");
+}
+
+#[test]
+fn an_issuer_for_an_undefined_agency_is_refused() {
+    let p = problems(&GOOD.replace("agency = \"met-police\"", "agency = \"kent-police\""));
+    assert_eq!(p[0].key, "issuer[0].agency");
+    assert_eq!(p[0].line, Some(18));
+    assert!(p[0].message.contains("kent-police"));
+}
+
+#[test]
+fn leeway_is_bounded() {
+    let p = problems(&GOOD.replace("algorithms = [\"RS256\"]", "algorithms = [\"RS256\"]\nleeway_seconds = 300"));
+    assert_eq!(p[0].key, "issuer[0].leeway_seconds");
+}
+
+#[test]
+fn every_problem_is_reported_at_once() {
+    let text = GOOD
+        .replace("version = 1", "version = 9")
+        .replace("[\"RS256\"]", "[\"HS512\"]")
+        .replace("agency = \"met-police\"", "agency = \"nobody\"");
+    assert_eq!(problems(&text).len(), 3);
+}
+
+#[test]
+fn the_error_message_names_file_and_line() {
+    let err = parse(&GOOD.replace("version = 1", "version = 2")).unwrap_err();
+    let text = err.to_string();
+    assert!(text.contains("test.toml:2: `version`"), "{text}");
+}

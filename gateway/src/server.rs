@@ -1,0 +1,219 @@
+//! Assembling a running gateway: the ledger, policy, connectors and trust
+//! registry from configuration, and the transport stack in request order.
+
+use std::{collections::BTreeMap, net::SocketAddr, sync::Arc, time::Duration};
+
+use liaison_connectors::{ConnectorConfig, Registry};
+use liaison_ledger::Ledger;
+use liaison_policy::{PolicyEngine, PolicySet};
+use liaison_proto::v1::{
+    admin_service_server::AdminServiceServer, oversight_service_server::OversightServiceServer,
+    sharing_service_server::SharingServiceServer,
+};
+use tokio::{net::TcpListener, sync::watch, task::JoinHandle};
+use tokio_stream::wrappers::TcpListenerStream;
+use tower::ServiceBuilder;
+
+use crate::{
+    authn::AuthnLayer,
+    config::{Config, resolve_sqlite_url},
+    identity::TrustRegistry,
+    services::{admin::Admin, oversight::Oversight, sharing::Sharing},
+    share::ShareStackBuilder,
+};
+
+/// Why a gateway could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The ledger could not be opened; without it nothing may be shared.
+    #[error("cannot open the audit ledger: {0}")]
+    Ledger(#[from] liaison_ledger::LedgerError),
+    /// The policy file is unreadable or invalid.
+    #[error("cannot load policy from `{path}`: {message}")]
+    Policy {
+        /// The policy file.
+        path: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// A connector could not be built.
+    #[error("cannot start connectors: {0}")]
+    Connectors(#[from] liaison_connectors::ConnectorError),
+    /// The listener could not be bound or served.
+    #[error("cannot listen on `{addr}`: {message}")]
+    Listen {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        message: String,
+    },
+    /// Any other start-up fault.
+    #[error("{0}")]
+    Other(String),
+}
+
+/// A gateway serving on a socket.
+#[derive(Debug)]
+pub struct Running {
+    /// The address actually bound.
+    pub addr: SocketAddr,
+    /// The ledger, for tools and tests.
+    pub ledger: Arc<Ledger>,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    task: JoinHandle<Result<(), tonic::transport::Error>>,
+}
+
+impl Running {
+    /// Stops accepting, lets in-flight calls finish, and waits.
+    pub async fn shutdown(mut self) -> Result<(), StartError> {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        self.wait().await
+    }
+
+    /// Waits until the server stops.
+    pub async fn wait(self) -> Result<(), StartError> {
+        match self.task.await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(StartError::Other(e.to_string())),
+            Err(e) => Err(StartError::Other(e.to_string())),
+        }
+    }
+}
+
+/// Loads the policy file named by the configuration.
+pub async fn load_policy(config: &Config) -> Result<PolicyEngine, StartError> {
+    let path = config.policy_path();
+    let err = |message: String| StartError::Policy {
+        path: path.display().to_string(),
+        message,
+    };
+    let text = tokio::fs::read_to_string(&path)
+        .await
+        .map_err(|e| err(e.to_string()))?;
+    let set = PolicySet::from_toml(&text).map_err(|e| err(e.to_string()))?;
+    PolicyEngine::compile(&set).map_err(|e| err(e.to_string()))
+}
+
+/// Starts a gateway on `listener` (or on the configured address when
+/// `None`), and runs until [`Running::shutdown`] or `stop` resolves.
+pub async fn start(
+    config: Config,
+    listener: Option<TcpListener>,
+    stop: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<Running, StartError> {
+    let config = Arc::new(config);
+    let ledger = Arc::new(Ledger::connect(&config.ledger_url()).await?);
+    let engine = load_policy(&config).await?;
+    let (_policy_tx, policy) = watch::channel(Arc::new(engine));
+    let connectors: Vec<ConnectorConfig> = config
+        .connectors
+        .iter()
+        .cloned()
+        .map(|mut c| {
+            c.resolve_paths(&config.base_dir);
+            if let ConnectorConfig::Sql(sql) = &mut c {
+                sql.url = resolve_sqlite_url(&sql.url, &config.base_dir);
+            }
+            c
+        })
+        .collect();
+    let registry = Arc::new(Registry::from_configs(&connectors).await?);
+    let http = reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs(3))
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .map_err(|e| StartError::Other(format!("cannot build the HTTP client: {e}")))?;
+    let trust = Arc::new(
+        TrustRegistry::from_config(&config, http).map_err(|e| StartError::Other(e.to_string()))?,
+    );
+
+    let stack = ShareStackBuilder {
+        ledger: ledger.clone(),
+        policy: policy.clone(),
+        registry: registry.clone(),
+        connector_deadline: Duration::from_millis(config.server.connector_deadline_ms),
+    }
+    .build();
+    let titles: BTreeMap<String, String> = registry
+        .iter()
+        .map(|c| (c.descriptor().id.clone(), c.descriptor().title.clone()))
+        .collect();
+    let max = config.server.max_message_bytes;
+    let sharing = SharingServiceServer::new(Sharing::new(stack, policy.clone(), titles))
+        .max_decoding_message_size(max)
+        .max_encoding_message_size(max);
+    let oversight = OversightServiceServer::new(Oversight::new(ledger.clone()))
+        .max_decoding_message_size(max)
+        .max_encoding_message_size(max);
+    let admin = AdminServiceServer::new(Admin::new(config.clone(), policy.clone()))
+        .max_decoding_message_size(max)
+        .max_encoding_message_size(max);
+
+    let (health_reporter, health) = tonic_health::server::health_reporter();
+    health_reporter
+        .set_serving::<SharingServiceServer<Sharing>>()
+        .await;
+    health_reporter
+        .set_serving::<OversightServiceServer<Oversight>>()
+        .await;
+    health_reporter
+        .set_serving::<AdminServiceServer<Admin>>()
+        .await;
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(liaison_proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()
+        .map_err(|e| StartError::Other(format!("cannot build reflection: {e}")))?;
+
+    let listener = match listener {
+        Some(l) => l,
+        None => TcpListener::bind(config.server.listen)
+            .await
+            .map_err(|e| StartError::Listen {
+                addr: config.server.listen,
+                message: e.to_string(),
+            })?,
+    };
+    let addr = listener.local_addr().map_err(|e| StartError::Listen {
+        addr: config.server.listen,
+        message: e.to_string(),
+    })?;
+
+    // The transport stack, in request order.
+    let transport = ServiceBuilder::new().layer(AuthnLayer::new(trust, ledger.clone()));
+    let router = tonic::transport::Server::builder()
+        .timeout(Duration::from_millis(config.server.request_timeout_ms))
+        .max_concurrent_streams(Some(256))
+        .http2_max_header_list_size(Some(16 * 1024))
+        .http2_keepalive_interval(Some(Duration::from_secs(30)))
+        .http2_keepalive_timeout(Some(Duration::from_secs(10)))
+        .layer(transport)
+        .add_service(health)
+        .add_service(reflection)
+        .add_service(sharing)
+        .add_service(oversight)
+        .add_service(admin);
+
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let signal = async move {
+        tokio::select! {
+            _ = rx => {}
+            () = stop => {}
+        }
+        health_reporter
+            .set_not_serving::<SharingServiceServer<Sharing>>()
+            .await;
+    };
+    let task = tokio::spawn(
+        router.serve_with_incoming_shutdown(TcpListenerStream::new(listener), signal),
+    );
+    tracing::info!(%addr, "gateway serving");
+    Ok(Running {
+        addr,
+        ledger,
+        shutdown: Some(tx),
+        task,
+    })
+}

@@ -1,0 +1,5 @@
+//! The published gRPC services.
+
+pub mod admin;
+pub mod oversight;
+pub mod sharing;

@@ -1,0 +1,324 @@
+//! `OversightService`: the ledger as Data Protection Officers and auditors
+//! see it. Only the `dpo` and `auditor` roles may use it, and each sees the
+//! entries of their own agency's principals.
+
+use std::sync::Arc;
+
+use liaison_ledger::{EntryFilter, Ledger, LedgerError, StoredEntry};
+use liaison_proto::v1::{self as pb, oversight_service_server::OversightService};
+use prost::Message;
+use tonic::{Request, Response, Status};
+
+use crate::{authn, error::GatewayError, identity::Principal, share::audit};
+
+/// Roles that may use oversight.
+pub const OVERSIGHT_ROLES: &[&str] = &["dpo", "auditor"];
+const DEFAULT_PAGE: u32 = 50;
+const MAX_PAGE: u32 = 500;
+
+/// The oversight service.
+#[derive(Debug, Clone)]
+pub struct Oversight {
+    ledger: Arc<Ledger>,
+}
+
+impl Oversight {
+    /// Serves oversight of `ledger`.
+    pub fn new(ledger: Arc<Ledger>) -> Self {
+        Self { ledger }
+    }
+
+    async fn stored(&self, principal: &Principal, entry_id: &str) -> Result<StoredEntry, Status> {
+        let entry = self
+            .ledger
+            .get(entry_id)
+            .await
+            .map_err(ledger_error)?
+            .filter(|e| visible(principal, e))
+            .ok_or_else(|| GatewayError::NotFound {
+                what: format!("audit entry `{entry_id}`"),
+            })?;
+        Ok(entry)
+    }
+}
+
+fn overseer<T>(request: &Request<T>) -> Result<Arc<Principal>, Status> {
+    let principal = authn::principal(request)?;
+    if OVERSIGHT_ROLES.iter().any(|r| principal.has_role(r)) {
+        Ok(principal)
+    } else {
+        Err(GatewayError::FunctionNotPermitted {
+            message: "oversight needs the `dpo` or `auditor` role".into(),
+        }
+        .into())
+    }
+}
+
+/// A principal sees entries made by its own agency's principals, and
+/// authentication failures (which name no agency) are visible to none.
+fn visible(principal: &Principal, entry: &StoredEntry) -> bool {
+    entry.index.agency == principal.agency
+}
+
+fn ledger_error(e: LedgerError) -> Status {
+    tracing::error!(error = %e, "ledger read failed");
+    match e {
+        LedgerError::Unavailable { .. } => GatewayError::AuditUnavailable.into(),
+        other => GatewayError::internal(other).into(),
+    }
+}
+
+fn ledger_entry(e: StoredEntry) -> Result<pb::LedgerEntry, Status> {
+    let entry = pb::AuditEntry::decode(e.body.as_slice())
+        .map_err(|_| GatewayError::internal(format!("entry {} does not decode", e.seq)))?;
+    Ok(pb::LedgerEntry {
+        entry: Some(entry),
+        sequence: e.seq,
+        leaf_hash: hex::encode(e.leaf_hash),
+        canonical: e.body,
+    })
+}
+
+fn timestamp(t: Option<prost_types::Timestamp>) -> Option<time::OffsetDateTime> {
+    t.and_then(|t| time::OffsetDateTime::from_unix_timestamp(t.seconds).ok())
+}
+
+fn outcome_name(o: i32) -> Option<String> {
+    pb::AuditOutcome::try_from(o)
+        .ok()
+        .filter(|o| *o != pb::AuditOutcome::Unspecified)
+        .map(|o| {
+            o.as_str_name()
+                .trim_start_matches("AUDIT_OUTCOME_")
+                .to_ascii_lowercase()
+        })
+}
+
+fn some(s: String) -> Option<String> {
+    Some(s).filter(|s| !s.is_empty())
+}
+
+async fn current_size(ledger: &Ledger, requested: u64) -> Result<u64, Status> {
+    let size = ledger.size().await.map_err(ledger_error)?;
+    match requested {
+        0 => Ok(size),
+        n if n <= size => Ok(n),
+        n => Err(GatewayError::InvalidField {
+            field: "tree_size".into(),
+            message: format!("the ledger holds {size} entries, not {n}"),
+        }
+        .into()),
+    }
+}
+
+#[tonic::async_trait]
+impl OversightService for Oversight {
+    async fn list_audit_entries(
+        &self,
+        request: Request<pb::ListAuditEntriesRequest>,
+    ) -> Result<Response<pb::ListAuditEntriesResponse>, Status> {
+        let principal = overseer(&request)?;
+        let r = request.into_inner();
+        if !r.agency_id.is_empty() && r.agency_id != principal.agency {
+            return Err(GatewayError::FunctionNotPermitted {
+                message: format!("oversight of agency `{}` is not granted", r.agency_id),
+            }
+            .into());
+        }
+        let limit = match r.page_size {
+            0 => DEFAULT_PAGE,
+            n => u32::try_from(n)
+                .ok()
+                .filter(|n| *n <= MAX_PAGE)
+                .ok_or_else(|| GatewayError::InvalidField {
+                    field: "page_size".into(),
+                    message: "must be between 1 and 500".into(),
+                })?,
+        };
+        let after = if r.page_token.is_empty() {
+            None
+        } else {
+            Some(r.page_token.parse::<u64>().map_err(|_| GatewayError::InvalidField {
+                field: "page_token".into(),
+                message: "is not a token from a previous page".into(),
+            })?)
+        };
+        let filter = EntryFilter {
+            agency: Some(principal.agency.clone()),
+            subject: some(r.subject),
+            purpose: some(r.purpose),
+            isa_id: some(r.isa_id),
+            subject_ref: some(r.person_id),
+            outcome: outcome_name(r.outcome),
+            from: timestamp(r.from_time),
+            until: timestamp(r.to_time),
+            ..EntryFilter::default()
+        };
+        let page = self
+            .ledger
+            .list(&filter, limit, after)
+            .await
+            .map_err(ledger_error)?;
+        let next_page_token = if page.len() == usize::try_from(limit).unwrap_or(usize::MAX) {
+            page.last().map(|e| e.seq.to_string()).unwrap_or_default()
+        } else {
+            String::new()
+        };
+        let entries = page
+            .into_iter()
+            .map(ledger_entry)
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Response::new(pb::ListAuditEntriesResponse {
+            entries,
+            next_page_token,
+        }))
+    }
+
+    async fn get_audit_entry(
+        &self,
+        request: Request<pb::GetAuditEntryRequest>,
+    ) -> Result<Response<pb::GetAuditEntryResponse>, Status> {
+        let principal = overseer(&request)?;
+        let stored = self.stored(&principal, &request.into_inner().entry_id).await?;
+        Ok(Response::new(pb::GetAuditEntryResponse {
+            entry: Some(ledger_entry(stored)?),
+        }))
+    }
+
+    async fn get_tree_head(
+        &self,
+        request: Request<pb::GetTreeHeadRequest>,
+    ) -> Result<Response<pb::GetTreeHeadResponse>, Status> {
+        overseer(&request)?;
+        let size = current_size(&self.ledger, 0).await?;
+        let head = self.ledger.tree_head(size).await.map_err(ledger_error)?;
+        Ok(Response::new(pb::GetTreeHeadResponse {
+            head: Some(pb::TreeHead {
+                tree_size: head.size,
+                root_hash: hex::encode(head.root),
+                timestamp: Some(audit::now()),
+                signature: String::new(),
+                key_id: String::new(),
+            }),
+        }))
+    }
+
+    async fn get_inclusion_proof(
+        &self,
+        request: Request<pb::GetInclusionProofRequest>,
+    ) -> Result<Response<pb::GetInclusionProofResponse>, Status> {
+        let principal = overseer(&request)?;
+        let r = request.into_inner();
+        let stored = self.stored(&principal, &r.entry_id).await?;
+        let size = current_size(&self.ledger, r.tree_size).await?;
+        if stored.seq > size {
+            return Err(GatewayError::InvalidField {
+                field: "tree_size".into(),
+                message: format!("entry {} is not in a tree of {size} entries", stored.seq),
+            }
+            .into());
+        }
+        let proof = self
+            .ledger
+            .inclusion_proof(stored.seq, size)
+            .await
+            .map_err(ledger_error)?;
+        let head = self.ledger.tree_head(size).await.map_err(ledger_error)?;
+        Ok(Response::new(pb::GetInclusionProofResponse {
+            leaf_index: stored.seq - 1,
+            tree_size: size,
+            leaf_hash: hex::encode(stored.leaf_hash),
+            audit_path: proof.iter().map(hex::encode).collect(),
+            root_hash: hex::encode(head.root),
+        }))
+    }
+
+    async fn get_consistency_proof(
+        &self,
+        request: Request<pb::GetConsistencyProofRequest>,
+    ) -> Result<Response<pb::GetConsistencyProofResponse>, Status> {
+        overseer(&request)?;
+        let r = request.into_inner();
+        let second = current_size(&self.ledger, r.second_size).await?;
+        if r.first_size > second {
+            return Err(GatewayError::InvalidField {
+                field: "first_size".into(),
+                message: "must not exceed the second size".into(),
+            }
+            .into());
+        }
+        let proof = self
+            .ledger
+            .consistency_proof(r.first_size, second)
+            .await
+            .map_err(ledger_error)?;
+        let first_root = self.ledger.tree_head(r.first_size).await.map_err(ledger_error)?;
+        let second_root = self.ledger.tree_head(second).await.map_err(ledger_error)?;
+        Ok(Response::new(pb::GetConsistencyProofResponse {
+            first_size: r.first_size,
+            second_size: second,
+            proof: proof.iter().map(hex::encode).collect(),
+            first_root: hex::encode(first_root.root),
+            second_root: hex::encode(second_root.root),
+        }))
+    }
+
+    async fn get_subject_access_report(
+        &self,
+        request: Request<pb::GetSubjectAccessReportRequest>,
+    ) -> Result<Response<pb::GetSubjectAccessReportResponse>, Status> {
+        let principal = overseer(&request)?;
+        let person_id = request.into_inner().person_id;
+        if person_id.is_empty() {
+            return Err(GatewayError::InvalidField {
+                field: "person_id".into(),
+                message: "is required".into(),
+            }
+            .into());
+        }
+        let filter = EntryFilter {
+            agency: Some(principal.agency.clone()),
+            subject_ref: Some(person_id.clone()),
+            order: liaison_ledger::Order::OldestFirst,
+            ..EntryFilter::default()
+        };
+        let mut disclosures = Vec::new();
+        let mut after = None;
+        loop {
+            let page = self
+                .ledger
+                .list(&filter, MAX_PAGE, after)
+                .await
+                .map_err(ledger_error)?;
+            let full = page.len() == usize::try_from(MAX_PAGE).unwrap_or(usize::MAX);
+            after = page.last().map(|e| e.seq);
+            for stored in page {
+                let e = ledger_entry(stored)?.entry.unwrap_or_default();
+                let p = e.principal.clone().unwrap_or_default();
+                for d in e.disclosures.iter().filter(|d| d.person_id == person_id) {
+                    disclosures.push(pb::SubjectDisclosure {
+                        disclosed_at: e.recorded_at,
+                        recipient_agency_id: e.recipient_agency_id.clone(),
+                        recipient_user: if p.display_name.is_empty() {
+                            p.subject.clone()
+                        } else {
+                            p.display_name.clone()
+                        },
+                        purpose: e.purpose.clone(),
+                        isa_id: e.isa_id.clone(),
+                        legal_basis: e.legal_basis.clone(),
+                        fields: d.fields.clone(),
+                        entry_id: e.entry_id.clone(),
+                    });
+                }
+            }
+            if !full {
+                break;
+            }
+        }
+        Ok(Response::new(pb::GetSubjectAccessReportResponse {
+            person_id,
+            disclosures,
+        }))
+    }
+}

@@ -1,0 +1,204 @@
+//! `SharingService`: turns each RPC into a [`ShareCall`] for the share stack
+//! and its answer back into a response carrying the audit receipt.
+
+use std::{collections::BTreeMap, sync::Arc, time::Duration};
+
+use liaison_policy::Action;
+use liaison_proto::v1::{self as pb, sharing_service_server::SharingService};
+use tokio_stream::Stream;
+use tonic::{Request, Response, Status};
+use tower::ServiceExt;
+
+use crate::{
+    authn,
+    error::GatewayError,
+    share::{
+        Operation, Payload, Refused, ShareCall, ShareStack, authorize::PolicyHandle,
+    },
+    status,
+};
+
+/// The sharing service.
+#[derive(Debug, Clone)]
+pub struct Sharing {
+    stack: ShareStack,
+    policy: PolicyHandle,
+    titles: Arc<BTreeMap<String, String>>,
+}
+
+impl Sharing {
+    /// Serves shares through `stack`; `titles` names each dataset served.
+    pub fn new(stack: ShareStack, policy: PolicyHandle, titles: BTreeMap<String, String>) -> Self {
+        Self {
+            stack,
+            policy,
+            titles: Arc::new(titles),
+        }
+    }
+
+    async fn share(
+        &self,
+        req_meta: &tonic::metadata::MetadataMap,
+        principal: Arc<crate::identity::Principal>,
+        remote: Option<std::net::SocketAddr>,
+        method: &'static str,
+        action: Action,
+        context: Option<pb::ShareContext>,
+        operation: Operation,
+    ) -> Result<(Payload, pb::Receipt), Status> {
+        let call = ShareCall {
+            principal,
+            method,
+            action,
+            context,
+            operation,
+            client_address: remote.map(|a| a.to_string()).unwrap_or_default(),
+            trace_id: trace_id(req_meta),
+            deadline: grpc_timeout(req_meta),
+        };
+        match self.stack.clone().oneshot(call).await {
+            Ok(shared) => Ok((shared.payload, shared.receipt)),
+            Err(Refused { error, receipt }) => Err(status::refusal(error, receipt.as_ref())),
+        }
+    }
+}
+
+#[tonic::async_trait]
+impl SharingService for Sharing {
+    async fn list_datasets(
+        &self,
+        request: Request<pb::ListDatasetsRequest>,
+    ) -> Result<Response<pb::ListDatasetsResponse>, Status> {
+        let principal = authn::principal(&request)?;
+        let purpose = request.into_inner().purpose;
+        let engine = self.policy.borrow().clone();
+        let grants = engine
+            .grants_for(&principal.agency, &principal.roles, time::OffsetDateTime::now_utc())
+            .into_iter()
+            .filter(|g| purpose.is_empty() || g.purposes.iter().any(|p| *p == purpose))
+            .map(|g| pb::DatasetGrant {
+                title: self.titles.get(&g.dataset).cloned().unwrap_or_default(),
+                dataset_id: g.dataset,
+                provider_agency_id: g.provider,
+                isa_id: g.isa_id,
+                isa_version: g.isa_version,
+                purposes: g.purposes,
+                actions: g.actions.iter().map(|a| a.to_string()).collect(),
+                fields: g.fields.paths().map(str::to_owned).collect(),
+                legal_basis: g.legal_basis,
+            })
+            .collect();
+        Ok(Response::new(pb::ListDatasetsResponse { grants }))
+    }
+
+    async fn search_persons(
+        &self,
+        request: Request<pb::SearchPersonsRequest>,
+    ) -> Result<Response<pb::SearchPersonsResponse>, Status> {
+        let principal = authn::principal(&request)?;
+        let remote = request.remote_addr();
+        let meta = request.metadata().clone();
+        let r = request.into_inner();
+        let (payload, receipt) = self
+            .share(
+                &meta,
+                principal,
+                remote,
+                "/liaison.v1.SharingService/SearchPersons",
+                Action::Search,
+                r.context,
+                Operation::Search {
+                    query: r.query,
+                    dataset_ids: r.dataset_ids,
+                    page_size: r.page_size,
+                },
+            )
+            .await?;
+        match payload {
+            Payload::Search { matches, gaps } => Ok(Response::new(pb::SearchPersonsResponse {
+                matches,
+                gaps,
+                receipt: Some(receipt),
+            })),
+            Payload::Read { .. } => Err(GatewayError::internal("search answered with records").into()),
+        }
+    }
+
+    async fn get_records(
+        &self,
+        request: Request<pb::GetRecordsRequest>,
+    ) -> Result<Response<pb::GetRecordsResponse>, Status> {
+        let principal = authn::principal(&request)?;
+        let remote = request.remote_addr();
+        let meta = request.metadata().clone();
+        let r = request.into_inner();
+        let (payload, receipt) = self
+            .share(
+                &meta,
+                principal,
+                remote,
+                "/liaison.v1.SharingService/GetRecords",
+                Action::Read,
+                r.context,
+                Operation::Read {
+                    person_id: r.person_id,
+                    kinds: r.kinds,
+                },
+            )
+            .await?;
+        match payload {
+            Payload::Read {
+                person,
+                records,
+                gaps,
+            } => Ok(Response::new(pb::GetRecordsResponse {
+                person,
+                records,
+                gaps,
+                receipt: Some(receipt),
+            })),
+            Payload::Search { .. } => Err(GatewayError::internal("read answered with matches").into()),
+        }
+    }
+
+    type SubscribeStream =
+        std::pin::Pin<Box<dyn Stream<Item = Result<pb::SubscribeResponse, Status>> + Send>>;
+
+    async fn subscribe(
+        &self,
+        request: Request<pb::SubscribeRequest>,
+    ) -> Result<Response<Self::SubscribeStream>, Status> {
+        authn::principal(&request)?;
+        Err(GatewayError::NotImplemented {
+            message: "change subscriptions are not offered by this deployment yet; poll `GetRecords`"
+                .into(),
+        }
+        .into())
+    }
+}
+
+/// The caller's deadline from the `grpc-timeout` header (e.g. `500m`).
+fn grpc_timeout(meta: &tonic::metadata::MetadataMap) -> Option<Duration> {
+    let value = meta.get("grpc-timeout")?.to_str().ok()?;
+    let (digits, unit) = value.split_at(value.len().checked_sub(1)?);
+    let n: u64 = digits.parse().ok()?;
+    Some(match unit {
+        "H" => Duration::from_secs(n.saturating_mul(3600)),
+        "M" => Duration::from_secs(n.saturating_mul(60)),
+        "S" => Duration::from_secs(n),
+        "m" => Duration::from_millis(n),
+        "u" => Duration::from_micros(n),
+        "n" => Duration::from_nanos(n),
+        _ => return None,
+    })
+}
+
+/// The trace id from a W3C `traceparent` header, if the caller sent one.
+fn trace_id(meta: &tonic::metadata::MetadataMap) -> String {
+    meta.get("traceparent")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split('-').nth(1))
+        .filter(|id| id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit()))
+        .map(str::to_owned)
+        .unwrap_or_default()
+}

@@ -1,0 +1,258 @@
+//! Shared fixtures for the gateway's integration tests: real `oidc-provider`
+//! processes for two agencies, the synthetic police records system, the
+//! shipped demo policy and mapping, and a gateway serving on loopback.
+//!
+//! Test credentials below are fixtures for these tests only.
+
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::{path::PathBuf, process::Stdio, time::Duration};
+
+use liaison_gateway::{config::Config, server};
+use liaison_proto::v1 as pb;
+use serde_json::{Value, json};
+use tokio::{
+    io::{AsyncBufReadExt, BufReader},
+    net::TcpListener,
+    process::{Child, Command},
+};
+use tonic::{Request, metadata::MetadataValue, transport::Channel};
+
+pub const ISA: &str = "met-hackney-children";
+pub const DATASET: &str = "met-police.records";
+pub const SOCIAL_WORKER: (&str, &str) = ("hackney-mash-system", "test-fixture-secret-sw");
+pub const COUNCIL_DPO: (&str, &str) = ("hackney-dpo-console", "test-fixture-secret-dpo");
+pub const OFFICER: (&str, &str) = ("met-mash-system", "test-fixture-secret-officer");
+
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// One `oidc-provider` process.
+pub struct Idp {
+    pub issuer: String,
+    child: Child,
+    _dir: tempfile::TempDir,
+}
+
+impl Idp {
+    pub async fn start(agency: &str, alg: &str, clients: Value) -> Idp {
+        let harness = repo().join("conformance-tests/oidc-provider");
+        assert!(
+            harness.join("node_modules/oidc-provider").exists(),
+            "oidc-provider is not installed: run `npm ci` in {}",
+            harness.display()
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let config = json!({
+            "port": 0, "host": "127.0.0.1", "agency": agency, "audience": "liaison",
+            "signing_alg": alg, "access_token_ttl_seconds": 300, "clients": clients,
+        });
+        let path = dir.path().join("idp.json");
+        std::fs::write(&path, config.to_string()).unwrap();
+        let mut child = Command::new("node")
+            .arg(harness.join("server.mjs"))
+            .arg("--config")
+            .arg(&path)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("node must be installed");
+        let stdout = child.stdout.take().unwrap();
+        let mut lines = BufReader::new(stdout).lines();
+        let line = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
+            .await
+            .expect("oidc-provider did not start within 30 s")
+            .unwrap()
+            .expect("oidc-provider exited before it was ready");
+        let ready: Value = serde_json::from_str(line.strip_prefix("READY ").unwrap()).unwrap();
+        Idp {
+            issuer: ready["issuer"].as_str().unwrap().to_owned(),
+            child,
+            _dir: dir,
+        }
+    }
+
+    pub async fn token(&self, (client_id, secret): (&str, &str)) -> String {
+        let response: Value = reqwest::Client::new()
+            .post(format!("{}/token", self.issuer))
+            .basic_auth(client_id, Some(secret))
+            .form(&[("grant_type", "client_credentials")])
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        response["access_token"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no token: {response}"))
+            .to_owned()
+    }
+
+    pub async fn stop(&mut self) {
+        let _ = self.child.kill().await;
+    }
+}
+
+fn client(id: &str, secret: &str, name: &str, roles: &[&str]) -> Value {
+    json!({
+        "client_id": id, "client_secret": secret, "grant_types": ["client_credentials"],
+        "claims": { "roles": roles, "name": name },
+    })
+}
+
+/// Two agencies' providers, the legacy data, and a gateway.
+pub struct World {
+    pub dir: tempfile::TempDir,
+    pub met: Idp,
+    pub hackney: Idp,
+    pub gateway: server::Running,
+    pub channel: Channel,
+}
+
+impl World {
+    /// Starts everything; `ledger_url` defaults to a SQLite file in the
+    /// world's directory.
+    pub async fn start(ledger_url: Option<String>) -> World {
+        let met = Idp::start(
+            "met-police",
+            "RS256",
+            json!([
+                client(OFFICER.0, OFFICER.1, "PC Jordan Reid", &["officer"]),
+                client("met-dpo-console", "test-fixture-secret-met-dpo", "Alex Morgan", &["dpo"]),
+            ]),
+        )
+        .await;
+        let hackney = Idp::start(
+            "hackney-childrens",
+            "ES256",
+            json!([
+                client(SOCIAL_WORKER.0, SOCIAL_WORKER.1, "Sam Okoro", &["social-worker"]),
+                client(COUNCIL_DPO.0, COUNCIL_DPO.1, "Priya Shah", &["dpo"]),
+            ]),
+        )
+        .await;
+        let dir = tempfile::tempdir().unwrap();
+        let rms = dir.path().join("police-rms.db");
+        liaison_connectors::synthetic::generate_police_rms(
+            &format!("sqlite://{}?mode=rwc", rms.display()),
+            200,
+            7,
+        )
+        .await
+        .unwrap();
+        std::fs::copy(repo().join("deploy/demo/policy.toml"), dir.path().join("policy.toml")).unwrap();
+        std::fs::copy(
+            repo().join("connectors/examples/police-rms.toml"),
+            dir.path().join("police-rms.toml"),
+        )
+        .unwrap();
+        let ledger = ledger_url.unwrap_or_else(|| "sqlite://ledger.db".into());
+        let text = format!(
+            r#"
+version = 1
+[server]
+connector_deadline_ms = 5000
+[ledger]
+url = "{ledger}"
+[policy]
+file = "policy.toml"
+[[agency]]
+id = "met-police"
+display_name = "Metropolitan Police Service"
+kind = "police"
+[[agency]]
+id = "hackney-childrens"
+display_name = "Hackney Children and Families Service"
+kind = "local-authority"
+[[issuer]]
+url = "{met}"
+agency = "met-police"
+audiences = ["liaison"]
+algorithms = ["RS256"]
+allow_insecure_http = true
+[[issuer]]
+url = "{hackney}"
+agency = "hackney-childrens"
+audiences = ["liaison"]
+algorithms = ["ES256"]
+allow_insecure_http = true
+[[connector]]
+kind = "sql"
+id = "{DATASET}"
+agency = "met-police"
+title = "Met Police records (synthetic)"
+system = "Synthetic RMS"
+url = "sqlite://{rms}?mode=ro"
+mapping_file = "police-rms.toml"
+"#,
+            met = met.issuer,
+            hackney = hackney.issuer,
+            rms = rms.display(),
+        );
+        let path = dir.path().join("liaison.toml");
+        std::fs::write(&path, text).unwrap();
+        let config = Config::load(&path).unwrap();
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let gateway = server::start(config, Some(listener), std::future::pending())
+            .await
+            .unwrap();
+        let channel = Channel::from_shared(format!("http://{}", gateway.addr))
+            .unwrap()
+            .connect()
+            .await
+            .unwrap();
+        World {
+            dir,
+            met,
+            hackney,
+            gateway,
+            channel,
+        }
+    }
+
+    pub fn config_path(&self) -> PathBuf {
+        self.dir.path().join("liaison.toml")
+    }
+}
+
+/// A request carrying a bearer token.
+pub fn authed<T>(token: &str, message: T) -> Request<T> {
+    let mut req = Request::new(message);
+    let value: MetadataValue<_> = format!("Bearer {token}").parse().unwrap();
+    req.metadata_mut().insert("authorization", value);
+    req
+}
+
+pub fn context(purpose: &str) -> pb::ShareContext {
+    pb::ShareContext {
+        purpose: purpose.into(),
+        justification: "Section 47 enquiry following a school referral".into(),
+        isa_id: ISA.into(),
+        case_reference: "HCK-2026-0042".into(),
+        ..Default::default()
+    }
+}
+
+pub fn leah() -> pb::PersonQuery {
+    pb::PersonQuery {
+        family_name: "Marsh".into(),
+        given_name: "Leah".into(),
+        date_of_birth: Some(pb::Date { year: 2013, month: 5, day: 14 }),
+        ..Default::default()
+    }
+}
+
+/// The `ErrorInfo` reason and the `BadRequest` fields of a status.
+pub fn reason(status: &tonic::Status) -> (String, Vec<String>) {
+    use tonic_types::StatusExt;
+    let details = status.get_error_details();
+    let reason = details.error_info().map(|i| i.reason.clone()).unwrap_or_default();
+    let fields = details
+        .bad_request()
+        .map(|b| b.field_violations.iter().map(|v| v.field.clone()).collect())
+        .unwrap_or_default();
+    (reason, fields)
+}
