@@ -1,1 +1,52 @@
-//! placeholder
+//! Liaison's policy layer: Information Sharing Agreements and operator rules, compiled to casbin
+//! ABAC and evaluated per share.
+//!
+//! Deny is the default and an explicit deny overrides any allow. A share is allowed only under an
+//! agreement that exists, is active and in force, names the caller's agency as a recipient,
+//! permits the stated purpose, covers the dataset, permits the action, and releases fields to at
+//! least one of the caller's roles; and only if no operator rule denies it. The decision carries
+//! the field mask (the union of the caller's roles' fields), the obligations, the rules that
+//! matched, and the policy's content hash for the audit entry.
+//!
+//! ```
+//! use liaison_policy::{Action, DecisionRequest, PolicyEngine, PolicySet};
+//!
+//! let set = PolicySet::from_toml(include_str!("../examples/demo.toml"))?;
+//! let engine = PolicyEngine::compile(&set)?;
+//! let roles = ["social-worker".to_owned()];
+//! let decision = engine.decide(&DecisionRequest {
+//!     agency: "hackney-childrens",
+//!     roles: &roles,
+//!     action: Action::Read,
+//!     dataset: "police.records",
+//!     purpose: "safeguarding-children",
+//!     isa_id: "met-hackney-children",
+//!     at: time::macros::datetime!(2026-06-01 10:00 +01:00),
+//! });
+//! assert!(decision.is_allowed());
+//! assert!(decision.mask.allows("person.names"));
+//! assert!(!decision.mask.allows("relationship.kind"));
+//! # Ok::<(), liaison_policy::PolicyError>(())
+//! ```
+//!
+//! Domain types only: converting to and from `liaison.v1` messages happens at the gateway's edge.
+
+mod decision;
+mod engine;
+mod error;
+mod isa;
+mod mask;
+mod model;
+mod set;
+mod version;
+
+pub use decision::{Decision, DecisionRequest, DenyReason, Grant, Obligation};
+pub use engine::PolicyEngine;
+pub use error::{PolicyError, Problem};
+pub use isa::{
+    Action, Agreement, AgreementStatus, DatasetTerms, Effect, OperatorRule, RoleFields,
+    UnknownAction,
+};
+pub use mask::FieldMask;
+pub use model::{MODEL, validate_model};
+pub use set::PolicySet;

@@ -52,7 +52,7 @@ fn a_syntax_error_names_its_line() {
     let text = GOOD.replace("kind = \"police\"", "kind = \"police");
     let p = problems(&text);
     assert_eq!(p.len(), 1);
-    assert_eq!(p[0].line, Some(14), "{p:?}");
+    assert_eq!(p[0].line, Some(13), "{p:?}");
 }
 
 #[test]
@@ -74,7 +74,7 @@ fn an_unsupported_version_is_refused() {
 fn hmac_and_none_are_refused_for_issuers() {
     let p = problems(&GOOD.replace("[\"RS256\"]", "[\"HS256\", \"none\"]"));
     assert_eq!(p.len(), 2, "{p:?}");
-    assert!(p.iter().all(|p| p.key == "issuer[0].algorithms" && p.line == Some(21)));
+    assert!(p.iter().all(|p| p.key == "issuer[0].algorithms" && p.line == Some(19)));
     assert!(p[0].message.contains("HMAC"));
 }
 
@@ -95,7 +95,7 @@ fn plain_http_is_refused_except_for_an_allowed_loopback_issuer() {
 fn an_issuer_for_an_undefined_agency_is_refused() {
     let p = problems(&GOOD.replace("agency = \"met-police\"", "agency = \"kent-police\""));
     assert_eq!(p[0].key, "issuer[0].agency");
-    assert_eq!(p[0].line, Some(18));
+    assert_eq!(p[0].line, Some(17));
     assert!(p[0].message.contains("kent-police"));
 }
 

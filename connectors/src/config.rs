@@ -1,0 +1,232 @@
+//! Connector configuration, as it appears in the gateway's configuration file
+//! or in a file of its own.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::ConnectorError;
+use crate::sql::SqlMapping;
+
+/// One connector, tagged by `kind`.
+///
+/// Only `kind = "sql"` exists today; `json-http`, `csv-folder` and
+/// `liaison-grpc` are reserved for the connectors to come.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+#[non_exhaustive]
+pub enum ConnectorConfig {
+    /// A PostgreSQL or SQLite database read through a declarative mapping.
+    Sql(SqlConnectorConfig),
+}
+
+/// A SQL connector.
+#[derive(Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SqlConnectorConfig {
+    /// The dataset id: lower-case letters, digits, `-`, `_` and `.`. It
+    /// prefixes every person and record id, so it must stay stable.
+    pub id: String,
+    /// The id of the agency that holds the data.
+    pub agency: String,
+    /// A human-readable title for the dataset.
+    pub title: String,
+    /// The legacy system's name, for provenance.
+    pub system: String,
+    /// `sqlite://path/to.db?mode=ro` or `postgres://user@host/db`. The
+    /// connector opens it read-only in either case.
+    pub url: String,
+    /// The most connections the connector opens; defaults to 4.
+    #[serde(default)]
+    pub max_connections: Option<u32>,
+    /// The mapping, inline.
+    #[serde(default)]
+    pub mapping: Option<SqlMapping>,
+    /// The mapping in a file of its own, relative to the file this
+    /// configuration was read from.
+    #[serde(default)]
+    pub mapping_file: Option<PathBuf>,
+}
+
+impl std::fmt::Debug for SqlConnectorConfig {
+    // The URL may carry a password; only its scheme is shown.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let scheme = self.url.split(':').next().unwrap_or_default();
+        f.debug_struct("SqlConnectorConfig")
+            .field("id", &self.id)
+            .field("agency", &self.agency)
+            .field("title", &self.title)
+            .field("system", &self.system)
+            .field("url", &format_args!("{scheme}:…"))
+            .field("max_connections", &self.max_connections)
+            .field("mapping", &self.mapping.as_ref().map(|_| "inline"))
+            .field("mapping_file", &self.mapping_file)
+            .finish()
+    }
+}
+
+impl ConnectorConfig {
+    /// The dataset id.
+    pub fn id(&self) -> &str {
+        match self {
+            Self::Sql(c) => &c.id,
+        }
+    }
+
+    /// Reads one connector's configuration from a TOML file, resolving a
+    /// relative `mapping_file` against the file's directory.
+    pub fn from_file(path: &Path) -> Result<Self, ConnectorError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConnectorError::ReadConfig {
+            path: path.to_owned(),
+            source,
+        })?;
+        let mut config: Self = parse_toml(&text, path)?;
+        config.resolve_paths(path.parent().unwrap_or(Path::new(".")));
+        Ok(config)
+    }
+
+    /// Makes a relative `mapping_file` relative to `base_dir`, the directory
+    /// of the file the configuration came from.
+    pub fn resolve_paths(&mut self, base_dir: &Path) {
+        match self {
+            Self::Sql(c) => {
+                if let Some(file) = &c.mapping_file
+                    && file.is_relative()
+                {
+                    c.mapping_file = Some(base_dir.join(file));
+                }
+            }
+        }
+    }
+}
+
+impl SqlConnectorConfig {
+    /// Problems with the fields outside the mapping.
+    pub(crate) fn problems(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        let id_ok = !self.id.is_empty()
+            && self.id.len() <= 64
+            && self
+                .id
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"-_.".contains(&b));
+        if !id_ok {
+            problems.push(
+                "id: must be 1 to 64 lower-case letters, digits, `-`, `_` or `.`".to_owned(),
+            );
+        }
+        for (key, value) in [
+            ("agency", &self.agency),
+            ("title", &self.title),
+            ("system", &self.system),
+        ] {
+            if value.trim().is_empty() {
+                problems.push(format!("{key}: must not be empty"));
+            }
+        }
+        if self.max_connections == Some(0) {
+            problems.push("max_connections: must be at least 1".to_owned());
+        }
+        problems
+    }
+}
+
+/// Reads a mapping file.
+pub(crate) async fn read_mapping(path: &Path) -> Result<SqlMapping, ConnectorError> {
+    let text = tokio::fs::read_to_string(path)
+        .await
+        .map_err(|source| ConnectorError::ReadConfig {
+            path: path.to_owned(),
+            source,
+        })?;
+    parse_toml(&text, path)
+}
+
+fn parse_toml<T: serde::de::DeserializeOwned>(text: &str, path: &Path) -> Result<T, ConnectorError> {
+    toml::from_str(text).map_err(|e| {
+        let line = e
+            .span()
+            .and_then(|span| text.get(..span.start))
+            .map(|before| before.matches('\n').count() + 1);
+        let message = e.message().trim_end_matches('\n').to_owned();
+        ConnectorError::ParseConfig {
+            path: path.to_owned(),
+            message: match line {
+                Some(line) => format!("line {line}: {message}"),
+                None => message,
+            },
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BASE: &str = r#"
+        kind = "sql"
+        id = "police-rms"
+        agency = "met"
+        title = "Records"
+        system = "RMS"
+        url = "postgres://user:secret@db/rms"
+        mapping_file = "maps/rms.toml"
+    "#;
+
+    #[test]
+    fn configs_parse_and_resolve_mapping_files() {
+        let mut config: ConnectorConfig = parse_toml(BASE, Path::new("c.toml")).unwrap();
+        assert_eq!(config.id(), "police-rms");
+        config.resolve_paths(Path::new("/etc/liaison"));
+        let ConnectorConfig::Sql(sql) = &config;
+        assert_eq!(
+            sql.mapping_file.as_deref(),
+            Some(Path::new("/etc/liaison/maps/rms.toml"))
+        );
+    }
+
+    #[test]
+    fn unknown_fields_and_kinds_are_refused_with_their_line() {
+        let text = format!("{BASE}\n        colour = \"red\"\n");
+        let err = parse_toml::<ConnectorConfig>(&text, Path::new("c.toml")).unwrap_err();
+        assert_eq!(err.fault(), crate::Fault::Configuration);
+        let message = err.to_string();
+        assert!(message.starts_with("cannot parse `c.toml`: "), "{message}");
+        assert!(message.contains("unknown field `colour`"), "{message}");
+
+        // Mapping files are parsed directly, so their errors keep the line.
+        let text = "\n[person]\nsource_id = \"{ID}\"\nsorce = 1\n";
+        let err = parse_toml::<SqlMapping>(text, Path::new("m.toml")).unwrap_err();
+        let message = err.to_string();
+        assert!(message.starts_with("cannot parse `m.toml`: line 4: unknown field `sorce`"), "{message}");
+
+        let text = BASE.replace(r#"kind = "sql""#, r#"kind = "csv-folder""#);
+        let err = parse_toml::<ConnectorConfig>(&text, Path::new("c.toml")).unwrap_err();
+        assert!(err.to_string().contains("unknown variant `csv-folder`"), "{err}");
+    }
+
+    #[test]
+    fn debug_output_hides_the_url() {
+        let config: ConnectorConfig = parse_toml(BASE, Path::new("c.toml")).unwrap();
+        let shown = format!("{config:?}");
+        assert!(!shown.contains("secret"), "{shown}");
+        assert!(shown.contains("postgres:…"), "{shown}");
+    }
+
+    #[test]
+    fn identity_fields_are_checked() {
+        let mut config: ConnectorConfig = parse_toml(BASE, Path::new("c.toml")).unwrap();
+        let ConnectorConfig::Sql(sql) = &mut config;
+        sql.id = "Police:RMS".into();
+        sql.title = " ".into();
+        sql.max_connections = Some(0);
+        assert_eq!(
+            sql.problems(),
+            vec![
+                "id: must be 1 to 64 lower-case letters, digits, `-`, `_` or `.`",
+                "title: must not be empty",
+                "max_connections: must be at least 1",
+            ]
+        );
+    }
+}

@@ -1,0 +1,184 @@
+use std::path::PathBuf;
+
+/// Whose fault a [`ConnectorError`] is.
+///
+/// The gateway answers each differently: a caller's mistake is theirs to fix
+/// and is never retried, a failing source becomes a named gap in a partial
+/// answer, and a configuration fault is the operator's and worth an alert.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Fault {
+    /// The caller asked for something malformed or out of bounds.
+    Caller,
+    /// The legacy source could not be reached or failed while answering.
+    Source,
+    /// The connector's configuration or mapping does not fit the source.
+    Configuration,
+}
+
+/// Everything a connector can fail with.
+///
+/// Malformed rows are not errors: they are skipped and reported as
+/// [`RowProblem`](crate::RowProblem)s beside the rows that could be read.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConnectorError {
+    /// The configuration or mapping was rejected before any query ran; every
+    /// problem found is listed, each with the key it concerns.
+    #[error("connector `{dataset}` is misconfigured: {}", problems.join("; "))]
+    InvalidConfig {
+        /// The dataset id the configuration was for.
+        dataset: String,
+        /// One entry per problem, `key.path: what is wrong`.
+        problems: Vec<String>,
+    },
+    /// A configuration or mapping file could not be read.
+    #[error("cannot read `{}`: {source}", path.display())]
+    ReadConfig {
+        /// The file.
+        path: PathBuf,
+        /// Why it could not be read.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A configuration or mapping file is not valid TOML for its schema.
+    #[error("cannot parse `{}`: {message}", path.display())]
+    ParseConfig {
+        /// The file.
+        path: PathBuf,
+        /// The parser's explanation, with the line it concerns.
+        message: String,
+    },
+    /// Two connectors were configured with one dataset id.
+    #[error("dataset `{0}` is configured more than once")]
+    DuplicateDataset(String),
+    /// The mapping and the source's schema disagree, found while answering.
+    #[error("dataset `{dataset}`: mapping does not fit the source: {message}")]
+    Mapping {
+        /// The dataset.
+        dataset: String,
+        /// What does not fit.
+        message: String,
+    },
+    /// The source could not be reached.
+    #[error("dataset `{dataset}` is unavailable: {source}")]
+    Unavailable {
+        /// The dataset.
+        dataset: String,
+        /// The driver's explanation.
+        #[source]
+        source: sqlx::Error,
+    },
+    /// The source was reached but a query failed.
+    #[error("dataset `{dataset}`: query `{query}` failed: {source}")]
+    QueryFailed {
+        /// The dataset.
+        dataset: String,
+        /// The mapping's name for the query, for example `person.search`.
+        query: String,
+        /// The driver's explanation.
+        #[source]
+        source: sqlx::Error,
+    },
+    /// The caller's search could not be run as asked.
+    #[error("dataset `{dataset}` cannot run the search: {reason}")]
+    InvalidQuery {
+        /// The dataset.
+        dataset: String,
+        /// What is wrong with the query.
+        reason: String,
+    },
+    /// The caller named a source id the dataset could never hold.
+    #[error("dataset `{dataset}` has no source id `{source_id}`: {reason}")]
+    InvalidSourceId {
+        /// The dataset.
+        dataset: String,
+        /// The id as given, shortened if long.
+        source_id: String,
+        /// Why it cannot be an id of this dataset.
+        reason: String,
+    },
+    /// The synthetic data set could not be written.
+    #[error("cannot generate synthetic data: {source}")]
+    Synthetic {
+        /// The driver's explanation.
+        #[source]
+        source: sqlx::Error,
+    },
+}
+
+impl ConnectorError {
+    /// Whose fault the error is.
+    pub fn fault(&self) -> Fault {
+        match self {
+            Self::InvalidQuery { .. } | Self::InvalidSourceId { .. } => Fault::Caller,
+            Self::Unavailable { .. } | Self::QueryFailed { .. } | Self::Synthetic { .. } => {
+                Fault::Source
+            }
+            Self::InvalidConfig { .. }
+            | Self::ReadConfig { .. }
+            | Self::ParseConfig { .. }
+            | Self::DuplicateDataset(_)
+            | Self::Mapping { .. } => Fault::Configuration,
+        }
+    }
+}
+
+/// Shortens untrusted text quoted in a message, so one hostile value cannot
+/// flood logs or error replies.
+pub(crate) fn excerpt(text: &str, max_chars: usize) -> String {
+    let mut chars = text.chars();
+    let mut out: String = chars.by_ref().take(max_chars).collect();
+    if chars.next().is_some() {
+        out.push('…');
+    }
+    out.escape_debug().to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn faults_are_attributed() {
+        let caller = ConnectorError::InvalidQuery {
+            dataset: "d".into(),
+            reason: "r".into(),
+        };
+        assert_eq!(caller.fault(), Fault::Caller);
+        let config = ConnectorError::DuplicateDataset("d".into());
+        assert_eq!(config.fault(), Fault::Configuration);
+        let source = ConnectorError::Unavailable {
+            dataset: "d".into(),
+            source: sqlx::Error::PoolTimedOut,
+        };
+        assert_eq!(source.fault(), Fault::Source);
+    }
+
+    #[test]
+    fn messages_follow_house_style() {
+        let err = ConnectorError::InvalidConfig {
+            dataset: "police-rms".into(),
+            problems: vec!["a: one".into(), "b: two".into()],
+        };
+        assert_eq!(
+            err.to_string(),
+            "connector `police-rms` is misconfigured: a: one; b: two"
+        );
+        let err = ConnectorError::InvalidSourceId {
+            dataset: "police-rms".into(),
+            source_id: "abc".into(),
+            reason: "must be an integer".into(),
+        };
+        assert_eq!(
+            err.to_string(),
+            "dataset `police-rms` has no source id `abc`: must be an integer"
+        );
+    }
+
+    #[test]
+    fn excerpts_are_bounded_and_escaped() {
+        assert_eq!(excerpt("abc", 5), "abc");
+        assert_eq!(excerpt("abcdef", 3), "abc…");
+        assert_eq!(excerpt("a\nb", 5), "a\\nb");
+    }
+}

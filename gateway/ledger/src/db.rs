@@ -1,0 +1,220 @@
+//! Opening the database, creating the schema, and the few statements that differ per backend.
+//!
+//! Both backends run the same queries wherever their SQL agrees (SQLite accepts PostgreSQL's
+//! `$1` placeholders), so the ledger's behaviour is written once. [`dispatch!`] expands a block
+//! once per backend, type-checking it against each driver, which keeps the code free of the
+//! long generic bounds sqlx needs for database-agnostic functions.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::Row;
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
+
+use crate::LedgerError;
+
+/// A connection pool for one of the two backends.
+#[derive(Debug, Clone)]
+pub(crate) enum Db {
+    Sqlite(SqlitePool),
+    Postgres(PgPool),
+}
+
+/// The statements whose text differs between the backends.
+#[derive(Debug)]
+pub(crate) struct Dialect {
+    /// Starts an append transaction. SQLite's `BEGIN IMMEDIATE` takes the database write lock at
+    /// once (waiting up to the busy timeout for another process), so two appenders never both
+    /// read the head and then collide on the upgrade to a write lock.
+    pub begin_write: &'static str,
+    /// Reads the head row and, on PostgreSQL, locks it until commit: this lock is what orders
+    /// appends from every gateway process sharing the database.
+    pub lock_head: &'static str,
+    /// Starts a read-only transaction that sees one snapshot across several statements, so a
+    /// verify that pages through the table sees a ledger that is consistent with its head.
+    pub begin_snapshot: &'static str,
+    /// Creates the schema version table if this is a new database.
+    create_schema_table: &'static str,
+    /// Serialises schema changes between processes starting at the same time.
+    schema_lock: Option<&'static str>,
+    /// The schema steps, oldest first.
+    migrations: &'static [Migration],
+}
+
+#[derive(Debug)]
+struct Migration {
+    version: i64,
+    description: &'static str,
+    sql: &'static str,
+}
+
+pub(crate) const SQLITE: Dialect = Dialect {
+    begin_write: "BEGIN IMMEDIATE",
+    lock_head: "SELECT size, chain_hash FROM ledger_head WHERE id = 1",
+    begin_snapshot: "BEGIN",
+    create_schema_table: "CREATE TABLE IF NOT EXISTS ledger_schema (
+        version     INTEGER PRIMARY KEY,
+        description TEXT    NOT NULL
+    ) STRICT",
+    schema_lock: None,
+    migrations: &[Migration {
+        version: 1,
+        description: "audit ledger",
+        sql: include_str!("../schema/sqlite/0001_audit_ledger.sql"),
+    }],
+};
+
+pub(crate) const POSTGRES: Dialect = Dialect {
+    begin_write: "BEGIN ISOLATION LEVEL READ COMMITTED",
+    lock_head: "SELECT size, chain_hash FROM ledger_head WHERE id = 1 FOR UPDATE",
+    begin_snapshot: "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY",
+    create_schema_table: "CREATE TABLE IF NOT EXISTS ledger_schema (
+        version     BIGINT PRIMARY KEY,
+        description TEXT   NOT NULL
+    )",
+    // The key spells "liaison" in ASCII; the sealer will use a different key.
+    schema_lock: Some("SELECT pg_advisory_xact_lock(30515164586667886)"),
+    migrations: &[Migration {
+        version: 1,
+        description: "audit ledger",
+        sql: include_str!("../schema/postgres/0001_audit_ledger.sql"),
+    }],
+};
+
+/// How to open the pool, from [`crate::LedgerOptions`].
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct PoolSettings {
+    pub max_connections: u32,
+    pub acquire_timeout: Duration,
+    pub busy_timeout: Duration,
+}
+
+/// Runs `$body` with `$pool` bound to the concrete pool and `$dialect` to its [`Dialect`].
+macro_rules! dispatch {
+    ($db:expr, |$pool:ident, $dialect:ident| $body:expr) => {
+        match $db {
+            $crate::db::Db::Sqlite($pool) => {
+                #[allow(unused_variables)]
+                let $dialect = &$crate::db::SQLITE;
+                $body
+            }
+            $crate::db::Db::Postgres($pool) => {
+                #[allow(unused_variables)]
+                let $dialect = &$crate::db::POSTGRES;
+                $body
+            }
+        }
+    };
+}
+pub(crate) use dispatch;
+
+impl Db {
+    /// Opens a pool for `url` and brings the schema up to date.
+    pub(crate) async fn open(url: &str, settings: PoolSettings) -> Result<Self, LedgerError> {
+        let scheme = url.split_once(':').map_or("", |(scheme, _)| scheme);
+        let db = match scheme {
+            "sqlite" => Self::Sqlite(open_sqlite(url, settings).await?),
+            "postgres" | "postgresql" => Self::Postgres(open_postgres(url, settings).await?),
+            _ => {
+                return Err(LedgerError::UnsupportedUrl {
+                    scheme: scheme.chars().take(32).collect(),
+                });
+            }
+        };
+        db.migrate().await?;
+        Ok(db)
+    }
+
+    pub(crate) async fn close(&self) {
+        dispatch!(self, |pool, dialect| pool.close().await)
+    }
+
+    /// Applies the schema steps this database has not seen, in one transaction.
+    async fn migrate(&self) -> Result<(), LedgerError> {
+        dispatch!(self, |pool, dialect| {
+            let mut tx = pool.begin_with(dialect.begin_write).await?;
+            if let Some(lock) = dialect.schema_lock {
+                sqlx::query(lock).execute(&mut *tx).await?;
+            }
+            sqlx::raw_sql(dialect.create_schema_table)
+                .execute(&mut *tx)
+                .await?;
+            let current: i64 =
+                sqlx::query("SELECT COALESCE(MAX(version), 0) AS v FROM ledger_schema")
+                    .fetch_one(&mut *tx)
+                    .await?
+                    .try_get("v")?;
+            let supported = dialect.migrations.last().map_or(0, |m| m.version);
+            if current > supported {
+                return Err(LedgerError::SchemaTooNew {
+                    found: current,
+                    supported,
+                });
+            }
+            for step in dialect.migrations.iter().filter(|m| m.version > current) {
+                sqlx::raw_sql(step.sql).execute(&mut *tx).await?;
+                sqlx::query("INSERT INTO ledger_schema (version, description) VALUES ($1, $2)")
+                    .bind(step.version)
+                    .bind(step.description)
+                    .execute(&mut *tx)
+                    .await?;
+                tracing::info!(version = step.version, "ledger schema updated");
+            }
+            tx.commit().await?;
+            Ok(())
+        })
+    }
+}
+
+async fn open_sqlite(url: &str, settings: PoolSettings) -> Result<SqlitePool, LedgerError> {
+    let options = SqliteConnectOptions::from_str(url)
+        .map_err(|err| LedgerError::InvalidUrl {
+            reason: err.to_string(),
+        })?
+        // WAL lets readers (oversight queries, verify) run while the writer commits; FULL makes
+        // every commit fsync the WAL, so an acknowledged entry survives a power cut.
+        .journal_mode(SqliteJournalMode::Wal)
+        .synchronous(SqliteSynchronous::Full)
+        .busy_timeout(settings.busy_timeout)
+        .foreign_keys(true)
+        .create_if_missing(true);
+    let pool = if is_sqlite_memory(url) {
+        // An in-memory database lives only as long as a connection to it, so keep exactly one
+        // open forever. Used by tests; it is not durable.
+        SqlitePoolOptions::new()
+            .max_connections(1)
+            .min_connections(1)
+            .idle_timeout(None)
+            .max_lifetime(None)
+    } else {
+        SqlitePoolOptions::new().max_connections(settings.max_connections)
+    };
+    pool.acquire_timeout(settings.acquire_timeout)
+        .connect_with(options)
+        .await
+        .map_err(|err| LedgerError::unavailable(&err))
+}
+
+async fn open_postgres(url: &str, settings: PoolSettings) -> Result<PgPool, LedgerError> {
+    let options = PgConnectOptions::from_str(url)
+        .map_err(|err| LedgerError::InvalidUrl {
+            reason: err.to_string(),
+        })?
+        .application_name("liaison-ledger")
+        // A commit must be on disk before an append is acknowledged, whatever the server
+        // default; the gateway relies on that to release data only after the entry is durable.
+        .options([("synchronous_commit", "on")]);
+    PgPoolOptions::new()
+        .max_connections(settings.max_connections)
+        .acquire_timeout(settings.acquire_timeout)
+        .connect_with(options)
+        .await
+        .map_err(|err| LedgerError::unavailable(&err))
+}
+
+fn is_sqlite_memory(url: &str) -> bool {
+    url.contains(":memory:") || url.contains("mode=memory")
+}

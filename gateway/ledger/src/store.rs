@@ -1,0 +1,617 @@
+//! [`Ledger`]: the durable, append-only store over SQLite or PostgreSQL.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use sqlx::{QueryBuilder, Row};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::LedgerError;
+use crate::chain::{GENESIS, chain_hash};
+use crate::db::{Db, PoolSettings, dispatch};
+use crate::entry::{
+    EntryFilter, EntryIndex, LedgerStats, NewEntry, Order, Receipt, StoredEntry, TreeHead,
+    VerifyReport, from_nanos, to_nanos,
+};
+use crate::error::Problem;
+use crate::merkle::{self, Hash, RootBuilder};
+use crate::writer::{self, Prepared, Request, Stats, to_hash};
+
+/// The most entries [`Ledger::list`] returns in one page.
+pub const MAX_PAGE: u32 = 1000;
+
+/// Entries [`Ledger::verify`] reads per query: bounds its memory whatever the ledger's size.
+const VERIFY_PAGE: i64 = 1000;
+
+/// The columns of `audit_entries` that make a [`StoredEntry`], in `SELECT` form.
+const ENTRY_COLUMNS: &str = "e.seq, e.entry_id, e.recorded_at, e.body, e.leaf_hash, \
+    e.chain_hash, e.agency, e.subject, e.recipient, e.action, e.purpose, e.isa_id, e.outcome";
+
+/// The audit ledger.
+///
+/// Cheap to clone: clones share one connection pool and one writer task. Every entry is
+/// appended with a dense sequence number and chained to its predecessor; [`Ledger::verify`]
+/// recomputes everything from the stored bodies.
+#[derive(Debug, Clone)]
+pub struct Ledger {
+    inner: Arc<Inner>,
+}
+
+/// Tuning for [`Ledger::connect_with`]. The defaults suit a gateway; tests shorten the timeouts.
+/// Start from `LedgerOptions::default()` and set fields: the struct may grow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct LedgerOptions {
+    /// Connections in the pool, shared by the writer and readers.
+    pub max_connections: u32,
+    /// How long an operation waits for a connection before failing `Unavailable`. Also bounds
+    /// how long appends hang while the database is down.
+    pub acquire_timeout: Duration,
+    /// SQLite only: how long to wait for another process's write lock before failing.
+    pub busy_timeout: Duration,
+    /// Appends that may wait for the writer; beyond this `append` fails `Busy` at once, so a
+    /// slow database sheds load instead of growing memory.
+    pub queue_capacity: usize,
+    /// The most appends written in one transaction (at most 1000).
+    pub max_batch: usize,
+}
+
+/// Which database a ledger uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// An embedded SQLite file.
+    Sqlite,
+    /// A PostgreSQL server, possibly shared by several gateway processes.
+    Postgres,
+}
+
+#[derive(Debug)]
+struct Inner {
+    db: Db,
+    queue: mpsc::Sender<Request>,
+    queue_capacity: usize,
+    stats: Arc<Stats>,
+    closed: AtomicBool,
+}
+
+/// One row of `audit_entries`.
+#[derive(sqlx::FromRow)]
+struct EntryRow {
+    seq: i64,
+    entry_id: String,
+    recorded_at: i64,
+    body: Vec<u8>,
+    leaf_hash: Vec<u8>,
+    chain_hash: Vec<u8>,
+    agency: String,
+    subject: String,
+    recipient: String,
+    action: String,
+    purpose: String,
+    isa_id: String,
+    outcome: String,
+}
+
+/// What verify needs of a row.
+#[derive(sqlx::FromRow)]
+struct ChainRow {
+    seq: i64,
+    entry_id: String,
+    body: Vec<u8>,
+    leaf_hash: Vec<u8>,
+    chain_hash: Vec<u8>,
+}
+
+#[derive(sqlx::FromRow)]
+struct LeafRow {
+    seq: i64,
+    leaf_hash: Vec<u8>,
+}
+
+#[derive(sqlx::FromRow)]
+struct SubjectRow {
+    seq: i64,
+    subject_ref: String,
+}
+
+impl Default for LedgerOptions {
+    fn default() -> Self {
+        Self {
+            max_connections: 8,
+            acquire_timeout: Duration::from_secs(5),
+            busy_timeout: Duration::from_secs(5),
+            queue_capacity: 1024,
+            max_batch: 256,
+        }
+    }
+}
+
+impl Ledger {
+    /// Opens the ledger at `url` with default options: `sqlite://path/to/ledger.db` (created if
+    /// missing), `sqlite::memory:` (tests only: not durable) or `postgres://…`. Creates or
+    /// upgrades the schema.
+    pub async fn connect(url: &str) -> Result<Self, LedgerError> {
+        Self::connect_with(url, LedgerOptions::default()).await
+    }
+
+    /// Opens the ledger at `url` with the given options.
+    pub async fn connect_with(url: &str, options: LedgerOptions) -> Result<Self, LedgerError> {
+        let settings = PoolSettings {
+            max_connections: options.max_connections.max(2),
+            acquire_timeout: options.acquire_timeout,
+            busy_timeout: options.busy_timeout,
+        };
+        let db = Db::open(url, settings).await?;
+        let queue_capacity = options.queue_capacity.max(1);
+        let (queue, receiver) = mpsc::channel(queue_capacity);
+        let stats = Arc::new(Stats::default());
+        tokio::spawn(writer::run(
+            db.clone(),
+            receiver,
+            options.max_batch.clamp(1, 1000),
+            Arc::clone(&stats),
+        ));
+        Ok(Self {
+            inner: Arc::new(Inner {
+                db,
+                queue,
+                queue_capacity,
+                stats,
+                closed: AtomicBool::new(false),
+            }),
+        })
+    }
+
+    /// Which database this ledger uses.
+    pub fn backend(&self) -> Backend {
+        match self.inner.db {
+            Db::Sqlite(_) => Backend::Sqlite,
+            Db::Postgres(_) => Backend::Postgres,
+        }
+    }
+
+    /// Durably records `entry`.
+    ///
+    /// `Ok` means the entry is committed and fsynced: the gateway may now release the data.
+    /// Concurrent appends share a transaction (group commit). Errors:
+    /// [`LedgerError::Busy`] at once if the queue is full; [`LedgerError::Unavailable`] if the
+    /// transaction failed, in which case the caller must disclose nothing;
+    /// [`LedgerError::Duplicate`] if `entry_id` is recorded with another body;
+    /// [`LedgerError::InvalidEntry`] for input no database could store;
+    /// [`LedgerError::Broken`] if the head row does not match the last entry, because extending
+    /// a damaged chain would hide the damage (run [`Ledger::verify`]).
+    ///
+    /// If the future is dropped after the entry was queued, the entry is still recorded.
+    pub async fn append(&self, entry: NewEntry) -> Result<Receipt, LedgerError> {
+        if self.inner.closed.load(Ordering::Acquire) {
+            return Err(LedgerError::Closed);
+        }
+        let entry = Prepared::new(entry)?;
+        let (reply, answer) = oneshot::channel();
+        self.inner
+            .queue
+            .try_send(Request { entry, reply })
+            .map_err(|err| match err {
+                mpsc::error::TrySendError::Full(_) => LedgerError::Busy {
+                    capacity: self.inner.queue_capacity,
+                },
+                mpsc::error::TrySendError::Closed(_) => LedgerError::Closed,
+            })?;
+        answer.await.unwrap_or_else(|_| {
+            Err(LedgerError::Unavailable {
+                reason: "the ledger writer stopped".to_owned(),
+            })
+        })
+    }
+
+    /// Counters of the group-commit writer.
+    pub fn stats(&self) -> LedgerStats {
+        self.inner.stats.snapshot()
+    }
+
+    /// Refuses further appends and closes the pool. Appends already queued fail `Unavailable`;
+    /// a gateway should stop taking requests and let in-flight ones finish first.
+    pub async fn close(&self) {
+        self.inner.closed.store(true, Ordering::Release);
+        self.inner.db.close().await;
+    }
+
+    /// The number of entries, from the head row.
+    pub async fn size(&self) -> Result<u64, LedgerError> {
+        let (size, _) = self.head().await?;
+        Ok(size)
+    }
+
+    /// The entry with this id.
+    pub async fn get(&self, entry_id: &str) -> Result<Option<StoredEntry>, LedgerError> {
+        Ok(self.fetch_entries(&Lookup::Id(entry_id)).await?.pop())
+    }
+
+    /// The entry at position `seq` (the first is 1).
+    pub async fn get_by_seq(&self, seq: u64) -> Result<Option<StoredEntry>, LedgerError> {
+        let Ok(seq) = i64::try_from(seq) else {
+            return Ok(None);
+        };
+        Ok(self.fetch_entries(&Lookup::Seq(seq)).await?.pop())
+    }
+
+    /// A page of at most `limit` (capped at [`MAX_PAGE`]) entries matching `filter`, in
+    /// `filter.order`. To get the next page pass the last entry's `seq` as `after_seq`: keyset
+    /// pagination stays fast and stable however deep the page and however many entries are
+    /// appended meanwhile.
+    pub async fn list(
+        &self,
+        filter: &EntryFilter,
+        limit: u32,
+        after_seq: Option<u64>,
+    ) -> Result<Vec<StoredEntry>, LedgerError> {
+        let limit = limit.min(MAX_PAGE);
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        self.fetch_entries(&Lookup::Page {
+            filter,
+            limit,
+            after_seq,
+        })
+        .await
+    }
+
+    /// The Merkle root of the first `size` entries.
+    ///
+    /// Computed by reading `size` leaf hashes from the database, so it costs O(size). A sealer
+    /// that stores tree nodes and signs heads will make this and the proofs O(log size).
+    pub async fn tree_head(&self, size: u64) -> Result<TreeHead, LedgerError> {
+        let leaves = self.leaves(size).await?;
+        Ok(TreeHead {
+            size,
+            root: merkle::root(&leaves),
+        })
+    }
+
+    /// The inclusion proof of entry `seq` (leaf index `seq - 1`) in the tree of the first
+    /// `tree_size` entries. O(tree_size), like [`Ledger::tree_head`].
+    pub async fn inclusion_proof(
+        &self,
+        seq: u64,
+        tree_size: u64,
+    ) -> Result<Vec<Hash>, LedgerError> {
+        if seq == 0 || seq > tree_size {
+            return Err(LedgerError::SeqOutOfRange { seq, tree_size });
+        }
+        let leaves = self.leaves(tree_size).await?;
+        merkle::inclusion_proof(seq - 1, &leaves)
+    }
+
+    /// The consistency proof between the trees of the first `old_size` and `new_size` entries.
+    /// O(new_size), like [`Ledger::tree_head`].
+    pub async fn consistency_proof(
+        &self,
+        old_size: u64,
+        new_size: u64,
+    ) -> Result<Vec<Hash>, LedgerError> {
+        if old_size > new_size {
+            return Err(LedgerError::InvalidSizes {
+                old: old_size,
+                new: new_size,
+            });
+        }
+        let leaves = self.leaves(new_size).await?;
+        merkle::consistency_proof(old_size, &leaves)
+    }
+
+    /// Recomputes every leaf hash from its body and the whole chain, in one database snapshot,
+    /// reading a page at a time so memory stays bounded. Returns the first problem as
+    /// [`LedgerError::Broken`] naming the entry; checks, in order: dense sequence numbers, leaf
+    /// hash, chain hash, then that the head row matches the last entry.
+    pub async fn verify(&self) -> Result<VerifyReport, LedgerError> {
+        dispatch!(&self.inner.db, |pool, dialect| {
+            let mut tx = pool.begin_with(dialect.begin_snapshot).await?;
+            let head = sqlx::query("SELECT size, chain_hash FROM ledger_head WHERE id = 1")
+                .fetch_one(&mut *tx)
+                .await?;
+            let head_size: i64 = head.try_get("size")?;
+            let head_chain = to_hash(head.try_get("chain_hash")?).ok_or(LedgerError::broken(
+                0,
+                None,
+                Problem::Malformed {
+                    what: "head chain hash",
+                },
+            ))?;
+
+            let mut tree = RootBuilder::new();
+            let mut chain = GENESIS;
+            let mut last: Option<(u64, String)> = None;
+            loop {
+                let after = after_of(&last);
+                let rows: Vec<ChainRow> = sqlx::query_as(
+                    "SELECT seq, entry_id, body, leaf_hash, chain_hash FROM audit_entries \
+                     WHERE seq > $1 ORDER BY seq LIMIT $2",
+                )
+                .bind(i64::try_from(after).unwrap_or(i64::MAX))
+                .bind(VERIFY_PAGE)
+                .fetch_all(&mut *tx)
+                .await?;
+                if rows.is_empty() {
+                    break;
+                }
+                for row in rows {
+                    let expected = after_of(&last) + 1;
+                    let seq = u64::try_from(row.seq).unwrap_or(0);
+                    let broken = |problem| LedgerError::broken(seq, Some(&row.entry_id), problem);
+                    if seq != expected {
+                        return Err(LedgerError::broken(
+                            expected,
+                            None,
+                            Problem::SequenceGap { next: seq },
+                        ));
+                    }
+                    let stored_leaf = to_hash(row.leaf_hash)
+                        .ok_or_else(|| broken(Problem::Malformed { what: "leaf hash" }))?;
+                    let stored_chain = to_hash(row.chain_hash)
+                        .ok_or_else(|| broken(Problem::Malformed { what: "chain hash" }))?;
+                    let leaf = merkle::leaf_hash(&row.body);
+                    if leaf != stored_leaf {
+                        return Err(broken(Problem::LeafHashMismatch));
+                    }
+                    chain = chain_hash(&chain, &leaf);
+                    if chain != stored_chain {
+                        return Err(broken(Problem::ChainMismatch));
+                    }
+                    tree.push(leaf);
+                    last = Some((seq, row.entry_id));
+                }
+            }
+            // Ends the read transaction; a read-only snapshot has nothing to commit.
+            tx.rollback().await?;
+
+            let entries = tree.size();
+            let (last_seq, last_id) = match &last {
+                Some((seq, id)) => (*seq, Some(id.as_str())),
+                None => (0, None),
+            };
+            if u64::try_from(head_size).ok() != Some(entries) {
+                return Err(LedgerError::broken(
+                    last_seq,
+                    last_id,
+                    Problem::HeadSizeMismatch {
+                        head_size: u64::try_from(head_size).unwrap_or(0),
+                    },
+                ));
+            }
+            if head_chain != chain {
+                return Err(LedgerError::broken(
+                    last_seq,
+                    last_id,
+                    Problem::HeadChainMismatch,
+                ));
+            }
+            Ok(VerifyReport {
+                entries,
+                head: chain,
+                root: tree.root(),
+            })
+        })
+    }
+
+    /// The head row: (size, chain hash).
+    async fn head(&self) -> Result<(u64, Hash), LedgerError> {
+        let row = dispatch!(&self.inner.db, |pool, dialect| {
+            let row = sqlx::query("SELECT size, chain_hash FROM ledger_head WHERE id = 1")
+                .fetch_one(pool)
+                .await?;
+            (
+                row.try_get::<i64, _>("size")?,
+                row.try_get::<Vec<u8>, _>("chain_hash")?,
+            )
+        });
+        let (size, chain) = row;
+        let malformed = |what| LedgerError::broken(0, None, Problem::Malformed { what });
+        let size = u64::try_from(size).map_err(|_| malformed("head size"))?;
+        let chain = to_hash(chain).ok_or_else(|| malformed("head chain hash"))?;
+        Ok((size, chain))
+    }
+
+    /// The leaf hashes of the first `size` entries, checked to be dense.
+    async fn leaves(&self, size: u64) -> Result<Vec<Hash>, LedgerError> {
+        let current = self.size().await?;
+        if size > current {
+            return Err(LedgerError::TreeTooLarge {
+                requested: size,
+                size: current,
+            });
+        }
+        let bound = i64::try_from(size).unwrap_or(i64::MAX);
+        let rows: Vec<LeafRow> = dispatch!(&self.inner.db, |pool, dialect| {
+            sqlx::query_as("SELECT seq, leaf_hash FROM audit_entries WHERE seq <= $1 ORDER BY seq")
+                .bind(bound)
+                .fetch_all(pool)
+                .await?
+        });
+        let mut leaves = Vec::with_capacity(rows.len());
+        for (expected, row) in (1u64..).zip(rows) {
+            let seq = u64::try_from(row.seq).unwrap_or(0);
+            if seq != expected {
+                return Err(LedgerError::broken(
+                    expected,
+                    None,
+                    Problem::SequenceGap { next: seq },
+                ));
+            }
+            leaves.push(to_hash(row.leaf_hash).ok_or(LedgerError::broken(
+                seq,
+                None,
+                Problem::Malformed { what: "leaf hash" },
+            ))?);
+        }
+        if leaves.len() as u64 != size {
+            return Err(LedgerError::broken(
+                leaves.len() as u64 + 1,
+                None,
+                Problem::HeadSizeMismatch { head_size: current },
+            ));
+        }
+        Ok(leaves)
+    }
+
+    /// Runs an entry query and attaches each entry's subject references.
+    async fn fetch_entries(&self, lookup: &Lookup<'_>) -> Result<Vec<StoredEntry>, LedgerError> {
+        let (rows, subject_rows) = dispatch!(&self.inner.db, |pool, dialect| {
+            let mut query = entry_query(lookup);
+            let rows: Vec<EntryRow> = query.build_query_as().fetch_all(pool).await?;
+            let mut subject_rows: Vec<SubjectRow> = Vec::new();
+            if !rows.is_empty() {
+                // Subjects are inserted in the entry's own transaction and never change, so a
+                // second statement sees exactly the entry's set.
+                let mut query =
+                    QueryBuilder::new("SELECT seq, subject_ref FROM audit_subjects WHERE seq IN (");
+                let mut seqs = query.separated(", ");
+                for row in &rows {
+                    seqs.push_bind(row.seq);
+                }
+                seqs.push_unseparated(") ORDER BY seq, subject_ref");
+                subject_rows = query.build_query_as().fetch_all(pool).await?;
+            }
+            (rows, subject_rows)
+        });
+        let mut subjects: HashMap<i64, Vec<String>> = HashMap::new();
+        for row in subject_rows {
+            subjects.entry(row.seq).or_default().push(row.subject_ref);
+        }
+        rows.into_iter()
+            .map(|row| {
+                let refs = subjects.remove(&row.seq).unwrap_or_default();
+                stored_entry(row, refs)
+            })
+            .collect()
+    }
+}
+
+/// Which entries [`Ledger::fetch_entries`] reads.
+enum Lookup<'a> {
+    Id(&'a str),
+    Seq(i64),
+    Page {
+        filter: &'a EntryFilter,
+        limit: u32,
+        after_seq: Option<u64>,
+    },
+}
+
+/// Builds the `SELECT` for `lookup`. Generic so both backends share it; the placeholders are
+/// written by the builder in each backend's syntax.
+fn entry_query<DB>(lookup: &Lookup<'_>) -> QueryBuilder<DB>
+where
+    DB: sqlx::Database,
+    DB::Arguments: Default,
+    for<'q> String: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    for<'q> i64: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+{
+    let mut query = QueryBuilder::new(format!("SELECT {ENTRY_COLUMNS} FROM audit_entries e"));
+    let (filter, limit, after_seq) = match lookup {
+        Lookup::Id(id) => {
+            query
+                .push(" WHERE e.entry_id = ")
+                .push_bind((*id).to_owned());
+            return query;
+        }
+        Lookup::Seq(seq) => {
+            query.push(" WHERE e.seq = ").push_bind(*seq);
+            return query;
+        }
+        Lookup::Page {
+            filter,
+            limit,
+            after_seq,
+        } => (*filter, *limit, *after_seq),
+    };
+    query.push(" WHERE 1 = 1");
+    let columns = [
+        ("agency", &filter.agency),
+        ("subject", &filter.subject),
+        ("recipient", &filter.recipient),
+        ("action", &filter.action),
+        ("purpose", &filter.purpose),
+        ("isa_id", &filter.isa_id),
+        ("outcome", &filter.outcome),
+    ];
+    for (column, value) in columns {
+        if let Some(value) = value {
+            // `column` comes from the fixed list above, never from the caller.
+            query
+                .push(format!(" AND e.{column} = "))
+                .push_bind(value.clone());
+        }
+    }
+    if let Some(subject_ref) = &filter.subject_ref {
+        query
+            .push(" AND EXISTS (SELECT 1 FROM audit_subjects s WHERE s.seq = e.seq AND s.subject_ref = ")
+            .push_bind(subject_ref.clone())
+            .push(")");
+    }
+    if let Some(from) = filter.from {
+        query
+            .push(" AND e.recorded_at >= ")
+            .push_bind(clamped_nanos(from));
+    }
+    if let Some(until) = filter.until {
+        query
+            .push(" AND e.recorded_at < ")
+            .push_bind(clamped_nanos(until));
+    }
+    let (cursor, order) = match filter.order {
+        Order::NewestFirst => (" AND e.seq < ", " ORDER BY e.seq DESC"),
+        Order::OldestFirst => (" AND e.seq > ", " ORDER BY e.seq ASC"),
+    };
+    if let Some(after) = after_seq {
+        query
+            .push(cursor)
+            .push_bind(i64::try_from(after).unwrap_or(i64::MAX));
+    }
+    query
+        .push(order)
+        .push(" LIMIT ")
+        .push_bind(i64::from(limit));
+    query
+}
+
+/// A time as stored nanoseconds; times outside the storable range clamp to its ends, so a
+/// filter bound far in the past or future still means "everything from" or "everything before".
+fn clamped_nanos(at: time::OffsetDateTime) -> i64 {
+    to_nanos(at).unwrap_or(if at.year() < 1970 { i64::MIN } else { i64::MAX })
+}
+
+/// The sequence number of the last entry seen, 0 before the first.
+fn after_of(last: &Option<(u64, String)>) -> u64 {
+    last.as_ref().map_or(0, |(seq, _)| *seq)
+}
+
+/// Turns a row and its subject references into a [`StoredEntry`].
+fn stored_entry(row: EntryRow, subjects: Vec<String>) -> Result<StoredEntry, LedgerError> {
+    let seq = u64::try_from(row.seq).unwrap_or(0);
+    let malformed =
+        |what| LedgerError::broken(seq, Some(&row.entry_id), Problem::Malformed { what });
+    let recorded_at = from_nanos(row.recorded_at).ok_or_else(|| malformed("recorded_at"))?;
+    let leaf_hash = to_hash(row.leaf_hash.clone()).ok_or_else(|| malformed("leaf hash"))?;
+    let chain_hash = to_hash(row.chain_hash.clone()).ok_or_else(|| malformed("chain hash"))?;
+    Ok(StoredEntry {
+        seq,
+        recorded_at,
+        leaf_hash,
+        chain_hash,
+        index: EntryIndex {
+            agency: row.agency,
+            subject: row.subject,
+            recipient: row.recipient,
+            action: row.action,
+            purpose: row.purpose,
+            isa_id: row.isa_id,
+            outcome: row.outcome,
+            subjects,
+        },
+        entry_id: row.entry_id,
+        body: row.body,
+    })
+}

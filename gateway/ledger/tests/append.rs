@@ -1,0 +1,425 @@
+//! Appending, reading back, and proving: the ledger's everyday behaviour on both backends.
+#![allow(
+    clippy::unwrap_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    reason = "integration tests fail by panicking; helpers outside #[test] fns are not exempt"
+)]
+
+mod common;
+
+use liaison_ledger::test_util::sample_entry;
+use liaison_ledger::{
+    EntryFilter, Fault, GENESIS, Ledger, LedgerError, MAX_PAGE, NewEntry, Order, StoredEntry,
+    VerifyReport, chain_hash, merkle,
+};
+use time::UtcOffset;
+use time::macros::datetime;
+
+on_both_backends!(
+    receipts_are_dense_and_chained,
+    retry_returns_the_original_receipt,
+    invalid_entries_are_refused_before_the_database,
+    entries_survive_reopening,
+    stored_entries_round_trip,
+    list_filters_and_pages,
+    proofs_verify_against_tree_heads,
+);
+
+/// Spoils an otherwise valid entry.
+type Mutation = fn(&mut NewEntry);
+
+/// Which entries a filter should return.
+type Keep<'a> = Box<dyn Fn(&NewEntry) -> bool + 'a>;
+
+async fn receipts_are_dense_and_chained(url: &str) {
+    let ledger = Ledger::connect(url).await.unwrap();
+    let empty = ledger.verify().await.unwrap();
+    assert_eq!(
+        empty,
+        VerifyReport {
+            entries: 0,
+            head: GENESIS,
+            root: merkle::empty_root()
+        }
+    );
+
+    let mut chain = GENESIS;
+    let mut leaves = Vec::new();
+    for n in 1..=10 {
+        let entry = sample_entry(n);
+        let receipt = ledger.append(entry.clone()).await.unwrap();
+        assert_eq!(receipt.seq, n);
+        assert_eq!(receipt.entry_id, entry.entry_id);
+        assert_eq!(receipt.leaf_hash, merkle::leaf_hash(&entry.body));
+        chain = chain_hash(&chain, &receipt.leaf_hash);
+        assert_eq!(receipt.chain_hash, chain);
+        assert_eq!(receipt.recorded_at, entry.recorded_at);
+        leaves.push(receipt.leaf_hash);
+    }
+    assert_eq!(ledger.size().await.unwrap(), 10);
+    assert_eq!(
+        ledger.verify().await.unwrap(),
+        VerifyReport {
+            entries: 10,
+            head: chain,
+            root: merkle::root(&leaves)
+        }
+    );
+    assert_eq!(ledger.stats().entries, 10);
+}
+
+async fn retry_returns_the_original_receipt(url: &str) {
+    let ledger = Ledger::connect(url).await.unwrap();
+    let first = ledger.append(sample_entry(1)).await.unwrap();
+    ledger.append(sample_entry(2)).await.unwrap();
+
+    // A caller that lost the answer retries: same receipt, nothing new recorded.
+    let again = ledger.append(sample_entry(1)).await.unwrap();
+    assert_eq!(again, first);
+    assert_eq!(ledger.size().await.unwrap(), 2);
+
+    // The same id with another body is refused.
+    let mut forged = sample_entry(1);
+    forged.body.push(b'!');
+    let err = ledger.append(forged).await.unwrap_err();
+    assert_eq!(
+        err,
+        LedgerError::Duplicate {
+            entry_id: "entry-000001".into()
+        }
+    );
+    assert_eq!(err.fault(), Fault::Caller);
+    assert_eq!(
+        err.to_string(),
+        "entry `entry-000001` is already recorded with a different body"
+    );
+
+    // Two identical appends racing (likely in one batch) are recorded once.
+    let (a, b) = tokio::join!(
+        ledger.append(sample_entry(3)),
+        ledger.append(sample_entry(3))
+    );
+    assert_eq!(a.unwrap(), b.unwrap());
+    assert_eq!(ledger.size().await.unwrap(), 3);
+    assert_eq!(ledger.verify().await.unwrap().entries, 3);
+}
+
+async fn invalid_entries_are_refused_before_the_database(url: &str) {
+    let ledger = Ledger::connect(url).await.unwrap();
+    let cases: [(Mutation, &str); 5] = [
+        (|e| e.entry_id.clear(), "the entry id is empty"),
+        (
+            |e| e.entry_id = "x".repeat(257),
+            "the entry id is longer than 256 bytes",
+        ),
+        (
+            |e| e.index.purpose = "safe\0guarding".into(),
+            "a text field contains a NUL character",
+        ),
+        (
+            |e| e.index.subjects.push("person\0".into()),
+            "a text field contains a NUL character",
+        ),
+        (
+            |e| e.recorded_at = datetime!(2300-01-01 0:00 UTC),
+            "the time is outside the years 1677 to 2262",
+        ),
+    ];
+    for (mutate, reason) in cases {
+        let mut entry = sample_entry(1);
+        mutate(&mut entry);
+        let err = ledger.append(entry.clone()).await.unwrap_err();
+        assert_eq!(
+            err,
+            LedgerError::InvalidEntry {
+                entry_id: entry.entry_id.clone(),
+                reason
+            }
+        );
+        assert_eq!(err.fault(), Fault::Caller);
+    }
+    assert_eq!(ledger.size().await.unwrap(), 0);
+    // The writer is unharmed.
+    assert_eq!(ledger.append(sample_entry(1)).await.unwrap().seq, 1);
+}
+
+async fn entries_survive_reopening(url: &str) {
+    let ledger = Ledger::connect(url).await.unwrap();
+    for n in 1..=3 {
+        ledger.append(sample_entry(n)).await.unwrap();
+    }
+    let before = ledger.verify().await.unwrap();
+    ledger.close().await;
+    assert_eq!(
+        ledger.append(sample_entry(9)).await.unwrap_err(),
+        LedgerError::Closed
+    );
+    drop(ledger);
+
+    let ledger = Ledger::connect(url).await.unwrap();
+    assert_eq!(ledger.verify().await.unwrap(), before);
+    assert_eq!(ledger.append(sample_entry(4)).await.unwrap().seq, 4);
+    assert_eq!(ledger.verify().await.unwrap().entries, 4);
+}
+
+async fn stored_entries_round_trip(url: &str) {
+    let ledger = Ledger::connect(url).await.unwrap();
+    let mut entry = sample_entry(1);
+    // Not UTC, with nanoseconds: stored as the same instant, returned in UTC.
+    entry.recorded_at = datetime!(2025-03-30 01:30:00.123456789 +01:00);
+    entry.index.subjects = vec!["person-b".into(), "person-a".into(), "person-b".into()];
+    entry.body = vec![0, 159, 146, 150, 255];
+    let receipt = ledger.append(entry.clone()).await.unwrap();
+    assert_eq!(receipt.recorded_at.offset(), UtcOffset::UTC);
+    assert_eq!(receipt.recorded_at, entry.recorded_at);
+
+    let stored = ledger.get(&entry.entry_id).await.unwrap().unwrap();
+    let mut index = entry.index.clone();
+    index.subjects = vec!["person-a".into(), "person-b".into()];
+    assert_eq!(
+        stored,
+        StoredEntry {
+            seq: 1,
+            entry_id: entry.entry_id.clone(),
+            recorded_at: entry.recorded_at,
+            body: entry.body.clone(),
+            leaf_hash: receipt.leaf_hash,
+            chain_hash: receipt.chain_hash,
+            index,
+        }
+    );
+    assert_eq!(stored.recorded_at.nanosecond(), 123_456_789);
+    assert_eq!(ledger.get_by_seq(1).await.unwrap(), Some(stored.clone()));
+    assert!(
+        !format!("{stored:?}").contains("159"),
+        "Debug must not print the body"
+    );
+
+    assert_eq!(ledger.get("missing").await.unwrap(), None);
+    assert_eq!(ledger.get_by_seq(0).await.unwrap(), None);
+    assert_eq!(ledger.get_by_seq(2).await.unwrap(), None);
+    assert_eq!(ledger.get_by_seq(u64::MAX).await.unwrap(), None);
+}
+
+async fn list_filters_and_pages(url: &str) {
+    let ledger = Ledger::connect(url).await.unwrap();
+    let entries: Vec<NewEntry> = (1..=40).map(sample_entry).collect();
+    for entry in &entries {
+        ledger.append(entry.clone()).await.unwrap();
+    }
+    let ids = |page: &[StoredEntry]| page.iter().map(|e| e.entry_id.clone()).collect::<Vec<_>>();
+    let expect = |keep: &dyn Fn(&NewEntry) -> bool| {
+        entries
+            .iter()
+            .rev()
+            .filter(|e| keep(e))
+            .map(|e| e.entry_id.clone())
+            .collect::<Vec<_>>()
+    };
+
+    let all = ledger
+        .list(&EntryFilter::default(), MAX_PAGE, None)
+        .await
+        .unwrap();
+    assert_eq!(ids(&all), expect(&|_| true));
+    assert_eq!(all[0].seq, 40, "newest first by default");
+
+    let cases: Vec<(EntryFilter, Keep<'_>)> = vec![
+        (
+            EntryFilter {
+                agency: Some("norfolk-cc".into()),
+                ..Default::default()
+            },
+            Box::new(|e| e.index.agency == "norfolk-cc"),
+        ),
+        (
+            EntryFilter {
+                subject: Some("user-2".into()),
+                outcome: Some("disclosed".into()),
+                ..Default::default()
+            },
+            Box::new(|e| e.index.subject == "user-2" && e.index.outcome == "disclosed"),
+        ),
+        (
+            EntryFilter {
+                purpose: Some("crime-prevention".into()),
+                recipient: Some("norfolk-mash".into()),
+                isa_id: Some("norfolk-mash-isa".into()),
+                action: Some("share.search".into()),
+                ..Default::default()
+            },
+            Box::new(|e| e.index.purpose == "crime-prevention"),
+        ),
+        (
+            EntryFilter {
+                subject_ref: Some("person-3".into()),
+                ..Default::default()
+            },
+            Box::new(|e| e.index.subjects.iter().any(|s| s == "person-3")),
+        ),
+        (
+            EntryFilter {
+                from: Some(entries[9].recorded_at),
+                until: Some(entries[19].recorded_at),
+                ..Default::default()
+            },
+            Box::new(|e| {
+                e.recorded_at >= entries[9].recorded_at && e.recorded_at < entries[19].recorded_at
+            }),
+        ),
+        (
+            EntryFilter {
+                from: Some(datetime!(1000-01-01 0:00 UTC)),
+                until: Some(datetime!(9000-01-01 0:00 UTC)),
+                ..Default::default()
+            },
+            Box::new(|_| true),
+        ),
+        (
+            EntryFilter {
+                agency: Some("nobody".into()),
+                ..Default::default()
+            },
+            Box::new(|_| false),
+        ),
+    ];
+    for (filter, keep) in &cases {
+        let page = ledger.list(filter, MAX_PAGE, None).await.unwrap();
+        assert_eq!(ids(&page), expect(keep.as_ref()), "{filter:?}");
+        assert!(!page.is_empty() || expect(keep.as_ref()).is_empty());
+    }
+    let person3 = ledger.list(&cases[3].0, 1, None).await.unwrap();
+    assert!(person3[0].index.subjects.contains(&"person-3".to_owned()));
+
+    // Keyset pagination, both directions, visits every entry once.
+    for order in [Order::NewestFirst, Order::OldestFirst] {
+        let filter = EntryFilter {
+            order,
+            ..Default::default()
+        };
+        let mut seen = Vec::new();
+        let mut after = None;
+        loop {
+            let page = ledger.list(&filter, 7, after).await.unwrap();
+            let Some(last) = page.last() else { break };
+            assert!(page.len() <= 7);
+            after = Some(last.seq);
+            seen.extend(page.iter().map(|e| e.seq));
+        }
+        let mut want: Vec<u64> = (1..=40).collect();
+        if order == Order::NewestFirst {
+            want.reverse();
+        }
+        assert_eq!(seen, want, "{order:?}");
+    }
+    assert!(
+        ledger
+            .list(&EntryFilter::default(), 0, None)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        ledger
+            .list(&EntryFilter::default(), u32::MAX, Some(u64::MAX))
+            .await
+            .unwrap()
+            .len(),
+        40
+    );
+}
+
+async fn proofs_verify_against_tree_heads(url: &str) {
+    let ledger = Ledger::connect(url).await.unwrap();
+    let mut leaves = Vec::new();
+    for n in 1..=20 {
+        leaves.push(ledger.append(sample_entry(n)).await.unwrap().leaf_hash);
+    }
+    let mut heads = Vec::new();
+    for size in 0..=20u64 {
+        let head = ledger.tree_head(size).await.unwrap();
+        assert_eq!(head.size, size);
+        assert_eq!(head.root, merkle::root(&leaves[..size as usize]));
+        heads.push(head);
+    }
+    assert_eq!(ledger.verify().await.unwrap().root, heads[20].root);
+
+    for tree_size in [1u64, 7, 16, 20] {
+        for seq in 1..=tree_size {
+            let proof = ledger.inclusion_proof(seq, tree_size).await.unwrap();
+            merkle::verify_inclusion(
+                &leaves[seq as usize - 1],
+                seq - 1,
+                tree_size,
+                &proof,
+                &heads[tree_size as usize].root,
+            )
+            .unwrap();
+        }
+    }
+    for new in [1u64, 5, 8, 13, 20] {
+        for old in 0..=new {
+            let proof = ledger.consistency_proof(old, new).await.unwrap();
+            merkle::verify_consistency(
+                old,
+                new,
+                &heads[old as usize].root,
+                &heads[new as usize].root,
+                &proof,
+            )
+            .unwrap();
+        }
+    }
+
+    assert_eq!(
+        ledger.inclusion_proof(0, 5).await.unwrap_err(),
+        LedgerError::SeqOutOfRange {
+            seq: 0,
+            tree_size: 5
+        }
+    );
+    assert_eq!(
+        ledger.inclusion_proof(6, 5).await.unwrap_err(),
+        LedgerError::SeqOutOfRange {
+            seq: 6,
+            tree_size: 5
+        }
+    );
+    assert_eq!(
+        ledger.inclusion_proof(1, 21).await.unwrap_err(),
+        LedgerError::TreeTooLarge {
+            requested: 21,
+            size: 20
+        }
+    );
+    assert_eq!(
+        ledger.tree_head(21).await.unwrap_err(),
+        LedgerError::TreeTooLarge {
+            requested: 21,
+            size: 20
+        }
+    );
+    assert_eq!(
+        ledger.consistency_proof(6, 5).await.unwrap_err(),
+        LedgerError::InvalidSizes { old: 6, new: 5 }
+    );
+    assert_eq!(
+        ledger
+            .consistency_proof(5, 21)
+            .await
+            .unwrap_err()
+            .to_string(),
+        "tree size 21 is larger than the ledger (20 entries)"
+    );
+}
+
+#[tokio::test]
+async fn in_memory_sqlite_works_for_tests() {
+    let ledger = Ledger::connect("sqlite::memory:").await.unwrap();
+    for n in 1..=5 {
+        assert_eq!(ledger.append(sample_entry(n)).await.unwrap().seq, n);
+    }
+    assert_eq!(ledger.verify().await.unwrap().entries, 5);
+    assert_eq!(ledger.backend(), liaison_ledger::Backend::Sqlite);
+}

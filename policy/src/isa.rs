@@ -1,0 +1,258 @@
+//! Information Sharing Agreements and operator rules as the policy file states them.
+//!
+//! These types are what DPOs sign off, so they stay close to the agreement's own wording; the
+//! engine compiles them to casbin lines and never changes them.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::de::{self, Deserializer, MapAccess, Visitor};
+use serde::{Deserialize, Serialize};
+
+/// One Information Sharing Agreement at one version.
+///
+/// A change to an agreement is a new version, so the version recorded in an audit entry names
+/// exactly the terms a share was decided under.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Agreement {
+    /// For example `met-hackney-children`.
+    pub id: String,
+    pub version: u32,
+    pub title: String,
+    /// The agency that provides the data.
+    pub provider: String,
+    /// The agencies that may receive it.
+    pub recipients: Vec<String>,
+    /// For example `safeguarding-children`, `missing-person`.
+    pub purposes: Vec<String>,
+    /// Statute and section, free text; recorded with every share made under the agreement.
+    pub legal_basis: String,
+    pub datasets: Vec<DatasetTerms>,
+    /// The first day the agreement is in force.
+    #[serde(deserialize_with = "date")]
+    pub valid_from: time::Date,
+    /// The last day the agreement is in force; open-ended when absent.
+    #[serde(default, deserialize_with = "optional_date")]
+    pub valid_until: Option<time::Date>,
+    /// When the DPOs must next review it; reported, never enforced.
+    #[serde(default, deserialize_with = "optional_date")]
+    pub review_date: Option<time::Date>,
+    pub status: AgreementStatus,
+    #[serde(default)]
+    pub dpo_contacts: Vec<String>,
+}
+
+/// What an agreement releases from one dataset.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatasetTerms {
+    /// For example `police.records`.
+    pub dataset: String,
+    pub actions: Vec<Action>,
+    /// The fields each recipient role may see; a role not listed sees nothing.
+    pub roles: Vec<RoleFields>,
+    /// A handling instruction the recipient must follow, carried on every allowed share as an
+    /// [`crate::Obligation::HandlingCaveat`].
+    #[serde(default)]
+    pub handling_caveat: Option<String>,
+    /// Whether the provider asked to be told of every disclosure under these terms.
+    #[serde(default)]
+    pub notify_provider: bool,
+}
+
+/// The fields one role may see.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RoleFields {
+    pub role: String,
+    /// Field paths such as `person.names`; `incident` or `incident.*` releases every field of an
+    /// incident.
+    pub fields: Vec<String>,
+}
+
+/// What a caller does with a dataset.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Action {
+    Search,
+    Read,
+    Subscribe,
+}
+
+/// Where an agreement is in its life; only [`AgreementStatus::Active`] permits sharing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AgreementStatus {
+    Draft,
+    Active,
+    Suspended,
+    Expired,
+}
+
+/// Allow or deny, for operator rules and decisions alike.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Effect {
+    Allow,
+    Deny,
+}
+
+/// A rule an operator adds beside the agreements.
+///
+/// Operators use these to stop sharing quickly and narrowly (one purpose, one dataset, one
+/// agency) without editing an agreement the DPOs signed. Only `deny` is accepted for now: a share
+/// is only possible under an active agreement, so an allow rule could only widen access beyond
+/// what an agreement says.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OperatorRule {
+    pub id: String,
+    pub effect: Effect,
+    /// An agency id, or `*` for any.
+    pub agency: String,
+    /// A role, or `*` for any.
+    pub role: String,
+    /// A dataset, or `*` for any.
+    pub dataset: String,
+    /// A purpose, or `*` for any.
+    pub purpose: String,
+    /// `search`, `read`, `subscribe`, or `*` for any.
+    pub action: String,
+    /// Why the rule exists, for the DPO reading an explain.
+    pub description: String,
+}
+
+impl Agreement {
+    /// The terms for one dataset, if the agreement covers it.
+    pub fn dataset(&self, dataset: &str) -> Option<&DatasetTerms> {
+        self.datasets.iter().find(|terms| terms.dataset == dataset)
+    }
+
+    /// Whether the agreement is in force on `date`, judging its dates only.
+    pub fn in_force_on(&self, date: time::Date) -> bool {
+        self.valid_from <= date && self.valid_until.is_none_or(|until| date <= until)
+    }
+}
+
+impl DatasetTerms {
+    /// The fields released to `role`, if the terms name it.
+    pub fn fields_for(&self, role: &str) -> Option<&[String]> {
+        self.roles
+            .iter()
+            .find(|grant| grant.role == role)
+            .map(|grant| grant.fields.as_slice())
+    }
+}
+
+impl Action {
+    pub const ALL: [Action; 3] = [Action::Search, Action::Read, Action::Subscribe];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Search => "search",
+            Self::Read => "read",
+            Self::Subscribe => "subscribe",
+        }
+    }
+}
+
+impl fmt::Display for Action {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The action is not one Liaison knows.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown action `{0}`, expected `search`, `read` or `subscribe`")]
+pub struct UnknownAction(pub String);
+
+impl FromStr for Action {
+    type Err = UnknownAction;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::ALL
+            .into_iter()
+            .find(|action| action.as_str() == s)
+            .ok_or_else(|| UnknownAction(s.to_owned()))
+    }
+}
+
+impl AgreementStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Draft => "draft",
+            Self::Active => "active",
+            Self::Suspended => "suspended",
+            Self::Expired => "expired",
+        }
+    }
+}
+
+impl fmt::Display for AgreementStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl Effect {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Allow => "allow",
+            Self::Deny => "deny",
+        }
+    }
+}
+
+impl fmt::Display for Effect {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Accepts a bare TOML date (`2026-04-01`), which is what people write, and a quoted one, which
+/// is what generated files often hold; `time`'s own serde support only takes the latter.
+fn date<'de, D: Deserializer<'de>>(deserializer: D) -> Result<time::Date, D::Error> {
+    deserializer.deserialize_any(DateVisitor)
+}
+
+fn optional_date<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<time::Date>, D::Error> {
+    date(deserializer).map(Some)
+}
+
+struct DateVisitor;
+
+impl<'de> Visitor<'de> for DateVisitor {
+    type Value = time::Date;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a date such as 2026-04-01")
+    }
+
+    fn visit_str<E: de::Error>(self, s: &str) -> Result<Self::Value, E> {
+        let parsed: toml::value::Datetime = s
+            .parse()
+            .map_err(|_| E::custom(format!("`{s}` is not a date such as 2026-04-01")))?;
+        to_date(&parsed).map_err(E::custom)
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+        let parsed =
+            toml::value::Datetime::deserialize(de::value::MapAccessDeserializer::new(map))?;
+        to_date(&parsed).map_err(de::Error::custom)
+    }
+}
+
+fn to_date(value: &toml::value::Datetime) -> Result<time::Date, String> {
+    let (Some(date), None, None) = (value.date, value.time, value.offset) else {
+        return Err(format!(
+            "`{value}` is not a plain date; agreements run from day to day"
+        ));
+    };
+    let month = time::Month::try_from(date.month).map_err(|e| format!("`{value}`: {e}"))?;
+    time::Date::from_calendar_date(i32::from(date.year), month, date.day)
+        .map_err(|e| format!("`{value}`: {e}"))
+}
