@@ -111,9 +111,8 @@ impl SqlConnectorConfig {
                 .bytes()
                 .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"-_.".contains(&b));
         if !id_ok {
-            problems.push(
-                "id: must be 1 to 64 lower-case letters, digits, `-`, `_` or `.`".to_owned(),
-            );
+            problems
+                .push("id: must be 1 to 64 lower-case letters, digits, `-`, `_` or `.`".to_owned());
         }
         for (key, value) in [
             ("agency", &self.agency),
@@ -133,16 +132,20 @@ impl SqlConnectorConfig {
 
 /// Reads a mapping file.
 pub(crate) async fn read_mapping(path: &Path) -> Result<SqlMapping, ConnectorError> {
-    let text = tokio::fs::read_to_string(path)
-        .await
-        .map_err(|source| ConnectorError::ReadConfig {
-            path: path.to_owned(),
-            source,
-        })?;
+    let text =
+        tokio::fs::read_to_string(path)
+            .await
+            .map_err(|source| ConnectorError::ReadConfig {
+                path: path.to_owned(),
+                source,
+            })?;
     parse_toml(&text, path)
 }
 
-fn parse_toml<T: serde::de::DeserializeOwned>(text: &str, path: &Path) -> Result<T, ConnectorError> {
+fn parse_toml<T: serde::de::DeserializeOwned>(
+    text: &str,
+    path: &Path,
+) -> Result<T, ConnectorError> {
     toml::from_str(text).map_err(|e| {
         let line = e
             .span()
@@ -198,11 +201,17 @@ mod tests {
         let text = "\n[person]\nsource_id = \"{ID}\"\nsorce = 1\n";
         let err = parse_toml::<SqlMapping>(text, Path::new("m.toml")).unwrap_err();
         let message = err.to_string();
-        assert!(message.starts_with("cannot parse `m.toml`: line 4: unknown field `sorce`"), "{message}");
+        assert!(
+            message.starts_with("cannot parse `m.toml`: line 4: unknown field `sorce`"),
+            "{message}"
+        );
 
         let text = BASE.replace(r#"kind = "sql""#, r#"kind = "csv-folder""#);
         let err = parse_toml::<ConnectorConfig>(&text, Path::new("c.toml")).unwrap_err();
-        assert!(err.to_string().contains("unknown variant `csv-folder`"), "{err}");
+        assert!(
+            err.to_string().contains("unknown variant `csv-folder`"),
+            "{err}"
+        );
     }
 
     #[test]

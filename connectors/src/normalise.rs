@@ -103,7 +103,9 @@ pub fn upn(raw: &str) -> Result<String, Invalid> {
     let bytes = value.as_bytes();
     let ok = bytes.len() == 13
         && bytes.first().is_some_and(u8::is_ascii_uppercase)
-        && bytes.get(1..12).is_some_and(|d| d.iter().all(u8::is_ascii_digit))
+        && bytes
+            .get(1..12)
+            .is_some_and(|d| d.iter().all(u8::is_ascii_digit))
         && bytes.last().is_some_and(u8::is_ascii_alphanumeric);
     if !ok {
         return Err("a upn has a letter, eleven digits and a digit or letter");
@@ -167,10 +169,22 @@ mod tests {
             nhs_number("999 123 4560"),
             Err("no nhs number has these first nine digits")
         );
-        assert_eq!(nhs_number("943 476 591"), Err("an nhs number has ten digits"));
-        assert_eq!(nhs_number("94347659190"), Err("an nhs number has ten digits"));
-        assert_eq!(nhs_number("943476591X"), Err("an nhs number has ten digits"));
-        assert_eq!(nhs_number("９４３４７６５９１９"), Err("an nhs number has ten digits"));
+        assert_eq!(
+            nhs_number("943 476 591"),
+            Err("an nhs number has ten digits")
+        );
+        assert_eq!(
+            nhs_number("94347659190"),
+            Err("an nhs number has ten digits")
+        );
+        assert_eq!(
+            nhs_number("943476591X"),
+            Err("an nhs number has ten digits")
+        );
+        assert_eq!(
+            nhs_number("９４３４７６５９１９"),
+            Err("an nhs number has ten digits")
+        );
         assert_eq!(nhs_number(""), Err("an nhs number has ten digits"));
     }
 
@@ -188,7 +202,17 @@ mod tests {
 
     #[test]
     fn malformed_postcodes_are_rejected() {
-        for bad in ["", "E8", "E8 1D", "E8 1DYY", "8E 1DY", "E8 DY1", "ZZ99 9ZZZ", "E8-1DY", "EEE8 1DY"] {
+        for bad in [
+            "",
+            "E8",
+            "E8 1D",
+            "E8 1DYY",
+            "8E 1DY",
+            "E8 DY1",
+            "ZZ99 9ZZZ",
+            "E8-1DY",
+            "EEE8 1DY",
+        ] {
             assert!(postcode(bad).is_err(), "{bad:?} was accepted");
         }
     }
@@ -197,7 +221,15 @@ mod tests {
     fn pnc_ids_are_upper_cased_and_checked_for_shape() {
         assert_eq!(pnc_id("08/123456k").unwrap(), "08/123456K");
         assert_eq!(pnc_id(" 2008/12A ").unwrap(), "2008/12A");
-        for bad in ["", "08123456K", "8/123456K", "08/12345678K", "08/123456", "08/K", "ab/123K"] {
+        for bad in [
+            "",
+            "08123456K",
+            "8/123456K",
+            "08/12345678K",
+            "08/123456",
+            "08/K",
+            "ab/123K",
+        ] {
             assert!(pnc_id(bad).is_err(), "{bad:?} was accepted");
         }
     }

@@ -125,7 +125,9 @@ pub async fn generate_police_rms(
         let options = SqliteConnectOptions::from_str(url)
             .map_err(fail)?
             .create_if_missing(true);
-        let mut conn = SqliteConnection::connect_with(&options).await.map_err(fail)?;
+        let mut conn = SqliteConnection::connect_with(&options)
+            .await
+            .map_err(fail)?;
         for ddl in SCHEMA {
             sqlx::query(*ddl).execute(&mut conn).await.map_err(fail)?;
         }
@@ -238,9 +240,20 @@ const SURNAMES: &[&str] = &[
     "Price", "Ward",
 ];
 const STREETS: &[&str] = &[
-    "Albert Road", "Victoria Street", "Church Lane", "Station Road", "Park Avenue", "Mill Lane",
-    "High Street", "Queens Road", "Kings Road", "Green Lane", "Manor Way", "Elm Grove",
-    "Cedar Close", "Orchard Rise",
+    "Albert Road",
+    "Victoria Street",
+    "Church Lane",
+    "Station Road",
+    "Park Avenue",
+    "Mill Lane",
+    "High Street",
+    "Queens Road",
+    "Kings Road",
+    "Green Lane",
+    "Manor Way",
+    "Elm Grove",
+    "Cedar Close",
+    "Orchard Rise",
 ];
 // INVARIANT: `E8` is not among them, so only the Marshes live in `E8 1DY`.
 const AREAS: &[(&str, &str)] = &[
@@ -425,7 +438,15 @@ impl Generator {
         );
     }
 
-    fn address(&mut self, id: i64, line_1: &str, line_2: Option<&str>, town: &str, postcode: &str, from: i64) {
+    fn address(
+        &mut self,
+        id: i64,
+        line_1: &str,
+        line_2: Option<&str>,
+        town: &str,
+        postcode: &str,
+        from: i64,
+    ) {
         let addr_id = self.next_addr;
         self.next_addr += 1;
         self.rows.push(
@@ -460,7 +481,14 @@ impl Generator {
         self.next_flag += 1;
         self.rows.push(
             INSERT_WARN,
-            vec![Value::Int(flag_id), Value::Int(id), t(code), t(text), t(start), opt(end)],
+            vec![
+                Value::Int(flag_id),
+                Value::Int(id),
+                t(code),
+                t(text),
+                t(start),
+                opt(end),
+            ],
         );
     }
 
@@ -469,11 +497,25 @@ impl Generator {
         self.next_risk += 1;
         self.rows.push(
             INSERT_DASH,
-            vec![Value::Int(risk_id), Value::Int(id), t(level), t(at), t(notes)],
+            vec![
+                Value::Int(risk_id),
+                Value::Int(id),
+                t(level),
+                t(at),
+                t(notes),
+            ],
         );
     }
 
-    fn concern(&mut self, id: i64, code: &str, detail: &str, raised: &str, status: &str, team: &str) {
+    fn concern(
+        &mut self,
+        id: i64,
+        code: &str,
+        detail: &str,
+        raised: &str,
+        status: &str,
+        team: &str,
+    ) {
         let concern_id = self.next_concern;
         self.next_concern += 1;
         self.rows.push(
@@ -491,22 +533,75 @@ impl Generator {
     }
 
     fn assoc(&mut self, id: i64, other: i64, code: &str) {
-        self.rows
-            .push(INSERT_ASSOC, vec![Value::Int(id), Value::Int(other), t(code)]);
+        self.rows.push(
+            INSERT_ASSOC,
+            vec![Value::Int(id), Value::Int(other), t(code)],
+        );
     }
 
     fn fixed(&mut self) {
         let (leah, kerry, wayne, jordan, robert) = (100_001, 100_002, 100_003, 100_004, 100_005);
 
-        self.nominal(leah, "Marsh", "Leah", Some("Jade"), "14/05/2013", "F", None, Some("943 476 5919"), "20240612201500");
-        self.address(leah, "Flat 3, Kingsmead House", Some("27 Albion Drive"), "London", "e81dy", 20_210_901);
+        self.nominal(
+            leah,
+            "Marsh",
+            "Leah",
+            Some("Jade"),
+            "14/05/2013",
+            "F",
+            None,
+            Some("943 476 5919"),
+            "20240612201500",
+        );
+        self.address(
+            leah,
+            "Flat 3, Kingsmead House",
+            Some("27 Albion Drive"),
+            "London",
+            "e81dy",
+            20_210_901,
+        );
         self.address(leah, "12 Mill Lane", None, "Bromley", "BR1 3PQ", 20_130_601);
 
-        self.nominal(kerry, "Marsh", "Kerry", Some("Anne"), "02/11/1989", "F", None, Some("999 000 0018"), "20240302090000");
-        self.address(kerry, "Flat 3, Kingsmead House", Some("27 Albion Drive"), "London", "E8 1DY", 20_210_901);
+        self.nominal(
+            kerry,
+            "Marsh",
+            "Kerry",
+            Some("Anne"),
+            "02/11/1989",
+            "F",
+            None,
+            Some("999 000 0018"),
+            "20240302090000",
+        );
+        self.address(
+            kerry,
+            "Flat 3, Kingsmead House",
+            Some("27 Albion Drive"),
+            "London",
+            "E8 1DY",
+            20_210_901,
+        );
 
-        self.nominal(wayne, "Doyle", "Wayne", Some("Lee"), "21/07/1986", "M", Some("08/123456K"), Some("9990000026"), "20240301235900");
-        self.address(wayne, "44 Station Road", None, "London", "n16 7ab", 20_220_115);
+        self.nominal(
+            wayne,
+            "Doyle",
+            "Wayne",
+            Some("Lee"),
+            "21/07/1986",
+            "M",
+            Some("08/123456K"),
+            Some("9990000026"),
+            "20240301235900",
+        );
+        self.address(
+            wayne,
+            "44 Station Road",
+            None,
+            "London",
+            "n16 7ab",
+            20_220_115,
+        );
 
         self.occurrence(
             "CAD/2024/001234",
@@ -536,26 +631,98 @@ impl Generator {
             "R",
             "Eastborough MASH",
         );
-        self.dash(kerry, "H", "02/03/2024 01:30", "Escalating abuse; strangulation disclosed. Referred to MARAC.");
-        self.warning(kerry, "SH", "Disclosed self-harm during incident response.", "02-MAR-2024", None);
-        self.warning(wayne, "VI", "Violent towards partners.", "15-JAN-2019", None);
-        self.warning(wayne, "WE", "Known to carry a knife.", "15-JAN-2019", Some("15-JAN-2025"));
+        self.dash(
+            kerry,
+            "H",
+            "02/03/2024 01:30",
+            "Escalating abuse; strangulation disclosed. Referred to MARAC.",
+        );
+        self.warning(
+            kerry,
+            "SH",
+            "Disclosed self-harm during incident response.",
+            "02-MAR-2024",
+            None,
+        );
+        self.warning(
+            wayne,
+            "VI",
+            "Violent towards partners.",
+            "15-JAN-2019",
+            None,
+        );
+        self.warning(
+            wayne,
+            "WE",
+            "Known to carry a knife.",
+            "15-JAN-2019",
+            Some("15-JAN-2025"),
+        );
         self.assoc(leah, kerry, "PAR");
         self.assoc(kerry, leah, "CHI");
         self.assoc(kerry, wayne, "EXP");
         self.assoc(wayne, kerry, "EXP");
 
         // Every row about Jordan Hale is malformed in its own way.
-        self.nominal(jordan, "Hale", "Jordan", None, "31/02/2010", "M", None, Some("943 476 5918"), "20240701120000");
-        self.address(jordan, "9 Cedar Close", None, "London", "not a postcode", 20_200_101);
-        let narrative = "Repeated narrative text. ".repeat(100 * 1024 / 25);
-        self.occurrence("CAD/2024/009999", "ZZZ", "2024-07-01T12:00:00Z", "Cedar Close", &narrative);
+        self.nominal(
+            jordan,
+            "Hale",
+            "Jordan",
+            None,
+            "31/02/2010",
+            "M",
+            None,
+            Some("943 476 5918"),
+            "20240701120000",
+        );
+        self.address(
+            jordan,
+            "9 Cedar Close",
+            None,
+            "London",
+            "not a postcode",
+            20_200_101,
+        );
+        self.occurrence(
+            "CAD/2024/009999",
+            "ZZZ",
+            "2024-07-01T12:00:00Z",
+            "Cedar Close",
+            &hostile_narrative(),
+        );
         self.link("CAD/2024/009999", jordan, "V");
-        self.dash(jordan, "X", "01/07/2024 12:00", "Unknown risk code entered by a legacy import.");
-        self.dash(jordan, "M", "01/07/2024 13:00", "Reassessed after the import was corrected.");
+        self.dash(
+            jordan,
+            "X",
+            "01/07/2024 12:00",
+            "Unknown risk code entered by a legacy import.",
+        );
+        self.dash(
+            jordan,
+            "M",
+            "01/07/2024 13:00",
+            "Reassessed after the import was corrected.",
+        );
 
-        self.nominal(robert, "Tables", "Robert'); DROP TABLE NOMINAL;--", None, "01/04/2008", "M", None, Some("999 000 0034"), "20240101000000");
-        self.address(robert, "1 School Lane", None, "London", "SW9 8AA", 20_080_401);
+        self.nominal(
+            robert,
+            "Tables",
+            "Robert'); DROP TABLE NOMINAL;--",
+            None,
+            "01/04/2008",
+            "M",
+            None,
+            Some("999 000 0034"),
+            "20240101000000",
+        );
+        self.address(
+            robert,
+            "1 School Lane",
+            None,
+            "London",
+            "SW9 8AA",
+            20_080_401,
+        );
     }
 
     fn random_person(&mut self, id: i64, previous: Option<i64>) {
@@ -592,14 +759,26 @@ impl Generator {
             self.rng.range(0, 59),
             self.rng.range(0, 59)
         );
-        self.nominal(id, surname, forename, forename_2, &dob, sex, pnc.as_deref(), nhs.as_deref(), &updated);
+        self.nominal(
+            id,
+            surname,
+            forename,
+            forename_2,
+            &dob,
+            sex,
+            pnc.as_deref(),
+            nhs.as_deref(),
+            &updated,
+        );
 
         for _ in 0..self.rng.range(1, 2) {
             let street = format!("{} {}", self.rng.range(1, 180), self.rng.pick(STREETS));
             let area = usize::try_from(self.rng.below(AREAS.len() as u64)).unwrap_or(0);
             let (town, outward) = AREAS.get(area).copied().unwrap_or(("London", "N1"));
             let postcode = self.postcode(outward);
-            let from = self.rng.range(2000, 2024) * 10_000 + self.rng.range(1, 12) * 100 + self.rng.range(1, 28);
+            let from = self.rng.range(2000, 2024) * 10_000
+                + self.rng.range(1, 12) * 100
+                + self.rng.range(1, 28);
             self.address(id, &street, None, town, &postcode, from);
         }
 
@@ -620,7 +799,8 @@ impl Generator {
                     self.rng.range(0, 59)
                 );
                 let location = format!("{} {}", self.rng.range(1, 180), self.rng.pick(STREETS));
-                let narrative = format!("Officers attended a report at {location}. Words of advice given.");
+                let narrative =
+                    format!("Officers attended a report at {location}. Words of advice given.");
                 self.occurrence(&number, kind, &at, &location, &narrative);
                 number
             };
@@ -656,7 +836,14 @@ impl Generator {
                 self.rng.range(1, 28)
             );
             let status = self.rng.pick(STATUSES);
-            self.concern(id, code, "Concern raised by attending officer.", &raised, status, "Safeguarding hub");
+            self.concern(
+                id,
+                code,
+                "Concern raised by attending officer.",
+                &raised,
+                status,
+                "Safeguarding hub",
+            );
         }
         if let Some(other) = previous
             && self.rng.chance(20)
@@ -723,6 +910,15 @@ impl Generator {
     }
 }
 
+/// Exactly 100 KiB of text, ending in a full stop so trimming cannot
+/// shorten it.
+fn hostile_narrative() -> String {
+    let mut narrative = "Repeated narrative text. ".repeat(100 * 1024 / 25);
+    narrative.pop();
+    narrative.push('.');
+    narrative
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -778,7 +974,6 @@ mod tests {
         for valid in ["999 000 0018", "9990000026", "999 000 0034"] {
             normalise::nhs_number(valid).unwrap();
         }
-        let hostile = "Repeated narrative text. ".repeat(100 * 1024 / 25);
-        assert!(hostile.len() >= 100 * 1024 - 25);
+        assert_eq!(hostile_narrative().trim().len(), 100 * 1024);
     }
 }

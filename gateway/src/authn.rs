@@ -104,7 +104,10 @@ where
                     reason: "TOKEN_MISSING",
                     message: "a bearer token is required".into(),
                 }),
-                Some(h) => match h.strip_prefix("Bearer ").or_else(|| h.strip_prefix("bearer ")) {
+                Some(h) => match h
+                    .strip_prefix("Bearer ")
+                    .or_else(|| h.strip_prefix("bearer "))
+                {
                     Some(token) => registry.authenticate(token.trim()).await,
                     None => Err(GatewayError::Unauthenticated {
                         reason: "TOKEN_MISSING",

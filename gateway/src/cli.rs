@@ -18,6 +18,7 @@ pub struct Cli {
 
 /// The subcommands.
 #[derive(Debug, Subcommand)]
+#[expect(clippy::large_enum_variant, reason = "parsed once at start-up")]
 pub enum Command {
     /// Run the gateway from a configuration file.
     Serve {

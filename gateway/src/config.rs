@@ -305,7 +305,11 @@ impl Config {
         let mut seen = std::collections::BTreeSet::new();
         for (i, a) in self.agencies.iter().enumerate() {
             if a.id.get_ref().trim().is_empty() {
-                problem(a.id.span(), format!("agency[{i}].id"), "must not be empty".into());
+                problem(
+                    a.id.span(),
+                    format!("agency[{i}].id"),
+                    "must not be empty".into(),
+                );
             } else if !seen.insert(a.id.get_ref().clone()) {
                 problem(
                     a.id.span(),
@@ -326,7 +330,8 @@ impl Config {
             }
             match reqwest::Url::parse(url) {
                 Ok(u) => {
-                    let loopback = matches!(u.host_str(), Some("127.0.0.1" | "localhost" | "[::1]"));
+                    let loopback =
+                        matches!(u.host_str(), Some("127.0.0.1" | "localhost" | "[::1]"));
                     if u.scheme() == "http" && !(iss.allow_insecure_http && loopback) {
                         problem(
                             iss.url.span(),
@@ -353,7 +358,10 @@ impl Config {
                 problem(
                     iss.agency.span(),
                     format!("issuer[{i}].agency"),
-                    format!("agency `{}` is not defined in any [[agency]]", iss.agency.get_ref()),
+                    format!(
+                        "agency `{}` is not defined in any [[agency]]",
+                        iss.agency.get_ref()
+                    ),
                 );
             }
             if iss.audiences.is_empty() {

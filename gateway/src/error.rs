@@ -36,9 +36,7 @@ pub enum GatewayError {
         message: String,
     },
     /// A search gave too little to identify a person.
-    #[error(
-        "a search needs an identifier, or a family name with a date of birth or postcode"
-    )]
+    #[error("a search needs an identifier, or a family name with a date of birth or postcode")]
     QueryTooBroad,
     /// Authentication failed.
     #[error("{message}")]

@@ -144,9 +144,15 @@ async fn run_inner(args: QueryArgs) -> Result<String, String> {
             args.gateway
                 .clone()
                 .unwrap_or_else(|| "http://127.0.0.1:50051".into()),
-            args.token_url.clone().ok_or("give --as PROFILE or --token-url")?,
-            args.client_id.clone().ok_or("give --as PROFILE or --client-id")?,
-            args.client_secret.clone().ok_or("give --as PROFILE or --client-secret")?,
+            args.token_url
+                .clone()
+                .ok_or("give --as PROFILE or --token-url")?,
+            args.client_id
+                .clone()
+                .ok_or("give --as PROFILE or --client-id")?,
+            args.client_secret
+                .clone()
+                .ok_or("give --as PROFILE or --client-secret")?,
         ),
     };
     let token = fetch_token(&token_url, &client_id, &secret).await?;
@@ -296,7 +302,11 @@ async fn run_inner(args: QueryArgs) -> Result<String, String> {
                     le.sequence,
                     e.recorded_at.map(fmt_ts).unwrap_or_default(),
                     p.agency_id,
-                    if p.display_name.is_empty() { p.subject } else { p.display_name },
+                    if p.display_name.is_empty() {
+                        p.subject
+                    } else {
+                        p.display_name
+                    },
                     e.purpose,
                     e.isa_id,
                     pb::AuditOutcome::try_from(e.outcome)
@@ -337,7 +347,11 @@ async fn run_inner(args: QueryArgs) -> Result<String, String> {
                 "\nleaf {} of tree size {}: inclusion proof {}",
                 proof.leaf_index,
                 proof.tree_size,
-                if verified { "VERIFIED against the root" } else { "DOES NOT VERIFY" }
+                if verified {
+                    "VERIFIED against the root"
+                } else {
+                    "DOES NOT VERIFY"
+                }
             );
         }
     }
@@ -354,7 +368,11 @@ pub fn verify_proof(canonical: &[u8], proof: &pb::GetInclusionProofResponse) -> 
     let path: Option<Vec<[u8; 32]>> = proof
         .audit_path
         .iter()
-        .map(|h| hex::decode(h).ok().and_then(|b| <[u8; 32]>::try_from(b).ok()))
+        .map(|h| {
+            hex::decode(h)
+                .ok()
+                .and_then(|b| <[u8; 32]>::try_from(b).ok())
+        })
         .collect();
     let root = hex::decode(&proof.root_hash)
         .ok()
@@ -461,7 +479,13 @@ fn render_person(out: &mut String, p: &pb::Person) {
         let _ = writeln!(out, "  date of birth: {}", fmt_date(d));
     }
     for a in &p.addresses {
-        let _ = writeln!(out, "  address: {} {} {}", a.lines.join(", "), a.locality, a.postcode);
+        let _ = writeln!(
+            out,
+            "  address: {} {} {}",
+            a.lines.join(", "),
+            a.locality,
+            a.postcode
+        );
     }
     for i in &p.identifiers {
         let scheme = pb::IdentifierScheme::try_from(i.scheme)
@@ -535,7 +559,11 @@ fn render_record(out: &mut String, r: &pb::Record) {
 
 fn render_gaps(out: &mut String, gaps: &[pb::SourceGap]) {
     for g in gaps {
-        let _ = writeln!(out, "\nPARTIAL: source {} missing ({}: {})", g.dataset_id, g.reason, g.message);
+        let _ = writeln!(
+            out,
+            "\nPARTIAL: source {} missing ({}: {})",
+            g.dataset_id, g.reason, g.message
+        );
     }
 }
 

@@ -206,9 +206,8 @@ pub async fn start(
             .set_not_serving::<SharingServiceServer<Sharing>>()
             .await;
     };
-    let task = tokio::spawn(
-        router.serve_with_incoming_shutdown(TcpListenerStream::new(listener), signal),
-    );
+    let task =
+        tokio::spawn(router.serve_with_incoming_shutdown(TcpListenerStream::new(listener), signal));
     tracing::info!(%addr, "gateway serving");
     Ok(Running {
         addr,

@@ -85,7 +85,11 @@ mod tests {
                 Code::InvalidArgument,
                 "INVALID_FIELD",
             ),
-            (GatewayError::QueryTooBroad, Code::InvalidArgument, "QUERY_TOO_BROAD"),
+            (
+                GatewayError::QueryTooBroad,
+                Code::InvalidArgument,
+                "QUERY_TOO_BROAD",
+            ),
             (
                 GatewayError::Unauthenticated {
                     reason: "TOKEN_EXPIRED",
@@ -123,7 +127,11 @@ mod tests {
                 Code::NotFound,
                 "NOT_FOUND",
             ),
-            (GatewayError::AuditUnavailable, Code::Unavailable, "AUDIT_UNAVAILABLE"),
+            (
+                GatewayError::AuditUnavailable,
+                Code::Unavailable,
+                "AUDIT_UNAVAILABLE",
+            ),
             (
                 GatewayError::SourcesUnavailable {
                     message: "x".into(),

@@ -5,7 +5,9 @@ mod common;
 
 use common::World;
 use tokio_stream::StreamExt;
-use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient};
+use tonic_health::pb::{
+    HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
+};
 use tonic_reflection::pb::v1::{
     ServerReflectionRequest, server_reflection_client::ServerReflectionClient,
     server_reflection_request::MessageRequest, server_reflection_response::MessageResponse,
@@ -16,9 +18,16 @@ async fn reflection_lists_the_services_and_health_reports_serving() {
     let world = World::start(None).await;
 
     let mut health = HealthClient::new(world.channel.clone());
-    for service in ["", "liaison.v1.SharingService", "liaison.v1.OversightService", "liaison.v1.AdminService"] {
+    for service in [
+        "",
+        "liaison.v1.SharingService",
+        "liaison.v1.OversightService",
+        "liaison.v1.AdminService",
+    ] {
         let status = health
-            .check(HealthCheckRequest { service: service.into() })
+            .check(HealthCheckRequest {
+                service: service.into(),
+            })
             .await
             .unwrap()
             .into_inner()
@@ -41,7 +50,11 @@ async fn reflection_lists_the_services_and_health_reports_serving() {
         panic!("unexpected reflection answer");
     };
     let names: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
-    for expected in ["liaison.v1.SharingService", "liaison.v1.OversightService", "liaison.v1.AdminService"] {
+    for expected in [
+        "liaison.v1.SharingService",
+        "liaison.v1.OversightService",
+        "liaison.v1.AdminService",
+    ] {
         assert!(names.contains(&expected.to_owned()), "{names:?}");
     }
     world.gateway.shutdown().await.unwrap();

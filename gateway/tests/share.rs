@@ -16,7 +16,7 @@ use tonic::Code;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_social_worker_gets_minimised_records_with_receipts_and_every_refusal_is_audited() {
     let world = World::start(None).await;
-    let sw = world.hackney.token(SOCIAL_WORKER).await;
+    let sw = world.hackney.token(SOCIAL_WORKER).await.unwrap();
     let mut sharing = SharingServiceClient::new(world.channel.clone());
 
     // What may I query?
@@ -47,10 +47,21 @@ async fn a_social_worker_gets_minimised_records_with_receipts_and_every_refusal_
     assert!(found.gaps.is_empty(), "{:?}", found.gaps);
     let leah = found.matches[0].person.clone().unwrap();
     assert_eq!(leah.names[0].family_name, "Marsh");
-    assert_eq!(leah.date_of_birth, Some(pb::Date { year: 2013, month: 5, day: 14 }));
+    assert_eq!(
+        leah.date_of_birth,
+        Some(pb::Date {
+            year: 2013,
+            month: 5,
+            day: 14
+        })
+    );
     assert!(leah.person_id.starts_with("met-police.records:"));
     // Outside the social worker's field set: identifiers and gender.
-    assert!(leah.identifiers.is_empty(), "identifiers leaked: {:?}", leah.identifiers);
+    assert!(
+        leah.identifiers.is_empty(),
+        "identifiers leaked: {:?}",
+        leah.identifiers
+    );
     assert!(leah.gender.is_empty(), "gender leaked");
 
     // Read her records.
@@ -74,19 +85,31 @@ async fn a_social_worker_gets_minimised_records_with_receipts_and_every_refusal_
         match r.body.as_ref().unwrap() {
             Body::Incident(i) => {
                 assert!(!i.category.is_empty());
-                assert!(i.location.is_empty(), "incident.location is not in the agreement");
-                assert!(i.reference.is_empty(), "incident.reference is not in the agreement");
+                assert!(
+                    i.location.is_empty(),
+                    "incident.location is not in the agreement"
+                );
+                assert!(
+                    i.reference.is_empty(),
+                    "incident.reference is not in the agreement"
+                );
             }
             Body::WarningMarker(w) => assert!(w.description.is_empty()),
             Body::RiskAssessment(a) => {
                 assert_ne!(a.level, 0);
-                assert!(a.summary.is_empty(), "risk_assessment.summary is not in the agreement");
+                assert!(
+                    a.summary.is_empty(),
+                    "risk_assessment.summary is not in the agreement"
+                );
             }
             Body::Relationship(_) => panic!("relationships are for team managers only"),
             Body::SafeguardingConcern(c) => assert!(!c.summary.is_empty()),
         }
     }
-    assert!(kinds.contains(&(pb::RecordKind::Incident as i32)), "{kinds:?}");
+    assert!(
+        kinds.contains(&(pb::RecordKind::Incident as i32)),
+        "{kinds:?}"
+    );
 
     // No purpose: INVALID_ARGUMENT naming the field.
     let mut no_purpose = context("");
@@ -103,7 +126,10 @@ async fn a_social_worker_gets_minimised_records_with_receipts_and_every_refusal_
         .await
         .unwrap_err();
     assert_eq!(err.code(), Code::InvalidArgument);
-    assert_eq!(reason(&err), ("PURPOSE_MISSING".into(), vec!["context.purpose".into()]));
+    assert_eq!(
+        reason(&err),
+        ("PURPOSE_MISSING".into(), vec!["context.purpose".into()])
+    );
 
     // A purpose outside the agreement: PERMISSION_DENIED with the reason.
     let err = sharing
@@ -119,10 +145,14 @@ async fn a_social_worker_gets_minimised_records_with_receipts_and_every_refusal_
         .unwrap_err();
     assert_eq!(err.code(), Code::PermissionDenied);
     assert_eq!(reason(&err).0, "PURPOSE_NOT_PERMITTED");
-    assert!(err.message().contains("crime-prevention"), "{}", err.message());
+    assert!(
+        err.message().contains("crime-prevention"),
+        "{}",
+        err.message()
+    );
 
     // The provider's own officer is not a recipient under this agreement.
-    let officer = world.met.token(OFFICER).await;
+    let officer = world.met.token(OFFICER).await.unwrap();
     let err = sharing
         .search_persons(authed(
             &officer,
@@ -160,7 +190,7 @@ async fn a_social_worker_gets_minimised_records_with_receipts_and_every_refusal_
     assert_eq!(reason(&err).0, "FUNCTION_NOT_PERMITTED");
 
     // The council's DPO sees every outcome of the council's shares.
-    let dpo = world.hackney.token(COUNCIL_DPO).await;
+    let dpo = world.hackney.token(COUNCIL_DPO).await.unwrap();
     let mut oversight = OversightServiceClient::new(world.channel.clone());
     let entries = oversight
         .list_audit_entries(authed(&dpo, pb::ListAuditEntriesRequest::default()))
@@ -175,10 +205,27 @@ async fn a_social_worker_gets_minimised_records_with_receipts_and_every_refusal_
             (e.outcome, e.error_reason.clone(), e.purpose.clone())
         })
         .collect();
-    assert!(outcomes.contains(&(pb::AuditOutcome::Invalid as i32, "PURPOSE_MISSING".into(), String::new())), "{outcomes:?}");
-    assert!(outcomes.contains(&(pb::AuditOutcome::Denied as i32, "PURPOSE_NOT_PERMITTED".into(), "crime-prevention".into())), "{outcomes:?}");
+    assert!(
+        outcomes.contains(&(
+            pb::AuditOutcome::Invalid as i32,
+            "PURPOSE_MISSING".into(),
+            String::new()
+        )),
+        "{outcomes:?}"
+    );
+    assert!(
+        outcomes.contains(&(
+            pb::AuditOutcome::Denied as i32,
+            "PURPOSE_NOT_PERMITTED".into(),
+            "crime-prevention".into()
+        )),
+        "{outcomes:?}"
+    );
     assert_eq!(
-        outcomes.iter().filter(|o| o.0 == pb::AuditOutcome::Disclosed as i32).count(),
+        outcomes
+            .iter()
+            .filter(|o| o.0 == pb::AuditOutcome::Disclosed as i32)
+            .count(),
         2,
         "{outcomes:?}"
     );
@@ -190,16 +237,30 @@ async fn a_social_worker_gets_minimised_records_with_receipts_and_every_refusal_
         .unwrap();
     let entry = read.entry.as_ref().unwrap();
     assert_eq!(entry.isa_id, ISA);
-    assert_eq!(entry.justification, "Section 47 enquiry following a school referral");
-    assert!(entry.policy_version.starts_with("sha256:"), "{}", entry.policy_version);
+    assert_eq!(
+        entry.justification,
+        "Section 47 enquiry following a school referral"
+    );
+    assert!(
+        entry.policy_version.starts_with("sha256:"),
+        "{}",
+        entry.policy_version
+    );
     assert!(!entry.legal_basis.is_empty());
     assert_eq!(entry.disclosures.len(), 1);
     assert_eq!(entry.disclosures[0].person_id, leah.person_id);
     assert_eq!(entry.disclosures[0].record_ids.len(), records.records.len());
-    assert!(entry.disclosures[0].fields.contains(&"incident.category".to_owned()));
+    assert!(
+        entry.disclosures[0]
+            .fields
+            .contains(&"incident.category".to_owned())
+    );
     assert_eq!(entry.disclosures[0].digest.len(), 64);
     let canonical = String::from_utf8_lossy(&read.canonical);
-    assert!(!canonical.contains("Marsh"), "the ledger must not hold the shared data");
+    assert!(
+        !canonical.contains("Marsh"),
+        "the ledger must not hold the shared data"
+    );
 
     // The search's receipt resolves, and its inclusion proof verifies.
     let proof = oversight
@@ -226,10 +287,16 @@ async fn a_social_worker_gets_minimised_records_with_receipts_and_every_refusal_
         .entry
         .unwrap();
     assert_eq!(stored.leaf_hash, search_receipt.leaf_hash);
-    assert!(liaison_gateway::query::verify_proof(&stored.canonical, &proof));
+    assert!(liaison_gateway::query::verify_proof(
+        &stored.canonical,
+        &proof
+    ));
     let mut bad = proof.clone();
     bad.leaf_index += 1;
-    assert!(!liaison_gateway::query::verify_proof(&stored.canonical, &bad));
+    assert!(!liaison_gateway::query::verify_proof(
+        &stored.canonical,
+        &bad
+    ));
 
     // The whole ledger verifies, then fails naming the entry after one byte
     // of it is changed.
@@ -273,4 +340,51 @@ async fn a_social_worker_gets_minimised_records_with_receipts_and_every_refusal_
     assert_eq!(output.status.code(), Some(2), "{output:?}");
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains(&read_receipt.entry_id), "{stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unwritable_sqlite_ledger_fails_shares_closed_until_it_is_writable_again() {
+    use sqlx::Connection;
+
+    let world = World::start(None).await;
+    let sw = world.hackney.token(SOCIAL_WORKER).await.unwrap();
+    let mut sharing = SharingServiceClient::new(world.channel.clone());
+    let request = || {
+        authed(
+            &sw,
+            pb::SearchPersonsRequest {
+                context: Some(context("safeguarding-children")),
+                query: Some(common::leah()),
+                ..Default::default()
+            },
+        )
+    };
+    sharing.search_persons(request()).await.unwrap();
+
+    // Another process holds the database exclusively: the ledger cannot
+    // write. (File permissions do not stop root, which CI runs as.)
+    let url = format!("sqlite://{}", world.dir.path().join("ledger.db").display());
+    let mut blocker = sqlx::SqliteConnection::connect(&url).await.unwrap();
+    sqlx::query("BEGIN EXCLUSIVE")
+        .execute(&mut blocker)
+        .await
+        .unwrap();
+    let err = sharing.search_persons(request()).await.unwrap_err();
+    assert_eq!(err.code(), Code::Unavailable, "{err:?}");
+    assert_eq!(reason(&err).0, "AUDIT_UNAVAILABLE");
+
+    sqlx::query("ROLLBACK").execute(&mut blocker).await.unwrap();
+    blocker.close().await.unwrap();
+    let resumed = sharing
+        .search_persons(request())
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(!resumed.matches.is_empty());
+    assert_eq!(
+        resumed.receipt.unwrap().sequence,
+        2,
+        "the refused share left no entry and no gap"
+    );
+    world.gateway.shutdown().await.unwrap();
 }

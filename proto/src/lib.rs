@@ -7,7 +7,12 @@
 
 /// `liaison.v1`: messages, enums, service clients and servers.
 pub mod v1 {
-    #![allow(missing_docs, clippy::all, clippy::pedantic, missing_debug_implementations)]
+    #![allow(
+        missing_docs,
+        clippy::all,
+        clippy::pedantic,
+        missing_debug_implementations
+    )]
     tonic::include_proto!("liaison.v1");
 }
 
@@ -23,7 +28,10 @@ mod tests {
     fn descriptor_set_decodes_and_names_the_package() {
         let fds = prost_types::FileDescriptorSet::decode(super::FILE_DESCRIPTOR_SET).unwrap();
         let names: Vec<_> = fds.file.iter().filter_map(|f| f.name.clone()).collect();
-        assert!(names.iter().any(|n| n == "liaison/v1/types.proto"), "{names:?}");
-        assert!(fds.file.iter().all(|f| f.package.as_deref() != Some("") ));
+        assert!(
+            names.iter().any(|n| n == "liaison/v1/types.proto"),
+            "{names:?}"
+        );
+        assert!(fds.file.iter().all(|f| f.package.as_deref() != Some("")));
     }
 }

@@ -392,8 +392,11 @@ impl<'m> Compiler<'m> {
         if m.max_text_bytes == Some(0) {
             self.problem("max_text_bytes", "must be at least 1");
         }
-        let max_search_results =
-            self.positive("max_search_results", m.max_search_results, DEFAULT_MAX_SEARCH_RESULTS);
+        let max_search_results = self.positive(
+            "max_search_results",
+            m.max_search_results,
+            DEFAULT_MAX_SEARCH_RESULTS,
+        );
         let max_records = self.positive("max_records", m.max_records, DEFAULT_MAX_RECORDS);
         let max_list_rows = self.positive("max_list_rows", m.max_list_rows, DEFAULT_MAX_LIST_ROWS);
         let classification = match &m.classification {
@@ -471,11 +474,19 @@ impl<'m> Compiler<'m> {
         let p = &m.person;
         let mut cols = Vec::new();
         let source_id = self.template("person.source_id", &p.source_id, &mut cols);
-        let date_of_birth =
-            self.opt_field(p.date_of_birth.as_ref(), "person.date_of_birth", Target::Date, &mut cols);
+        let date_of_birth = self.opt_field(
+            p.date_of_birth.as_ref(),
+            "person.date_of_birth",
+            Target::Date,
+            &mut cols,
+        );
         let gender = self.opt_field(p.gender.as_ref(), "person.gender", Target::Text, &mut cols);
-        let updated_at =
-            self.opt_field(p.updated_at.as_ref(), "person.updated_at", Target::Timestamp, &mut cols);
+        let updated_at = self.opt_field(
+            p.updated_at.as_ref(),
+            "person.updated_at",
+            Target::Timestamp,
+            &mut cols,
+        );
         let classification = self.opt_field(
             p.classification.as_ref(),
             "person.classification",
@@ -483,19 +494,36 @@ impl<'m> Compiler<'m> {
             &mut cols,
         );
         if p.names.is_empty() {
-            self.problem("person.names", "maps no name, so no one could be recognised");
+            self.problem(
+                "person.names",
+                "maps no name, so no one could be recognised",
+            );
         }
         let names = p
             .names
             .iter()
             .enumerate()
-            .map(|(i, n)| self.list_entry(&format!("person.names[{i}]"), n.sql.as_deref(), &mut cols, |c, key, cols| c.name(key, n, cols)))
+            .map(|(i, n)| {
+                self.list_entry(
+                    &format!("person.names[{i}]"),
+                    n.sql.as_deref(),
+                    &mut cols,
+                    |c, key, cols| c.name(key, n, cols),
+                )
+            })
             .collect();
         let addresses = p
             .addresses
             .iter()
             .enumerate()
-            .map(|(i, a)| self.list_entry(&format!("person.addresses[{i}]"), a.sql.as_deref(), &mut cols, |c, key, cols| c.address(key, a, cols)))
+            .map(|(i, a)| {
+                self.list_entry(
+                    &format!("person.addresses[{i}]"),
+                    a.sql.as_deref(),
+                    &mut cols,
+                    |c, key, cols| c.address(key, a, cols),
+                )
+            })
             .collect();
         let mut identifiers = Vec::new();
         for (i, idm) in p.identifiers.iter().enumerate() {
@@ -510,7 +538,12 @@ impl<'m> Compiler<'m> {
                 });
             }
         }
-        let search = self.query("person.search_sql", &p.search_sql, SEARCH_PARAMS, cols.clone());
+        let search = self.query(
+            "person.search_sql",
+            &p.search_sql,
+            SEARCH_PARAMS,
+            cols.clone(),
+        );
         let get = self.query("person.get_sql", &p.get_sql, PERSON_PARAMS, cols);
         Some(PersonPlan {
             search,
@@ -558,8 +591,18 @@ impl<'m> Compiler<'m> {
             self.problem(key, "maps neither `given_names` nor `family_name`");
         }
         NamePlan {
-            given_names: self.opt_field(n.given_names.as_ref(), &format!("{key}.given_names"), Target::Text, cols),
-            family_name: self.opt_field(n.family_name.as_ref(), &format!("{key}.family_name"), Target::Text, cols),
+            given_names: self.opt_field(
+                n.given_names.as_ref(),
+                &format!("{key}.given_names"),
+                Target::Text,
+                cols,
+            ),
+            family_name: self.opt_field(
+                n.family_name.as_ref(),
+                &format!("{key}.family_name"),
+                Target::Text,
+                cols,
+            ),
             name_use: self.opt_field(
                 n.name_use.as_ref(),
                 &format!("{key}.use"),
@@ -578,8 +621,18 @@ impl<'m> Compiler<'m> {
             .collect();
         AddressPlan {
             lines,
-            locality: self.opt_field(a.locality.as_ref(), &format!("{key}.locality"), Target::Text, cols),
-            postcode: self.opt_field(a.postcode.as_ref(), &format!("{key}.postcode"), Target::Text, cols),
+            locality: self.opt_field(
+                a.locality.as_ref(),
+                &format!("{key}.locality"),
+                Target::Text,
+                cols,
+            ),
+            postcode: self.opt_field(
+                a.postcode.as_ref(),
+                &format!("{key}.postcode"),
+                Target::Text,
+                cols,
+            ),
             from: self.opt_field(a.from.as_ref(), &format!("{key}.from"), Target::Date, cols),
             to: self.opt_field(a.to.as_ref(), &format!("{key}.to"), Target::Date, cols),
         }
@@ -595,14 +648,22 @@ impl<'m> Compiler<'m> {
             Some(IdentifierScheme::Unspecified) | None => {
                 self.problem(
                     &format!("{key}.scheme"),
-                    format!("`{}` is not an `IdentifierScheme` value other than unspecified", idm.scheme),
+                    format!(
+                        "`{}` is not an `IdentifierScheme` value other than unspecified",
+                        idm.scheme
+                    ),
                 );
                 None
             }
             Some(scheme) => Some(scheme),
         };
         let value = self.field(&idm.value, &format!("{key}.value"), Target::Text, cols);
-        let system = self.opt_field(idm.system.as_ref(), &format!("{key}.system"), Target::Text, cols);
+        let system = self.opt_field(
+            idm.system.as_ref(),
+            &format!("{key}.system"),
+            Target::Text,
+            cols,
+        );
         Some(IdentifierPlan {
             scheme: scheme?,
             value: value?,
@@ -618,66 +679,196 @@ impl<'m> Compiler<'m> {
                 let f = &rm.fields;
                 let k = "incident";
                 Body::Incident {
-                    reference: c.opt_field(f.reference.as_ref(), &format!("{k}.reference"), Target::Text, cols),
-                    category: c.opt_field(f.category.as_ref(), &format!("{k}.category"), Target::Text, cols),
-                    summary: c.opt_field(f.summary.as_ref(), &format!("{k}.summary"), Target::Text, cols),
-                    occurred_at: c.opt_field(f.occurred_at.as_ref(), &format!("{k}.occurred_at"), Target::Timestamp, cols),
-                    location: c.opt_field(f.location.as_ref(), &format!("{k}.location"), Target::Text, cols),
-                    person_role: c.opt_field(f.person_role.as_ref(), &format!("{k}.person_role"), Target::Text, cols),
+                    reference: c.opt_field(
+                        f.reference.as_ref(),
+                        &format!("{k}.reference"),
+                        Target::Text,
+                        cols,
+                    ),
+                    category: c.opt_field(
+                        f.category.as_ref(),
+                        &format!("{k}.category"),
+                        Target::Text,
+                        cols,
+                    ),
+                    summary: c.opt_field(
+                        f.summary.as_ref(),
+                        &format!("{k}.summary"),
+                        Target::Text,
+                        cols,
+                    ),
+                    occurred_at: c.opt_field(
+                        f.occurred_at.as_ref(),
+                        &format!("{k}.occurred_at"),
+                        Target::Timestamp,
+                        cols,
+                    ),
+                    location: c.opt_field(
+                        f.location.as_ref(),
+                        &format!("{k}.location"),
+                        Target::Text,
+                        cols,
+                    ),
+                    person_role: c.opt_field(
+                        f.person_role.as_ref(),
+                        &format!("{k}.person_role"),
+                        Target::Text,
+                        cols,
+                    ),
                 }
             });
             plans.push(plan);
         }
         if let Some(rm) = &r.warning_marker {
-            let plan = self.record(RecordKind::WarningMarker, "records.warning_marker", rm, |c, cols| {
-                let f = &rm.fields;
-                let k = "warning_marker";
-                Body::WarningMarker {
-                    marker: c.opt_field(f.marker.as_ref(), &format!("{k}.marker"), Target::Text, cols),
-                    description: c.opt_field(f.description.as_ref(), &format!("{k}.description"), Target::Text, cols),
-                    from: c.opt_field(f.from.as_ref(), &format!("{k}.from"), Target::Date, cols),
-                    until: c.opt_field(f.until.as_ref(), &format!("{k}.until"), Target::Date, cols),
-                }
-            });
+            let plan = self.record(
+                RecordKind::WarningMarker,
+                "records.warning_marker",
+                rm,
+                |c, cols| {
+                    let f = &rm.fields;
+                    let k = "warning_marker";
+                    Body::WarningMarker {
+                        marker: c.opt_field(
+                            f.marker.as_ref(),
+                            &format!("{k}.marker"),
+                            Target::Text,
+                            cols,
+                        ),
+                        description: c.opt_field(
+                            f.description.as_ref(),
+                            &format!("{k}.description"),
+                            Target::Text,
+                            cols,
+                        ),
+                        from: c.opt_field(
+                            f.from.as_ref(),
+                            &format!("{k}.from"),
+                            Target::Date,
+                            cols,
+                        ),
+                        until: c.opt_field(
+                            f.until.as_ref(),
+                            &format!("{k}.until"),
+                            Target::Date,
+                            cols,
+                        ),
+                    }
+                },
+            );
             plans.push(plan);
         }
         if let Some(rm) = &r.safeguarding_concern {
-            let plan = self.record(RecordKind::SafeguardingConcern, "records.safeguarding_concern", rm, |c, cols| {
-                let f = &rm.fields;
-                let k = "safeguarding_concern";
-                Body::SafeguardingConcern {
-                    category: c.opt_field(f.category.as_ref(), &format!("{k}.category"), Target::Text, cols),
-                    summary: c.opt_field(f.summary.as_ref(), &format!("{k}.summary"), Target::Text, cols),
-                    raised_at: c.opt_field(f.raised_at.as_ref(), &format!("{k}.raised_at"), Target::Timestamp, cols),
-                    status: c.opt_field(f.status.as_ref(), &format!("{k}.status"), Target::Text, cols),
-                    lead: c.opt_field(f.lead.as_ref(), &format!("{k}.lead"), Target::Text, cols),
-                }
-            });
+            let plan = self.record(
+                RecordKind::SafeguardingConcern,
+                "records.safeguarding_concern",
+                rm,
+                |c, cols| {
+                    let f = &rm.fields;
+                    let k = "safeguarding_concern";
+                    Body::SafeguardingConcern {
+                        category: c.opt_field(
+                            f.category.as_ref(),
+                            &format!("{k}.category"),
+                            Target::Text,
+                            cols,
+                        ),
+                        summary: c.opt_field(
+                            f.summary.as_ref(),
+                            &format!("{k}.summary"),
+                            Target::Text,
+                            cols,
+                        ),
+                        raised_at: c.opt_field(
+                            f.raised_at.as_ref(),
+                            &format!("{k}.raised_at"),
+                            Target::Timestamp,
+                            cols,
+                        ),
+                        status: c.opt_field(
+                            f.status.as_ref(),
+                            &format!("{k}.status"),
+                            Target::Text,
+                            cols,
+                        ),
+                        lead: c.opt_field(
+                            f.lead.as_ref(),
+                            &format!("{k}.lead"),
+                            Target::Text,
+                            cols,
+                        ),
+                    }
+                },
+            );
             plans.push(plan);
         }
         if let Some(rm) = &r.risk_assessment {
-            let plan = self.record(RecordKind::RiskAssessment, "records.risk_assessment", rm, |c, cols| {
-                let f = &rm.fields;
-                let k = "risk_assessment";
-                Body::RiskAssessment {
-                    framework: c.opt_field(f.framework.as_ref(), &format!("{k}.framework"), Target::Text, cols),
-                    level: c.opt_field(f.level.as_ref(), &format!("{k}.level"), Target::Enum(EnumKind::RiskLevel), cols),
-                    assessed_at: c.opt_field(f.assessed_at.as_ref(), &format!("{k}.assessed_at"), Target::Timestamp, cols),
-                    summary: c.opt_field(f.summary.as_ref(), &format!("{k}.summary"), Target::Text, cols),
-                }
-            });
+            let plan = self.record(
+                RecordKind::RiskAssessment,
+                "records.risk_assessment",
+                rm,
+                |c, cols| {
+                    let f = &rm.fields;
+                    let k = "risk_assessment";
+                    Body::RiskAssessment {
+                        framework: c.opt_field(
+                            f.framework.as_ref(),
+                            &format!("{k}.framework"),
+                            Target::Text,
+                            cols,
+                        ),
+                        level: c.opt_field(
+                            f.level.as_ref(),
+                            &format!("{k}.level"),
+                            Target::Enum(EnumKind::RiskLevel),
+                            cols,
+                        ),
+                        assessed_at: c.opt_field(
+                            f.assessed_at.as_ref(),
+                            &format!("{k}.assessed_at"),
+                            Target::Timestamp,
+                            cols,
+                        ),
+                        summary: c.opt_field(
+                            f.summary.as_ref(),
+                            &format!("{k}.summary"),
+                            Target::Text,
+                            cols,
+                        ),
+                    }
+                },
+            );
             plans.push(plan);
         }
         if let Some(rm) = &r.relationship {
-            let plan = self.record(RecordKind::Relationship, "records.relationship", rm, |c, cols| {
-                let f = &rm.fields;
-                let k = "relationship";
-                Body::Relationship {
-                    related_person_id: c.opt_field(f.related_person_id.as_ref(), &format!("{k}.related_person_id"), Target::Text, cols),
-                    relationship: c.opt_field(f.relationship.as_ref(), &format!("{k}.relationship"), Target::Text, cols),
-                    related_name: c.opt_field(f.related_name.as_ref(), &format!("{k}.related_name"), Target::Text, cols),
-                }
-            });
+            let plan = self.record(
+                RecordKind::Relationship,
+                "records.relationship",
+                rm,
+                |c, cols| {
+                    let f = &rm.fields;
+                    let k = "relationship";
+                    Body::Relationship {
+                        related_person_id: c.opt_field(
+                            f.related_person_id.as_ref(),
+                            &format!("{k}.related_person_id"),
+                            Target::Text,
+                            cols,
+                        ),
+                        relationship: c.opt_field(
+                            f.relationship.as_ref(),
+                            &format!("{k}.relationship"),
+                            Target::Text,
+                            cols,
+                        ),
+                        related_name: c.opt_field(
+                            f.related_name.as_ref(),
+                            &format!("{k}.related_name"),
+                            Target::Text,
+                            cols,
+                        ),
+                    }
+                },
+            );
             plans.push(plan);
         }
         plans
@@ -693,8 +884,12 @@ impl<'m> Compiler<'m> {
         let mut cols = Vec::new();
         let source_id = self.template(&format!("{key}.source_id"), &rm.source_id, &mut cols);
         let prefix = key.trim_start_matches("records.");
-        let updated_at =
-            self.opt_field(rm.updated_at.as_ref(), &format!("{prefix}.updated_at"), Target::Timestamp, &mut cols);
+        let updated_at = self.opt_field(
+            rm.updated_at.as_ref(),
+            &format!("{prefix}.updated_at"),
+            Target::Timestamp,
+            &mut cols,
+        );
         let classification = self.opt_field(
             rm.classification.as_ref(),
             &format!("{prefix}.classification"),
@@ -702,19 +897,36 @@ impl<'m> Compiler<'m> {
             &mut cols,
         );
         if rm.handling_instructions.iter().any(|h| h.trim().is_empty()) {
-            self.problem(&format!("{key}.handling_instructions"), "holds an empty instruction");
+            self.problem(
+                &format!("{key}.handling_instructions"),
+                "holds an empty instruction",
+            );
         }
         let handling_from = rm
             .handling_from
             .iter()
             .enumerate()
-            .filter_map(|(i, f)| self.field(f, &format!("{prefix}.handling_from[{i}]"), Target::Text, &mut cols))
+            .filter_map(|(i, f)| {
+                self.field(
+                    f,
+                    &format!("{prefix}.handling_from[{i}]"),
+                    Target::Text,
+                    &mut cols,
+                )
+            })
             .collect();
         let markers = rm
             .sensitivity_markers
             .iter()
             .enumerate()
-            .filter_map(|(i, f)| self.field(f, &format!("{prefix}.sensitivity_markers[{i}]"), Target::Text, &mut cols))
+            .filter_map(|(i, f)| {
+                self.field(
+                    f,
+                    &format!("{prefix}.sensitivity_markers[{i}]"),
+                    Target::Text,
+                    &mut cols,
+                )
+            })
             .collect();
         let body = body(self, &mut cols);
         let query = self.query(&format!("{key}.sql"), &rm.sql, PERSON_PARAMS, cols);
@@ -755,13 +967,19 @@ impl<'m> Compiler<'m> {
             spec.value.is_some(),
         ];
         if set.iter().filter(|s| **s).count() != 1 {
-            self.problem(path, "needs exactly one of `column`, `columns`, `template` and `value`");
+            self.problem(
+                path,
+                "needs exactly one of `column`, `columns`, `template` and `value`",
+            );
             return None;
         }
         let source = if let Some(c) = &spec.column {
             Source::Column(c.clone())
         } else if !spec.columns.is_empty() {
-            Source::Columns(spec.columns.clone(), spec.separator.clone().unwrap_or_else(|| " ".into()))
+            Source::Columns(
+                spec.columns.clone(),
+                spec.separator.clone().unwrap_or_else(|| " ".into()),
+            )
         } else if let Some(t) = &spec.template {
             match Template::parse(t) {
                 Ok(t) => Source::Template(t),
@@ -783,7 +1001,10 @@ impl<'m> Compiler<'m> {
             Some(name) => match self.code_lists.get(name.as_str()) {
                 Some(codes) => Some(codes.clone()),
                 None => {
-                    self.problem(path, format!("names code list `{name}`, which is not defined"));
+                    self.problem(
+                        path,
+                        format!("names code list `{name}`, which is not defined"),
+                    );
                     None
                 }
             },
@@ -865,7 +1086,11 @@ fn codes(name: &str, list: &CodeList) -> Codes {
     };
     Codes {
         name: name.to_owned(),
-        map: list.codes.iter().map(|(k, v)| (key(k), v.clone())).collect(),
+        map: list
+            .codes
+            .iter()
+            .map(|(k, v)| (key(k), v.clone()))
+            .collect(),
         default: list.default.clone(),
         case_sensitive: list.case_sensitive,
     }
@@ -874,9 +1099,8 @@ fn codes(name: &str, list: &CodeList) -> Codes {
 fn description(text: &str) -> Result<Format, String> {
     let items = time::format_description::parse_owned::<2>(text)
         .map_err(|e| format!("`{text}` is not a format description: {e}"))?;
-    let shape = shape(&items).ok_or_else(|| {
-        format!("`{text}` cannot both write and read back a whole date or time")
-    })?;
+    let shape = shape(&items)
+        .ok_or_else(|| format!("`{text}` cannot both write and read back a whole date or time"))?;
     Ok(Format::Description {
         items,
         text: text.to_owned(),
@@ -917,7 +1141,8 @@ fn utc_offset(text: &str) -> Result<UtcOffset, String> {
         version = 2,
         "[offset_hour sign:mandatory]:[offset_minute]"
     );
-    UtcOffset::parse(text, &format).map_err(|_| format!("`{text}` is not an offset such as `+01:00`"))
+    UtcOffset::parse(text, &format)
+        .map_err(|_| format!("`{text}` is not an offset such as `+01:00`"))
 }
 
 /// Compiles one field against a mapping's formats and code lists.

@@ -483,6 +483,9 @@ mod tests {
         let err = toml::from_str::<Holder>(r#"f = { colum = "DOB" }"#).unwrap_err();
         assert!(err.to_string().contains("unknown field `colum`"), "{err}");
         let err = toml::from_str::<Holder>("f = 3").unwrap_err();
-        assert!(err.to_string().contains("a column name or a table"), "{err}");
+        assert!(
+            err.to_string().contains("a column name or a table"),
+            "{err}"
+        );
     }
 }

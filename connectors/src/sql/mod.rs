@@ -20,10 +20,11 @@ use liaison_proto::v1::{Date, IdentifierScheme, Person, RecordKind};
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, Postgres};
 use sqlx::sqlite::{Sqlite, SqliteConnectOptions, SqlitePool, SqlitePoolOptions};
 use sqlx::{AssertSqlSafe, Executor, SqlSafeStr, Statement, Type};
+use tracing::Instrument;
 
-pub use self::mapping::SqlMapping;
 use self::compile::{ListEntry, Plan, Query};
 use self::mapping::SourceIdType;
+pub use self::mapping::SqlMapping;
 use self::params::Param;
 use self::row::{ResultSet, column_names, pg_cells, sqlite_cells};
 use crate::config::SqlConnectorConfig;
@@ -152,6 +153,9 @@ impl SqlConnector {
             | sqlx::Error::PoolTimedOut
             | sqlx::Error::PoolClosed
             | sqlx::Error::WorkerCrashed => ConnectorError::Unavailable { dataset, source },
+            sqlx::Error::Database(ref db) if db.code().is_some_and(|c| unreachable_code(&c)) => {
+                ConnectorError::Unavailable { dataset, source }
+            }
             source => ConnectorError::QueryFailed {
                 dataset,
                 query: query.name.clone(),
@@ -162,6 +166,23 @@ impl SqlConnector {
 
     /// Runs one mapping query and checks it returned what the mapping reads.
     async fn rows(
+        &self,
+        query: &Query,
+        bind: impl Fn(Param) -> Bind,
+    ) -> Result<ResultSet, ConnectorError> {
+        // Names only: bound values are personal data and stay out of traces.
+        let span = tracing::debug_span!(
+            "connector.sql.query",
+            dataset = %self.descriptor.id,
+            query = %query.name,
+            rows = tracing::field::Empty,
+        );
+        let set = self.run(query, bind).instrument(span.clone()).await?;
+        span.record("rows", set.rows.len());
+        Ok(set)
+    }
+
+    async fn run(
         &self,
         query: &Query,
         bind: impl Fn(Param) -> Bind,
@@ -477,7 +498,10 @@ impl SqlConnector {
         }
         if let Some(raw) = term("postcode", &query.postcode)? {
             let postcode = normalise::postcode(&raw).map_err(|why| {
-                refuse(format!("`postcode` `{}` is not valid: {why}", excerpt(&raw, 16)))
+                refuse(format!(
+                    "`postcode` `{}` is not valid: {why}",
+                    excerpt(&raw, 16)
+                ))
             })?;
             terms.postcode = Some(postcode);
         }
@@ -539,7 +563,11 @@ impl SqlConnector {
             let columns: Vec<String> = match &self.pool {
                 Pool::Sqlite(pool) => {
                     let statement = pool.prepare(sql).await.map_err(|e| self.error(query, e))?;
-                    statement.columns().iter().map(|c| sqlx::Column::name(c).to_owned()).collect()
+                    statement
+                        .columns()
+                        .iter()
+                        .map(|c| sqlx::Column::name(c).to_owned())
+                        .collect()
                 }
                 Pool::Postgres(pool) => {
                     let integer_ids = p.source_id_type == SourceIdType::Integer;
@@ -556,11 +584,19 @@ impl SqlConnector {
                         .prepare_with(sql, &types)
                         .await
                         .map_err(|e| self.error(query, e))?;
-                    statement.columns().iter().map(|c| sqlx::Column::name(c).to_owned()).collect()
+                    statement
+                        .columns()
+                        .iter()
+                        .map(|c| sqlx::Column::name(c).to_owned())
+                        .collect()
                 }
             };
             let have: HashSet<String> = columns.iter().map(|c| c.to_lowercase()).collect();
-            if let Some(column) = query.columns.iter().find(|c| !have.contains(&c.to_lowercase())) {
+            if let Some(column) = query
+                .columns
+                .iter()
+                .find(|c| !have.contains(&c.to_lowercase()))
+            {
                 return Err(self.missing_column(query, column));
             }
         }
@@ -611,7 +647,9 @@ impl SearchTerms {
             Param::DateOfBirth => text(&self.date_of_birth_source),
             Param::DateOfBirthIso => Bind::Text(self.date_of_birth.and_then(iso_date)),
             Param::Postcode => text(&self.postcode),
-            Param::PostcodeCompact => Bind::Text(self.postcode.as_ref().map(|p| p.replace(' ', ""))),
+            Param::PostcodeCompact => {
+                Bind::Text(self.postcode.as_ref().map(|p| p.replace(' ', "")))
+            }
             Param::NhsNumber => Bind::Text(self.identifier(IdentifierScheme::NhsNumber)),
             Param::PncId => Bind::Text(self.identifier(IdentifierScheme::PncId)),
             Param::Upn => Bind::Text(self.identifier(IdentifierScheme::Upn)),
@@ -631,7 +669,10 @@ impl SearchTerms {
         });
         let given_ok = self.given_name.as_deref().is_none_or(|want| {
             let want = fold(want);
-            person.names.iter().any(|n| fold(&n.given_names).starts_with(&want))
+            person
+                .names
+                .iter()
+                .any(|n| fold(&n.given_names).starts_with(&want))
         });
         let dob_ok = self.date_of_birth.is_none_or(|want| {
             person
@@ -693,6 +734,18 @@ fn open_pool(config: &SqlConnectorConfig) -> Result<Pool, ConnectorError> {
     }
 }
 
+/// Database error codes that mean the source could not be reached, rather
+/// than that a query was wrong: SQLite's "cannot open" (14), and
+/// PostgreSQL's connection exceptions (class 08), missing database (3D000),
+/// exhausted resources (class 53) and shutdowns (class 57P).
+fn unreachable_code(code: &str) -> bool {
+    code == "14"
+        || code == "3D000"
+        || code.starts_with("08")
+        || code.starts_with("53")
+        || code.starts_with("57P")
+}
+
 fn as_i64(n: usize) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
 }
@@ -731,6 +784,16 @@ mod tests {
     fn like_prefixes_escape_wildcards() {
         assert_eq!(like_prefix("Le"), "Le%");
         assert_eq!(like_prefix("a%b_c\\"), "a\\%b\\_c\\\\%");
+    }
+
+    #[test]
+    fn unreachable_sources_are_told_from_failed_queries() {
+        for code in ["14", "3D000", "08006", "53300", "57P01"] {
+            assert!(unreachable_code(code), "{code}");
+        }
+        for code in ["1", "8", "42P01", "25006", "22P02"] {
+            assert!(!unreachable_code(code), "{code}");
+        }
     }
 
     #[test]

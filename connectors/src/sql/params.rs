@@ -236,7 +236,10 @@ mod tests {
             t.sql,
             "SELECT * FROM N WHERE ($1 IS NULL OR UPPER(S) = UPPER($1)) AND D = $2 LIMIT $3"
         );
-        assert_eq!(t.params, vec![Param::FamilyName, Param::DateOfBirth, Param::Limit]);
+        assert_eq!(
+            t.params,
+            vec![Param::FamilyName, Param::DateOfBirth, Param::Limit]
+        );
     }
 
     #[test]
@@ -256,12 +259,30 @@ mod tests {
     #[test]
     fn unsafe_or_unbounded_sql_is_refused() {
         let cases = [
-            ("SELECT * FROM t WHERE a = ? LIMIT :limit", "positional parameter"),
-            ("SELECT * FROM t WHERE a = $1 LIMIT :limit", "positional parameter"),
-            ("SELECT * FROM t WHERE a = :nhs_number LIMIT :limit", "`:nhs_number`"),
-            ("SELECT * FROM t WHERE a = :whatever LIMIT :limit", "`:whatever`"),
-            ("SELECT * FROM t LIMIT :limit; DELETE FROM t", "more than one statement"),
-            ("SELECT * FROM t WHERE a = :source_id", "does not use `:limit`"),
+            (
+                "SELECT * FROM t WHERE a = ? LIMIT :limit",
+                "positional parameter",
+            ),
+            (
+                "SELECT * FROM t WHERE a = $1 LIMIT :limit",
+                "positional parameter",
+            ),
+            (
+                "SELECT * FROM t WHERE a = :nhs_number LIMIT :limit",
+                "`:nhs_number`",
+            ),
+            (
+                "SELECT * FROM t WHERE a = :whatever LIMIT :limit",
+                "`:whatever`",
+            ),
+            (
+                "SELECT * FROM t LIMIT :limit; DELETE FROM t",
+                "more than one statement",
+            ),
+            (
+                "SELECT * FROM t WHERE a = :source_id",
+                "does not use `:limit`",
+            ),
             ("SELECT 'open FROM t LIMIT :limit", "unterminated"),
             ("SELECT 1 /* open LIMIT :limit", "unterminated comment"),
             ("SELECT 1 /*/ LIMIT :limit", "unterminated comment"),

@@ -144,7 +144,8 @@ impl<'a> RowReader<'a> {
         } else {
             "value dropped"
         };
-        self.problems.push(format!("{}: {why}; {outcome}", field.label));
+        self.problems
+            .push(format!("{}: {why}; {outcome}", field.label));
         None
     }
 
@@ -213,14 +214,19 @@ impl<'a> RowReader<'a> {
                     match part {
                         Part::Text(t) => text.push_str(t),
                         Part::Column(column) => {
-                            if let Some(value) = cell_text(self.set.cell(self.row, column), column)? {
+                            if let Some(value) = cell_text(self.set.cell(self.row, column), column)?
+                            {
                                 any = true;
                                 text.push_str(&value);
                             }
                         }
                     }
                 }
-                Ok(if any { non_empty(text).map(Raw::Text) } else { None })
+                Ok(if any {
+                    non_empty(text).map(Raw::Text)
+                } else {
+                    None
+                })
             }
         }
     }
@@ -247,7 +253,9 @@ fn cell_text(cell: &Cell, column: &str) -> Result<Option<String>, String> {
         Cell::Null => Ok(None),
         Cell::Int(i) => Ok(Some(i.to_string())),
         Cell::Float(f) if f.is_finite() => Ok(Some(f.to_string())),
-        Cell::Float(_) => Err(format!("column `{column}` holds a number that is not finite")),
+        Cell::Float(_) => Err(format!(
+            "column `{column}` holds a number that is not finite"
+        )),
         Cell::Bool(b) => Ok(Some(b.to_string())),
         Cell::Text(text) => Ok(non_empty(text.clone())),
         Cell::Bytes(bytes) => match std::str::from_utf8(bytes) {
@@ -284,8 +292,9 @@ fn parse_date(text: &str, format: Option<&Format>) -> Result<time::Date, String>
         Some(Format::Rfc3339) => OffsetDateTime::parse(text, &Rfc3339)
             .map(|d| d.date())
             .map_err(|e| format!("not an rfc 3339 timestamp ({e})")),
-        Some(Format::Description { items, text: f, .. }) => time::Date::parse(text, items)
-            .map_err(|e| format!("not a date in format `{f}` ({e})")),
+        Some(Format::Description { items, text: f, .. }) => {
+            time::Date::parse(text, items).map_err(|e| format!("not a date in format `{f}` ({e})"))
+        }
     }
 }
 
@@ -306,7 +315,11 @@ fn parse_timestamp(
             .map_err(|e| format!("not an iso 8601 timestamp ({e})")),
         Some(Format::Rfc3339) => OffsetDateTime::parse(text, &Rfc3339)
             .map_err(|e| format!("not an rfc 3339 timestamp ({e})")),
-        Some(Format::Description { items, text: f, shape }) => {
+        Some(Format::Description {
+            items,
+            text: f,
+            shape,
+        }) => {
             let parsed = match shape {
                 Shape::Date => {
                     time::Date::parse(text, items).map(|d| d.midnight().assume_offset(offset))

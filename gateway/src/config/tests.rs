@@ -74,20 +74,29 @@ fn an_unsupported_version_is_refused() {
 fn hmac_and_none_are_refused_for_issuers() {
     let p = problems(&GOOD.replace("[\"RS256\"]", "[\"HS256\", \"none\"]"));
     assert_eq!(p.len(), 2, "{p:?}");
-    assert!(p.iter().all(|p| p.key == "issuer[0].algorithms" && p.line == Some(19)));
+    assert!(
+        p.iter()
+            .all(|p| p.key == "issuer[0].algorithms" && p.line == Some(19))
+    );
     assert!(p[0].message.contains("HMAC"));
 }
 
 #[test]
 fn plain_http_is_refused_except_for_an_allowed_loopback_issuer() {
-    let remote = GOOD.replace("https://login.example.police.uk", "http://login.example.police.uk");
+    let remote = GOOD.replace(
+        "https://login.example.police.uk",
+        "http://login.example.police.uk",
+    );
     assert_eq!(problems(&remote)[0].key, "issuer[0].url");
     let loopback = GOOD.replace(
         "https://login.example.police.uk/tenant/v2.0\"",
         "http://127.0.0.1:8101\"\nallow_insecure_http = true",
     );
     parse(&loopback).unwrap();
-    let not_allowed = GOOD.replace("https://login.example.police.uk/tenant/v2.0", "http://127.0.0.1:8101");
+    let not_allowed = GOOD.replace(
+        "https://login.example.police.uk/tenant/v2.0",
+        "http://127.0.0.1:8101",
+    );
     assert_eq!(problems(&not_allowed)[0].key, "issuer[0].url");
 }
 
@@ -101,7 +110,10 @@ fn an_issuer_for_an_undefined_agency_is_refused() {
 
 #[test]
 fn leeway_is_bounded() {
-    let p = problems(&GOOD.replace("algorithms = [\"RS256\"]", "algorithms = [\"RS256\"]\nleeway_seconds = 300"));
+    let p = problems(&GOOD.replace(
+        "algorithms = [\"RS256\"]",
+        "algorithms = [\"RS256\"]\nleeway_seconds = 300",
+    ));
     assert_eq!(p[0].key, "issuer[0].leeway_seconds");
 }
 

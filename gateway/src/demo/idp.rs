@@ -165,15 +165,27 @@ async fn token(
         None => match (form.client_id, form.client_secret) {
             (Some(i), Some(s)) => (i, s),
             _ => {
-                return oauth_error(StatusCode::UNAUTHORIZED, "invalid_client", "client authentication failed");
+                return oauth_error(
+                    StatusCode::UNAUTHORIZED,
+                    "invalid_client",
+                    "client authentication failed",
+                );
             }
         },
     };
     let Some(client) = p.clients.get(&id) else {
-        return oauth_error(StatusCode::UNAUTHORIZED, "invalid_client", "client authentication failed");
+        return oauth_error(
+            StatusCode::UNAUTHORIZED,
+            "invalid_client",
+            "client authentication failed",
+        );
     };
     if verify_slices_are_equal(client.secret.as_bytes(), secret.as_bytes()).is_err() {
-        return oauth_error(StatusCode::UNAUTHORIZED, "invalid_client", "client authentication failed");
+        return oauth_error(
+            StatusCode::UNAUTHORIZED,
+            "invalid_client",
+            "client authentication failed",
+        );
     }
     let now = time::OffsetDateTime::now_utc().unix_timestamp();
     let mut claims = client.claims.clone();
@@ -195,14 +207,20 @@ async fn token(
             "expires_in": TOKEN_TTL_SECONDS,
         }))
         .into_response(),
-        Err(e) => oauth_error(StatusCode::INTERNAL_SERVER_ERROR, "server_error", &e.to_string()),
+        Err(e) => oauth_error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "server_error",
+            &e.to_string(),
+        ),
     }
 }
 
 fn basic_credentials(headers: &HeaderMap) -> Option<(String, String)> {
     let value = headers.get("authorization")?.to_str().ok()?;
     let encoded = value.strip_prefix("Basic ")?;
-    let decoded = base64::engine::general_purpose::STANDARD.decode(encoded).ok()?;
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(encoded)
+        .ok()?;
     let text = String::from_utf8(decoded).ok()?;
     let (id, secret) = text.split_once(':')?;
     Some((id.to_owned(), secret.to_owned()))

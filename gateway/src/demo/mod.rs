@@ -68,7 +68,13 @@ struct AgencyDef {
     id: &'static str,
     name: &'static str,
     kind: &'static str,
-    clients: &'static [(&'static str, &'static str, &'static str, &'static [&'static str], &'static str)],
+    clients: &'static [(
+        &'static str,
+        &'static str,
+        &'static str,
+        &'static [&'static str],
+        &'static str,
+    )],
 }
 
 /// Profile name, client id, display name, roles, description.
@@ -78,8 +84,20 @@ const AGENCIES: &[AgencyDef] = &[
         name: "Metropolitan Police Service",
         kind: "police",
         clients: &[
-            ("met-officer", "met-mash-system", "PC Jordan Reid (Met MASH)", &["officer"], "a police officer in the Met's MASH"),
-            ("met-dpo", "met-dpo-console", "Alex Morgan (Met DPO)", &["dpo"], "the Met's Data Protection Officer"),
+            (
+                "met-officer",
+                "met-mash-system",
+                "PC Jordan Reid (Met MASH)",
+                &["officer"],
+                "a police officer in the Met's MASH",
+            ),
+            (
+                "met-dpo",
+                "met-dpo-console",
+                "Alex Morgan (Met DPO)",
+                &["dpo"],
+                "the Met's Data Protection Officer",
+            ),
         ],
     },
     AgencyDef {
@@ -87,9 +105,27 @@ const AGENCIES: &[AgencyDef] = &[
         name: "Hackney Children and Families Service",
         kind: "local-authority",
         clients: &[
-            ("hackney-social-worker", "hackney-mash-system", "Sam Okoro (Social Worker, Hackney MASH)", &["social-worker"], "a council social worker in the Hackney MASH"),
-            ("hackney-team-manager", "hackney-tm-system", "Ruth Adeyemi (Team Manager, Hackney)", &["social-worker", "team-manager"], "a council team manager"),
-            ("hackney-dpo", "hackney-dpo-console", "Priya Shah (Hackney DPO)", &["dpo"], "the council's Data Protection Officer"),
+            (
+                "hackney-social-worker",
+                "hackney-mash-system",
+                "Sam Okoro (Social Worker, Hackney MASH)",
+                &["social-worker"],
+                "a council social worker in the Hackney MASH",
+            ),
+            (
+                "hackney-team-manager",
+                "hackney-tm-system",
+                "Ruth Adeyemi (Team Manager, Hackney)",
+                &["social-worker", "team-manager"],
+                "a council team manager",
+            ),
+            (
+                "hackney-dpo",
+                "hackney-dpo-console",
+                "Priya Shah (Hackney DPO)",
+                &["dpo"],
+                "the council's Data Protection Officer",
+            ),
         ],
     },
 ];
@@ -133,7 +169,8 @@ pub async fn run(opts: DemoOptions) -> Result<(), String> {
             })
             .collect();
         let running = idp::start(listener, agency.id, AUDIENCE, clients).await?;
-        for ((profile, _, _, _, description), client) in agency.clients.iter().zip(&running.clients) {
+        for ((profile, _, _, _, description), client) in agency.clients.iter().zip(&running.clients)
+        {
             profiles.insert(
                 (*profile).to_owned(),
                 DemoProfile {
@@ -230,7 +267,9 @@ fn config_text(idps: &[idp::DemoIdp], gateway_port: u16, rms: &Path) -> String {
 fn print_banner(state: &DemoState, idps: &[idp::DemoIdp], dir: &Path) {
     let exe = "cargo run -q --bin liaison --";
     println!();
-    println!("Liaison demo is running (development only: demo identity providers, synthetic data).");
+    println!(
+        "Liaison demo is running (development only: demo identity providers, synthetic data)."
+    );
     println!();
     println!("  gateway (gRPC)   {}", state.gateway);
     for idp in idps {
@@ -239,9 +278,15 @@ fn print_banner(state: &DemoState, idps: &[idp::DemoIdp], dir: &Path) {
     println!("  ledger           {}", dir.join("ledger.db").display());
     println!("  config           {}", dir.join("liaison.toml").display());
     println!();
-    println!("Demo clients (secrets are random for this run and saved in {}):", dir.join("demo.json").display());
+    println!(
+        "Demo clients (secrets are random for this run and saved in {}):",
+        dir.join("demo.json").display()
+    );
     for (name, p) in &state.clients {
-        println!("  {name:<22} client_id={:<22} secret={}  ({})", p.client_id, p.client_secret, p.description);
+        println!(
+            "  {name:<22} client_id={:<22} secret={}  ({})",
+            p.client_id, p.client_secret, p.description
+        );
     }
     println!();
     println!("Try, in another terminal:");
@@ -253,7 +298,10 @@ fn print_banner(state: &DemoState, idps: &[idp::DemoIdp], dir: &Path) {
         "  {exe} query --as hackney-social-worker records {DEMO_DATASET}:<id from the search> \\\n      --purpose safeguarding-children --isa {DEMO_ISA} \\\n      --justification \"Section 47 enquiry following a school referral\""
     );
     println!("  {exe} query --as hackney-dpo audit --limit 5");
-    println!("  {exe} audit verify --config {}", dir.join("liaison.toml").display());
+    println!(
+        "  {exe} audit verify --config {}",
+        dir.join("liaison.toml").display()
+    );
     println!();
     println!("Press Ctrl-C to stop.");
 }
@@ -261,7 +309,12 @@ fn print_banner(state: &DemoState, idps: &[idp::DemoIdp], dir: &Path) {
 /// Reads the state of a running demo.
 pub fn load_state(dir: &Path) -> Result<DemoState, String> {
     let path = dir.join("demo.json");
-    let text = std::fs::read_to_string(&path)
-        .map_err(|e| format!("cannot read `{}` ({e}); is `liaison demo` running?", path.display()))?;
-    serde_json::from_str(&text).map_err(|e| format!("`{}` is not a demo state file: {e}", path.display()))
+    let text = std::fs::read_to_string(&path).map_err(|e| {
+        format!(
+            "cannot read `{}` ({e}); is `liaison demo` running?",
+            path.display()
+        )
+    })?;
+    serde_json::from_str(&text)
+        .map_err(|e| format!("`{}` is not a demo state file: {e}", path.display()))
 }

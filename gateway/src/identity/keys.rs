@@ -102,7 +102,9 @@ impl KeyCache {
             if recently {
                 return match (state.keys.get(kid), fresh) {
                     (Some(key), _) if self.usable(&state) => Ok(key.clone()),
-                    (_, true) => Err(invalid("token is signed with a key the issuer does not publish")),
+                    (_, true) => Err(invalid(
+                        "token is signed with a key the issuer does not publish",
+                    )),
                     _ => Err(GatewayError::IssuerUnavailable {
                         issuer: self.issuer.clone(),
                     }),
@@ -139,12 +141,18 @@ impl KeyCache {
     /// Keys are fresh until a scheduled refresh is due (a tenth of the
     /// lifetime, at least a minute), and usable until the lifetime ends.
     fn fresh(&self, state: &KeyState) -> bool {
-        let refresh_after = (self.lifetime / 10).max(Duration::from_secs(60)).min(self.lifetime);
-        state.fetched_at.is_some_and(|t| t.elapsed() < refresh_after)
+        let refresh_after = (self.lifetime / 10)
+            .max(Duration::from_secs(60))
+            .min(self.lifetime);
+        state
+            .fetched_at
+            .is_some_and(|t| t.elapsed() < refresh_after)
     }
 
     fn usable(&self, state: &KeyState) -> bool {
-        state.fetched_at.is_some_and(|t| t.elapsed() < self.lifetime)
+        state
+            .fetched_at
+            .is_some_and(|t| t.elapsed() < self.lifetime)
     }
 
     async fn fetch(&self) -> Result<(String, HashMap<String, VerifyingKey>), String> {
@@ -223,7 +231,9 @@ impl KeyCache {
             .map_err(|e| format!("reading `{url}` failed: {e}"))?
         {
             if body.len() + chunk.len() > MAX_DOCUMENT_BYTES {
-                return Err(format!("`{url}` returned more than {MAX_DOCUMENT_BYTES} bytes"));
+                return Err(format!(
+                    "`{url}` returned more than {MAX_DOCUMENT_BYTES} bytes"
+                ));
             }
             body.extend_from_slice(&chunk);
         }

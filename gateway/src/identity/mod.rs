@@ -104,16 +104,25 @@ impl TrustRegistry {
         if header.crit.as_ref().is_some_and(|c| !c.is_empty()) {
             // RFC 7515 §4.1.11: a recipient must reject critical extensions
             // it does not understand, and this gateway understands none.
-            return Err(invalid("token has a critical header extension the gateway does not understand"));
+            return Err(invalid(
+                "token has a critical header extension the gateway does not understand",
+            ));
         }
-        if header.cty.as_deref().is_some_and(|c| c.eq_ignore_ascii_case("jwt")) {
+        if header
+            .cty
+            .as_deref()
+            .is_some_and(|c| c.eq_ignore_ascii_case("jwt"))
+        {
             return Err(invalid("nested tokens are not accepted"));
         }
         let issuer_url = unverified_issuer(&segments)?;
-        let issuer = self.issuers.get(&issuer_url).ok_or_else(|| GatewayError::Unauthenticated {
-            reason: "ISSUER_UNTRUSTED",
-            message: "token issuer is not trusted by this gateway".into(),
-        })?;
+        let issuer =
+            self.issuers
+                .get(&issuer_url)
+                .ok_or_else(|| GatewayError::Unauthenticated {
+                    reason: "ISSUER_UNTRUSTED",
+                    message: "token issuer is not trusted by this gateway".into(),
+                })?;
         issuer.verify(token, &header).await
     }
 }
@@ -167,7 +176,9 @@ impl TrustedIssuer {
         let claims = data.claims;
         let now = time::OffsetDateTime::now_utc().unix_timestamp();
         if let Some(iat) = claims.get("iat") {
-            let iat = iat.as_i64().ok_or_else(|| invalid("claim `iat` is not a number"))?;
+            let iat = iat
+                .as_i64()
+                .ok_or_else(|| invalid("claim `iat` is not a number"))?;
             if iat > now.saturating_add(i64::try_from(self.leeway).unwrap_or(30)) {
                 return Err(invalid("token was issued in the future"));
             }

@@ -49,14 +49,18 @@ pub(super) fn map_claims(
     let mapping = &issuer.claims;
     for required in &mapping.required {
         if lookup(claims, required).is_none() {
-            return Err(invalid(format!("token lacks the required claim `{required}`")));
+            return Err(invalid(format!(
+                "token lacks the required claim `{required}`"
+            )));
         }
     }
     if let Some(asserted) = lookup(claims, &mapping.agency) {
         // An issuer speaks for its own agency only: a token that names any
         // other is refused outright rather than silently corrected.
         if asserted.as_str() != Some(issuer.agency.as_str()) {
-            return Err(invalid("token asserts an agency its issuer does not speak for"));
+            return Err(invalid(
+                "token asserts an agency its issuer does not speak for",
+            ));
         }
     }
     let subject = claims
@@ -70,9 +74,9 @@ pub(super) fn map_claims(
         match lookup(claims, path) {
             Some(Value::Array(items)) => {
                 for item in items {
-                    let role = item
-                        .as_str()
-                        .ok_or_else(|| invalid(format!("claim `{path}` holds a non-string role")))?;
+                    let role = item.as_str().ok_or_else(|| {
+                        invalid(format!("claim `{path}` holds a non-string role"))
+                    })?;
                     push_unique(&mut roles, role);
                 }
             }
@@ -123,11 +127,15 @@ fn lookup<'a>(claims: &'a Map<String, Value>, path: &str) -> Option<&'a Value> {
 }
 
 fn string_claim(claims: &Map<String, Value>, name: &str) -> Option<String> {
-    claims.get(name).and_then(Value::as_str).map(|s| truncate(s, 255))
+    claims
+        .get(name)
+        .and_then(Value::as_str)
+        .map(|s| truncate(s, 255))
 }
 
 fn push_unique(roles: &mut Vec<String>, role: &str) {
-    if !role.is_empty() && role.len() <= 100 && !roles.iter().any(|r| r == role) && roles.len() < 64 {
+    if !role.is_empty() && role.len() <= 100 && !roles.iter().any(|r| r == role) && roles.len() < 64
+    {
         roles.push(role.to_owned());
     }
 }

@@ -56,12 +56,32 @@ fn claims() -> serde_json::Value {
 
 #[tokio::test]
 async fn structural_problems_are_refused_before_any_key_is_fetched() {
-    assert_eq!(reason(&"a".repeat(MAX_TOKEN_BYTES + 1)).await, "TOKEN_INVALID");
+    assert_eq!(
+        reason(&"a".repeat(MAX_TOKEN_BYTES + 1)).await,
+        "TOKEN_INVALID"
+    );
     assert_eq!(reason("a.b.c.d.e").await, "TOKEN_INVALID");
     assert_eq!(reason("only-one-segment").await, "TOKEN_INVALID");
-    assert_eq!(reason(&token(json!({"alg": "none"}), claims())).await, "TOKEN_INVALID");
-    assert_eq!(reason(&token(json!({"alg": "RS256", "kid": "k", "crit": ["exp"]}), claims())).await, "TOKEN_INVALID");
-    assert_eq!(reason(&token(json!({"alg": "RS256", "kid": "k", "cty": "JWT"}), claims())).await, "TOKEN_INVALID");
+    assert_eq!(
+        reason(&token(json!({"alg": "none"}), claims())).await,
+        "TOKEN_INVALID"
+    );
+    assert_eq!(
+        reason(&token(
+            json!({"alg": "RS256", "kid": "k", "crit": ["exp"]}),
+            claims()
+        ))
+        .await,
+        "TOKEN_INVALID"
+    );
+    assert_eq!(
+        reason(&token(
+            json!({"alg": "RS256", "kid": "k", "cty": "JWT"}),
+            claims()
+        ))
+        .await,
+        "TOKEN_INVALID"
+    );
     assert_eq!(reason("e30.!!!.sig").await, "TOKEN_INVALID");
 }
 
@@ -69,15 +89,28 @@ async fn structural_problems_are_refused_before_any_key_is_fetched() {
 async fn a_token_from_an_unknown_issuer_is_untrusted() {
     let mut c = claims();
     c["iss"] = json!("https://evil.example");
-    assert_eq!(reason(&token(json!({"alg": "RS256", "kid": "k"}), c)).await, "ISSUER_UNTRUSTED");
+    assert_eq!(
+        reason(&token(json!({"alg": "RS256", "kid": "k"}), c)).await,
+        "ISSUER_UNTRUSTED"
+    );
 }
 
 #[tokio::test]
 async fn hmac_and_unconfigured_algorithms_are_refused_for_a_trusted_issuer() {
     // Key confusion: HS256 "signed" with the issuer's public key.
-    assert_eq!(reason(&token(json!({"alg": "HS256", "kid": "k"}), claims())).await, "TOKEN_INVALID");
-    assert_eq!(reason(&token(json!({"alg": "PS256", "kid": "k"}), claims())).await, "TOKEN_INVALID");
-    assert_eq!(reason(&token(json!({"alg": "RS256"}), claims())).await, "TOKEN_INVALID", "no kid");
+    assert_eq!(
+        reason(&token(json!({"alg": "HS256", "kid": "k"}), claims())).await,
+        "TOKEN_INVALID"
+    );
+    assert_eq!(
+        reason(&token(json!({"alg": "PS256", "kid": "k"}), claims())).await,
+        "TOKEN_INVALID"
+    );
+    assert_eq!(
+        reason(&token(json!({"alg": "RS256"}), claims())).await,
+        "TOKEN_INVALID",
+        "no kid"
+    );
 }
 
 #[test]
@@ -117,7 +150,14 @@ fn malformed_role_claims_are_refused() {
 #[test]
 fn a_system_principal_is_one_whose_subject_is_its_client() {
     let c = json!({"sub": "mash-system", "client_id": "mash-system"});
-    assert!(principal::map_claims(&issuer(), c.as_object().unwrap()).unwrap().is_system);
+    assert!(
+        principal::map_claims(&issuer(), c.as_object().unwrap())
+            .unwrap()
+            .is_system
+    );
     let c = json!({"client_id": "x"});
-    assert!(principal::map_claims(&issuer(), c.as_object().unwrap()).is_err(), "sub is required");
+    assert!(
+        principal::map_claims(&issuer(), c.as_object().unwrap()).is_err(),
+        "sub is required"
+    );
 }

@@ -91,9 +91,7 @@ impl AdminService for Admin {
         let engine = self.policy.borrow().clone();
         let agreements = engine
             .agreements()
-            .filter(|a| {
-                agency.is_empty() || a.provider == agency || a.recipients.iter().any(|r| *r == agency)
-            })
+            .filter(|a| agency.is_empty() || a.provider == agency || a.recipients.contains(&agency))
             .map(to_proto)
             .collect();
         Ok(Response::new(pb::ListAgreementsResponse { agreements }))
@@ -106,9 +104,11 @@ impl AdminService for Admin {
         authn::principal(&request)?;
         let id = request.into_inner().isa_id;
         let engine = self.policy.borrow().clone();
-        let agreement = engine.agreement(&id).ok_or_else(|| GatewayError::NotFound {
-            what: format!("agreement `{id}`"),
-        })?;
+        let agreement = engine
+            .agreement(&id)
+            .ok_or_else(|| GatewayError::NotFound {
+                what: format!("agreement `{id}`"),
+            })?;
         Ok(Response::new(pb::GetAgreementResponse {
             agreement: Some(to_proto(agreement)),
         }))

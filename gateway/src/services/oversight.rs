@@ -138,10 +138,14 @@ impl OversightService for Oversight {
         let after = if r.page_token.is_empty() {
             None
         } else {
-            Some(r.page_token.parse::<u64>().map_err(|_| GatewayError::InvalidField {
-                field: "page_token".into(),
-                message: "is not a token from a previous page".into(),
-            })?)
+            Some(
+                r.page_token
+                    .parse::<u64>()
+                    .map_err(|_| GatewayError::InvalidField {
+                        field: "page_token".into(),
+                        message: "is not a token from a previous page".into(),
+                    })?,
+            )
         };
         let filter = EntryFilter {
             agency: Some(principal.agency.clone()),
@@ -179,7 +183,9 @@ impl OversightService for Oversight {
         request: Request<pb::GetAuditEntryRequest>,
     ) -> Result<Response<pb::GetAuditEntryResponse>, Status> {
         let principal = overseer(&request)?;
-        let stored = self.stored(&principal, &request.into_inner().entry_id).await?;
+        let stored = self
+            .stored(&principal, &request.into_inner().entry_id)
+            .await?;
         Ok(Response::new(pb::GetAuditEntryResponse {
             entry: Some(ledger_entry(stored)?),
         }))
@@ -252,7 +258,11 @@ impl OversightService for Oversight {
             .consistency_proof(r.first_size, second)
             .await
             .map_err(ledger_error)?;
-        let first_root = self.ledger.tree_head(r.first_size).await.map_err(ledger_error)?;
+        let first_root = self
+            .ledger
+            .tree_head(r.first_size)
+            .await
+            .map_err(ledger_error)?;
         let second_root = self.ledger.tree_head(second).await.map_err(ledger_error)?;
         Ok(Response::new(pb::GetConsistencyProofResponse {
             first_size: r.first_size,

@@ -12,11 +12,32 @@ use tower::ServiceExt;
 use crate::{
     authn,
     error::GatewayError,
-    share::{
-        Operation, Payload, Refused, ShareCall, ShareStack, authorize::PolicyHandle,
-    },
+    share::{Operation, Payload, Refused, ShareCall, ShareStack, authorize::PolicyHandle},
     status,
 };
+
+/// What the transport knows about the caller of one RPC.
+#[derive(Debug)]
+struct Caller {
+    principal: Arc<crate::identity::Principal>,
+    client_address: String,
+    trace_id: String,
+    deadline: Option<Duration>,
+}
+
+impl Caller {
+    fn of<T>(request: &Request<T>) -> Result<Self, Status> {
+        Ok(Self {
+            principal: authn::principal(request)?,
+            client_address: request
+                .remote_addr()
+                .map(|a| a.to_string())
+                .unwrap_or_default(),
+            trace_id: trace_id(request.metadata()),
+            deadline: grpc_timeout(request.metadata()),
+        })
+    }
+}
 
 /// The sharing service.
 #[derive(Debug, Clone)]
@@ -38,23 +59,21 @@ impl Sharing {
 
     async fn share(
         &self,
-        req_meta: &tonic::metadata::MetadataMap,
-        principal: Arc<crate::identity::Principal>,
-        remote: Option<std::net::SocketAddr>,
+        caller: Caller,
         method: &'static str,
         action: Action,
         context: Option<pb::ShareContext>,
         operation: Operation,
     ) -> Result<(Payload, pb::Receipt), Status> {
         let call = ShareCall {
-            principal,
+            principal: caller.principal,
             method,
             action,
             context,
             operation,
-            client_address: remote.map(|a| a.to_string()).unwrap_or_default(),
-            trace_id: trace_id(req_meta),
-            deadline: grpc_timeout(req_meta),
+            client_address: caller.client_address,
+            trace_id: caller.trace_id,
+            deadline: caller.deadline,
         };
         match self.stack.clone().oneshot(call).await {
             Ok(shared) => Ok((shared.payload, shared.receipt)),
@@ -73,9 +92,13 @@ impl SharingService for Sharing {
         let purpose = request.into_inner().purpose;
         let engine = self.policy.borrow().clone();
         let grants = engine
-            .grants_for(&principal.agency, &principal.roles, time::OffsetDateTime::now_utc())
+            .grants_for(
+                &principal.agency,
+                &principal.roles,
+                time::OffsetDateTime::now_utc(),
+            )
             .into_iter()
-            .filter(|g| purpose.is_empty() || g.purposes.iter().any(|p| *p == purpose))
+            .filter(|g| purpose.is_empty() || g.purposes.contains(&purpose))
             .map(|g| pb::DatasetGrant {
                 title: self.titles.get(&g.dataset).cloned().unwrap_or_default(),
                 dataset_id: g.dataset,
@@ -95,15 +118,11 @@ impl SharingService for Sharing {
         &self,
         request: Request<pb::SearchPersonsRequest>,
     ) -> Result<Response<pb::SearchPersonsResponse>, Status> {
-        let principal = authn::principal(&request)?;
-        let remote = request.remote_addr();
-        let meta = request.metadata().clone();
+        let caller = Caller::of(&request)?;
         let r = request.into_inner();
         let (payload, receipt) = self
             .share(
-                &meta,
-                principal,
-                remote,
+                caller,
                 "/liaison.v1.SharingService/SearchPersons",
                 Action::Search,
                 r.context,
@@ -120,7 +139,9 @@ impl SharingService for Sharing {
                 gaps,
                 receipt: Some(receipt),
             })),
-            Payload::Read { .. } => Err(GatewayError::internal("search answered with records").into()),
+            Payload::Read { .. } => {
+                Err(GatewayError::internal("search answered with records").into())
+            }
         }
     }
 
@@ -128,15 +149,11 @@ impl SharingService for Sharing {
         &self,
         request: Request<pb::GetRecordsRequest>,
     ) -> Result<Response<pb::GetRecordsResponse>, Status> {
-        let principal = authn::principal(&request)?;
-        let remote = request.remote_addr();
-        let meta = request.metadata().clone();
+        let caller = Caller::of(&request)?;
         let r = request.into_inner();
         let (payload, receipt) = self
             .share(
-                &meta,
-                principal,
-                remote,
+                caller,
                 "/liaison.v1.SharingService/GetRecords",
                 Action::Read,
                 r.context,
@@ -157,7 +174,9 @@ impl SharingService for Sharing {
                 gaps,
                 receipt: Some(receipt),
             })),
-            Payload::Search { .. } => Err(GatewayError::internal("read answered with matches").into()),
+            Payload::Search { .. } => {
+                Err(GatewayError::internal("read answered with matches").into())
+            }
         }
     }
 
@@ -170,8 +189,9 @@ impl SharingService for Sharing {
     ) -> Result<Response<Self::SubscribeStream>, Status> {
         authn::principal(&request)?;
         Err(GatewayError::NotImplemented {
-            message: "change subscriptions are not offered by this deployment yet; poll `GetRecords`"
-                .into(),
+            message:
+                "change subscriptions are not offered by this deployment yet; poll `GetRecords`"
+                    .into(),
         }
         .into())
     }

@@ -102,7 +102,10 @@ where
 }
 
 /// Appends one entry and returns its receipt.
-pub async fn append(ledger: &Ledger, entry: &pb::AuditEntry) -> Result<pb::Receipt, liaison_ledger::LedgerError> {
+pub async fn append(
+    ledger: &Ledger,
+    entry: &pb::AuditEntry,
+) -> Result<pb::Receipt, liaison_ledger::LedgerError> {
     let recorded_at = entry
         .recorded_at
         .and_then(|t| time::OffsetDateTime::from_unix_timestamp(t.seconds).ok())

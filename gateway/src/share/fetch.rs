@@ -31,6 +31,10 @@ impl Fetch {
     }
 }
 
+#[expect(
+    clippy::large_enum_variant,
+    reason = "one short-lived value per connector call"
+)]
 enum SourceResult {
     Found(Vec<pb::Person>),
     Fetched(Option<pb::Person>, Vec<pb::Record>),
@@ -62,7 +66,11 @@ async fn fetch(registry: Arc<Registry>, deadline: Duration, req: Authorized) -> 
     for (dataset, _) in &req.plan {
         facts.sources.push(dataset.clone());
         let Some(connector) = registry.get(dataset).cloned() else {
-            facts.gaps.push(gap(dataset, "UNAVAILABLE", "no connector serves this dataset"));
+            facts.gaps.push(gap(
+                dataset,
+                "UNAVAILABLE",
+                "no connector serves this dataset",
+            ));
             continue;
         };
         let dataset = dataset.clone();
@@ -92,7 +100,9 @@ async fn fetch(registry: Arc<Registry>, deadline: Duration, req: Authorized) -> 
             )),
             Ok(Err(e)) => {
                 tracing::warn!(dataset = %dataset, error = %e, "connector failed");
-                facts.gaps.push(gap(&dataset, "UNAVAILABLE", &e.to_string()));
+                facts
+                    .gaps
+                    .push(gap(&dataset, "UNAVAILABLE", &e.to_string()));
             }
             Ok(Ok(SourceResult::Found(persons))) => {
                 found.extend(persons.into_iter().map(|p| (dataset.clone(), p)));
@@ -182,7 +192,11 @@ fn to_query(q: &pb::PersonQuery) -> PersonQuery {
 
 /// Scores matches, merges the same person found in several datasets by a
 /// shared identifier, and keeps the best `limit`.
-fn rank(query: &pb::PersonQuery, found: Vec<(String, pb::Person)>, limit: usize) -> Vec<pb::PersonMatch> {
+fn rank(
+    query: &pb::PersonQuery,
+    found: Vec<(String, pb::Person)>,
+    limit: usize,
+) -> Vec<pb::PersonMatch> {
     let mut matches: Vec<pb::PersonMatch> = Vec::new();
     for (_, person) in found {
         let confidence = confidence(query, &person);
@@ -229,7 +243,11 @@ fn confidence(q: &pb::PersonQuery, p: &pb::Person) -> f32 {
         score += 0.3;
     }
     let postcode = normalise(&q.postcode);
-    if !postcode.is_empty() && p.addresses.iter().any(|a| normalise(&a.postcode) == postcode) {
+    if !postcode.is_empty()
+        && p.addresses
+            .iter()
+            .any(|a| normalise(&a.postcode) == postcode)
+    {
         score += 0.15;
     }
     let given = q.given_name.trim().to_lowercase();

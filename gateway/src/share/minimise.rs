@@ -223,7 +223,11 @@ impl Cut<'_> {
 
     /// A repeated nested message: each element is cut field by field and
     /// dropped if nothing is left of it.
-    fn list<T: Default + PartialEq>(&mut self, items: &mut Vec<T>, mut cut: impl FnMut(&mut Self, &mut T)) {
+    fn list<T: Default + PartialEq>(
+        &mut self,
+        items: &mut Vec<T>,
+        mut cut: impl FnMut(&mut Self, &mut T),
+    ) {
         items.retain_mut(|item| {
             cut(self, item);
             *item != T::default()

@@ -156,6 +156,10 @@ pub struct Facts {
 
 /// The data a share returns, before its receipt is attached.
 #[derive(Debug, Clone)]
+#[expect(
+    clippy::large_enum_variant,
+    reason = "one value per share, moved not copied"
+)]
 pub enum Payload {
     /// Search results.
     Search {

@@ -11,9 +11,7 @@ use std::{
 use liaison_proto::v1 as pb;
 use tower::{Layer, Service};
 
-use super::{
-    Answer, BoxFuture, Operation, ShareCall, ShareContext, ValidOperation, Validated,
-};
+use super::{Answer, BoxFuture, Operation, ShareCall, ShareContext, ValidOperation, Validated};
 use crate::error::GatewayError;
 
 /// Shortest justification accepted: enough for a sentence, so "n/a" or
@@ -204,8 +202,8 @@ fn check_query(q: &pb::PersonQuery) -> Result<(), GatewayError> {
     for id in &q.identifiers {
         short("query.identifiers.value", &id.value)?;
     }
-    if let Some(d) = &q.date_of_birth {
-        if time::Date::from_calendar_date(
+    if let Some(d) = &q.date_of_birth
+        && (time::Date::from_calendar_date(
             d.year,
             u8::try_from(d.month)
                 .ok()
@@ -214,10 +212,9 @@ fn check_query(q: &pb::PersonQuery) -> Result<(), GatewayError> {
             u8::try_from(d.day).unwrap_or(0),
         )
         .is_err()
-            || !(1..=12).contains(&d.month)
-        {
-            return Err(bad("query.date_of_birth", "is not a calendar date"));
-        }
+            || !(1..=12).contains(&d.month))
+    {
+        return Err(bad("query.date_of_birth", "is not a calendar date"));
     }
     let has_identifier = q.identifiers.iter().any(|i| !i.value.trim().is_empty());
     let has_name = !q.family_name.trim().is_empty();

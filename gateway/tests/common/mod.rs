@@ -6,16 +6,12 @@
 
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::{path::PathBuf, process::Stdio, time::Duration};
+use std::path::PathBuf;
 
 use liaison_gateway::{config::Config, server};
 use liaison_proto::v1 as pb;
-use serde_json::{Value, json};
-use tokio::{
-    io::{AsyncBufReadExt, BufReader},
-    net::TcpListener,
-    process::{Child, Command},
-};
+use serde_json::json;
+use tokio::net::TcpListener;
 use tonic::{Request, metadata::MetadataValue, transport::Channel};
 
 pub const ISA: &str = "met-hackney-children";
@@ -28,80 +24,7 @@ pub fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
-/// One `oidc-provider` process.
-pub struct Idp {
-    pub issuer: String,
-    child: Child,
-    _dir: tempfile::TempDir,
-}
-
-impl Idp {
-    pub async fn start(agency: &str, alg: &str, clients: Value) -> Idp {
-        let harness = repo().join("conformance-tests/oidc-provider");
-        assert!(
-            harness.join("node_modules/oidc-provider").exists(),
-            "oidc-provider is not installed: run `npm ci` in {}",
-            harness.display()
-        );
-        let dir = tempfile::tempdir().unwrap();
-        let config = json!({
-            "port": 0, "host": "127.0.0.1", "agency": agency, "audience": "liaison",
-            "signing_alg": alg, "access_token_ttl_seconds": 300, "clients": clients,
-        });
-        let path = dir.path().join("idp.json");
-        std::fs::write(&path, config.to_string()).unwrap();
-        let mut child = Command::new("node")
-            .arg(harness.join("server.mjs"))
-            .arg("--config")
-            .arg(&path)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("node must be installed");
-        let stdout = child.stdout.take().unwrap();
-        let mut lines = BufReader::new(stdout).lines();
-        let line = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
-            .await
-            .expect("oidc-provider did not start within 30 s")
-            .unwrap()
-            .expect("oidc-provider exited before it was ready");
-        let ready: Value = serde_json::from_str(line.strip_prefix("READY ").unwrap()).unwrap();
-        Idp {
-            issuer: ready["issuer"].as_str().unwrap().to_owned(),
-            child,
-            _dir: dir,
-        }
-    }
-
-    pub async fn token(&self, (client_id, secret): (&str, &str)) -> String {
-        let response: Value = reqwest::Client::new()
-            .post(format!("{}/token", self.issuer))
-            .basic_auth(client_id, Some(secret))
-            .form(&[("grant_type", "client_credentials")])
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        response["access_token"]
-            .as_str()
-            .unwrap_or_else(|| panic!("no token: {response}"))
-            .to_owned()
-    }
-
-    pub async fn stop(&mut self) {
-        let _ = self.child.kill().await;
-    }
-}
-
-fn client(id: &str, secret: &str, name: &str, roles: &[&str]) -> Value {
-    json!({
-        "client_id": id, "client_secret": secret, "grant_types": ["client_credentials"],
-        "claims": { "roles": roles, "name": name },
-    })
-}
+pub use liaison_conformance::oidc::{TestProvider as Idp, client};
 
 /// Two agencies' providers, the legacy data, and a gateway.
 pub struct World {
@@ -121,19 +44,31 @@ impl World {
             "RS256",
             json!([
                 client(OFFICER.0, OFFICER.1, "PC Jordan Reid", &["officer"]),
-                client("met-dpo-console", "test-fixture-secret-met-dpo", "Alex Morgan", &["dpo"]),
+                client(
+                    "met-dpo-console",
+                    "test-fixture-secret-met-dpo",
+                    "Alex Morgan",
+                    &["dpo"]
+                ),
             ]),
         )
-        .await;
+        .await
+        .unwrap();
         let hackney = Idp::start(
             "hackney-childrens",
             "ES256",
             json!([
-                client(SOCIAL_WORKER.0, SOCIAL_WORKER.1, "Sam Okoro", &["social-worker"]),
+                client(
+                    SOCIAL_WORKER.0,
+                    SOCIAL_WORKER.1,
+                    "Sam Okoro",
+                    &["social-worker"]
+                ),
                 client(COUNCIL_DPO.0, COUNCIL_DPO.1, "Priya Shah", &["dpo"]),
             ]),
         )
-        .await;
+        .await
+        .unwrap();
         let dir = tempfile::tempdir().unwrap();
         let rms = dir.path().join("police-rms.db");
         liaison_connectors::synthetic::generate_police_rms(
@@ -143,7 +78,11 @@ impl World {
         )
         .await
         .unwrap();
-        std::fs::copy(repo().join("deploy/demo/policy.toml"), dir.path().join("policy.toml")).unwrap();
+        std::fs::copy(
+            repo().join("deploy/demo/policy.toml"),
+            dir.path().join("policy.toml"),
+        )
+        .unwrap();
         std::fs::copy(
             repo().join("connectors/examples/police-rms.toml"),
             dir.path().join("police-rms.toml"),
@@ -240,7 +179,11 @@ pub fn leah() -> pb::PersonQuery {
     pb::PersonQuery {
         family_name: "Marsh".into(),
         given_name: "Leah".into(),
-        date_of_birth: Some(pb::Date { year: 2013, month: 5, day: 14 }),
+        date_of_birth: Some(pb::Date {
+            year: 2013,
+            month: 5,
+            day: 14,
+        }),
         ..Default::default()
     }
 }
@@ -249,7 +192,10 @@ pub fn leah() -> pb::PersonQuery {
 pub fn reason(status: &tonic::Status) -> (String, Vec<String>) {
     use tonic_types::StatusExt;
     let details = status.get_error_details();
-    let reason = details.error_info().map(|i| i.reason.clone()).unwrap_or_default();
+    let reason = details
+        .error_info()
+        .map(|i| i.reason.clone())
+        .unwrap_or_default();
     let fields = details
         .bad_request()
         .map(|b| b.field_violations.iter().map(|v| v.field.clone()).collect())

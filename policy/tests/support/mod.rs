@@ -1,7 +1,14 @@
 //! Shared fixtures for the integration tests: the demo policies and a request builder whose
 //! defaults are the demo's allowed share, so each test states only what it changes.
 
-#![allow(dead_code)]
+#![allow(
+    dead_code,
+    reason = "each test binary uses a different part of these fixtures"
+)]
+#![expect(
+    clippy::unwrap_used,
+    reason = "fixtures, not code under test: a fixture that does not load should fail loudly"
+)]
 
 use liaison_policy::{Action, Decision, DecisionRequest, PolicyEngine, PolicySet};
 use time::OffsetDateTime;

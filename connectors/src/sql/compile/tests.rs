@@ -17,9 +17,17 @@ family_name = "NAME"
 
 #[test]
 fn the_police_example_compiles() {
-    let plan = compile(&mapping(EXAMPLE), "police-rms", "eastborough-police", "Synthetic RMS")
-        .unwrap();
-    assert_eq!(plan.classification, Classification::OfficialSensitive as i32);
+    let plan = compile(
+        &mapping(EXAMPLE),
+        "police-rms",
+        "eastborough-police",
+        "Synthetic RMS",
+    )
+    .unwrap();
+    assert_eq!(
+        plan.classification,
+        Classification::OfficialSensitive as i32
+    );
     let kinds: Vec<_> = plan.records.iter().map(|r| r.kind).collect();
     assert_eq!(
         kinds,
@@ -129,8 +137,14 @@ fn format_shapes_are_detected() {
         other => panic!("{other:?}"),
     };
     assert_eq!(shape_of("[day]/[month]/[year]"), Shape::Date);
-    assert_eq!(shape_of("[year][month][day][hour][minute][second]"), Shape::DateTime);
-    assert_eq!(shape_of("[day]/[month]/[year] [hour]:[minute]"), Shape::DateTime);
+    assert_eq!(
+        shape_of("[year][month][day][hour][minute][second]"),
+        Shape::DateTime
+    );
+    assert_eq!(
+        shape_of("[day]/[month]/[year] [hour]:[minute]"),
+        Shape::DateTime
+    );
     assert_eq!(
         shape_of("[year]-[month]-[day] [hour]:[minute] [offset_hour]:[offset_minute]"),
         Shape::DateTimeOffset

@@ -54,8 +54,15 @@ fn date(year: i32, month: i32, day: i32) -> Date {
 
 #[test]
 fn codes_translate_to_enum_values() {
-    let level = field(r#"{ column = "L", codes = "risk", required = true }"#, Target::Enum(EnumKind::RiskLevel));
-    for (code, want) in [("H", RiskLevel::High), ("m", RiskLevel::Medium), (" S ", RiskLevel::Standard)] {
+    let level = field(
+        r#"{ column = "L", codes = "risk", required = true }"#,
+        Target::Enum(EnumKind::RiskLevel),
+    );
+    for (code, want) in [
+        ("H", RiskLevel::High),
+        ("m", RiskLevel::Medium),
+        (" S ", RiskLevel::Standard),
+    ] {
         let set = one_row(vec![("L", text(code))]);
         let (value, problems, skip) = read(&set, |r| r.enumeration(Some(&level)));
         assert_eq!(value, Some(want as i32), "{code}");
@@ -65,7 +72,10 @@ fn codes_translate_to_enum_values() {
 
 #[test]
 fn unknown_codes_skip_required_rows_or_take_the_default() {
-    let level = field(r#"{ column = "L", codes = "risk", required = true }"#, Target::Enum(EnumKind::RiskLevel));
+    let level = field(
+        r#"{ column = "L", codes = "risk", required = true }"#,
+        Target::Enum(EnumKind::RiskLevel),
+    );
     let set = one_row(vec![("L", text("X"))]);
     let (value, problems, skip) = read(&set, |r| r.enumeration(Some(&level)));
     assert_eq!(value, None);
@@ -75,7 +85,10 @@ fn unknown_codes_skip_required_rows_or_take_the_default() {
         vec!["`test.field` (column `L`): `X` is not in code list `risk`; row skipped"]
     );
 
-    let defaulted = field(r#"{ column = "L", codes = "risk_or_unknown" }"#, Target::Enum(EnumKind::RiskLevel));
+    let defaulted = field(
+        r#"{ column = "L", codes = "risk_or_unknown" }"#,
+        Target::Enum(EnumKind::RiskLevel),
+    );
     let (value, problems, skip) = read(&set, |r| r.enumeration(Some(&defaulted)));
     assert_eq!(value, Some(RiskLevel::Unspecified as i32));
     assert!(problems.is_empty() && !skip);
@@ -87,7 +100,10 @@ fn nulls_are_tolerated_unless_required() {
     let required = field(r#"{ column = "NAME", required = true }"#, Target::Text);
     let defaulted = field(r#"{ column = "NAME", default = "unknown" }"#, Target::Text);
     let set = one_row(vec![("NAME", Cell::Null)]);
-    assert_eq!(read(&set, |r| r.text(Some(&optional))), (None, vec![], false));
+    assert_eq!(
+        read(&set, |r| r.text(Some(&optional))),
+        (None, vec![], false)
+    );
     assert_eq!(
         read(&set, |r| r.text(Some(&defaulted))),
         (Some("unknown".to_owned()), vec![], false)
@@ -95,10 +111,16 @@ fn nulls_are_tolerated_unless_required() {
     let (value, problems, skip) = read(&set, |r| r.text(Some(&required)));
     assert_eq!(value, None);
     assert!(skip);
-    assert_eq!(problems, vec!["`test.field` (column `NAME`) is empty; row skipped"]);
+    assert_eq!(
+        problems,
+        vec!["`test.field` (column `NAME`) is empty; row skipped"]
+    );
     // Blank text counts as absent too.
     let blank = one_row(vec![("NAME", text("   "))]);
-    assert_eq!(read(&blank, |r| r.text(Some(&optional))), (None, vec![], false));
+    assert_eq!(
+        read(&blank, |r| r.text(Some(&optional))),
+        (None, vec![], false)
+    );
 }
 
 #[test]
@@ -121,15 +143,30 @@ fn oversized_text_is_cut_and_reported() {
 fn columns_are_joined_and_wrong_types_reported() {
     let given = field(r#"{ columns = ["F1", "F2"] }"#, Target::Text);
     let set = one_row(vec![("F1", text("Leah")), ("F2", Cell::Null)]);
-    assert_eq!(read(&set, |r| r.text(Some(&given))).0.as_deref(), Some("Leah"));
+    assert_eq!(
+        read(&set, |r| r.text(Some(&given))).0.as_deref(),
+        Some("Leah")
+    );
     let set = one_row(vec![("F1", text("Leah")), ("F2", Cell::Int(7))]);
-    assert_eq!(read(&set, |r| r.text(Some(&given))).0.as_deref(), Some("Leah 7"));
+    assert_eq!(
+        read(&set, |r| r.text(Some(&given))).0.as_deref(),
+        Some("Leah 7")
+    );
 
     let name = field(r#""N""#, Target::Text);
     let cases = [
-        (Cell::Bytes(vec![0xff, 0xfe]), "column `N` holds binary data, not text"),
-        (Cell::Unsupported("NUMERIC".into()), "column `N` has type `NUMERIC`"),
-        (Cell::Float(f64::NAN), "column `N` holds a number that is not finite"),
+        (
+            Cell::Bytes(vec![0xff, 0xfe]),
+            "column `N` holds binary data, not text",
+        ),
+        (
+            Cell::Unsupported("NUMERIC".into()),
+            "column `N` has type `NUMERIC`",
+        ),
+        (
+            Cell::Float(f64::NAN),
+            "column `N` holds a number that is not finite",
+        ),
     ];
     for (cell, want) in cases {
         let set = one_row(vec![("N", cell)]);
@@ -143,7 +180,10 @@ fn columns_are_joined_and_wrong_types_reported() {
 #[test]
 fn dates_are_read_in_the_source_formats() {
     let dmy = field(r#"{ column = "D", format = "dmy" }"#, Target::Date);
-    let compact = field(r#"{ column = "D", format = "[year][month][day]" }"#, Target::Date);
+    let compact = field(
+        r#"{ column = "D", format = "[year][month][day]" }"#,
+        Target::Date,
+    );
     let oracle = field(r#"{ column = "D", format = "oracle" }"#, Target::Date);
     let iso = field(r#""D""#, Target::Date);
     let cases = [
@@ -152,11 +192,19 @@ fn dates_are_read_in_the_source_formats() {
         (&oracle, text("15-jan-2019"), date(2019, 1, 15)),
         (&oracle, text("15-JAN-2019"), date(2019, 1, 15)),
         (&iso, text("2024-03-02"), date(2024, 3, 2)),
-        (&iso, Cell::Date(time::macros::date!(2024 - 03 - 02)), date(2024, 3, 2)),
+        (
+            &iso,
+            Cell::Date(time::macros::date!(2024 - 03 - 02)),
+            date(2024, 3, 2),
+        ),
     ];
     for (f, cell, want) in cases {
         let set = one_row(vec![("D", cell.clone())]);
-        assert_eq!(read(&set, |r| r.date(Some(f))), (Some(want), vec![], false), "{cell:?}");
+        assert_eq!(
+            read(&set, |r| r.date(Some(f))),
+            (Some(want), vec![], false),
+            "{cell:?}"
+        );
     }
 }
 
@@ -169,11 +217,15 @@ fn impossible_dates_are_dropped_and_reported() {
     assert!(!skip);
     let problem = problems.first().unwrap();
     assert!(
-        problem.starts_with("`test.field` (column `D`): not a date in format `[day]/[month]/[year]`"),
+        problem
+            .starts_with("`test.field` (column `D`): not a date in format `[day]/[month]/[year]`"),
         "{problem}"
     );
     assert!(problem.ends_with("; value dropped"), "{problem}");
-    assert!(!problem.contains("31/02/2010"), "problems must not quote the value");
+    assert!(
+        !problem.contains("31/02/2010"),
+        "problems must not quote the value"
+    );
 }
 
 #[test]
@@ -183,26 +235,46 @@ fn timestamps_are_read_with_the_source_offset() {
         Target::Timestamp,
     );
     let rfc = field(r#"{ column = "T", format = "rfc3339" }"#, Target::Timestamp);
-    let day = field(r#"{ column = "T", format = "[year]-[month]-[day]" }"#, Target::Timestamp);
+    let day = field(
+        r#"{ column = "T", format = "[year]-[month]-[day]" }"#,
+        Target::Timestamp,
+    );
     let utc = time::macros::datetime!(2024-06-12 20:15:00 UTC).unix_timestamp();
 
     let set = one_row(vec![("T", text("20240612201500"))]);
-    assert_eq!(read(&set, |r| r.timestamp(Some(&compact))).0.unwrap().seconds, utc);
+    assert_eq!(
+        read(&set, |r| r.timestamp(Some(&compact)))
+            .0
+            .unwrap()
+            .seconds,
+        utc
+    );
     let row = set.rows.first().unwrap();
     let mut bst = RowReader::new(&set, row, time::macros::offset!(+1));
     assert_eq!(bst.timestamp(Some(&compact)).unwrap().seconds, utc - 3600);
 
     let set = one_row(vec![("T", text("2024-06-12T21:15:00+01:00"))]);
-    assert_eq!(read(&set, |r| r.timestamp(Some(&rfc))).0.unwrap().seconds, utc);
+    assert_eq!(
+        read(&set, |r| r.timestamp(Some(&rfc))).0.unwrap().seconds,
+        utc
+    );
 
     let set = one_row(vec![("T", text("2024-06-12"))]);
     let midnight = time::macros::datetime!(2024-06-12 00:00:00 UTC).unix_timestamp();
-    assert_eq!(read(&set, |r| r.timestamp(Some(&day))).0.unwrap().seconds, midnight);
+    assert_eq!(
+        read(&set, |r| r.timestamp(Some(&day))).0.unwrap().seconds,
+        midnight
+    );
 
     let set = one_row(vec![("T", text("yesterday"))]);
     let (value, problems, _) = read(&set, |r| r.timestamp(Some(&rfc)));
     assert_eq!(value, None);
-    assert!(problems.first().unwrap().contains("not an rfc 3339 timestamp"));
+    assert!(
+        problems
+            .first()
+            .unwrap()
+            .contains("not an rfc 3339 timestamp")
+    );
 }
 
 #[test]
@@ -215,11 +287,18 @@ fn source_ids_need_every_column() {
     };
     let set = one_row(vec![("RISK_ID", Cell::Int(2))]);
     let row = set.rows.first().unwrap();
-    assert_eq!(RowReader::new(&set, row, UtcOffset::UTC).source_id(&template).unwrap(), "DASH_RISK/2");
+    assert_eq!(
+        RowReader::new(&set, row, UtcOffset::UTC)
+            .source_id(&template)
+            .unwrap(),
+        "DASH_RISK/2"
+    );
     let set = one_row(vec![("RISK_ID", Cell::Null)]);
     let row = set.rows.first().unwrap();
     assert_eq!(
-        RowReader::new(&set, row, UtcOffset::UTC).source_id(&template).unwrap_err(),
+        RowReader::new(&set, row, UtcOffset::UTC)
+            .source_id(&template)
+            .unwrap_err(),
         "column `RISK_ID` is empty"
     );
 }

@@ -91,7 +91,10 @@ fn an_invalid_share_records_what_was_sent() {
         isa_id: "isa-1".into(),
         ..Default::default()
     };
-    let err = GatewayError::ContextMissing { field: "context.purpose", reason: "PURPOSE_MISSING" };
+    let err = GatewayError::ContextMissing {
+        field: "context.purpose",
+        reason: "PURPOSE_MISSING",
+    };
     let e = entry_for(&call(Some(sent)), &Facts::default(), Some(&err));
     assert_eq!(e.outcome, pb::AuditOutcome::Invalid as i32);
     assert_eq!(e.error_reason, "PURPOSE_MISSING");
@@ -102,17 +105,29 @@ fn an_invalid_share_records_what_was_sent() {
 
 #[test]
 fn a_failed_share_discloses_nothing_even_if_facts_say_otherwise() {
-    let e = entry_for(&call(None), &disclosed(), Some(&GatewayError::DeadlineExceeded));
+    let e = entry_for(
+        &call(None),
+        &disclosed(),
+        Some(&GatewayError::DeadlineExceeded),
+    );
     assert_eq!(e.outcome, pb::AuditOutcome::Failed as i32);
     assert!(e.disclosures.is_empty());
     assert!(!e.allowed);
 }
 
-fn inner_with_payload() -> impl tower::Service<ShareCall, Response = Answer, Error = Infallible, Future: Send> + Clone + Send + 'static {
+fn inner_with_payload()
+-> impl tower::Service<ShareCall, Response = Answer, Error = Infallible, Future: Send>
++ Clone
++ Send
++ 'static {
     service_fn(|_c: ShareCall| async move {
         Ok::<_, Infallible>(Answer {
             facts: disclosed(),
-            result: Ok(Payload::Read { person: None, records: vec![], gaps: vec![] }),
+            result: Ok(Payload::Read {
+                person: None,
+                records: vec![],
+                gaps: vec![],
+            }),
         })
     })
 }
@@ -141,7 +156,11 @@ async fn a_refusal_is_recorded_and_carries_its_receipt() {
     let inner = service_fn(|_c: ShareCall| async move {
         Ok::<_, Infallible>(Answer::refused(GatewayError::QueryTooBroad))
     });
-    let refused = AuditLayer::new(ledger.clone()).layer(inner).oneshot(call(None)).await.unwrap_err();
+    let refused = AuditLayer::new(ledger.clone())
+        .layer(inner)
+        .oneshot(call(None))
+        .await
+        .unwrap_err();
     assert_eq!(refused.error, GatewayError::QueryTooBroad);
     let receipt = refused.receipt.unwrap();
     assert!(ledger.get(&receipt.entry_id).await.unwrap().is_some());

@@ -67,18 +67,30 @@ async fn run(v: Validated) -> (Answer, usize, Vec<String>) {
             s.lock().await.extend(a.plan.iter().map(|(d, _)| d.clone()));
             Ok::<_, Infallible>(Answer {
                 facts: Facts::default(),
-                result: Ok(Payload::Search { matches: vec![], gaps: vec![] }),
+                result: Ok(Payload::Search {
+                    matches: vec![],
+                    gaps: vec![],
+                }),
             })
         }
     });
-    let answer = AuthorizeLayer::new(rx).layer(inner).oneshot(v).await.unwrap();
+    let answer = AuthorizeLayer::new(rx)
+        .layer(inner)
+        .oneshot(v)
+        .await
+        .unwrap();
     let seen = seen.lock().await.clone();
     (answer, calls.load(Ordering::SeqCst), seen)
 }
 
 #[tokio::test]
 async fn an_allowed_share_reaches_the_inner_stage_with_its_plan_and_facts() {
-    let (answer, calls, plan) = run(call("hackney-childrens", "safeguarding-children", "met-hackney-children")).await;
+    let (answer, calls, plan) = run(call(
+        "hackney-childrens",
+        "safeguarding-children",
+        "met-hackney-children",
+    ))
+    .await;
     assert!(answer.result.is_ok());
     assert_eq!(calls, 1);
     assert_eq!(plan, vec!["met-police.records".to_owned()]);
@@ -101,14 +113,42 @@ async fn denied(v: Validated) -> &'static str {
 
 #[tokio::test]
 async fn each_denial_carries_policy_reason() {
-    assert_eq!(denied(call("hackney-childrens", "crime-prevention", "met-hackney-children")).await, "PURPOSE_NOT_PERMITTED");
-    assert_eq!(denied(call("hackney-childrens", "safeguarding-children", "no-such-isa")).await, "ISA_UNKNOWN");
-    assert_eq!(denied(call("met-police", "safeguarding-children", "met-hackney-children")).await, "AGENCY_NOT_RECIPIENT");
+    assert_eq!(
+        denied(call(
+            "hackney-childrens",
+            "crime-prevention",
+            "met-hackney-children"
+        ))
+        .await,
+        "PURPOSE_NOT_PERMITTED"
+    );
+    assert_eq!(
+        denied(call(
+            "hackney-childrens",
+            "safeguarding-children",
+            "no-such-isa"
+        ))
+        .await,
+        "ISA_UNKNOWN"
+    );
+    assert_eq!(
+        denied(call(
+            "met-police",
+            "safeguarding-children",
+            "met-hackney-children"
+        ))
+        .await,
+        "AGENCY_NOT_RECIPIENT"
+    );
 }
 
 #[tokio::test]
 async fn a_dataset_outside_the_agreement_is_denied() {
-    let mut v = call("hackney-childrens", "safeguarding-children", "met-hackney-children");
+    let mut v = call(
+        "hackney-childrens",
+        "safeguarding-children",
+        "met-hackney-children",
+    );
     if let ValidOperation::Search { dataset_ids, .. } = &mut v.operation {
         dataset_ids.push("health.records".into());
     }
@@ -124,14 +164,39 @@ fn every_policy_reason_is_listed() {
     let day = time::macros::date!(2026 - 01 - 01);
     let all = [
         D::AgreementUnknown { isa: isa() },
-        D::AgreementNotActive { isa: isa(), status: AgreementStatus::Suspended },
-        D::AgreementNotYetValid { isa: isa(), valid_from: day },
-        D::AgreementExpired { isa: isa(), valid_until: day },
-        D::NotARecipient { isa: isa(), agency: isa() },
-        D::PurposeNotPermitted { isa: isa(), purpose: isa() },
-        D::DatasetNotCovered { isa: isa(), dataset: isa() },
-        D::ActionNotPermitted { isa: isa(), dataset: isa(), action: Action::Read },
-        D::NoRoleGranted { isa: isa(), dataset: isa() },
+        D::AgreementNotActive {
+            isa: isa(),
+            status: AgreementStatus::Suspended,
+        },
+        D::AgreementNotYetValid {
+            isa: isa(),
+            valid_from: day,
+        },
+        D::AgreementExpired {
+            isa: isa(),
+            valid_until: day,
+        },
+        D::NotARecipient {
+            isa: isa(),
+            agency: isa(),
+        },
+        D::PurposeNotPermitted {
+            isa: isa(),
+            purpose: isa(),
+        },
+        D::DatasetNotCovered {
+            isa: isa(),
+            dataset: isa(),
+        },
+        D::ActionNotPermitted {
+            isa: isa(),
+            dataset: isa(),
+            action: Action::Read,
+        },
+        D::NoRoleGranted {
+            isa: isa(),
+            dataset: isa(),
+        },
         D::ExplicitDeny { rule_id: isa() },
         D::EvaluationFailed,
     ];

@@ -10,7 +10,11 @@ fn ts(seconds: i64) -> Option<prost_types::Timestamp> {
 }
 
 fn date() -> Option<pb::Date> {
-    Some(pb::Date { year: 2013, month: 5, day: 14 })
+    Some(pb::Date {
+        year: 2013,
+        month: 5,
+        day: 14,
+    })
 }
 
 fn full_person() -> pb::Person {
@@ -56,38 +60,58 @@ fn records() -> Vec<pb::Record> {
         body: Some(body),
     };
     vec![
-        envelope(1, pb::RecordKind::Incident, Body::Incident(pb::Incident {
-            reference: "CAD/1".into(),
-            category: "domestic-abuse".into(),
-            summary: "s".into(),
-            occurred_at: ts(1),
-            location: "l".into(),
-            person_role: "witness".into(),
-        })),
-        envelope(2, pb::RecordKind::WarningMarker, Body::WarningMarker(pb::WarningMarker {
-            marker: "weapons".into(),
-            description: "d".into(),
-            from: date(),
-            until: date(),
-        })),
-        envelope(3, pb::RecordKind::SafeguardingConcern, Body::SafeguardingConcern(pb::SafeguardingConcern {
-            category: "neglect".into(),
-            summary: "s".into(),
-            raised_at: ts(2),
-            status: "open".into(),
-            lead: "MASH".into(),
-        })),
-        envelope(4, pb::RecordKind::RiskAssessment, Body::RiskAssessment(pb::RiskAssessment {
-            framework: "DASH".into(),
-            level: pb::RiskLevel::High as i32,
-            assessed_at: ts(3),
-            summary: "s".into(),
-        })),
-        envelope(5, pb::RecordKind::Relationship, Body::Relationship(pb::Relationship {
-            related_person_id: "ds:2".into(),
-            relationship: "parent".into(),
-            related_name: "Kerry Marsh".into(),
-        })),
+        envelope(
+            1,
+            pb::RecordKind::Incident,
+            Body::Incident(pb::Incident {
+                reference: "CAD/1".into(),
+                category: "domestic-abuse".into(),
+                summary: "s".into(),
+                occurred_at: ts(1),
+                location: "l".into(),
+                person_role: "witness".into(),
+            }),
+        ),
+        envelope(
+            2,
+            pb::RecordKind::WarningMarker,
+            Body::WarningMarker(pb::WarningMarker {
+                marker: "weapons".into(),
+                description: "d".into(),
+                from: date(),
+                until: date(),
+            }),
+        ),
+        envelope(
+            3,
+            pb::RecordKind::SafeguardingConcern,
+            Body::SafeguardingConcern(pb::SafeguardingConcern {
+                category: "neglect".into(),
+                summary: "s".into(),
+                raised_at: ts(2),
+                status: "open".into(),
+                lead: "MASH".into(),
+            }),
+        ),
+        envelope(
+            4,
+            pb::RecordKind::RiskAssessment,
+            Body::RiskAssessment(pb::RiskAssessment {
+                framework: "DASH".into(),
+                level: pb::RiskLevel::High as i32,
+                assessed_at: ts(3),
+                summary: "s".into(),
+            }),
+        ),
+        envelope(
+            5,
+            pb::RecordKind::Relationship,
+            Body::Relationship(pb::Relationship {
+                related_person_id: "ds:2".into(),
+                relationship: "parent".into(),
+                related_name: "Kerry Marsh".into(),
+            }),
+        ),
     ]
 }
 
@@ -98,7 +122,12 @@ fn every_model_field_is_either_releasable_or_envelope() {
         .file
         .iter()
         .flat_map(|f| f.message_type.iter())
-        .map(|m| (m.name().to_owned(), m.field.iter().map(|f| f.name().to_owned()).collect()))
+        .map(|m| {
+            (
+                m.name().to_owned(),
+                m.field.iter().map(|f| f.name().to_owned()).collect(),
+            )
+        })
         .collect();
     let prefixes = [
         ("Person", "person"),
@@ -112,12 +141,20 @@ fn every_model_field_is_either_releasable_or_envelope() {
         ("Relationship", "relationship"),
         ("Record", "record"),
     ];
-    let bodies = ["incident", "warning_marker", "safeguarding_concern", "risk_assessment", "relationship"];
+    let bodies = [
+        "incident",
+        "warning_marker",
+        "safeguarding_concern",
+        "risk_assessment",
+        "relationship",
+    ];
     let nested = ["person.names", "person.addresses", "person.identifiers"];
     for (message, prefix) in prefixes {
         for field in &messages[message] {
             let path = format!("{prefix}.{field}");
-            if nested.contains(&path.as_str()) || (message == "Record" && bodies.contains(&field.as_str())) {
+            if nested.contains(&path.as_str())
+                || (message == "Record" && bodies.contains(&field.as_str()))
+            {
                 continue;
             }
             assert!(
@@ -165,17 +202,40 @@ fn naming_a_message_releases_its_fields_and_nothing_else() {
     let mut p = full_person();
     let kept = minimise_person(&mut p, &mask);
     assert_eq!(p.names, full_person().names);
-    assert!(p.date_of_birth.is_none() && p.addresses.is_empty() && p.identifiers.is_empty() && p.gender.is_empty());
+    assert!(
+        p.date_of_birth.is_none()
+            && p.addresses.is_empty()
+            && p.identifiers.is_empty()
+            && p.gender.is_empty()
+    );
     assert_eq!(
         kept.into_iter().collect::<Vec<_>>(),
-        ["person.names.family_name", "person.names.given_names", "person.names.use"]
+        [
+            "person.names.family_name",
+            "person.names.given_names",
+            "person.names.use"
+        ]
     );
     let mut rs = records();
     let incident = minimise_record(&mut rs[0], &mask).unwrap();
-    assert_eq!(incident.into_iter().collect::<Vec<_>>(), ["incident.category"]);
-    let Some(Body::Incident(i)) = &rs[0].body else { panic!() };
-    assert_eq!(i, &pb::Incident { category: "domestic-abuse".into(), ..Default::default() });
-    assert!(minimise_record(&mut rs[1], &mask).is_none(), "no warning_marker field is released");
+    assert_eq!(
+        incident.into_iter().collect::<Vec<_>>(),
+        ["incident.category"]
+    );
+    let Some(Body::Incident(i)) = &rs[0].body else {
+        panic!()
+    };
+    assert_eq!(
+        i,
+        &pb::Incident {
+            category: "domestic-abuse".into(),
+            ..Default::default()
+        }
+    );
+    assert!(
+        minimise_record(&mut rs[1], &mask).is_none(),
+        "no warning_marker field is released"
+    );
     assert_eq!(minimise_record(&mut rs[2], &mask).unwrap().len(), 5);
 }
 
@@ -209,14 +269,28 @@ fn read_payloads_are_minimised_per_dataset_and_disclosures_name_what_left() {
         gaps: vec![],
     };
     let disclosures = minimise_payload(&mut payload, &engine_masks);
-    let Payload::Read { person, records, .. } = &payload else { panic!() };
-    assert_eq!(records.len(), 1, "only the incident of the allowed dataset remains");
+    let Payload::Read {
+        person, records, ..
+    } = &payload
+    else {
+        panic!()
+    };
+    assert_eq!(
+        records.len(),
+        1,
+        "only the incident of the allowed dataset remains"
+    );
     assert!(person.as_ref().unwrap().date_of_birth.is_none());
     assert_eq!(disclosures.len(), 1);
     assert_eq!(disclosures[0].record_ids, vec!["ds:r1".to_owned()]);
     assert_eq!(
         disclosures[0].fields,
-        vec!["incident.category", "person.names.family_name", "person.names.given_names", "person.names.use"]
+        vec![
+            "incident.category",
+            "person.names.family_name",
+            "person.names.given_names",
+            "person.names.use"
+        ]
     );
     assert_eq!(disclosures[0].digest.len(), 64);
 }

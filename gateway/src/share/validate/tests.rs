@@ -49,7 +49,11 @@ fn search(context: Option<pb::ShareContext>, query: pb::PersonQuery) -> ShareCal
 fn marsh() -> pb::PersonQuery {
     pb::PersonQuery {
         family_name: "Marsh".into(),
-        date_of_birth: Some(pb::Date { year: 2013, month: 5, day: 14 }),
+        date_of_birth: Some(pb::Date {
+            year: 2013,
+            month: 5,
+            day: 14,
+        }),
         ..Default::default()
     }
 }
@@ -68,19 +72,28 @@ fn a_complete_search_validates() {
     let v = validate(search(Some(context()), marsh())).unwrap();
     assert_eq!(v.context.purpose, "safeguarding-children");
     assert!(!v.context.correlation_id.is_empty());
-    assert!(matches!(v.operation, ValidOperation::Search { page_size: 20, .. }));
+    assert!(matches!(
+        v.operation,
+        ValidOperation::Search { page_size: 20, .. }
+    ));
 }
 
 #[test]
 fn no_context_at_all_names_the_purpose() {
-    assert_eq!(missing(search(None, marsh())), ("context.purpose".into(), "PURPOSE_MISSING"));
+    assert_eq!(
+        missing(search(None, marsh())),
+        ("context.purpose".into(), "PURPOSE_MISSING")
+    );
 }
 
 #[test]
 fn each_context_field_is_required() {
     let mut c = context();
     c.purpose = "  ".into();
-    assert_eq!(missing(search(Some(c), marsh())), ("context.purpose".into(), "PURPOSE_MISSING"));
+    assert_eq!(
+        missing(search(Some(c), marsh())),
+        ("context.purpose".into(), "PURPOSE_MISSING")
+    );
     let mut c = context();
     c.justification = "n/a".into();
     assert_eq!(
@@ -89,7 +102,10 @@ fn each_context_field_is_required() {
     );
     let mut c = context();
     c.isa_id = String::new();
-    assert_eq!(missing(search(Some(c), marsh())), ("context.isa_id".into(), "ISA_MISSING"));
+    assert_eq!(
+        missing(search(Some(c), marsh())),
+        ("context.isa_id".into(), "ISA_MISSING")
+    );
 }
 
 #[test]
@@ -99,7 +115,10 @@ fn oversized_fields_are_invalid() {
     assert_eq!(missing(search(Some(c), marsh())).0, "context.justification");
     let mut c = context();
     c.case_reference = "x".repeat(201);
-    assert_eq!(missing(search(Some(c), marsh())).0, "context.case_reference");
+    assert_eq!(
+        missing(search(Some(c), marsh())).0,
+        "context.case_reference"
+    );
 }
 
 #[test]
@@ -127,10 +146,18 @@ fn an_identifier_alone_is_specific_enough() {
 #[test]
 fn an_impossible_date_of_birth_is_invalid() {
     let mut q = marsh();
-    q.date_of_birth = Some(pb::Date { year: 2013, month: 2, day: 30 });
+    q.date_of_birth = Some(pb::Date {
+        year: 2013,
+        month: 2,
+        day: 30,
+    });
     assert_eq!(missing(search(Some(context()), q)).0, "query.date_of_birth");
     let mut q = marsh();
-    q.date_of_birth = Some(pb::Date { year: 2013, month: 13, day: 1 });
+    q.date_of_birth = Some(pb::Date {
+        year: 2013,
+        month: 13,
+        day: 1,
+    });
     assert_eq!(missing(search(Some(context()), q)).0, "query.date_of_birth");
 }
 
@@ -162,7 +189,12 @@ fn a_read_needs_a_dataset_qualified_person_id() {
     };
     let v = validate(call.clone()).unwrap();
     match v.operation {
-        ValidOperation::Read { dataset_id, source_id, kinds, .. } => {
+        ValidOperation::Read {
+            dataset_id,
+            source_id,
+            kinds,
+            ..
+        } => {
             assert_eq!(dataset_id, "met-police.records");
             assert_eq!(source_id, "1001");
             assert_eq!(kinds, vec![pb::RecordKind::Incident]);
