@@ -121,50 +121,42 @@ pub async fn generate_police_rms(
 ) -> Result<SyntheticSummary, ConnectorError> {
     let rows = Generator::new(seed).generate(people);
     let fail = |source| ConnectorError::Synthetic { source };
+    // The two drivers' connection types share no trait that makes a generic
+    // function readable, so one macro writes through either.
+    macro_rules! write_rows {
+        ($conn:expr) => {{
+            let mut conn = $conn;
+            for ddl in SCHEMA {
+                sqlx::query(*ddl).execute(&mut conn).await.map_err(fail)?;
+            }
+            let mut tx = conn.begin().await.map_err(fail)?;
+            for insert in &rows.inserts {
+                let mut q = sqlx::query(insert.sql);
+                for value in &insert.values {
+                    q = match value {
+                        Value::Int(i) => q.bind(*i),
+                        Value::Text(t) => q.bind(t.clone()),
+                        Value::Null => q.bind(None::<String>),
+                    };
+                }
+                q.execute(&mut *tx).await.map_err(fail)?;
+            }
+            tx.commit().await.map_err(fail)?;
+            conn.close().await.map_err(fail)?;
+        }};
+    }
     if url.starts_with("sqlite:") {
         let options = SqliteConnectOptions::from_str(url)
             .map_err(fail)?
             .create_if_missing(true);
-        let mut conn = SqliteConnection::connect_with(&options)
-            .await
-            .map_err(fail)?;
-        for ddl in SCHEMA {
-            sqlx::query(*ddl).execute(&mut conn).await.map_err(fail)?;
-        }
-        let mut tx = conn.begin().await.map_err(fail)?;
-        for insert in &rows.inserts {
-            let mut q = sqlx::query(insert.sql);
-            for value in &insert.values {
-                q = match value {
-                    Value::Int(i) => q.bind(*i),
-                    Value::Text(t) => q.bind(t.clone()),
-                    Value::Null => q.bind(None::<String>),
-                };
-            }
-            q.execute(&mut *tx).await.map_err(fail)?;
-        }
-        tx.commit().await.map_err(fail)?;
-        conn.close().await.map_err(fail)?;
+        write_rows!(
+            SqliteConnection::connect_with(&options)
+                .await
+                .map_err(fail)?
+        );
     } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
         let options = PgConnectOptions::from_str(url).map_err(fail)?;
-        let mut conn = PgConnection::connect_with(&options).await.map_err(fail)?;
-        for ddl in SCHEMA {
-            sqlx::query(*ddl).execute(&mut conn).await.map_err(fail)?;
-        }
-        let mut tx = conn.begin().await.map_err(fail)?;
-        for insert in &rows.inserts {
-            let mut q = sqlx::query(insert.sql);
-            for value in &insert.values {
-                q = match value {
-                    Value::Int(i) => q.bind(*i),
-                    Value::Text(t) => q.bind(t.clone()),
-                    Value::Null => q.bind(None::<String>),
-                };
-            }
-            q.execute(&mut *tx).await.map_err(fail)?;
-        }
-        tx.commit().await.map_err(fail)?;
-        conn.close().await.map_err(fail)?;
+        write_rows!(PgConnection::connect_with(&options).await.map_err(fail)?);
     } else {
         let scheme = url.split(':').next().unwrap_or_default();
         return Err(ConnectorError::Synthetic {

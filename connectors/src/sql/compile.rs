@@ -331,9 +331,10 @@ pub(crate) fn compile(
 ) -> Result<Plan, Vec<String>> {
     let mut c = Compiler::new(mapping);
     let plan = c.plan(mapping, dataset, agency, system);
-    match plan {
-        Some(plan) if c.problems.is_empty() => Ok(plan),
-        _ => Err(c.problems),
+    if c.problems.is_empty() {
+        Ok(plan)
+    } else {
+        Err(c.problems)
     }
 }
 
@@ -388,7 +389,7 @@ impl<'m> Compiler<'m> {
         })
     }
 
-    fn plan(&mut self, m: &SqlMapping, dataset: &str, agency: &str, system: &str) -> Option<Plan> {
+    fn plan(&mut self, m: &SqlMapping, dataset: &str, agency: &str, system: &str) -> Plan {
         if m.max_text_bytes == Some(0) {
             self.problem("max_text_bytes", "must be at least 1");
         }
@@ -418,9 +419,9 @@ impl<'m> Compiler<'m> {
         if m.handling_instructions.iter().any(|h| h.trim().is_empty()) {
             self.problem("handling_instructions", "holds an empty instruction");
         }
-        let person = self.person(m)?;
+        let person = self.person(m);
         let records = self.records(m);
-        Some(Plan {
+        Plan {
             dataset: dataset.to_owned(),
             agency: agency.to_owned(),
             system: system.to_owned(),
@@ -432,7 +433,7 @@ impl<'m> Compiler<'m> {
             offset,
             person,
             records,
-        })
+        }
     }
 
     fn query(&mut self, key: &str, sql: &str, allowed: &[Param], columns: Vec<String>) -> Query {
@@ -470,7 +471,7 @@ impl<'m> Compiler<'m> {
         }
     }
 
-    fn person(&mut self, m: &SqlMapping) -> Option<PersonPlan> {
+    fn person(&mut self, m: &SqlMapping) -> PersonPlan {
         let p = &m.person;
         let mut cols = Vec::new();
         let source_id = self.template("person.source_id", &p.source_id, &mut cols);
@@ -545,7 +546,7 @@ impl<'m> Compiler<'m> {
             cols.clone(),
         );
         let get = self.query("person.get_sql", &p.get_sql, PERSON_PARAMS, cols);
-        Some(PersonPlan {
+        PersonPlan {
             search,
             get,
             source_id,
@@ -557,7 +558,7 @@ impl<'m> Compiler<'m> {
             gender,
             updated_at,
             classification,
-        })
+        }
     }
 
     /// Compiles one list entry; its fields' columns go to its own query if

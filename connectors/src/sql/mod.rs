@@ -113,14 +113,11 @@ impl SqlConnector {
         mapping: &SqlMapping,
     ) -> Result<Self, ConnectorError> {
         let mut problems = config.problems();
-        let plan = compile::compile(mapping, &config.id, &config.agency, &config.system);
+        let plan = compile::compile(mapping, &config.id, &config.agency, &config.system)
+            .map_err(|found| problems.extend(found));
         let plan = match plan {
             Ok(plan) if problems.is_empty() => plan,
-            Ok(_) => return Err(invalid(config, problems)),
-            Err(mut found) => {
-                problems.append(&mut found);
-                return Err(invalid(config, problems));
-            }
+            _ => return Err(invalid(config, problems)),
         };
         let pool = open_pool(config)?;
         let descriptor = DatasetDescriptor {
@@ -187,32 +184,24 @@ impl SqlConnector {
         query: &Query,
         bind: impl Fn(Param) -> Bind,
     ) -> Result<ResultSet, ConnectorError> {
-        let sql = AssertSqlSafe(query.sql.clone());
+        // One body for both drivers; their query types differ only in name.
+        macro_rules! fetch {
+            ($db:ty, $pool:expr, $cells:expr) => {{
+                let mut q = sqlx::query::<$db>(AssertSqlSafe(query.sql.clone()));
+                for param in &query.params {
+                    q = match bind(*param) {
+                        Bind::Text(v) => q.bind(v),
+                        Bind::Int(v) => q.bind(v),
+                    };
+                }
+                let rows = q.fetch_all($pool).await.map_err(|e| self.error(query, e))?;
+                let columns = rows.first().map(column_names).unwrap_or_default();
+                ResultSet::new(&columns, rows.iter().map($cells).collect())
+            }};
+        }
         let set = match &self.pool {
-            Pool::Sqlite(pool) => {
-                let mut q = sqlx::query::<Sqlite>(sql);
-                for param in &query.params {
-                    q = match bind(*param) {
-                        Bind::Text(v) => q.bind(v),
-                        Bind::Int(v) => q.bind(v),
-                    };
-                }
-                let rows = q.fetch_all(pool).await.map_err(|e| self.error(query, e))?;
-                let columns = rows.first().map(column_names).unwrap_or_default();
-                ResultSet::new(&columns, rows.iter().map(sqlite_cells).collect())
-            }
-            Pool::Postgres(pool) => {
-                let mut q = sqlx::query::<Postgres>(sql);
-                for param in &query.params {
-                    q = match bind(*param) {
-                        Bind::Text(v) => q.bind(v),
-                        Bind::Int(v) => q.bind(v),
-                    };
-                }
-                let rows = q.fetch_all(pool).await.map_err(|e| self.error(query, e))?;
-                let columns = rows.first().map(column_names).unwrap_or_default();
-                ResultSet::new(&columns, rows.iter().map(pg_cells).collect())
-            }
+            Pool::Sqlite(pool) => fetch!(Sqlite, pool, sqlite_cells),
+            Pool::Postgres(pool) => fetch!(Postgres, pool, pg_cells),
         };
         if let Some(column) = set.missing_column(&query.columns) {
             return Err(self.missing_column(query, column));
