@@ -1,6 +1,8 @@
 //! The harness starts a real provider whose tokens carry the configured
 //! claims, and refuses a wrong secret.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use liaison_conformance::oidc::{TestProvider, client};
 use serde_json::json;
 

@@ -6,18 +6,23 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use crate::ConnectorError;
-use crate::sql::SqlMapping;
+use crate::csv::CsvFolderConfig;
+use crate::http::JsonHttpConfig;
+use crate::mapping::Mapping;
+use crate::resilience::ResilienceConfig;
 
-/// One connector, tagged by `kind`.
-///
-/// Only `kind = "sql"` exists today; `json-http`, `csv-folder` and
-/// `liaison-grpc` are reserved for the connectors to come.
+/// One connector, tagged by `kind`; `liaison-grpc` is reserved for
+/// gateway-to-gateway federation.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(tag = "kind", rename_all = "kebab-case")]
 #[non_exhaustive]
 pub enum ConnectorConfig {
     /// A PostgreSQL or SQLite database read through a declarative mapping.
     Sql(SqlConnectorConfig),
+    /// A JSON API over HTTP read through a declarative mapping.
+    JsonHttp(JsonHttpConfig),
+    /// A folder of CSV exports, watched and indexed in memory.
+    CsvFolder(CsvFolderConfig),
 }
 
 /// A SQL connector.
@@ -41,11 +46,14 @@ pub struct SqlConnectorConfig {
     pub max_connections: Option<u32>,
     /// The mapping, inline.
     #[serde(default)]
-    pub mapping: Option<SqlMapping>,
+    pub mapping: Option<Mapping>,
     /// The mapping in a file of its own, relative to the file this
     /// configuration was read from.
     #[serde(default)]
     pub mapping_file: Option<PathBuf>,
+    /// Deadline, concurrency, circuit breaker and retry settings.
+    #[serde(default)]
+    pub resilience: ResilienceConfig,
 }
 
 impl std::fmt::Debug for SqlConnectorConfig {
@@ -61,6 +69,7 @@ impl std::fmt::Debug for SqlConnectorConfig {
             .field("max_connections", &self.max_connections)
             .field("mapping", &self.mapping.as_ref().map(|_| "inline"))
             .field("mapping_file", &self.mapping_file)
+            .field("resilience", &self.resilience)
             .finish()
     }
 }
@@ -70,6 +79,26 @@ impl ConnectorConfig {
     pub fn id(&self) -> &str {
         match self {
             Self::Sql(c) => &c.id,
+            Self::JsonHttp(c) => &c.id,
+            Self::CsvFolder(c) => &c.id,
+        }
+    }
+
+    /// The id of the agency that holds the data.
+    pub fn agency(&self) -> &str {
+        match self {
+            Self::Sql(c) => &c.agency,
+            Self::JsonHttp(c) => &c.agency,
+            Self::CsvFolder(c) => &c.agency,
+        }
+    }
+
+    /// The connector's resilience settings.
+    pub fn resilience(&self) -> &ResilienceConfig {
+        match self {
+            Self::Sql(c) => &c.resilience,
+            Self::JsonHttp(c) => &c.resilience,
+            Self::CsvFolder(c) => &c.resilience,
         }
     }
 
@@ -85,16 +114,27 @@ impl ConnectorConfig {
         Ok(config)
     }
 
-    /// Makes a relative `mapping_file` relative to `base_dir`, the directory
-    /// of the file the configuration came from.
+    /// Makes relative paths (`mapping_file`, a CSV `folder`, header
+    /// `value_file`s) relative to `base_dir`, the directory of the file the
+    /// configuration came from.
     pub fn resolve_paths(&mut self, base_dir: &Path) {
+        let resolve = |path: &mut PathBuf| {
+            if path.is_relative() {
+                *path = base_dir.join(&*path);
+            }
+        };
         match self {
-            Self::Sql(c) => {
-                if let Some(file) = &c.mapping_file
-                    && file.is_relative()
-                {
-                    c.mapping_file = Some(base_dir.join(file));
-                }
+            Self::Sql(c) => c.mapping_file.iter_mut().for_each(resolve),
+            Self::JsonHttp(c) => {
+                c.mapping_file.iter_mut().for_each(resolve);
+                c.headers
+                    .iter_mut()
+                    .filter_map(|h| h.value_file.as_mut())
+                    .for_each(resolve);
+            }
+            Self::CsvFolder(c) => {
+                c.mapping_file.iter_mut().for_each(resolve);
+                resolve(&mut c.folder);
             }
         }
     }
@@ -103,35 +143,52 @@ impl ConnectorConfig {
 impl SqlConnectorConfig {
     /// Problems with the fields outside the mapping.
     pub(crate) fn problems(&self) -> Vec<String> {
-        let mut problems = Vec::new();
-        let id_ok = !self.id.is_empty()
-            && self.id.len() <= 64
-            && self
-                .id
-                .bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"-_.".contains(&b));
-        if !id_ok {
-            problems
-                .push("id: must be 1 to 64 lower-case letters, digits, `-`, `_` or `.`".to_owned());
-        }
-        for (key, value) in [
-            ("agency", &self.agency),
-            ("title", &self.title),
-            ("system", &self.system),
-        ] {
-            if value.trim().is_empty() {
-                problems.push(format!("{key}: must not be empty"));
-            }
-        }
+        let mut problems = identity_problems(&self.id, &self.agency, &self.title, &self.system);
         if self.max_connections == Some(0) {
             problems.push("max_connections: must be at least 1".to_owned());
         }
+        problems.extend(self.resilience.problems());
         problems
     }
 }
 
+/// Problems with the fields every connector has.
+pub(crate) fn identity_problems(id: &str, agency: &str, title: &str, system: &str) -> Vec<String> {
+    let mut problems = Vec::new();
+    let id_ok = !id.is_empty()
+        && id.len() <= 64
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"-_.".contains(&b));
+    if !id_ok {
+        problems.push("id: must be 1 to 64 lower-case letters, digits, `-`, `_` or `.`".to_owned());
+    }
+    for (key, value) in [("agency", agency), ("title", title), ("system", system)] {
+        if value.trim().is_empty() {
+            problems.push(format!("{key}: must not be empty"));
+        }
+    }
+    problems
+}
+
+/// The mapping given inline or in a file, exactly one of which must be set.
+pub(crate) async fn load_mapping(
+    dataset: &str,
+    inline: Option<&Mapping>,
+    file: Option<&Path>,
+) -> Result<Mapping, ConnectorError> {
+    match (inline, file) {
+        (Some(mapping), None) => Ok(mapping.clone()),
+        (None, Some(path)) => read_mapping(path).await,
+        _ => Err(ConnectorError::InvalidConfig {
+            dataset: dataset.to_owned(),
+            problems: vec!["needs exactly one of `mapping` and `mapping_file`".into()],
+        }),
+    }
+}
+
 /// Reads a mapping file.
-pub(crate) async fn read_mapping(path: &Path) -> Result<SqlMapping, ConnectorError> {
+pub(crate) async fn read_mapping(path: &Path) -> Result<Mapping, ConnectorError> {
     let text =
         tokio::fs::read_to_string(path)
             .await
@@ -142,7 +199,7 @@ pub(crate) async fn read_mapping(path: &Path) -> Result<SqlMapping, ConnectorErr
     parse_toml(&text, path)
 }
 
-fn parse_toml<T: serde::de::DeserializeOwned>(
+pub(crate) fn parse_toml<T: serde::de::DeserializeOwned>(
     text: &str,
     path: &Path,
 ) -> Result<T, ConnectorError> {
@@ -181,7 +238,9 @@ mod tests {
         let mut config: ConnectorConfig = parse_toml(BASE, Path::new("c.toml")).unwrap();
         assert_eq!(config.id(), "police-rms");
         config.resolve_paths(Path::new("/etc/liaison"));
-        let ConnectorConfig::Sql(sql) = &config;
+        let ConnectorConfig::Sql(sql) = &config else {
+            panic!("not sql")
+        };
         assert_eq!(
             sql.mapping_file.as_deref(),
             Some(Path::new("/etc/liaison/maps/rms.toml"))
@@ -199,19 +258,16 @@ mod tests {
 
         // Mapping files are parsed directly, so their errors keep the line.
         let text = "\n[person]\nsource_id = \"{ID}\"\nsorce = 1\n";
-        let err = parse_toml::<SqlMapping>(text, Path::new("m.toml")).unwrap_err();
+        let err = parse_toml::<Mapping>(text, Path::new("m.toml")).unwrap_err();
         let message = err.to_string();
         assert!(
             message.starts_with("cannot parse `m.toml`: line 4: unknown field `sorce`"),
             "{message}"
         );
 
-        let text = BASE.replace(r#"kind = "sql""#, r#"kind = "csv-folder""#);
+        let text = BASE.replace(r#"kind = "sql""#, r#"kind = "ldap""#);
         let err = parse_toml::<ConnectorConfig>(&text, Path::new("c.toml")).unwrap_err();
-        assert!(
-            err.to_string().contains("unknown variant `csv-folder`"),
-            "{err}"
-        );
+        assert!(err.to_string().contains("unknown variant `ldap`"), "{err}");
     }
 
     #[test]
@@ -225,7 +281,9 @@ mod tests {
     #[test]
     fn identity_fields_are_checked() {
         let mut config: ConnectorConfig = parse_toml(BASE, Path::new("c.toml")).unwrap();
-        let ConnectorConfig::Sql(sql) = &mut config;
+        let ConnectorConfig::Sql(sql) = &mut config else {
+            panic!("not sql")
+        };
         sql.id = "Police:RMS".into();
         sql.title = " ".into();
         sql.max_connections = Some(0);

@@ -1,4 +1,5 @@
 use std::path::PathBuf;
+use std::time::Duration;
 
 /// Whose fault a [`ConnectorError`] is.
 ///
@@ -104,6 +105,68 @@ pub enum ConnectorError {
         #[source]
         source: sqlx::Error,
     },
+    /// The source did not answer within the call's deadline. Raised by the
+    /// resilience middleware, which drops the connector's future.
+    #[error("dataset `{dataset}` did not answer `{operation}` within {} ms", after.as_millis())]
+    DeadlineExceeded {
+        /// The dataset.
+        dataset: String,
+        /// `search`, `fetch` or `check`.
+        operation: &'static str,
+        /// The deadline that passed.
+        after: Duration,
+    },
+    /// The circuit breaker is open: the source failed repeatedly, so calls
+    /// fail at once until a trial call succeeds.
+    #[error(
+        "dataset `{dataset}` is failing and is not being asked; the next trial call is in {} ms",
+        retry_in.as_millis()
+    )]
+    CircuitOpen {
+        /// The dataset.
+        dataset: String,
+        /// How long until a trial call is let through.
+        retry_in: Duration,
+    },
+    /// Every concurrent call slot stayed busy until the deadline, or too
+    /// many callers were already waiting for one.
+    #[error("dataset `{dataset}` is busy: {limit} calls are in progress and no slot freed in time")]
+    Overloaded {
+        /// The dataset.
+        dataset: String,
+        /// The concurrency limit.
+        limit: usize,
+    },
+    /// The source could not be reached (connection refused, reset, name
+    /// not resolved, folder missing).
+    #[error("dataset `{dataset}` is unreachable: {reason}")]
+    Unreachable {
+        /// The dataset.
+        dataset: String,
+        /// What failed, without URLs or credentials.
+        reason: String,
+    },
+    /// An HTTP source answered with an error status.
+    #[error("dataset `{dataset}`: request `{request}` was answered with status {status}")]
+    HttpStatus {
+        /// The dataset.
+        dataset: String,
+        /// The mapping's name for the request, such as `person.search`.
+        request: String,
+        /// The HTTP status code.
+        status: u16,
+    },
+    /// The source answered with something the connector will not read: not
+    /// JSON, larger than allowed, or a link to another host.
+    #[error("dataset `{dataset}`: request `{request}` got an unusable answer: {reason}")]
+    BadResponse {
+        /// The dataset.
+        dataset: String,
+        /// The mapping's name for the request.
+        request: String,
+        /// What was wrong with it.
+        reason: String,
+    },
 }
 
 impl ConnectorError {
@@ -111,14 +174,39 @@ impl ConnectorError {
     pub fn fault(&self) -> Fault {
         match self {
             Self::InvalidQuery { .. } | Self::InvalidSourceId { .. } => Fault::Caller,
-            Self::Unavailable { .. } | Self::QueryFailed { .. } | Self::Synthetic { .. } => {
-                Fault::Source
+            Self::Unavailable { .. }
+            | Self::QueryFailed { .. }
+            | Self::Synthetic { .. }
+            | Self::DeadlineExceeded { .. }
+            | Self::CircuitOpen { .. }
+            | Self::Overloaded { .. }
+            | Self::Unreachable { .. }
+            | Self::BadResponse { .. } => Fault::Source,
+            // Refused credentials or a path the source does not know are
+            // the operator's to fix; anything else is the source failing.
+            Self::HttpStatus { status, .. } if matches!(status, 400 | 401 | 403 | 404 | 405) => {
+                Fault::Configuration
             }
+            Self::HttpStatus { .. } => Fault::Source,
             Self::InvalidConfig { .. }
             | Self::ReadConfig { .. }
             | Self::ParseConfig { .. }
             | Self::DuplicateDataset(_)
             | Self::Mapping { .. } => Fault::Configuration,
+        }
+    }
+}
+
+impl ConnectorError {
+    /// Whether trying the same read again may succeed: the source was
+    /// unreachable or answered that it was briefly unable to. Only such
+    /// errors are retried; a failed query or a refused request would fail
+    /// the same way again.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            Self::Unavailable { .. } | Self::Unreachable { .. } => true,
+            Self::HttpStatus { status, .. } => matches!(status, 408 | 429 | 500..=599),
+            _ => false,
         }
     }
 }

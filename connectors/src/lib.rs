@@ -18,16 +18,25 @@
 
 mod config;
 mod connector;
+pub mod csv;
 mod error;
+pub mod http;
+mod map;
+pub mod mapping;
 pub mod normalise;
 mod registry;
+pub mod resilience;
 pub mod sql;
 pub mod synthetic;
+pub mod trace;
 
 pub use config::{ConnectorConfig, SqlConnectorConfig};
 pub use connector::{
     BoxFuture, Connector, DatasetDescriptor, Fetched, Found, PersonQuery, RowProblem,
 };
+pub use csv::{CsvFolderConfig, CsvFolderConnector};
 pub use error::{ConnectorError, Fault};
+pub use http::{JsonHttpConfig, JsonHttpConnector};
 pub use registry::Registry;
+pub use resilience::{CircuitState, ConnectorStats, ResilienceConfig, Resilient};
 pub use sql::SqlConnector;

@@ -53,6 +53,10 @@
 //! NHS numbers in the `999` test range, and surnames that never collide
 //! with the fixed people's.
 
+pub mod council;
+#[cfg(any(test, feature = "test-util"))]
+pub mod health;
+
 use std::str::FromStr;
 
 use sqlx::postgres::PgConnectOptions;
@@ -911,6 +915,27 @@ fn hostile_narrative() -> String {
     narrative
 }
 
+/// A valid NHS number in the `999` test range, spaced as `999 123 4567`.
+pub(crate) fn test_nhs_number(rng: &mut fastrand::Rng) -> String {
+    loop {
+        let body = format!("999{:06}", rng.u32(0..1_000_000));
+        let sum: u32 = body
+            .bytes()
+            .zip((2..=10).rev())
+            .map(|(b, w)| u32::from(b - b'0') * w)
+            .sum();
+        let check = match 11 - sum % 11 {
+            11 => 0,
+            10 => continue,
+            d => d,
+        };
+        let number = format!("{body}{check}");
+        if let (Some(a), Some(b), Some(c)) = (number.get(..3), number.get(3..6), number.get(6..)) {
+            return format!("{a} {b} {c}");
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -969,3 +994,4 @@ mod tests {
         assert_eq!(hostile_narrative().trim().len(), 100 * 1024);
     }
 }
+

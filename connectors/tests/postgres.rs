@@ -55,7 +55,7 @@ async fn connections_are_read_only_on_postgres() {
     let mut mapping: liaison_connectors::sql::SqlMapping =
         toml::from_str(&std::fs::read_to_string(example_mapping()).unwrap()).unwrap();
     mapping.person.get_sql =
-        "UPDATE NOMINAL SET SURNAME = 'x' WHERE NOM_ID = :source_id RETURNING NOM_ID, SURNAME, :limit AS L".into();
+        "UPDATE NOMINAL SET SURNAME = 'x' WHERE NOM_ID = :source_id RETURNING NOM_ID, SURNAME, :limit AS L".to_owned().into();
     let writer =
         liaison_connectors::SqlConnector::with_mapping(&config(&db.url), &mapping).unwrap();
     let err = writer.fetch("100001", &[]).await.unwrap_err();

@@ -190,7 +190,7 @@ async fn the_connector_never_writes_to_sqlite() {
     let mut mapping: liaison_connectors::sql::SqlMapping =
         toml::from_str(&std::fs::read_to_string(example_mapping()).unwrap()).unwrap();
     mapping.person.get_sql =
-        "UPDATE NOMINAL SET SURNAME = 'x' WHERE NOM_ID = :source_id RETURNING NOM_ID, SURNAME, :limit".into();
+        "UPDATE NOMINAL SET SURNAME = 'x' WHERE NOM_ID = :source_id RETURNING NOM_ID, SURNAME, :limit".to_owned().into();
     // No `?mode=ro` in the URL: the connector opens read-only regardless.
     let c = SqlConnector::with_mapping(&config(&url), &mapping).unwrap();
     let err = c.fetch("100001", &[]).await.unwrap_err();

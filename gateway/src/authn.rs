@@ -21,6 +21,7 @@ use crate::{
     error::GatewayError,
     identity::{Principal, TrustRegistry},
     share::audit,
+    tls,
 };
 
 /// Paths open without a token: health checks and reflection, which disclose
@@ -115,17 +116,26 @@ where
                     }),
                 },
             };
+            let peer = tls::peer(req.extensions());
+            // With mutual TLS, the certificate's agency and the token's must
+            // agree: one agency's system cannot present another's tokens.
+            let result = result.and_then(|p| match &peer.agency {
+                Some(agency) if *agency != p.agency => Err(GatewayError::Unauthenticated {
+                    reason: "TOKEN_INVALID",
+                    message: "the client certificate belongs to another agency than the token"
+                        .into(),
+                }),
+                _ => Ok(p),
+            });
             match result {
                 Ok(principal) => {
                     req.extensions_mut().insert(Arc::new(principal));
                     inner.call(req).await
                 }
                 Err(error) => {
-                    let client = req
-                        .extensions()
-                        .get::<tonic::transport::server::TcpConnectInfo>()
-                        .and_then(|i| i.remote_addr());
-                    record_failure(&ledger, &path, &error, client).await;
+                    let client = peer.remote_addr;
+                    record_failure(&ledger, &registry, &path, header.as_deref(), &error, client)
+                        .await;
                     Ok(tonic::Status::from(error).into_http())
                 }
             }
@@ -133,18 +143,37 @@ where
     }
 }
 
-/// Records a failed authentication. A failure to record it does not change
-/// the answer (the caller is refused either way), but is logged loudly.
+/// Records a failed authentication: the reason, the method, the client's
+/// address and the issuer the token names, if the gateway trusts it (else
+/// `untrusted`, so a caller cannot write text of its choosing into the
+/// ledger). Never the token. A failure to record it does not change the
+/// answer (the caller is refused either way), but is logged loudly.
 async fn record_failure(
     ledger: &Ledger,
+    registry: &TrustRegistry,
     method: &str,
+    authorization: Option<&str>,
     error: &GatewayError,
     client: Option<SocketAddr>,
 ) {
+    let issuer = authorization
+        .map(|h| {
+            let token = h
+                .get(..7)
+                .filter(|scheme| scheme.eq_ignore_ascii_case("bearer "))
+                .and_then(|_| h.get(7..))
+                .unwrap_or(h);
+            registry.audit_issuer(token.trim()).to_owned()
+        })
+        .unwrap_or_default();
     let entry = pb::AuditEntry {
         format_version: audit::FORMAT_VERSION,
         entry_id: uuid::Uuid::now_v7().to_string(),
         recorded_at: Some(audit::now()),
+        principal: Some(pb::AuditPrincipal {
+            issuer,
+            ..Default::default()
+        }),
         action: pb::AuditAction::Authenticate as i32,
         method: method.chars().take(200).collect(),
         outcome: pb::AuditOutcome::Denied as i32,

@@ -64,6 +64,10 @@ pub struct ServerConfig {
     /// client asks for.
     #[serde(default = "default_request_timeout_ms")]
     pub request_timeout_ms: u64,
+    /// TLS for the listener. Without it the gateway serves plain HTTP/2,
+    /// which is only for loopback development and tests.
+    #[serde(default)]
+    pub tls: Option<crate::tls::TlsConfig>,
 }
 
 /// The audit ledger's store.
@@ -114,6 +118,10 @@ pub struct AgencyConfig {
     pub display_name: String,
     /// The kind of agency.
     pub kind: AgencyKind,
+    /// PEM file of the CA that issues this agency's client certificates,
+    /// for mutual TLS (`[server.tls] client_auth`).
+    #[serde(default)]
+    pub client_ca: Option<PathBuf>,
 }
 
 /// One trusted OpenID Connect issuer.
@@ -133,9 +141,20 @@ pub struct IssuerConfig {
     #[serde(default = "default_leeway")]
     pub leeway_seconds: Spanned<u64>,
     /// How long fetched keys stay usable if the provider becomes
-    /// unreachable, in seconds.
+    /// unreachable, in seconds (10 to 604800). While the provider answers,
+    /// keys are re-read at least every minute whatever this says.
     #[serde(default = "default_jwks_cache")]
-    pub jwks_cache_seconds: u64,
+    pub jwks_cache_seconds: Spanned<u64>,
+    /// The longest a token from this issuer may still be valid for when it
+    /// is presented, in seconds (60 to 604800): a token whose `exp` is
+    /// further ahead is refused, since it could not be revoked in practice.
+    #[serde(default = "default_max_token_lifetime")]
+    pub max_token_lifetime_seconds: Spanned<u64>,
+    /// Accept only certificate-bound tokens (RFC 8705 `cnf.x5t#S256`)
+    /// from this issuer, presented over mutual TLS with that certificate.
+    /// A bound token is checked against its certificate whatever this says.
+    #[serde(default)]
+    pub require_certificate_bound: bool,
     /// Allow `http://` discovery for a loopback issuer. For local
     /// development and tests only; refused for any other host.
     #[serde(default)]
@@ -224,6 +243,7 @@ impl Default for ServerConfig {
             max_message_bytes: default_max_message_bytes(),
             connector_deadline_ms: default_connector_deadline_ms(),
             request_timeout_ms: default_request_timeout_ms(),
+            tls: None,
         }
     }
 }
@@ -393,6 +413,28 @@ impl Config {
                     ),
                 );
             }
+            // Below the refresh interval, cached keys would lapse while the
+            // gateway may not yet ask the provider again.
+            if !(10..=604_800).contains(iss.jwks_cache_seconds.get_ref()) {
+                problem(
+                    iss.jwks_cache_seconds.span(),
+                    format!("issuer[{i}].jwks_cache_seconds"),
+                    format!(
+                        "`{}` is out of range; between 10 and 604800 seconds",
+                        iss.jwks_cache_seconds.get_ref()
+                    ),
+                );
+            }
+            if !(60..=604_800).contains(iss.max_token_lifetime_seconds.get_ref()) {
+                problem(
+                    iss.max_token_lifetime_seconds.span(),
+                    format!("issuer[{i}].max_token_lifetime_seconds"),
+                    format!(
+                        "`{}` is out of range; between 60 and 604800 seconds",
+                        iss.max_token_lifetime_seconds.get_ref()
+                    ),
+                );
+            }
         }
         if self.server.max_message_bytes < 1024 || self.server.max_message_bytes > 64 << 20 {
             out.push(Problem {
@@ -489,8 +531,11 @@ fn default_request_timeout_ms() -> u64 {
 fn default_leeway() -> Spanned<u64> {
     Spanned::new(0..0, 30)
 }
-fn default_jwks_cache() -> u64 {
-    3_600
+fn default_jwks_cache() -> Spanned<u64> {
+    Spanned::new(0..0, 3_600)
+}
+fn default_max_token_lifetime() -> Spanned<u64> {
+    Spanned::new(0..0, 86_400)
 }
 fn default_roles_claims() -> Vec<String> {
     vec!["roles".into()]

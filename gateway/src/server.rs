@@ -20,6 +20,7 @@ use crate::{
     identity::TrustRegistry,
     services::{admin::Admin, oversight::Oversight, sharing::Sharing},
     share::ShareStackBuilder,
+    tls::Acceptor,
 };
 
 /// Why a gateway could not start.
@@ -47,6 +48,9 @@ pub enum StartError {
         /// Why.
         message: String,
     },
+    /// TLS could not be set up.
+    #[error(transparent)]
+    Tls(#[from] crate::tls::TlsError),
     /// Any other start-up fault.
     #[error("{0}")]
     Other(String),
@@ -206,8 +210,20 @@ pub async fn start(
             .set_not_serving::<SharingServiceServer<Sharing>>()
             .await;
     };
-    let task =
-        tokio::spawn(router.serve_with_incoming_shutdown(TcpListenerStream::new(listener), signal));
+    let task = match &config.server.tls {
+        Some(tls) => {
+            let cas: Vec<(String, std::path::PathBuf)> = config
+                .agencies
+                .iter()
+                .filter_map(|a| a.client_ca.clone().map(|ca| (a.id.get_ref().clone(), ca)))
+                .collect();
+            let acceptor = Acceptor::new(tls, &cas, &config.base_dir)?;
+            tokio::spawn(router.serve_with_incoming_shutdown(acceptor.incoming(listener), signal))
+        }
+        None => tokio::spawn(
+            router.serve_with_incoming_shutdown(TcpListenerStream::new(listener), signal),
+        ),
+    };
     tracing::info!(%addr, "gateway serving");
     Ok(Running {
         addr,

@@ -3,6 +3,7 @@ use std::fmt;
 
 use casbin::{CoreApi, Enforcer};
 
+use crate::cache::{DEFAULT_CAPACITY, DecisionCache};
 use crate::decision::{Decision, DecisionRequest, DenyReason, Grant, Obligation};
 use crate::error::PolicyError;
 use crate::isa::{Action, Agreement, AgreementStatus, Effect, OperatorRule};
@@ -23,6 +24,10 @@ use crate::version::policy_version;
 pub struct PolicyEngine {
     version: String,
     agreements: BTreeMap<String, CompiledAgreement>,
+    /// The operator rules as written, for explain.
+    rules: Vec<OperatorRule>,
+    /// Decisions already made by this engine; see [`PolicyEngine::with_decision_cache`].
+    cache: DecisionCache,
 }
 
 struct CompiledAgreement {
@@ -119,10 +124,25 @@ impl PolicyEngine {
         Ok(Self {
             version,
             agreements,
+            rules: set.rules().to_vec(),
+            cache: DecisionCache::new(DEFAULT_CAPACITY),
         })
     }
 
-    /// Decides one request. Synchronous, no I/O, no locks: safe on any async worker.
+    /// Keeps up to `capacity` decisions (16,384 unless set), or none when `capacity` is zero.
+    ///
+    /// A repeated question is answered from the cache in about a microsecond instead of tens
+    /// (casbin runs its matcher script once per candidate line). The cache belongs to this engine,
+    /// so a reloaded policy, being a new engine, never sees an old policy's decisions; and its key
+    /// holds every input of a decision, so a hit is exactly what evaluating would return.
+    #[must_use]
+    pub fn with_decision_cache(mut self, capacity: usize) -> Self {
+        self.cache = DecisionCache::new(capacity);
+        self
+    }
+
+    /// Decides one request. Synchronous and without I/O: safe on any async worker. The only lock
+    /// is the decision cache's, held for a map lookup or insert.
     pub fn decide(&self, req: &DecisionRequest<'_>) -> Decision {
         let Some(compiled) = self.agreements.get(req.isa_id) else {
             return self.deny(
@@ -140,6 +160,25 @@ impl PolicyEngine {
             return self.deny(Some(agreement), reason, Vec::new());
         }
 
+        // Only questions under an agreement in force reach the cache, so requests naming
+        // agreements that do not exist cannot crowd out the ones that do.
+        let key = self.cache.key(req);
+        if let Some(hit) = key.as_ref().and_then(|key| self.cache.get(key)) {
+            return hit;
+        }
+        let decision = self.decide_in_force(compiled, req);
+        // A casbin failure is not an answer to remember.
+        if let Some(key) = key
+            && decision.deny != Some(DenyReason::EvaluationFailed)
+        {
+            self.cache.insert(key, &decision);
+        }
+        decision
+    }
+
+    /// Decides a request under an agreement that is active and in force on the request's date.
+    fn decide_in_force(&self, compiled: &CompiledAgreement, req: &DecisionRequest<'_>) -> Decision {
+        let agreement = &compiled.agreement;
         let dataset = compiled.datasets.get(req.dataset);
         let verdict = dataset
             .and_then(|d| d.by_recipient.get(req.agency))
@@ -280,6 +319,11 @@ impl PolicyEngine {
         self.agreements.values().map(|c| &c.agreement)
     }
 
+    /// The operator rules, in policy file order.
+    pub fn rules(&self) -> &[OperatorRule] {
+        &self.rules
+    }
+
     /// The content hash of the model, agreements and rules, `sha256:` and hex; recorded with
     /// every decision.
     pub fn version(&self) -> &str {
@@ -317,6 +361,7 @@ impl fmt::Debug for PolicyEngine {
             .field("version", &self.version)
             .field("agreements", &self.agreements.keys().collect::<Vec<_>>())
             .field("enforcers", &enforcers)
+            .field("decision_cache", &self.cache.capacity())
             .finish()
     }
 }

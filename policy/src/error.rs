@@ -2,8 +2,8 @@ use std::fmt;
 
 /// Everything that can stop a policy from loading or compiling.
 ///
-/// Every variant is an operator's fault (a policy file or model the gateway was given), never a
-/// caller's: a request the policy refuses is a [`crate::Decision`] with a
+/// Every variant is an operator's fault (a policy file, model, test cases or request file the
+/// gateway or the CLI was given), never a caller's: a request the policy refuses is a [`crate::Decision`] with a
 /// [`crate::DenyReason`], not an error. A gateway that meets one of these on reload keeps the
 /// engine it already has.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -29,6 +29,17 @@ pub enum PolicyError {
     /// casbin refused to build an enforcer from compiled lines.
     #[error("casbin could not load the compiled policy: {message}")]
     Casbin { message: String },
+    /// A file of test cases, or a request to explain, is not valid.
+    #[error("{}", document(what, *line, message))]
+    Document {
+        /// `test cases` or `request`.
+        what: &'static str,
+        line: Option<usize>,
+        message: String,
+    },
+    /// A file could not be read.
+    #[error("cannot read `{path}`: {message}")]
+    Read { path: String, message: String },
 }
 
 /// One thing wrong with a policy file, located well enough for an operator to find it.
@@ -81,6 +92,14 @@ impl fmt::Display for Problems<'_> {
             write!(f, "{problem}")?;
         }
         Ok(())
+    }
+}
+
+fn document(what: &str, line: Option<usize>, message: &str) -> String {
+    let verb = if what.ends_with('s') { "are" } else { "is" };
+    match line {
+        Some(line) => format!("{what} {verb} not valid at line {line}: {message}"),
+        None => format!("{what} {verb} not valid: {message}"),
     }
 }
 

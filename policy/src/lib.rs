@@ -29,24 +29,45 @@
 //! # Ok::<(), liaison_policy::PolicyError>(())
 //! ```
 //!
+//! The offline tools behind `liaison policy check|test|explain` live here too, each returning a
+//! structured result whose `Display` is what the CLI prints:
+//!
+//! * [`check`] validates the casbin model (refusing one without `eft`), reads the policy and
+//!   runs [`lint_on`] against the names a deployment knows ([`KnownNames`]): unknown agencies,
+//!   datasets, roles, purposes and field paths; dead, redundant and shadowing rules; agreements
+//!   past their end or their review date.
+//! * [`run_case_file`] and [`TestCases`] run YAML or TOML cases with expected decisions, reason
+//!   codes and field masks, and report each difference.
+//! * [`explain`] tells one decision in plain English for a DPO.
+//!
 //! Domain types only: converting to and from `liaison.v1` messages happens at the gateway's edge.
 
+mod cache;
+mod cases;
 mod decision;
 mod engine;
 mod error;
+mod explain;
 mod isa;
+mod lint;
 mod mask;
 mod model;
 mod set;
 mod version;
 
+pub use cases::{
+    CaseResult, Expectation, Mismatch, REASON_CODES, RequestSpec, TestCase, TestCases, TestReport,
+    run_case_file,
+};
 pub use decision::{Decision, DecisionRequest, DenyReason, Grant, Obligation};
 pub use engine::PolicyEngine;
 pub use error::{PolicyError, Problem};
+pub use explain::{Asked, Check, Explanation, explain};
 pub use isa::{
     Action, Agreement, AgreementStatus, DatasetTerms, Effect, OperatorRule, RoleFields,
     UnknownAction,
 };
+pub use lint::{CheckReport, KnownNames, Lint, LintCode, Severity, check, lint, lint_on};
 pub use mask::FieldMask;
 pub use model::{MODEL, validate_model};
 pub use set::PolicySet;

@@ -6,42 +6,43 @@
 //! connect lazily, so a source that is down at start-up is reported when
 //! asked, as a gap in that answer, and does not stop the gateway.
 
-mod assemble;
-mod compile;
-pub mod mapping;
+mod dialect;
 mod params;
-mod reader;
 mod row;
 
 use std::collections::HashSet;
 use std::str::FromStr;
 
-use liaison_proto::v1::{Date, IdentifierScheme, Person, RecordKind};
+use liaison_proto::v1::{Person, RecordKind};
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, Postgres};
 use sqlx::sqlite::{Sqlite, SqliteConnectOptions, SqlitePool, SqlitePoolOptions};
 use sqlx::{AssertSqlSafe, Executor, SqlSafeStr, Statement, Type};
 use tracing::Instrument;
 
-use self::compile::{ListEntry, Plan, Query};
-use self::mapping::SourceIdType;
-pub use self::mapping::SqlMapping;
+pub(crate) use self::dialect::Sql;
+use self::dialect::Query;
 use self::params::Param;
-use self::row::{ResultSet, column_names, pg_cells, sqlite_cells};
+use self::row::{column_names, pg_cells, sqlite_cells};
 use crate::config::SqlConnectorConfig;
 use crate::error::excerpt;
+use crate::map::compile::{self, ListEntry, Plan};
+use crate::map::reader::{self, RowReader};
+use crate::map::row::ResultSet;
+use crate::map::search::SearchTerms;
+pub use crate::mapping;
+use crate::mapping::SourceIdType;
+pub use crate::mapping::SqlMapping;
 use crate::{
     BoxFuture, Connector, ConnectorError, DatasetDescriptor, Fetched, Found, PersonQuery,
-    RowProblem, normalise,
+    RowProblem,
 };
 
 const DEFAULT_MAX_CONNECTIONS: u32 = 4;
-/// Longer search terms are refused: no name or identifier is this long.
-const MAX_TERM_BYTES: usize = 256;
 
 /// A connector over a legacy SQL database.
 pub struct SqlConnector {
     descriptor: DatasetDescriptor,
-    plan: Plan,
+    plan: Plan<Sql>,
     pool: Pool,
 }
 
@@ -61,17 +62,6 @@ enum Bind {
 struct SourceKey {
     text: String,
     integer: Option<i64>,
-}
-
-/// A caller's query, checked and normalised, ready to bind.
-#[derive(Debug, Default)]
-struct SearchTerms {
-    family_name: Option<String>,
-    given_name: Option<String>,
-    date_of_birth: Option<time::Date>,
-    date_of_birth_source: Option<String>,
-    postcode: Option<String>,
-    identifiers: Vec<(IdentifierScheme, String, String)>,
 }
 
 impl std::fmt::Debug for SqlConnector {
@@ -113,7 +103,7 @@ impl SqlConnector {
         mapping: &SqlMapping,
     ) -> Result<Self, ConnectorError> {
         let mut problems = config.problems();
-        let plan = compile::compile(mapping, &config.id, &config.agency, &config.system)
+        let plan = compile::compile::<Sql>(mapping, &config.id, &config.agency, &config.system)
             .map_err(|found| problems.extend(found));
         let plan = match plan {
             Ok(plan) if problems.is_empty() => plan,
@@ -263,9 +253,9 @@ impl SqlConnector {
         skipped: &mut Vec<RowProblem>,
     ) -> Result<(), ConnectorError> {
         let p = &self.plan.person;
-        let needs_lists = p.names.iter().any(|e| e.query.is_some())
-            || p.addresses.iter().any(|e| e.query.is_some())
-            || p.identifiers.iter().any(|e| e.query.is_some());
+        let needs_lists = p.names.iter().any(|e| e.from.is_some())
+            || p.addresses.iter().any(|e| e.from.is_some())
+            || p.identifiers.iter().any(|e| e.from.is_some());
         if !needs_lists {
             return Ok(());
         }
@@ -283,19 +273,19 @@ impl SqlConnector {
         let system = &plan.system;
         person.names.extend(
             self.list(&p.names, &key, source_id, skipped, |r, e| {
-                assemble::read_name(r, e)
+                crate::map::assemble::read_name(r, e)
             })
             .await?,
         );
         person.addresses.extend(
             self.list(&p.addresses, &key, source_id, skipped, |r, e| {
-                assemble::read_address(r, e)
+                crate::map::assemble::read_address(r, e)
             })
             .await?,
         );
         person.identifiers.extend(
             self.list(&p.identifiers, &key, source_id, skipped, |r, e| {
-                assemble::read_identifier(r, e, system)
+                crate::map::assemble::read_identifier(r, e, system)
             })
             .await?,
         );
@@ -304,20 +294,20 @@ impl SqlConnector {
 
     async fn list<T, V>(
         &self,
-        entries: &[ListEntry<T>],
+        entries: &[ListEntry<T, Query>],
         key: &SourceKey,
         source_id: &str,
         skipped: &mut Vec<RowProblem>,
-        read: impl Fn(&mut reader::RowReader<'_>, &T) -> Option<V>,
+        read: impl Fn(&mut RowReader<'_>, &T) -> Option<V>,
     ) -> Result<Vec<V>, ConnectorError> {
         let mut values = Vec::new();
         for entry in entries {
-            let Some(query) = &entry.query else { continue };
+            let Some(query) = &entry.from else { continue };
             let limit = self.plan.max_list_rows;
             let set = self
                 .rows(query, Self::person_bind(key, limit.saturating_add(1)))
                 .await?;
-            for (i, row) in set.rows.iter().enumerate() {
+            for (i, row) in set.iter().enumerate() {
                 if i == limit {
                     skipped.push(RowProblem {
                         source_id: source_id.to_owned(),
@@ -328,7 +318,7 @@ impl SqlConnector {
                     });
                     break;
                 }
-                let mut r = reader::RowReader::new(&set, row, self.plan.offset);
+                let mut r = RowReader::new(&row, self.plan.offset);
                 let value = read(&mut r, &entry.plan);
                 skipped.extend(r.problems.drain(..).map(|problem| RowProblem {
                     source_id: source_id.to_owned(),
@@ -347,20 +337,26 @@ impl SqlConnector {
         query: &PersonQuery,
         limit: usize,
     ) -> Result<Found, ConnectorError> {
-        let terms = self.terms(query)?;
+        let dob_format = self
+            .plan
+            .person
+            .date_of_birth
+            .as_ref()
+            .and_then(|f| f.format.as_deref());
+        let terms = SearchTerms::parse(&self.descriptor.id, query, dob_format)?;
         let limit = limit.min(self.plan.max_search_results);
         let mut found = Found::default();
         if limit == 0 {
             return Ok(found);
         }
-        let search = &self.plan.person.search;
-        let set = self.rows(search, |param| terms.bind(param, limit)).await?;
+        let search = &self.plan.person.access.search;
+        let set = self.rows(search, |param| bind(&terms, param, limit)).await?;
         let mut seen = HashSet::new();
-        for row in &set.rows {
+        for row in set.iter() {
             if found.persons.len() >= limit {
                 break;
             }
-            let read = self.plan.read_person(&set, row);
+            let read = self.plan.read_person(&row);
             let Some((source_id, mut person)) = read.value else {
                 found.skipped.extend(read.problems);
                 continue;
@@ -394,10 +390,10 @@ impl SqlConnector {
         kinds: &[RecordKind],
     ) -> Result<Fetched, ConnectorError> {
         let key = self.source_key(source_id)?;
-        let get = &self.plan.person.get;
+        let get = &self.plan.person.access.get;
         let set = self.rows(get, Self::person_bind(&key, 2)).await?;
         let mut fetched = Fetched::default();
-        let Some(first) = set.rows.first() else {
+        let Some(first) = set.iter().next() else {
             return Ok(fetched);
         };
         if set.rows.len() > 1 {
@@ -409,7 +405,7 @@ impl SqlConnector {
                 ),
             });
         }
-        let read = self.plan.read_person(&set, first);
+        let read = self.plan.read_person(&first);
         fetched.skipped.extend(read.problems);
         if let Some((id, mut person)) = read.value {
             if id != key.text {
@@ -435,20 +431,20 @@ impl SqlConnector {
                 continue;
             }
             let set = self
-                .rows(&plan.query, Self::person_bind(&key, max.saturating_add(1)))
+                .rows(&plan.from, Self::person_bind(&key, max.saturating_add(1)))
                 .await?;
-            for (i, row) in set.rows.iter().enumerate() {
+            for (i, row) in set.iter().enumerate() {
                 if i == max {
                     fetched.skipped.push(RowProblem {
                         source_id: key.text.clone(),
                         problem: format!(
                             "`{}` returned more than {max} records; the rest were not read",
-                            plan.query.name
+                            plan.from.name
                         ),
                     });
                     break;
                 }
-                let read = self.plan.read_record(plan, &key.text, &set, row);
+                let read = self.plan.read_record(plan, &key.text, &row);
                 fetched.records.extend(read.value);
                 fetched.skipped.extend(read.problems);
             }
@@ -456,97 +452,13 @@ impl SqlConnector {
         Ok(fetched)
     }
 
-    fn terms(&self, query: &PersonQuery) -> Result<SearchTerms, ConnectorError> {
-        let refuse = |reason: String| ConnectorError::InvalidQuery {
-            dataset: self.descriptor.id.clone(),
-            reason,
-        };
-        let term = |name: &str, value: &Option<String>| -> Result<Option<String>, ConnectorError> {
-            match value.as_deref().map(str::trim) {
-                None | Some("") => Ok(None),
-                Some(v) if v.len() > MAX_TERM_BYTES => Err(refuse(format!(
-                    "`{name}` is longer than {MAX_TERM_BYTES} bytes"
-                ))),
-                Some(v) => Ok(Some(v.to_owned())),
-            }
-        };
-        let mut terms = SearchTerms {
-            family_name: term("family_name", &query.family_name)?,
-            given_name: term("given_name", &query.given_name)?,
-            ..SearchTerms::default()
-        };
-        if let Some(date) = &query.date_of_birth {
-            let d = calendar_date(date).ok_or_else(|| {
-                refuse(format!(
-                    "`date_of_birth` {:04}-{:02}-{:02} is not a calendar date",
-                    date.year, date.month, date.day
-                ))
-            })?;
-            terms.date_of_birth = Some(d);
-            terms.date_of_birth_source = self.dob_in_source_format(d);
-        }
-        if let Some(raw) = term("postcode", &query.postcode)? {
-            let postcode = normalise::postcode(&raw).map_err(|why| {
-                refuse(format!(
-                    "`postcode` `{}` is not valid: {why}",
-                    excerpt(&raw, 16)
-                ))
-            })?;
-            terms.postcode = Some(postcode);
-        }
-        for identifier in &query.identifiers {
-            let scheme = IdentifierScheme::try_from(identifier.scheme)
-                .unwrap_or(IdentifierScheme::Unspecified);
-            if identifier.value.len() > MAX_TERM_BYTES {
-                return Err(refuse(format!(
-                    "an identifier is longer than {MAX_TERM_BYTES} bytes"
-                )));
-            }
-            let value = normalise::identifier(scheme, &identifier.value).map_err(|why| {
-                refuse(format!(
-                    "identifier `{}` of scheme `{}` is not valid: {why}",
-                    excerpt(&identifier.value, 32),
-                    scheme.as_str_name()
-                ))
-            })?;
-            if terms.identifiers.iter().any(|(s, _, _)| *s == scheme) {
-                return Err(refuse(format!(
-                    "the query holds more than one identifier of scheme `{}`",
-                    scheme.as_str_name()
-                )));
-            }
-            terms
-                .identifiers
-                .push((scheme, value, identifier.system.trim().to_owned()));
-        }
-        let empty = terms.family_name.is_none()
-            && terms.given_name.is_none()
-            && terms.date_of_birth.is_none()
-            && terms.postcode.is_none()
-            && terms.identifiers.is_empty();
-        if empty {
-            return Err(refuse("the query has no criteria".into()));
-        }
-        Ok(terms)
-    }
-
-    /// The date of birth spelt as the source holds it, for `:date_of_birth`,
-    /// when the mapping says how.
-    fn dob_in_source_format(&self, date: time::Date) -> Option<String> {
-        let format = self.plan.person.date_of_birth.as_ref()?.format.as_deref();
-        match format {
-            Some(compile::Format::Description { items, .. }) => date.format(items).ok(),
-            _ => iso_date(date),
-        }
-    }
-
     async fn check_mapping(&self) -> Result<(), ConnectorError> {
         let p = &self.plan.person;
-        let mut queries = vec![&p.search, &p.get];
-        queries.extend(p.names.iter().filter_map(|e| e.query.as_ref()));
-        queries.extend(p.addresses.iter().filter_map(|e| e.query.as_ref()));
-        queries.extend(p.identifiers.iter().filter_map(|e| e.query.as_ref()));
-        queries.extend(self.plan.records.iter().map(|r| &r.query));
+        let mut queries = vec![&p.access.search, &p.access.get];
+        queries.extend(p.names.iter().filter_map(|e| e.from.as_ref()));
+        queries.extend(p.addresses.iter().filter_map(|e| e.from.as_ref()));
+        queries.extend(p.identifiers.iter().filter_map(|e| e.from.as_ref()));
+        queries.extend(self.plan.records.iter().map(|r| &r.from));
         for query in queries {
             let sql = AssertSqlSafe(query.sql.clone()).into_sql_str();
             let columns: Vec<String> = match &self.pool {
@@ -619,69 +531,14 @@ impl Connector for SqlConnector {
     }
 }
 
-impl SearchTerms {
-    fn identifier(&self, scheme: IdentifierScheme) -> Option<String> {
-        self.identifiers
-            .iter()
-            .find(|(s, _, _)| *s == scheme)
-            .map(|(_, v, _)| v.clone())
-    }
-
-    fn bind(&self, param: Param, limit: usize) -> Bind {
-        let text = |v: &Option<String>| Bind::Text(v.clone());
-        match param {
-            Param::FamilyName => text(&self.family_name),
-            Param::GivenName => text(&self.given_name),
-            Param::GivenNamePrefix => Bind::Text(self.given_name.as_deref().map(like_prefix)),
-            Param::DateOfBirth => text(&self.date_of_birth_source),
-            Param::DateOfBirthIso => Bind::Text(self.date_of_birth.and_then(iso_date)),
-            Param::Postcode => text(&self.postcode),
-            Param::PostcodeCompact => {
-                Bind::Text(self.postcode.as_ref().map(|p| p.replace(' ', "")))
-            }
-            Param::NhsNumber => Bind::Text(self.identifier(IdentifierScheme::NhsNumber)),
-            Param::PncId => Bind::Text(self.identifier(IdentifierScheme::PncId)),
-            Param::Upn => Bind::Text(self.identifier(IdentifierScheme::Upn)),
-            Param::LocalId => Bind::Text(self.identifier(IdentifierScheme::Local)),
-            Param::Limit => Bind::Int(Some(as_i64(limit))),
-            // INVARIANT: search queries are compiled with SEARCH_PARAMS only.
-            Param::SourceId => Bind::Text(None),
-        }
-    }
-
-    /// Whether a mapped person meets every criterion.
-    fn matches(&self, person: &Person) -> bool {
-        let fold = |s: &str| s.to_lowercase();
-        let family_ok = self.family_name.as_deref().is_none_or(|want| {
-            let want = fold(want);
-            person.names.iter().any(|n| fold(&n.family_name) == want)
-        });
-        let given_ok = self.given_name.as_deref().is_none_or(|want| {
-            let want = fold(want);
-            person
-                .names
-                .iter()
-                .any(|n| fold(&n.given_names).starts_with(&want))
-        });
-        let dob_ok = self.date_of_birth.is_none_or(|want| {
-            person
-                .date_of_birth
-                .as_ref()
-                .and_then(calendar_date)
-                .is_some_and(|d| d == want)
-        });
-        let postcode_ok = self
-            .postcode
-            .as_deref()
-            .is_none_or(|want| person.addresses.iter().any(|a| a.postcode == want));
-        let identifiers_ok = self.identifiers.iter().all(|(scheme, value, system)| {
-            person.identifiers.iter().any(|i| {
-                i.scheme == *scheme as i32
-                    && i.value == *value
-                    && (system.is_empty() || i.system == *system)
-            })
-        });
-        family_ok && given_ok && dob_ok && postcode_ok && identifiers_ok
+/// The value bound to `param` in a search query.
+fn bind(terms: &SearchTerms, param: Param, limit: usize) -> Bind {
+    match param {
+        Param::GivenNamePrefix => Bind::Text(terms.given_name.as_deref().map(like_prefix)),
+        Param::Limit => Bind::Int(Some(as_i64(limit))),
+        // INVARIANT: search queries are compiled with SEARCH_PARAMS only, so
+        // `:source_id` never reaches here.
+        other => Bind::Text(terms.text(other)),
     }
 }
 
@@ -739,18 +596,6 @@ fn as_i64(n: usize) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
 }
 
-fn calendar_date(date: &Date) -> Option<time::Date> {
-    let month = u8::try_from(date.month).ok()?;
-    let month = time::Month::try_from(month).ok()?;
-    let day = u8::try_from(date.day).ok()?;
-    time::Date::from_calendar_date(date.year, month, day).ok()
-}
-
-fn iso_date(date: time::Date) -> Option<String> {
-    date.format(&time::format_description::well_known::Iso8601::DATE)
-        .ok()
-}
-
 /// A LIKE pattern matching values that start with `prefix`, with LIKE's
 /// own wildcards in it escaped by `\` (so the SQL says `ESCAPE '\'`).
 fn like_prefix(prefix: &str) -> String {
@@ -783,14 +628,5 @@ mod tests {
         for code in ["1", "8", "42P01", "25006", "22P02"] {
             assert!(!unreachable_code(code), "{code}");
         }
-    }
-
-    #[test]
-    fn calendar_dates_are_checked() {
-        let date = |year, month, day| Date { year, month, day };
-        assert!(calendar_date(&date(2013, 5, 14)).is_some());
-        assert!(calendar_date(&date(2010, 2, 31)).is_none());
-        assert!(calendar_date(&date(2010, 13, 1)).is_none());
-        assert!(calendar_date(&date(2010, -1, 1)).is_none());
     }
 }

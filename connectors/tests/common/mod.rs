@@ -47,6 +47,7 @@ pub fn config(url: &str) -> SqlConnectorConfig {
         max_connections: Some(2),
         mapping: None,
         mapping_file: Some(example_mapping()),
+        resilience: Default::default(),
     }
 }
 

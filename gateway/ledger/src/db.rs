@@ -36,6 +36,9 @@ pub(crate) struct Dialect {
     /// Starts a read-only transaction that sees one snapshot across several statements, so a
     /// verify that pages through the table sees a ledger that is consistent with its head.
     pub begin_snapshot: &'static str,
+    /// Serialises sealing (and pruning) between processes for the length of a transaction, on
+    /// top of the write transaction itself; `None` on SQLite, whose `begin_write` already does.
+    pub seal_lock: Option<&'static str>,
     /// Creates the schema version table if this is a new database.
     create_schema_table: &'static str,
     /// Serialises schema changes between processes starting at the same time.
@@ -59,12 +62,20 @@ pub(crate) const SQLITE: Dialect = Dialect {
         version     INTEGER PRIMARY KEY,
         description TEXT    NOT NULL
     ) STRICT",
+    seal_lock: None,
     schema_lock: None,
-    migrations: &[Migration {
-        version: 1,
-        description: "audit ledger",
-        sql: include_str!("../schema/sqlite/0001_audit_ledger.sql"),
-    }],
+    migrations: &[
+        Migration {
+            version: 1,
+            description: "audit ledger",
+            sql: include_str!("../schema/sqlite/0001_audit_ledger.sql"),
+        },
+        Migration {
+            version: 2,
+            description: "signed tree heads, tree nodes, retention checkpoints",
+            sql: include_str!("../schema/sqlite/0002_sealed_tree.sql"),
+        },
+    ],
 };
 
 pub(crate) const POSTGRES: Dialect = Dialect {
@@ -75,14 +86,39 @@ pub(crate) const POSTGRES: Dialect = Dialect {
         version     BIGINT PRIMARY KEY,
         description TEXT   NOT NULL
     )",
-    // The key spells "liaison" in ASCII; the sealer will use a different key.
+    // The key spells "ledgseal" in ASCII (see `SEAL_LOCK_KEY`).
+    seal_lock: Some("SELECT pg_advisory_xact_lock(7810759524224426348)"),
+    // The key spells "liaison" in ASCII.
     schema_lock: Some("SELECT pg_advisory_xact_lock(30515164586667886)"),
-    migrations: &[Migration {
-        version: 1,
-        description: "audit ledger",
-        sql: include_str!("../schema/postgres/0001_audit_ledger.sql"),
-    }],
+    migrations: &[
+        Migration {
+            version: 1,
+            description: "audit ledger",
+            sql: include_str!("../schema/postgres/0001_audit_ledger.sql"),
+        },
+        Migration {
+            version: 2,
+            description: "signed tree heads, tree nodes, retention checkpoints",
+            sql: include_str!("../schema/postgres/0002_sealed_tree.sql"),
+        },
+    ],
 };
+
+/// PostgreSQL advisory lock keys, distinct so schema changes, seal transactions and sealer
+/// leadership never wait for one another.
+#[cfg(test)]
+pub(crate) const SEAL_LOCK_KEY: i64 = i64::from_be_bytes(*b"ledgseal");
+/// Held, as a session lock, by the one sealer that is active among all processes sharing a
+/// PostgreSQL database, on a connection of its own: if the process dies the server ends the
+/// session and the lock passes to a standby.
+pub(crate) const LEADER_LOCK_KEY: i64 = i64::from_be_bytes(*b"ledglead");
+
+/// One connection of either backend, for work that must stay on one session.
+#[derive(Debug)]
+pub(crate) enum Conn<'a> {
+    Sqlite(&'a mut sqlx::SqliteConnection),
+    Postgres(&'a mut sqlx::PgConnection),
+}
 
 /// How to open the pool, from [`crate::LedgerOptions`].
 #[derive(Debug, Clone, Copy)]
@@ -110,6 +146,26 @@ macro_rules! dispatch {
     };
 }
 pub(crate) use dispatch;
+
+/// Like [`dispatch!`] for a [`Conn`]: runs `$body` with `$conn` bound to the concrete
+/// `&mut Connection`.
+macro_rules! dispatch_conn {
+    ($db:expr, |$conn:ident, $dialect:ident| $body:expr) => {
+        match $db {
+            $crate::db::Conn::Sqlite($conn) => {
+                #[allow(unused_variables)]
+                let $dialect = &$crate::db::SQLITE;
+                $body
+            }
+            $crate::db::Conn::Postgres($conn) => {
+                #[allow(unused_variables)]
+                let $dialect = &$crate::db::POSTGRES;
+                $body
+            }
+        }
+    };
+}
+pub(crate) use dispatch_conn;
 
 impl Db {
     /// Opens a pool for `url` and brings the schema up to date.

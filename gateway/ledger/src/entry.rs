@@ -5,6 +5,7 @@ use std::fmt;
 use time::OffsetDateTime;
 
 use crate::merkle::Hash;
+use crate::sign::SignedTreeHead;
 
 /// One entry to append.
 ///
@@ -132,13 +133,22 @@ pub struct TreeHead {
 
 /// The result of a successful [`Ledger::verify`](crate::Ledger::verify).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct VerifyReport {
-    /// Number of entries checked.
+    /// Number of entries checked (those kept after retention).
     pub entries: u64,
     /// The chain hash after the last entry (equal to the head row's).
     pub head: Hash,
     /// The Merkle root over all leaf hashes.
     pub root: Hash,
+    /// The first entry kept: 1, or the one after the retention checkpoint.
+    pub first_seq: u64,
+    /// Signed heads checked.
+    pub heads: u64,
+    /// The latest signed head; entries after its size are not yet sealed.
+    pub latest_head: Option<SignedTreeHead>,
+    /// Witnessed heads matched.
+    pub witnessed: u64,
 }
 
 /// Counters for the group-commit writer, for metrics and tests.

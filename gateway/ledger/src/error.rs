@@ -2,6 +2,8 @@
 
 use std::fmt;
 
+use crate::sign::KeyId;
+
 /// Everything that can go wrong in the ledger.
 ///
 /// Messages follow the workspace style: lowercase, no final period, values in backticks. None of
@@ -122,6 +124,36 @@ pub enum LedgerError {
         /// Which check failed.
         reason: &'static str,
     },
+
+    /// A signing or verifying key that cannot be read or used.
+    #[error("ledger signing key is invalid: {reason}")]
+    InvalidKey {
+        /// What is wrong; names the file, never the key material.
+        reason: String,
+    },
+
+    /// Reading or writing an export or witness file failed.
+    #[error("ledger file i/o failed: {reason}")]
+    Io {
+        /// The operating system's message, with the path.
+        reason: String,
+    },
+
+    /// A witness file line that is not a validly signed tree head.
+    #[error("witness line {line} is invalid: {reason}")]
+    InvalidWitness {
+        /// The 1-based line number.
+        line: u64,
+        /// What is wrong with it.
+        reason: String,
+    },
+
+    /// A retention checkpoint that does not allow pruning.
+    #[error("cannot prune at this checkpoint: {reason}")]
+    InvalidCheckpoint {
+        /// Why not.
+        reason: &'static str,
+    },
 }
 
 /// What [`LedgerError::Broken`] found wrong.
@@ -151,6 +183,76 @@ pub enum Problem {
         /// Which value.
         what: &'static str,
     },
+    /// The entries do not produce the root of a signed tree head: an entry from the reported
+    /// position up to `signed_size` was altered, inserted, removed or reordered and its hashes
+    /// recomputed, or the head itself was replaced.
+    RootMismatch {
+        /// The size of the signed head.
+        signed_size: u64,
+    },
+    /// A signed tree head whose signature does not verify with the ledger's public key.
+    BadSignature {
+        /// The size of the head.
+        signed_size: u64,
+    },
+    /// A tree head signed by a key other than the ledger's: re-signed by someone else.
+    UnknownKey {
+        /// The size of the head.
+        signed_size: u64,
+        /// The id of the key that signed it.
+        key_id: KeyId,
+    },
+    /// Two validly signed tree heads of one size with different roots: the ledger was forked,
+    /// showing different histories to different parties.
+    ForkedHeads {
+        /// The size both heads claim.
+        size: u64,
+    },
+    /// Two signed heads that cannot both be genuine: the later one covers fewer entries, or was
+    /// signed earlier.
+    InconsistentHeads {
+        /// The size of the head met first.
+        first: u64,
+        /// The size of the head that contradicts it.
+        second: u64,
+    },
+    /// A signed tree head covers entries that are missing: the ledger or export was truncated.
+    HeadBeyondEnd {
+        /// The size of the head.
+        signed_size: u64,
+    },
+    /// A witnessed tree head is larger than the ledger: entries were removed, or the database was
+    /// restored from an older backup.
+    RolledBack {
+        /// The size of the witnessed head.
+        witnessed_size: u64,
+    },
+    /// An export holds another entry where this one belongs: entries were reordered, removed or
+    /// duplicated.
+    OutOfSequence {
+        /// The sequence number found instead.
+        found: u64,
+    },
+    /// A signed tree head placed after entries it does not cover the end of: head lines of an
+    /// export were moved.
+    MisplacedHead {
+        /// The size of the head.
+        signed_size: u64,
+    },
+    /// The export stops before its end line: it was truncated.
+    Truncated,
+    /// An export line that cannot be read.
+    MalformedLine {
+        /// The 1-based line number.
+        line: u64,
+    },
+    /// A stored Merkle tree node differs from the one recomputed from the entries, or is missing.
+    NodeMismatch {
+        /// The node's level (0 for leaves).
+        level: u8,
+        /// The node's index within its level.
+        index: u64,
+    },
 }
 
 /// Whose fault an error is, so the gateway can choose a status and an alert.
@@ -175,8 +277,12 @@ impl LedgerError {
             | Self::TreeTooLarge { .. }
             | Self::IndexOutOfRange { .. }
             | Self::InvalidSizes { .. }
-            | Self::InvalidProof { .. } => Fault::Caller,
+            | Self::InvalidProof { .. }
+            | Self::InvalidWitness { .. }
+            | Self::InvalidCheckpoint { .. } => Fault::Caller,
             Self::UnsupportedUrl { .. }
+            | Self::InvalidKey { .. }
+            | Self::Io { .. }
             | Self::InvalidUrl { .. }
             | Self::Unavailable { .. }
             | Self::Busy { .. }
@@ -227,6 +333,50 @@ impl fmt::Display for Problem {
                 f.write_str("head mismatch: the head chain hash differs from the last entry's")
             }
             Self::Malformed { what } => write!(f, "stored {what} is malformed"),
+            Self::RootMismatch { signed_size } => write!(
+                f,
+                "root mismatch: the entries do not produce the root signed at size {signed_size}"
+            ),
+            Self::BadSignature { signed_size } => write!(
+                f,
+                "bad signature: the tree head at size {signed_size} does not verify"
+            ),
+            Self::UnknownKey {
+                signed_size,
+                key_id,
+            } => write!(
+                f,
+                "unknown key: the tree head at size {signed_size} is signed by key `{key_id}`"
+            ),
+            Self::ForkedHeads { size } => write!(
+                f,
+                "forked heads: two signed tree heads at size {size} have different roots"
+            ),
+            Self::InconsistentHeads { first, second } => write!(
+                f,
+                "inconsistent heads: the signed tree heads at sizes {first} and {second} contradict each other"
+            ),
+            Self::HeadBeyondEnd { signed_size } => write!(
+                f,
+                "entries missing: a signed tree head covers {signed_size} entries"
+            ),
+            Self::RolledBack { witnessed_size } => write!(
+                f,
+                "rolled back: a witnessed tree head covers {witnessed_size} entries"
+            ),
+            Self::OutOfSequence { found } => {
+                write!(f, "out of sequence: entry {found} is in its place")
+            }
+            Self::MisplacedHead { signed_size } => write!(
+                f,
+                "misplaced head: the tree head at size {signed_size} does not follow its last entry"
+            ),
+            Self::Truncated => f.write_str("truncated: the export ends without its end line"),
+            Self::MalformedLine { line } => write!(f, "export line {line} is malformed"),
+            Self::NodeMismatch { level, index } => write!(
+                f,
+                "tree node mismatch: stored node {index} at level {level} is missing or altered"
+            ),
         }
     }
 }

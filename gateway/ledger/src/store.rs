@@ -9,21 +9,17 @@ use sqlx::{QueryBuilder, Row};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::LedgerError;
-use crate::chain::{GENESIS, chain_hash};
 use crate::db::{Db, PoolSettings, dispatch};
 use crate::entry::{
-    EntryFilter, EntryIndex, LedgerStats, NewEntry, Order, Receipt, StoredEntry, TreeHead,
-    VerifyReport, from_nanos, to_nanos,
+    EntryFilter, EntryIndex, LedgerStats, NewEntry, Order, Receipt, StoredEntry, from_nanos,
+    to_nanos,
 };
 use crate::error::Problem;
-use crate::merkle::{self, Hash, RootBuilder};
+use crate::merkle::Hash;
 use crate::writer::{self, Prepared, Request, Stats, to_hash};
 
 /// The most entries [`Ledger::list`] returns in one page.
 pub const MAX_PAGE: u32 = 1000;
-
-/// Entries [`Ledger::verify`] reads per query: bounds its memory whatever the ledger's size.
-const VERIFY_PAGE: i64 = 1000;
 
 /// The columns of `audit_entries` that make a [`StoredEntry`], in `SELECT` form.
 const ENTRY_COLUMNS: &str = "e.seq, e.entry_id, e.recorded_at, e.body, e.leaf_hash, \
@@ -36,7 +32,7 @@ const ENTRY_COLUMNS: &str = "e.seq, e.entry_id, e.recorded_at, e.body, e.leaf_ha
 /// recomputes everything from the stored bodies.
 #[derive(Debug, Clone)]
 pub struct Ledger {
-    inner: Arc<Inner>,
+    pub(crate) inner: Arc<Inner>,
 }
 
 /// Tuning for [`Ledger::connect_with`]. The defaults suit a gateway; tests shorten the timeouts.
@@ -68,8 +64,8 @@ pub enum Backend {
 }
 
 #[derive(Debug)]
-struct Inner {
-    db: Db,
+pub(crate) struct Inner {
+    pub(crate) db: Db,
     queue: mpsc::Sender<Request>,
     queue_capacity: usize,
     stats: Arc<Stats>,
@@ -92,22 +88,6 @@ struct EntryRow {
     purpose: String,
     isa_id: String,
     outcome: String,
-}
-
-/// What verify needs of a row.
-#[derive(sqlx::FromRow)]
-struct ChainRow {
-    seq: i64,
-    entry_id: String,
-    body: Vec<u8>,
-    leaf_hash: Vec<u8>,
-    chain_hash: Vec<u8>,
-}
-
-#[derive(sqlx::FromRow)]
-struct LeafRow {
-    seq: i64,
-    leaf_hash: Vec<u8>,
 }
 
 #[derive(sqlx::FromRow)]
@@ -259,145 +239,8 @@ impl Ledger {
         .await
     }
 
-    /// The Merkle root of the first `size` entries.
-    ///
-    /// Computed by reading `size` leaf hashes from the database, so it costs O(size). A sealer
-    /// that stores tree nodes and signs heads will make this and the proofs O(log size).
-    pub async fn tree_head(&self, size: u64) -> Result<TreeHead, LedgerError> {
-        let leaves = self.leaves(size).await?;
-        Ok(TreeHead {
-            size,
-            root: merkle::root(&leaves),
-        })
-    }
-
-    /// The inclusion proof of entry `seq` (leaf index `seq - 1`) in the tree of the first
-    /// `tree_size` entries. O(tree_size), like [`Ledger::tree_head`].
-    pub async fn inclusion_proof(
-        &self,
-        seq: u64,
-        tree_size: u64,
-    ) -> Result<Vec<Hash>, LedgerError> {
-        if seq == 0 || seq > tree_size {
-            return Err(LedgerError::SeqOutOfRange { seq, tree_size });
-        }
-        let leaves = self.leaves(tree_size).await?;
-        merkle::inclusion_proof(seq - 1, &leaves)
-    }
-
-    /// The consistency proof between the trees of the first `old_size` and `new_size` entries.
-    /// O(new_size), like [`Ledger::tree_head`].
-    pub async fn consistency_proof(
-        &self,
-        old_size: u64,
-        new_size: u64,
-    ) -> Result<Vec<Hash>, LedgerError> {
-        if old_size > new_size {
-            return Err(LedgerError::InvalidSizes {
-                old: old_size,
-                new: new_size,
-            });
-        }
-        let leaves = self.leaves(new_size).await?;
-        merkle::consistency_proof(old_size, &leaves)
-    }
-
-    /// Recomputes every leaf hash from its body and the whole chain, in one database snapshot,
-    /// reading a page at a time so memory stays bounded. Returns the first problem as
-    /// [`LedgerError::Broken`] naming the entry; checks, in order: dense sequence numbers, leaf
-    /// hash, chain hash, then that the head row matches the last entry.
-    pub async fn verify(&self) -> Result<VerifyReport, LedgerError> {
-        dispatch!(&self.inner.db, |pool, dialect| {
-            let mut tx = pool.begin_with(dialect.begin_snapshot).await?;
-            let head = sqlx::query("SELECT size, chain_hash FROM ledger_head WHERE id = 1")
-                .fetch_one(&mut *tx)
-                .await?;
-            let head_size: i64 = head.try_get("size")?;
-            let head_chain = to_hash(head.try_get("chain_hash")?).ok_or(LedgerError::broken(
-                0,
-                None,
-                Problem::Malformed {
-                    what: "head chain hash",
-                },
-            ))?;
-
-            let mut tree = RootBuilder::new();
-            let mut chain = GENESIS;
-            let mut last: Option<(u64, String)> = None;
-            loop {
-                let after = after_of(&last);
-                let rows: Vec<ChainRow> = sqlx::query_as(
-                    "SELECT seq, entry_id, body, leaf_hash, chain_hash FROM audit_entries \
-                     WHERE seq > $1 ORDER BY seq LIMIT $2",
-                )
-                .bind(i64::try_from(after).unwrap_or(i64::MAX))
-                .bind(VERIFY_PAGE)
-                .fetch_all(&mut *tx)
-                .await?;
-                if rows.is_empty() {
-                    break;
-                }
-                for row in rows {
-                    let expected = after_of(&last) + 1;
-                    let seq = u64::try_from(row.seq).unwrap_or(0);
-                    let broken = |problem| LedgerError::broken(seq, Some(&row.entry_id), problem);
-                    if seq != expected {
-                        return Err(LedgerError::broken(
-                            expected,
-                            None,
-                            Problem::SequenceGap { next: seq },
-                        ));
-                    }
-                    let stored_leaf = to_hash(row.leaf_hash)
-                        .ok_or_else(|| broken(Problem::Malformed { what: "leaf hash" }))?;
-                    let stored_chain = to_hash(row.chain_hash)
-                        .ok_or_else(|| broken(Problem::Malformed { what: "chain hash" }))?;
-                    let leaf = merkle::leaf_hash(&row.body);
-                    if leaf != stored_leaf {
-                        return Err(broken(Problem::LeafHashMismatch));
-                    }
-                    chain = chain_hash(&chain, &leaf);
-                    if chain != stored_chain {
-                        return Err(broken(Problem::ChainMismatch));
-                    }
-                    tree.push(leaf);
-                    last = Some((seq, row.entry_id));
-                }
-            }
-            // Ends the read transaction; a read-only snapshot has nothing to commit.
-            tx.rollback().await?;
-
-            let entries = tree.size();
-            let (last_seq, last_id) = match &last {
-                Some((seq, id)) => (*seq, Some(id.as_str())),
-                None => (0, None),
-            };
-            if u64::try_from(head_size).ok() != Some(entries) {
-                return Err(LedgerError::broken(
-                    last_seq,
-                    last_id,
-                    Problem::HeadSizeMismatch {
-                        head_size: u64::try_from(head_size).unwrap_or(0),
-                    },
-                ));
-            }
-            if head_chain != chain {
-                return Err(LedgerError::broken(
-                    last_seq,
-                    last_id,
-                    Problem::HeadChainMismatch,
-                ));
-            }
-            Ok(VerifyReport {
-                entries,
-                head: chain,
-                root: tree.root(),
-            })
-        })
-    }
-
     /// The head row: (size, chain hash).
-    async fn head(&self) -> Result<(u64, Hash), LedgerError> {
+    pub(crate) async fn head(&self) -> Result<(u64, Hash), LedgerError> {
         let row = dispatch!(&self.inner.db, |pool, dialect| {
             let row = sqlx::query("SELECT size, chain_hash FROM ledger_head WHERE id = 1")
                 .fetch_one(pool)
@@ -412,48 +255,6 @@ impl Ledger {
         let size = u64::try_from(size).map_err(|_| malformed("head size"))?;
         let chain = to_hash(chain).ok_or_else(|| malformed("head chain hash"))?;
         Ok((size, chain))
-    }
-
-    /// The leaf hashes of the first `size` entries, checked to be dense.
-    async fn leaves(&self, size: u64) -> Result<Vec<Hash>, LedgerError> {
-        let current = self.size().await?;
-        if size > current {
-            return Err(LedgerError::TreeTooLarge {
-                requested: size,
-                size: current,
-            });
-        }
-        let bound = i64::try_from(size).unwrap_or(i64::MAX);
-        let rows: Vec<LeafRow> = dispatch!(&self.inner.db, |pool, dialect| {
-            sqlx::query_as("SELECT seq, leaf_hash FROM audit_entries WHERE seq <= $1 ORDER BY seq")
-                .bind(bound)
-                .fetch_all(pool)
-                .await?
-        });
-        let mut leaves = Vec::with_capacity(rows.len());
-        for (expected, row) in (1u64..).zip(rows) {
-            let seq = u64::try_from(row.seq).unwrap_or(0);
-            if seq != expected {
-                return Err(LedgerError::broken(
-                    expected,
-                    None,
-                    Problem::SequenceGap { next: seq },
-                ));
-            }
-            leaves.push(to_hash(row.leaf_hash).ok_or(LedgerError::broken(
-                seq,
-                None,
-                Problem::Malformed { what: "leaf hash" },
-            ))?);
-        }
-        if leaves.len() as u64 != size {
-            return Err(LedgerError::broken(
-                leaves.len() as u64 + 1,
-                None,
-                Problem::HeadSizeMismatch { head_size: current },
-            ));
-        }
-        Ok(leaves)
     }
 
     /// Runs an entry query and attaches each entry's subject references.
@@ -581,11 +382,6 @@ where
 /// filter bound far in the past or future still means "everything from" or "everything before".
 fn clamped_nanos(at: time::OffsetDateTime) -> i64 {
     to_nanos(at).unwrap_or(if at.year() < 1970 { i64::MIN } else { i64::MAX })
-}
-
-/// The sequence number of the last entry seen, 0 before the first.
-fn after_of(last: &Option<(u64, String)>) -> u64 {
-    last.as_ref().map_or(0, |(seq, _)| *seq)
 }
 
 /// Turns a row and its subject references into a [`StoredEntry`].

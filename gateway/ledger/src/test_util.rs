@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use sqlx::{AssertSqlSafe, Connection, PgConnection};
 use time::OffsetDateTime;
 
-use crate::{EntryIndex, NewEntry};
+use crate::{EntryIndex, NewEntry, SigningKey};
 
 /// The server tests use unless [`POSTGRES_URL_ENV`] says otherwise.
 pub const DEFAULT_POSTGRES_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
@@ -54,6 +54,36 @@ pub async fn fresh_postgres_db() -> (String, TestDatabase) {
     (url, TestDatabase { admin_url, name })
 }
 
+/// A copy of the database `template` (which must have no open connections), for tests that
+/// damage one copy per case. Returns its URL and the guard that drops it.
+///
+/// # Panics
+///
+/// If the server refuses to create the copy.
+#[expect(clippy::panic, reason = "a test helper fails the test that called it")]
+pub async fn copy_postgres_db(template: &TestDatabase) -> (String, TestDatabase) {
+    let name = unique_name();
+    let admin_url = template.admin_url.clone();
+    let created = async {
+        let mut admin = PgConnection::connect(&admin_url).await?;
+        sqlx::raw_sql(AssertSqlSafe(format!(
+            "CREATE DATABASE \"{name}\" TEMPLATE \"{}\" STRATEGY FILE_COPY",
+            template.name
+        )))
+        .execute(&mut admin)
+        .await?;
+        admin.close().await
+    }
+    .await;
+    if let Err(err) = created {
+        panic!("cannot copy test database `{}`: {err}", template.name);
+    }
+    let Some(url) = with_database(&admin_url, &name) else {
+        panic!("{POSTGRES_URL_ENV} `{admin_url}` is not a postgres:// url");
+    };
+    (url, TestDatabase { admin_url, name })
+}
+
 /// A fresh SQLite ledger URL in a temporary directory, removed when the directory guard drops.
 ///
 /// # Panics
@@ -64,6 +94,17 @@ pub fn fresh_sqlite_db() -> (String, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap_or_else(|err| panic!("cannot create a temp dir: {err}"));
     let url = format!("sqlite://{}", dir.path().join("ledger.db").display());
     (url, dir)
+}
+
+/// A signing key derived from `n`: the same `n` gives the same key, so a test can build the
+/// key a sealer uses again to verify, and different `n` give foreign keys.
+///
+/// # Panics
+///
+/// Never for any `n`; the seed is a valid Ed25519 seed.
+#[expect(clippy::panic, reason = "a test helper fails the test that called it")]
+pub fn test_signing_key(n: u8) -> SigningKey {
+    SigningKey::from_seed(&[n; 32]).unwrap_or_else(|err| panic!("test key {n}: {err}"))
 }
 
 /// A plausible entry numbered `n`, for tests that need many distinct entries.

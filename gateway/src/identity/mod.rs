@@ -3,22 +3,32 @@
 //! tokens into a [`Principal`].
 //!
 //! `jsonwebtoken` checks signatures and the registered claims; the gateway
-//! adds what its defaults leave out: `exp`, `iss` and `aud` are required,
-//! `nbf` is checked, leeway is bounded, unknown `crit` headers, encrypted and
-//! nested tokens are refused, `jku`/`x5u`/`jwk` headers are never followed,
-//! the algorithm must be one the issuer is configured for (never `none` or
-//! HMAC), and an issuer can only assert its own agency.
+//! adds what its defaults leave out, because a federated gateway trusts many
+//! issuers at once and a token accepted by mistake discloses data about
+//! people. Before any key is looked up the token is bounded in size, split
+//! strictly, and its header and claims are read with duplicate members
+//! refused (`jose.rs`); unknown `crit` headers, unencoded payloads, encrypted
+//! and nested tokens and foreign `typ`s are refused; `jku`/`x5u`/`jwk`/`x5c`
+//! headers are never read. Then: the algorithm must be one the issuer is
+//! configured for (never `none` or HMAC) and must suit the key's type and
+//! pinned `alg`; `exp`, `iss`, `aud` and `sub` are required; `nbf` is
+//! checked; leeway is bounded; `iat` in the future and `exp` beyond the
+//! issuer's maximum token lifetime are refused; certificate-bound tokens
+//! (RFC 8705) must come with their certificate; and an issuer can only
+//! assert its own agency.
 
+mod jose;
 mod keys;
 mod principal;
 
 use std::{collections::HashMap, sync::Arc, time::Duration};
 
-use base64::Engine;
-use jsonwebtoken::{Algorithm, Validation, errors::ErrorKind};
+use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
+use jsonwebtoken::{Validation, errors::ErrorKind};
 use serde_json::{Map, Value};
 
-pub use keys::KeyCache;
+pub use jose::{MAX_HEADER_BYTES, MAX_TOKEN_BYTES};
+pub use keys::{KeyCache, MIN_REFRESH_INTERVAL};
 pub use principal::Principal;
 
 use crate::{
@@ -26,8 +36,9 @@ use crate::{
     error::GatewayError,
 };
 
-/// Largest bearer token accepted, checked before any parsing.
-pub const MAX_TOKEN_BYTES: usize = 16 * 1024;
+/// What the audit trail records as the issuer of a token that names none the
+/// gateway trusts: an attacker's choice of text never reaches the ledger.
+pub const UNTRUSTED_ISSUER: &str = "untrusted";
 
 /// The trusted issuers, by issuer URL.
 #[derive(Debug)]
@@ -43,8 +54,10 @@ pub struct TrustedIssuer {
     /// The one agency it speaks for.
     pub agency: String,
     audiences: Vec<String>,
-    algorithms: Vec<Algorithm>,
+    algorithms: Vec<jsonwebtoken::Algorithm>,
     leeway: u64,
+    max_lifetime: u64,
+    require_certificate_bound: bool,
     claims: ClaimMapping,
     keys: KeyCache,
 }
@@ -69,13 +82,15 @@ impl TrustRegistry {
                     keys: KeyCache::new(
                         url.clone(),
                         http.clone(),
-                        Duration::from_secs(iss.jwks_cache_seconds),
+                        Duration::from_secs(*iss.jwks_cache_seconds.get_ref()),
                     ),
                     url,
                     agency: iss.agency.get_ref().clone(),
                     audiences: iss.audiences.clone(),
                     algorithms,
                     leeway: *iss.leeway_seconds.get_ref(),
+                    max_lifetime: *iss.max_token_lifetime_seconds.get_ref(),
+                    require_certificate_bound: iss.require_certificate_bound,
                     claims: iss.claims.clone(),
                 }),
             );
@@ -88,75 +103,99 @@ impl TrustRegistry {
         self.issuers.values().map(AsRef::as_ref)
     }
 
-    /// Verifies a bearer token and maps it to a principal.
+    /// The trusted issuer with this URL.
+    pub fn issuer(&self, url: &str) -> Option<&TrustedIssuer> {
+        self.issuers.get(url).map(AsRef::as_ref)
+    }
+
+    /// Verifies a bearer token presented without a client certificate and
+    /// maps it to a principal. A certificate-bound token is refused.
     pub async fn authenticate(&self, token: &str) -> Result<Principal, GatewayError> {
-        if token.len() > MAX_TOKEN_BYTES {
-            return Err(invalid("token is larger than the gateway accepts"));
-        }
-        let segments: Vec<&str> = token.split('.').collect();
-        match segments.len() {
-            3 => {}
-            5 => return Err(invalid("encrypted tokens (JWE) are not accepted")),
-            _ => return Err(invalid("token is not a signed JWT")),
-        }
-        let header = jsonwebtoken::decode_header(token)
-            .map_err(|_| invalid("token header is malformed or names an unsupported algorithm"))?;
-        if header.crit.as_ref().is_some_and(|c| !c.is_empty()) {
-            // RFC 7515 §4.1.11: a recipient must reject critical extensions
-            // it does not understand, and this gateway understands none.
-            return Err(invalid(
-                "token has a critical header extension the gateway does not understand",
-            ));
-        }
-        if header
-            .cty
-            .as_deref()
-            .is_some_and(|c| c.eq_ignore_ascii_case("jwt"))
-        {
-            return Err(invalid("nested tokens are not accepted"));
-        }
-        let issuer_url = unverified_issuer(&segments)?;
+        self.authenticate_bound(token, None).await
+    }
+
+    /// Verifies a bearer token and maps it to a principal, enforcing RFC 8705
+    /// certificate binding: `peer_cert_sha256` is the SHA-256 digest of the
+    /// DER client certificate the TLS layer verified, if any. A token that
+    /// carries `cnf.x5t#S256` must match it, and an issuer configured with
+    /// `require_certificate_bound` accepts no token without that claim, so a
+    /// stolen token is useless without the client's private key.
+    pub async fn authenticate_bound(
+        &self,
+        token: &str,
+        peer_cert_sha256: Option<&[u8]>,
+    ) -> Result<Principal, GatewayError> {
+        let compact = jose::Compact::parse(token)?;
         let issuer =
             self.issuers
-                .get(&issuer_url)
+                .get(compact.issuer()?)
                 .ok_or_else(|| GatewayError::Unauthenticated {
                     reason: "ISSUER_UNTRUSTED",
                     message: "token issuer is not trusted by this gateway".into(),
                 })?;
-        issuer.verify(token, &header).await
+        issuer.verify(token, &compact, peer_cert_sha256).await
+    }
+
+    /// The issuer to record for a token that failed authentication: the
+    /// trusted issuer URL it names, or [`UNTRUSTED_ISSUER`]. Only a URL from
+    /// configuration is ever returned, so the audit trail holds nothing the
+    /// caller chose.
+    pub fn audit_issuer(&self, token: &str) -> &str {
+        jose::claimed_issuer(token)
+            .and_then(|iss| self.issuers.get_key_value(&iss).map(|(k, _)| k.as_str()))
+            .unwrap_or(UNTRUSTED_ISSUER)
     }
 }
 
 impl TrustedIssuer {
+    /// This issuer's key cache (for metrics and tests).
+    pub fn keys(&self) -> &KeyCache {
+        &self.keys
+    }
+
+    /// Maps claims this issuer has already vouched for (an ID token the DPO
+    /// console verified with `openidconnect`) onto a principal, with the same
+    /// claim mapping and agency rule as bearer tokens.
+    pub fn principal_from_claims(
+        &self,
+        claims: &Map<String, Value>,
+    ) -> Result<Principal, GatewayError> {
+        principal::map_claims(self, claims)
+    }
+
     async fn verify(
         &self,
         token: &str,
-        header: &jsonwebtoken::Header,
+        compact: &jose::Compact,
+        peer_cert_sha256: Option<&[u8]>,
     ) -> Result<Principal, GatewayError> {
-        if !self.algorithms.contains(&header.alg) {
+        let alg = compact.alg;
+        if !self.algorithms.contains(&alg) {
             return Err(invalid(format!(
-                "algorithm `{:?}` is not accepted from this issuer",
-                header.alg
+                "algorithm `{alg:?}` is not accepted from this issuer"
             )));
         }
-        let kid = header
+        let kid = compact
             .kid
             .as_deref()
             .filter(|k| !k.is_empty() && k.len() <= 256)
             .ok_or_else(|| invalid("token header has no usable `kid`"))?;
         let key = self.keys.key(kid).await?;
-        if key.algorithm.is_some_and(|a| a != header.alg) {
+        if key.algorithm.is_some_and(|a| a != alg) || key.key.family() != alg.family() {
             return Err(invalid("token algorithm does not match its key"));
         }
-        let mut validation = Validation::new(header.alg);
+        let mut validation = Validation::new(alg);
         validation.set_issuer(&[&self.url]);
         validation.set_audience(&self.audiences);
         validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
         validation.validate_nbf = true;
         validation.validate_exp = true;
         validation.leeway = self.leeway;
-        let data = jsonwebtoken::decode::<Map<String, Value>>(token, &key.key, &validation)
-            .map_err(|e| match e.kind() {
+        // The signature and registered claims are checked by jsonwebtoken;
+        // the claims used afterwards are the gateway's own strict reading of
+        // the same signed bytes, so the two can never disagree.
+        jsonwebtoken::decode::<serde::de::IgnoredAny>(token, &key.key, &validation).map_err(
+            |e| match e.kind() {
                 ErrorKind::ExpiredSignature => GatewayError::Unauthenticated {
                     reason: "TOKEN_EXPIRED",
                     message: "token has expired".into(),
@@ -168,22 +207,110 @@ impl TrustedIssuer {
                 ErrorKind::InvalidAudience => invalid("token audience is not accepted"),
                 ErrorKind::InvalidIssuer => invalid("token issuer does not match"),
                 ErrorKind::InvalidSignature => invalid("token signature does not verify"),
+                ErrorKind::InvalidAlgorithm => invalid("token algorithm does not match its key"),
+                // jsonwebtoken reports a claim of the wrong type as missing.
+                ErrorKind::MissingRequiredClaim(c) if compact.claims.contains_key(c) => {
+                    invalid(format!("claim `{c}` is malformed"))
+                }
                 ErrorKind::MissingRequiredClaim(c) => {
                     invalid(format!("token lacks the required claim `{c}`"))
                 }
+                ErrorKind::InvalidClaimFormat(c) => invalid(format!("claim `{c}` is malformed")),
+                // Header and claims were decoded already; only the
+                // signature is left for jsonwebtoken to decode.
+                ErrorKind::Base64(_) => invalid("token signature is malformed"),
                 _ => invalid("token could not be verified"),
-            })?;
-        let claims = data.claims;
+            },
+        )?;
+        let claims = &compact.claims;
+        self.check_times(claims)?;
+        self.check_binding(claims, peer_cert_sha256)?;
+        principal::map_claims(self, claims)
+    }
+
+    /// The time checks jsonwebtoken leaves out: `iat` is ignored by it, a
+    /// null `nbf` passes as absent, and nothing bounds how far ahead `exp`
+    /// may be.
+    fn check_times(&self, claims: &Map<String, Value>) -> Result<(), GatewayError> {
         let now = time::OffsetDateTime::now_utc().unix_timestamp();
+        let leeway = i64::try_from(self.leeway).unwrap_or(30);
+        // jsonwebtoken reads `"nbf": null` as no `nbf` at all.
+        if claims
+            .get("nbf")
+            .is_some_and(|nbf| numeric_date(nbf).is_none())
+        {
+            return Err(invalid("claim `nbf` is malformed"));
+        }
         if let Some(iat) = claims.get("iat") {
-            let iat = iat
-                .as_i64()
-                .ok_or_else(|| invalid("claim `iat` is not a number"))?;
-            if iat > now.saturating_add(i64::try_from(self.leeway).unwrap_or(30)) {
+            let iat = numeric_date(iat).ok_or_else(|| invalid("claim `iat` is malformed"))?;
+            if iat > now.saturating_add(leeway) {
                 return Err(invalid("token was issued in the future"));
             }
         }
-        principal::map_claims(self, &claims)
+        // Present and well-formed: jsonwebtoken has checked both.
+        let exp = claims
+            .get("exp")
+            .and_then(numeric_date)
+            .ok_or_else(|| invalid("claim `exp` is malformed"))?;
+        let max = i64::try_from(self.max_lifetime).unwrap_or(i64::MAX);
+        if exp > now.saturating_add(max).saturating_add(leeway) {
+            // A token valid for years cannot be revoked in practice; it is
+            // a misissued token or a forged one.
+            return Err(invalid(
+                "token expires later than this issuer's tokens may live",
+            ));
+        }
+        Ok(())
+    }
+
+    /// RFC 8705 §3: a certificate-bound token is only good with the
+    /// certificate it is bound to.
+    fn check_binding(
+        &self,
+        claims: &Map<String, Value>,
+        peer_cert_sha256: Option<&[u8]>,
+    ) -> Result<(), GatewayError> {
+        let thumbprint = match claims.get("cnf") {
+            None => None,
+            Some(Value::Object(cnf)) => {
+                // RFC 7800: every confirmation method present must be
+                // checked; a DPoP `jkt` or a bare `jwk` cannot be here, so a
+                // token bound that way is refused rather than treated as a
+                // plain bearer token.
+                if cnf.keys().any(|k| k != "x5t#S256") {
+                    return Err(invalid(
+                        "token is bound by a confirmation method the gateway cannot check",
+                    ));
+                }
+                match cnf.get("x5t#S256") {
+                    Some(Value::String(t)) if !t.is_empty() => Some(t.as_str()),
+                    _ => return Err(invalid("claim `cnf` is malformed")),
+                }
+            }
+            Some(_) => return Err(invalid("claim `cnf` is malformed")),
+        };
+        match (thumbprint, peer_cert_sha256) {
+            (None, _) if self.require_certificate_bound => Err(invalid(
+                "this issuer's tokens must be bound to a client certificate, and this one is not",
+            )),
+            (None, _) => Ok(()),
+            (Some(_), None) => Err(invalid(
+                "token is bound to a client certificate, and none was presented",
+            )),
+            (Some(thumbprint), Some(digest)) => {
+                let presented = URL_SAFE_NO_PAD.encode(digest);
+                if aws_lc_rs::constant_time::verify_slices_are_equal(
+                    thumbprint.as_bytes(),
+                    presented.as_bytes(),
+                )
+                .is_ok()
+                {
+                    Ok(())
+                } else {
+                    Err(invalid("token is bound to a different client certificate"))
+                }
+            }
+        }
     }
 }
 
@@ -194,23 +321,17 @@ fn invalid(message: impl Into<String>) -> GatewayError {
     }
 }
 
-/// Reads `iss` from the payload before verification, only to choose which
-/// issuer's keys and rules apply; nothing else is trusted until the
-/// signature verifies with that issuer's key.
-fn unverified_issuer(segments: &[&str]) -> Result<String, GatewayError> {
-    let payload = segments
-        .get(1)
-        .ok_or_else(|| invalid("token is not a signed JWT"))?;
-    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(payload)
-        .map_err(|_| invalid("token payload is not base64url"))?;
-    let value: Value =
-        serde_json::from_slice(&bytes).map_err(|_| invalid("token payload is not JSON"))?;
-    value
-        .get("iss")
-        .and_then(Value::as_str)
-        .map(str::to_owned)
-        .ok_or_else(|| invalid("token lacks the required claim `iss`"))
+/// A NumericDate (RFC 7519 §2): seconds, possibly fractional, floored.
+fn numeric_date(value: &Value) -> Option<i64> {
+    let n = value.as_number()?;
+    n.as_i64()
+        .or_else(|| n.as_u64().map(|_| i64::MAX))
+        .or_else(|| {
+            n.as_f64()
+                .filter(|f| f.is_finite())
+                // INVARIANT: `as` saturates for floats out of range.
+                .map(|f| f.floor() as i64)
+        })
 }
 
 #[cfg(test)]

@@ -161,3 +161,100 @@ fn a_system_principal_is_one_whose_subject_is_its_client() {
         "sub is required"
     );
 }
+
+fn config_problems(extra: &str) -> Vec<String> {
+    let text = CONFIG.replace("[issuer.claims]", &format!("{extra}\n[issuer.claims]"));
+    match Config::parse(&text, Path::new("t.toml"), Path::new(".")) {
+        Ok(_) => Vec::new(),
+        Err(e) => e
+            .problems
+            .into_iter()
+            .map(|p| format!("{}: {}", p.key, p.message))
+            .collect(),
+    }
+}
+
+#[test]
+fn key_cache_and_token_lifetimes_are_bounded_in_configuration() {
+    assert!(config_problems("jwks_cache_seconds = 10\nmax_token_lifetime_seconds = 60").is_empty());
+    assert_eq!(
+        config_problems("jwks_cache_seconds = 5"),
+        ["issuer[0].jwks_cache_seconds: `5` is out of range; between 10 and 604800 seconds"]
+    );
+    assert_eq!(
+        config_problems("max_token_lifetime_seconds = 31536000"),
+        [
+            "issuer[0].max_token_lifetime_seconds: `31536000` is out of range; between 60 and 604800 seconds"
+        ]
+    );
+    assert!(config_problems("require_certificate_bound = true").is_empty());
+    let issuer = issuer();
+    assert_eq!(issuer.max_lifetime, 86_400);
+    assert!(!issuer.require_certificate_bound);
+}
+
+#[test]
+fn failed_authentications_name_only_a_trusted_issuer() {
+    let registry = registry();
+    let trusted = token(json!({"alg": "none"}), claims());
+    assert_eq!(registry.audit_issuer(&trusted), "https://idp.met.example");
+    let mut c = claims();
+    c["iss"] = json!("https://evil.example/<script>");
+    assert_eq!(
+        registry.audit_issuer(&token(json!({"alg": "RS256"}), c)),
+        UNTRUSTED_ISSUER
+    );
+    assert_eq!(registry.audit_issuer("garbage"), UNTRUSTED_ISSUER);
+    assert_eq!(registry.audit_issuer(""), UNTRUSTED_ISSUER);
+    let twice = format!(
+        "e30.{}.c2ln",
+        URL_SAFE_NO_PAD.encode(r#"{"iss":"https://evil.example","iss":"https://idp.met.example"}"#)
+    );
+    assert_eq!(registry.audit_issuer(&twice), UNTRUSTED_ISSUER);
+    let huge = format!("e30.{}.c2ln", "A".repeat(MAX_TOKEN_BYTES));
+    assert_eq!(registry.audit_issuer(&huge), UNTRUSTED_ISSUER);
+}
+
+#[test]
+fn numeric_dates_are_integers_or_finite_floats() {
+    assert_eq!(numeric_date(&json!(1_700_000_000)), Some(1_700_000_000));
+    assert_eq!(numeric_date(&json!(1_700_000_000.9)), Some(1_700_000_000));
+    assert_eq!(numeric_date(&json!(-1)), Some(-1));
+    assert_eq!(numeric_date(&json!(u64::MAX)), Some(i64::MAX));
+    assert_eq!(numeric_date(&json!(1e300)), Some(i64::MAX));
+    assert_eq!(numeric_date(&json!("1700000000")), None);
+    assert_eq!(numeric_date(&serde_json::Value::Null), None);
+}
+
+#[test]
+fn certificate_binding_follows_rfc_8705() {
+    let issuer = issuer();
+    let digest = [7u8; 32];
+    let bound = json!({"cnf": {"x5t#S256": URL_SAFE_NO_PAD.encode(digest)}});
+    let bound = bound.as_object().unwrap();
+    let plain = serde_json::Map::new();
+    let reason = |r: Result<(), GatewayError>| r.map_err(|e| e.to_string());
+    assert_eq!(reason(issuer.check_binding(bound, Some(&digest))), Ok(()));
+    assert_eq!(
+        reason(issuer.check_binding(bound, None)),
+        Err("token is bound to a client certificate, and none was presented".into())
+    );
+    assert_eq!(
+        reason(issuer.check_binding(bound, Some(&[8u8; 32]))),
+        Err("token is bound to a different client certificate".into())
+    );
+    assert_eq!(reason(issuer.check_binding(&plain, None)), Ok(()));
+    assert_eq!(reason(issuer.check_binding(&plain, Some(&digest))), Ok(()));
+    let strict = TrustedIssuer {
+        require_certificate_bound: true,
+        ..Arc::try_unwrap(issuer).unwrap()
+    };
+    assert_eq!(
+        reason(strict.check_binding(&plain, Some(&digest))),
+        Err(
+            "this issuer's tokens must be bound to a client certificate, and this one is not"
+                .into()
+        )
+    );
+    assert_eq!(reason(strict.check_binding(bound, Some(&digest))), Ok(()));
+}

@@ -29,8 +29,8 @@ impl Caller {
     fn of<T>(request: &Request<T>) -> Result<Self, Status> {
         Ok(Self {
             principal: authn::principal(request)?,
-            client_address: request
-                .remote_addr()
+            client_address: crate::tls::peer(request.extensions())
+                .remote_addr
                 .map(|a| a.to_string())
                 .unwrap_or_default(),
             trace_id: trace_id(request.metadata()),

@@ -39,6 +39,15 @@ impl World {
     /// Starts everything; `ledger_url` defaults to a SQLite file in the
     /// world's directory.
     pub async fn start(ledger_url: Option<String>) -> World {
+        Self::start_with(ledger_url, |text| text).await
+    }
+
+    /// Starts everything, passing the gateway's configuration text through
+    /// `tweak` first (e.g. to shorten an issuer's `jwks_cache_seconds`).
+    pub async fn start_with(
+        ledger_url: Option<String>,
+        tweak: impl FnOnce(String) -> String,
+    ) -> World {
         let met = Idp::start(
             "met-police",
             "RS256",
@@ -132,7 +141,7 @@ mapping_file = "police-rms.toml"
             rms = rms.display(),
         );
         let path = dir.path().join("liaison.toml");
-        std::fs::write(&path, text).unwrap();
+        std::fs::write(&path, tweak(text)).unwrap();
         let config = Config::load(&path).unwrap();
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let gateway = server::start(config, Some(listener), std::future::pending())

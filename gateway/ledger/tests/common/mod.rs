@@ -43,7 +43,9 @@ pub enum Raw {
 impl Raw {
     pub async fn connect(url: &str) -> Self {
         if url.starts_with("sqlite:") {
-            let options = SqliteConnectOptions::from_str(url).unwrap();
+            let options = SqliteConnectOptions::from_str(url)
+                .unwrap()
+                .create_if_missing(true);
             Self::Sqlite(SqlitePool::connect_with(options).await.unwrap())
         } else {
             Self::Postgres(PgPool::connect(url).await.unwrap())
@@ -57,6 +59,16 @@ impl Raw {
     /// Runs one or more statements.
     pub async fn exec(&self, sql: &'static str) {
         self.try_exec(sql).await.unwrap();
+    }
+
+    /// Runs a statement the test built (from its own paths and names, never from input).
+    pub async fn exec_owned(&self, sql: String) {
+        let sql = sqlx::AssertSqlSafe(sql);
+        match self {
+            Self::Sqlite(pool) => sqlx::raw_sql(sql).execute(pool).await.map(drop),
+            Self::Postgres(pool) => sqlx::raw_sql(sql).execute(pool).await.map(drop),
+        }
+        .unwrap()
     }
 
     pub async fn try_exec(&self, sql: &'static str) -> Result<(), sqlx::Error> {
@@ -73,7 +85,9 @@ impl Raw {
             Self::Sqlite(_) => {
                 self.exec(
                     "DROP TRIGGER audit_entries_no_update; DROP TRIGGER audit_entries_no_delete;
-                     DROP TRIGGER audit_subjects_no_update; DROP TRIGGER audit_subjects_no_delete;",
+                     DROP TRIGGER audit_subjects_no_update; DROP TRIGGER audit_subjects_no_delete;
+                     DROP TRIGGER tree_nodes_no_update; DROP TRIGGER tree_nodes_no_delete;
+                     DROP TRIGGER tree_heads_no_update; DROP TRIGGER tree_heads_no_delete;",
                 )
                 .await
             }
@@ -82,7 +96,11 @@ impl Raw {
                     "DROP TRIGGER audit_entries_append_only ON audit_entries;
                      DROP TRIGGER audit_entries_no_truncate ON audit_entries;
                      DROP TRIGGER audit_subjects_append_only ON audit_subjects;
-                     DROP TRIGGER audit_subjects_no_truncate ON audit_subjects;",
+                     DROP TRIGGER audit_subjects_no_truncate ON audit_subjects;
+                     DROP TRIGGER tree_nodes_append_only ON tree_nodes;
+                     DROP TRIGGER tree_nodes_no_truncate ON tree_nodes;
+                     DROP TRIGGER tree_heads_append_only ON tree_heads;
+                     DROP TRIGGER tree_heads_no_truncate ON tree_heads;",
                 )
                 .await
             }
@@ -149,6 +167,74 @@ impl Raw {
             }
             .unwrap();
         }
+    }
+
+    /// The number of rows in `table` (a name from the schema, never input).
+    pub async fn count(&self, table: &str) -> i64 {
+        let sql = sqlx::AssertSqlSafe(format!("SELECT COUNT(*) FROM {table}"));
+        match self {
+            Self::Sqlite(pool) => sqlx::query_scalar(sql).fetch_one(pool).await,
+            Self::Postgres(pool) => sqlx::query_scalar(sql).fetch_one(pool).await,
+        }
+        .unwrap()
+    }
+
+    /// Inserts an entry row directly, with empty search columns.
+    pub async fn insert_entry(
+        &self,
+        seq: i64,
+        entry_id: &str,
+        body: &[u8],
+        leaf: &[u8; 32],
+        chain: &[u8; 32],
+    ) {
+        let sql = "INSERT INTO audit_entries (seq, entry_id, recorded_at, body, leaf_hash, \
+                   chain_hash, agency, subject, recipient, action, purpose, isa_id, outcome) \
+                   VALUES ($1, $2, $3, $4, $5, $6, '', '', '', '', '', '', '')";
+        let recorded_at = 1_700_000_000_000_000_000i64 + seq;
+        match self {
+            Self::Sqlite(pool) => sqlx::query(sql)
+                .bind(seq)
+                .bind(entry_id)
+                .bind(recorded_at)
+                .bind(body)
+                .bind(&leaf[..])
+                .bind(&chain[..])
+                .execute(pool)
+                .await
+                .map(drop),
+            Self::Postgres(pool) => sqlx::query(sql)
+                .bind(seq)
+                .bind(entry_id)
+                .bind(recorded_at)
+                .bind(body)
+                .bind(&leaf[..])
+                .bind(&chain[..])
+                .execute(pool)
+                .await
+                .map(drop),
+        }
+        .unwrap();
+    }
+
+    /// Rewrites the head row.
+    pub async fn set_head(&self, size: i64, chain: &[u8; 32]) {
+        let sql = "UPDATE ledger_head SET size = $1, chain_hash = $2 WHERE id = 1";
+        match self {
+            Self::Sqlite(pool) => sqlx::query(sql)
+                .bind(size)
+                .bind(&chain[..])
+                .execute(pool)
+                .await
+                .map(drop),
+            Self::Postgres(pool) => sqlx::query(sql)
+                .bind(size)
+                .bind(&chain[..])
+                .execute(pool)
+                .await
+                .map(drop),
+        }
+        .unwrap();
     }
 
     pub async fn close(self) {

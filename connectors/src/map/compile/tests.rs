@@ -2,7 +2,10 @@ use super::*;
 
 const EXAMPLE: &str = include_str!("../../../examples/police-rms.toml");
 
-fn mapping(text: &str) -> SqlMapping {
+use crate::map::params::Param;
+use crate::sql::Sql;
+
+fn mapping(text: &str) -> Mapping {
     toml::from_str(text).unwrap()
 }
 
@@ -17,7 +20,7 @@ family_name = "NAME"
 
 #[test]
 fn the_police_example_compiles() {
-    let plan = compile(
+    let plan = compile::<Sql>(
         &mapping(EXAMPLE),
         "police-rms",
         "eastborough-police",
@@ -40,19 +43,19 @@ fn the_police_example_compiles() {
         ]
     );
     assert_eq!(plan.person.source_id_type, SourceIdType::Integer);
-    assert!(plan.person.search.columns.iter().any(|c| c == "NHS_NO"));
-    assert!(plan.person.search.params.contains(&Param::PostcodeCompact));
-    assert!(!plan.person.search.sql.contains(":family_name"));
+    assert!(plan.person.access.search.columns.iter().any(|c| c == "NHS_NO"));
+    assert!(plan.person.access.search.params.contains(&Param::PostcodeCompact));
+    assert!(!plan.person.access.search.sql.contains(":family_name"));
     let address = plan.person.addresses.first().unwrap();
     assert_eq!(
-        address.query.as_ref().unwrap().columns,
+        address.from.as_ref().unwrap().columns,
         vec!["ADDR_1", "ADDR_2", "FROM_DT", "PCODE", "TOWN"]
     );
 }
 
 #[test]
 fn a_minimal_mapping_compiles_with_defaults() {
-    let plan = compile(&mapping(MINIMAL), "d", "a", "s").unwrap();
+    let plan = compile::<Sql>(&mapping(MINIMAL), "d", "a", "s").unwrap();
     assert_eq!(plan.classification, Classification::Unspecified as i32);
     assert_eq!(plan.max_search_results, 100);
     assert_eq!(plan.max_records, 500);
@@ -89,7 +92,7 @@ source_id = "R/{ID"
 level = { column = "L", codes = "risk" }
 summary = { column = "S", format = "[year]" }
 "#;
-    let problems = compile(&mapping(text), "d", "a", "s").unwrap_err();
+    let problems = compile::<Sql>(&mapping(text), "d", "a", "s").unwrap_err();
     let expected = [
         "formats.broken: `[day]/[mnth]` is not a format description",
         "max_records: must be at least 1",

@@ -7,9 +7,9 @@ use liaison_proto::v1::{
 };
 use prost_types::Timestamp;
 
-use super::compile::{AddressPlan, Body, IdentifierPlan, NamePlan, Plan, RecordPlan};
+use super::compile::{AddressPlan, Body, Dialect, IdentifierPlan, NamePlan, Plan, RecordPlan};
 use super::reader::RowReader;
-use super::row::{Cell, ResultSet};
+use super::row::Row;
 use crate::RowProblem;
 use crate::normalise;
 
@@ -21,7 +21,7 @@ pub(crate) struct Read<T> {
     pub(crate) problems: Vec<RowProblem>,
 }
 
-impl Plan {
+impl<D: Dialect> Plan<D> {
     pub(crate) fn person_id(&self, source_id: &str) -> String {
         format!("{}:{source_id}", self.dataset)
     }
@@ -38,9 +38,9 @@ impl Plan {
 
     /// Reads a person from a search or get row: everything except the list
     /// entries that have queries of their own.
-    pub(crate) fn read_person(&self, set: &ResultSet, row: &[Cell]) -> Read<(String, Person)> {
+    pub(crate) fn read_person(&self, row: &dyn Row) -> Read<(String, Person)> {
         let p = &self.person;
-        let mut r = RowReader::new(set, row, self.offset);
+        let mut r = RowReader::new(row, self.offset);
         let source_id = match r.source_id(&p.source_id) {
             Ok(id) => id,
             Err(why) => {
@@ -57,14 +57,14 @@ impl Plan {
             person_id: self.person_id(&source_id),
             ..Person::default()
         };
-        for entry in p.names.iter().filter(|e| e.query.is_none()) {
+        for entry in p.names.iter().filter(|e| e.from.is_none()) {
             person.names.extend(read_name(&mut r, &entry.plan));
         }
         person.date_of_birth = r.date(p.date_of_birth.as_ref());
-        for entry in p.addresses.iter().filter(|e| e.query.is_none()) {
+        for entry in p.addresses.iter().filter(|e| e.from.is_none()) {
             person.addresses.extend(read_address(&mut r, &entry.plan));
         }
-        for entry in p.identifiers.iter().filter(|e| e.query.is_none()) {
+        for entry in p.identifiers.iter().filter(|e| e.from.is_none()) {
             person
                 .identifiers
                 .extend(read_identifier(&mut r, &entry.plan, &self.system));
@@ -85,12 +85,11 @@ impl Plan {
     /// Reads one record row for the person with `person_source_id`.
     pub(crate) fn read_record(
         &self,
-        plan: &RecordPlan,
+        plan: &RecordPlan<D>,
         person_source_id: &str,
-        set: &ResultSet,
-        row: &[Cell],
+        row: &dyn Row,
     ) -> Read<Record> {
-        let mut r = RowReader::new(set, row, self.offset);
+        let mut r = RowReader::new(row, self.offset);
         let source_id = match r.source_id(&plan.source_id) {
             Ok(id) => id,
             Err(why) => {
@@ -100,7 +99,7 @@ impl Plan {
                         source_id: String::new(),
                         problem: format!(
                             "`{}` row for person `{person_source_id}` has no usable source id: {why}; row skipped",
-                            plan.query.name
+                            plan.key
                         ),
                     }],
                 };

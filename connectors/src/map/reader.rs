@@ -7,7 +7,7 @@ use time::format_description::well_known::{Iso8601, Rfc3339};
 use time::{OffsetDateTime, PrimitiveDateTime, UtcOffset};
 
 use super::compile::{Field, Format, Part, Shape, Source, Target, Template};
-use super::row::{Cell, ResultSet};
+use super::row::{Cell, Row};
 use crate::error::excerpt;
 use crate::normalise;
 
@@ -24,17 +24,15 @@ enum Raw {
 /// is absent or invalid marks the whole row to be skipped.
 #[derive(Debug)]
 pub(crate) struct RowReader<'a> {
-    set: &'a ResultSet,
-    row: &'a [Cell],
+    row: &'a dyn Row,
     offset: UtcOffset,
     pub(crate) problems: Vec<String>,
     pub(crate) skip: bool,
 }
 
 impl<'a> RowReader<'a> {
-    pub(crate) fn new(set: &'a ResultSet, row: &'a [Cell], offset: UtcOffset) -> Self {
+    pub(crate) fn new(row: &'a dyn Row, offset: UtcOffset) -> Self {
         Self {
-            set,
             row,
             offset,
             problems: Vec::new(),
@@ -48,7 +46,7 @@ impl<'a> RowReader<'a> {
         for part in &template.parts {
             match part {
                 Part::Text(text) => id.push_str(text),
-                Part::Column(column) => match cell_text(self.set.cell(self.row, column), column)? {
+                Part::Column(column) => match cell_text(&self.row.cell(column), column)? {
                     Some(value) => id.push_str(&value),
                     None => return Err(format!("column `{column}` is empty")),
                 },
@@ -194,7 +192,7 @@ impl<'a> RowReader<'a> {
     fn source_value(&self, source: &Source) -> Result<Option<Raw>, String> {
         match source {
             Source::Value(value) => Ok(non_empty(value.clone()).map(Raw::Text)),
-            Source::Column(column) => match self.set.cell(self.row, column) {
+            Source::Column(column) => match &*self.row.cell(column) {
                 Cell::Date(d) => Ok(Some(Raw::Date(*d))),
                 Cell::DateTime(dt) => Ok(Some(Raw::DateTime(*dt))),
                 Cell::DateTimeTz(dt) => Ok(Some(Raw::DateTimeTz(*dt))),
@@ -203,7 +201,7 @@ impl<'a> RowReader<'a> {
             Source::Columns(columns, separator) => {
                 let mut parts = Vec::with_capacity(columns.len());
                 for column in columns {
-                    parts.extend(cell_text(self.set.cell(self.row, column), column)?);
+                    parts.extend(cell_text(&self.row.cell(column), column)?);
                 }
                 Ok(non_empty(parts.join(separator)).map(Raw::Text))
             }
@@ -214,7 +212,7 @@ impl<'a> RowReader<'a> {
                     match part {
                         Part::Text(t) => text.push_str(t),
                         Part::Column(column) => {
-                            if let Some(value) = cell_text(self.set.cell(self.row, column), column)?
+                            if let Some(value) = cell_text(&self.row.cell(column), column)?
                             {
                                 any = true;
                                 text.push_str(&value);
@@ -267,7 +265,7 @@ fn cell_text(cell: &Cell, column: &str) -> Result<Option<String>, String> {
         Cell::DateTimeTz(dt) => Ok(Some(iso_text(&Raw::DateTimeTz(*dt)))),
         Cell::Unsupported(type_name) => Err(format!(
             "column `{column}` has type `{type_name}`, which the connector does not read; \
-             cast it to text in the mapping's sql"
+             map a value inside it, or for sql cast it to text"
         )),
         Cell::Undecodable(why) => Err(format!("column `{column}` could not be read: {why}")),
     }

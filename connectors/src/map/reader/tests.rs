@@ -1,8 +1,9 @@
 use liaison_proto::v1::RiskLevel;
 
 use super::*;
-use crate::sql::compile::{EnumKind, test_field};
-use crate::sql::mapping::{FieldSpec, SqlMapping};
+use crate::map::compile::{EnumKind, test_field};
+use crate::map::row::{ResultSet, SetRow};
+use crate::mapping::{FieldSpec, SqlMapping};
 
 const MAPPING: &str = r#"
 [formats]
@@ -38,8 +39,11 @@ fn one_row(cells: Vec<(&str, Cell)>) -> ResultSet {
 }
 
 fn read<T>(set: &ResultSet, f: impl FnOnce(&mut RowReader<'_>) -> T) -> (T, Vec<String>, bool) {
-    let row = set.rows.first().unwrap();
-    let mut r = RowReader::new(set, row, UtcOffset::UTC);
+    let row = SetRow {
+        set,
+        row: set.rows.first().unwrap(),
+    };
+    let mut r = RowReader::new(&row, UtcOffset::UTC);
     let value = f(&mut r);
     (value, r.problems, r.skip)
 }
@@ -249,8 +253,8 @@ fn timestamps_are_read_with_the_source_offset() {
             .seconds,
         utc
     );
-    let row = set.rows.first().unwrap();
-    let mut bst = RowReader::new(&set, row, time::macros::offset!(+1));
+    let row = set.iter().next().unwrap();
+    let mut bst = RowReader::new(&row, time::macros::offset!(+1));
     assert_eq!(bst.timestamp(Some(&compact)).unwrap().seconds, utc - 3600);
 
     let set = one_row(vec![("T", text("2024-06-12T21:15:00+01:00"))]);
@@ -279,24 +283,24 @@ fn timestamps_are_read_with_the_source_offset() {
 
 #[test]
 fn source_ids_need_every_column() {
-    let template = crate::sql::compile::Template {
+    let template = crate::map::compile::Template {
         parts: vec![
-            crate::sql::compile::Part::Text("DASH_RISK/".into()),
-            crate::sql::compile::Part::Column("RISK_ID".into()),
+            crate::map::compile::Part::Text("DASH_RISK/".into()),
+            crate::map::compile::Part::Column("RISK_ID".into()),
         ],
     };
     let set = one_row(vec![("RISK_ID", Cell::Int(2))]);
-    let row = set.rows.first().unwrap();
+    let row = set.iter().next().unwrap();
     assert_eq!(
-        RowReader::new(&set, row, UtcOffset::UTC)
+        RowReader::new(&row, UtcOffset::UTC)
             .source_id(&template)
             .unwrap(),
         "DASH_RISK/2"
     );
     let set = one_row(vec![("RISK_ID", Cell::Null)]);
-    let row = set.rows.first().unwrap();
+    let row = set.iter().next().unwrap();
     assert_eq!(
-        RowReader::new(&set, row, UtcOffset::UTC)
+        RowReader::new(&row, UtcOffset::UTC)
             .source_id(&template)
             .unwrap_err(),
         "column `RISK_ID` is empty"

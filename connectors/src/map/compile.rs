@@ -1,6 +1,11 @@
-//! Turns a [`SqlMapping`] into a checked plan, once, when the connector is
+//! Turns a [`Mapping`] into a checked plan, once, when the connector is
 //! built: every problem in the mapping is found before the first query, and
 //! answering a query never has to look a name up again.
+//!
+//! The fields of the common model are compiled the same way for every kind
+//! of connector; a [`Dialect`] compiles what differs: how people are
+//! searched and read, and where list entries and records come from (SQL
+//! statements, HTTP requests, files).
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -9,20 +14,68 @@ use liaison_proto::v1::{Classification, IdentifierScheme, NameUse, RecordKind, R
 use time::UtcOffset;
 use time::format_description::OwnedFormatItem;
 
-use super::mapping::{
-    AddressMapping, CodeList, FieldSpec, IdentifierMapping, NameMapping, RecordMapping,
-    SourceIdType, SqlMapping,
+use crate::mapping::{
+    AddressMapping, CodeList, FieldSpec, HttpRequest, IdentifierMapping, Mapping, NameMapping,
+    PersonMapping, RecordMapping, SourceIdType,
 };
-use super::params::{self, PERSON_PARAMS, Param, SEARCH_PARAMS};
 
 pub(crate) const DEFAULT_MAX_TEXT_BYTES: usize = 4096;
 const DEFAULT_MAX_SEARCH_RESULTS: usize = 100;
 const DEFAULT_MAX_RECORDS: usize = 500;
 const DEFAULT_MAX_LIST_ROWS: usize = 50;
 
+/// What one kind of connector compiles for itself.
+pub(crate) trait Dialect: Sized {
+    /// The connector kind, as in `kind = "…"`.
+    const KIND: &'static str;
+    /// How people are searched for and read.
+    type Person: std::fmt::Debug;
+    /// Where a list entry with a source of its own reads its rows.
+    type List: std::fmt::Debug;
+    /// Where a kind of record is read.
+    type Records: std::fmt::Debug;
+
+    /// The key naming a list entry's own source in this dialect, and its
+    /// value, if the entry has one.
+    fn list_source(entry: ListKeys<'_>) -> Option<(&'static str, &str)>;
+
+    /// Compiles how people are read; `columns` are what the person's own
+    /// fields read.
+    fn person(c: &mut Compiler<'_>, p: &PersonMapping, columns: Vec<String>) -> Self::Person;
+
+    /// Compiles a list entry's own source, named `key` (such as
+    /// `person.addresses[0].sql`); `columns` are what its fields read.
+    fn list(c: &mut Compiler<'_>, key: &str, source: &str, columns: Vec<String>) -> Self::List;
+
+    /// Compiles where one kind of record is read; `key` is such as
+    /// `records.incident`.
+    fn records(
+        c: &mut Compiler<'_>,
+        key: &str,
+        source: RecordSource<'_>,
+        columns: Vec<String>,
+    ) -> Self::Records;
+}
+
+/// The keys a list entry may name its own source with.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ListKeys<'m> {
+    pub(crate) sql: Option<&'m str>,
+    pub(crate) each: Option<&'m str>,
+}
+
+/// The keys a kind of record may name its source with.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct RecordSource<'m> {
+    pub(crate) sql: Option<&'m str>,
+    pub(crate) request: Option<&'m HttpRequest>,
+    pub(crate) file: Option<&'m str>,
+    pub(crate) person_source_id: Option<&'m str>,
+}
+
 /// A compiled mapping.
 #[derive(Debug)]
-pub(crate) struct Plan {
+pub(crate) struct Plan<D: Dialect> {
     pub(crate) dataset: String,
     pub(crate) agency: String,
     pub(crate) system: String,
@@ -32,31 +85,20 @@ pub(crate) struct Plan {
     pub(crate) max_records: usize,
     pub(crate) max_list_rows: usize,
     pub(crate) offset: UtcOffset,
-    pub(crate) person: PersonPlan,
+    pub(crate) person: PersonPlan<D>,
     /// In `RecordKind` order.
-    pub(crate) records: Vec<RecordPlan>,
-}
-
-/// One statement the connector may run.
-#[derive(Debug)]
-pub(crate) struct Query {
-    /// The mapping's name for it, used in errors: `person.search`.
-    pub(crate) name: String,
-    pub(crate) sql: Arc<str>,
-    pub(crate) params: Vec<Param>,
-    /// Every column the mapping reads from its rows.
-    pub(crate) columns: Vec<String>,
+    pub(crate) records: Vec<RecordPlan<D>>,
 }
 
 #[derive(Debug)]
-pub(crate) struct PersonPlan {
-    pub(crate) search: Query,
-    pub(crate) get: Query,
+pub(crate) struct PersonPlan<D: Dialect> {
+    /// How the dialect searches for and reads people.
+    pub(crate) access: D::Person,
     pub(crate) source_id: Template,
     pub(crate) source_id_type: SourceIdType,
-    pub(crate) names: Vec<ListEntry<NamePlan>>,
-    pub(crate) addresses: Vec<ListEntry<AddressPlan>>,
-    pub(crate) identifiers: Vec<ListEntry<IdentifierPlan>>,
+    pub(crate) names: Vec<ListEntry<NamePlan, D::List>>,
+    pub(crate) addresses: Vec<ListEntry<AddressPlan, D::List>>,
+    pub(crate) identifiers: Vec<ListEntry<IdentifierPlan, D::List>>,
     pub(crate) date_of_birth: Option<Field>,
     pub(crate) gender: Option<Field>,
     pub(crate) updated_at: Option<Field>,
@@ -64,10 +106,10 @@ pub(crate) struct PersonPlan {
 }
 
 /// A name, address or identifier, read from the person's row or, with a
-/// query, from each row of its own.
+/// source of its own, from each row of that.
 #[derive(Debug)]
-pub(crate) struct ListEntry<T> {
-    pub(crate) query: Option<Query>,
+pub(crate) struct ListEntry<T, L> {
+    pub(crate) from: Option<L>,
     pub(crate) plan: T,
 }
 
@@ -95,9 +137,11 @@ pub(crate) struct IdentifierPlan {
 }
 
 #[derive(Debug)]
-pub(crate) struct RecordPlan {
+pub(crate) struct RecordPlan<D: Dialect> {
     pub(crate) kind: RecordKind,
-    pub(crate) query: Query,
+    pub(crate) from: D::Records,
+    /// The mapping's name for the kind, such as `records.incident`.
+    pub(crate) key: String,
     pub(crate) source_id: Template,
     pub(crate) updated_at: Option<Field>,
     pub(crate) classification: Option<Field>,
@@ -323,14 +367,14 @@ impl Source {
 }
 
 /// Compiles and checks a mapping, listing every problem found.
-pub(crate) fn compile(
-    mapping: &SqlMapping,
+pub(crate) fn compile<D: Dialect>(
+    mapping: &Mapping,
     dataset: &str,
     agency: &str,
     system: &str,
-) -> Result<Plan, Vec<String>> {
+) -> Result<Plan<D>, Vec<String>> {
     let mut c = Compiler::new(mapping);
-    let plan = c.plan(mapping, dataset, agency, system);
+    let plan = c.plan::<D>(mapping, dataset, agency, system);
     if c.problems.is_empty() {
         Ok(plan)
     } else {
@@ -338,7 +382,10 @@ pub(crate) fn compile(
     }
 }
 
-struct Compiler<'m> {
+/// Compiles fields against a mapping's formats and code lists, collecting
+/// problems.
+#[derive(Debug)]
+pub(crate) struct Compiler<'m> {
     problems: Vec<String>,
     formats: BTreeMap<&'m str, Arc<Format>>,
     code_lists: BTreeMap<&'m str, Arc<Codes>>,
@@ -346,7 +393,7 @@ struct Compiler<'m> {
 }
 
 impl<'m> Compiler<'m> {
-    fn new(mapping: &'m SqlMapping) -> Self {
+    fn new(mapping: &'m Mapping) -> Self {
         let mut c = Self {
             problems: Vec::new(),
             formats: BTreeMap::new(),
@@ -367,8 +414,15 @@ impl<'m> Compiler<'m> {
         c
     }
 
-    fn problem(&mut self, key: &str, why: impl std::fmt::Display) {
+    pub(crate) fn problem(&mut self, key: &str, why: impl std::fmt::Display) {
         self.problems.push(format!("{key}: {why}"));
+    }
+
+    /// Refuses a key that only another kind of connector reads.
+    fn only_for<D: Dialect>(&mut self, key: &str, present: bool, kind: &str) {
+        if present && D::KIND != kind {
+            self.problem(key, format!("is only read by `{kind}` connectors"));
+        }
     }
 
     fn positive(&mut self, key: &str, value: Option<usize>, default: usize) -> usize {
@@ -389,7 +443,13 @@ impl<'m> Compiler<'m> {
         })
     }
 
-    fn plan(&mut self, m: &SqlMapping, dataset: &str, agency: &str, system: &str) -> Plan {
+    fn plan<D: Dialect>(
+        &mut self,
+        m: &Mapping,
+        dataset: &str,
+        agency: &str,
+        system: &str,
+    ) -> Plan<D> {
         if m.max_text_bytes == Some(0) {
             self.problem("max_text_bytes", "must be at least 1");
         }
@@ -419,8 +479,13 @@ impl<'m> Compiler<'m> {
         if m.handling_instructions.iter().any(|h| h.trim().is_empty()) {
             self.problem("handling_instructions", "holds an empty instruction");
         }
-        let person = self.person(m);
-        let records = self.records(m);
+        self.only_for::<D>("pagination", m.pagination.is_some(), "json-http");
+        self.only_for::<D>("max_pages", m.max_pages.is_some(), "json-http");
+        if m.max_pages == Some(0) {
+            self.problem("max_pages", "must be at least 1");
+        }
+        let person = self.person::<D>(m);
+        let records = self.records::<D>(m);
         Plan {
             dataset: dataset.to_owned(),
             agency: agency.to_owned(),
@@ -436,26 +501,22 @@ impl<'m> Compiler<'m> {
         }
     }
 
-    fn query(&mut self, key: &str, sql: &str, allowed: &[Param], columns: Vec<String>) -> Query {
-        let translated = params::translate(sql, allowed).unwrap_or_else(|why| {
-            self.problem(key, format!("the sql {why}"));
-            params::Translated {
-                sql: String::new(),
-                params: Vec::new(),
+    /// Parses a template, reporting only its syntax; `names` gets the
+    /// placeholders it uses.
+    pub(crate) fn template_of(&mut self, key: &str, text: &str, names: &mut Vec<String>) -> Template {
+        match Template::parse(text) {
+            Ok(t) => {
+                names.extend(t.columns().map(str::to_owned));
+                t
             }
-        });
-        let mut columns = columns;
-        columns.sort_by_key(|c| c.to_lowercase());
-        columns.dedup_by_key(|c| c.to_lowercase());
-        Query {
-            name: key.to_owned(),
-            sql: translated.sql.into(),
-            params: translated.params,
-            columns,
+            Err(why) => {
+                self.problem(key, why);
+                Template { parts: Vec::new() }
+            }
         }
     }
 
-    fn template(&mut self, key: &str, text: &str, cols: &mut Vec<String>) -> Template {
+    pub(crate) fn template(&mut self, key: &str, text: &str, cols: &mut Vec<String>) -> Template {
         match Template::parse(text) {
             Ok(t) => {
                 if t.columns().next().is_none() {
@@ -471,8 +532,13 @@ impl<'m> Compiler<'m> {
         }
     }
 
-    fn person(&mut self, m: &SqlMapping) -> PersonPlan {
+    fn person<D: Dialect>(&mut self, m: &Mapping) -> PersonPlan<D> {
         let p = &m.person;
+        self.only_for::<D>("person.search_sql", p.search_sql.is_some(), "sql");
+        self.only_for::<D>("person.get_sql", p.get_sql.is_some(), "sql");
+        self.only_for::<D>("person.search", p.search.is_some(), "json-http");
+        self.only_for::<D>("person.get", p.get.is_some(), "json-http");
+        self.only_for::<D>("person.file", p.file.is_some(), "csv-folder");
         let mut cols = Vec::new();
         let source_id = self.template("person.source_id", &p.source_id, &mut cols);
         let date_of_birth = self.opt_field(
@@ -505,9 +571,12 @@ impl<'m> Compiler<'m> {
             .iter()
             .enumerate()
             .map(|(i, n)| {
-                self.list_entry(
+                self.list_entry::<D, _>(
                     &format!("person.names[{i}]"),
-                    n.sql.as_deref(),
+                    ListKeys {
+                        sql: n.sql.as_deref(),
+                        each: n.each.as_deref(),
+                    },
                     &mut cols,
                     |c, key, cols| c.name(key, n, cols),
                 )
@@ -518,9 +587,12 @@ impl<'m> Compiler<'m> {
             .iter()
             .enumerate()
             .map(|(i, a)| {
-                self.list_entry(
+                self.list_entry::<D, _>(
                     &format!("person.addresses[{i}]"),
-                    a.sql.as_deref(),
+                    ListKeys {
+                        sql: a.sql.as_deref(),
+                        each: a.each.as_deref(),
+                    },
                     &mut cols,
                     |c, key, cols| c.address(key, a, cols),
                 )
@@ -529,26 +601,23 @@ impl<'m> Compiler<'m> {
         let mut identifiers = Vec::new();
         for (i, idm) in p.identifiers.iter().enumerate() {
             let key = format!("person.identifiers[{i}]");
-            let entry = self.list_entry(&key, idm.sql.as_deref(), &mut cols, |c, key, cols| {
+            let keys = ListKeys {
+                sql: idm.sql.as_deref(),
+                each: idm.each.as_deref(),
+            };
+            let entry = self.list_entry::<D, _>(&key, keys, &mut cols, |c, key, cols| {
                 c.identifier(key, idm, cols)
             });
             if let Some(plan) = entry.plan {
                 identifiers.push(ListEntry {
-                    query: entry.query,
+                    from: entry.from,
                     plan,
                 });
             }
         }
-        let search = self.query(
-            "person.search_sql",
-            &p.search_sql,
-            SEARCH_PARAMS,
-            cols.clone(),
-        );
-        let get = self.query("person.get_sql", &p.get_sql, PERSON_PARAMS, cols);
+        let access = D::person(self, p, cols);
         PersonPlan {
-            search,
-            get,
+            access,
             source_id,
             source_id_type: p.source_id_type,
             names,
@@ -561,27 +630,29 @@ impl<'m> Compiler<'m> {
         }
     }
 
-    /// Compiles one list entry; its fields' columns go to its own query if
-    /// it has one, or to the person row's columns if not.
-    fn list_entry<T>(
+    /// Compiles one list entry; its fields' columns go to its own source
+    /// if it has one, or to the person row's columns if not.
+    fn list_entry<D: Dialect, T>(
         &mut self,
         key: &str,
-        sql: Option<&str>,
+        keys: ListKeys<'_>,
         person_cols: &mut Vec<String>,
         build: impl FnOnce(&mut Self, &str, &mut Vec<String>) -> T,
-    ) -> ListEntry<T> {
-        match sql {
-            Some(sql) => {
+    ) -> ListEntry<T, D::List> {
+        self.only_for::<D>(&format!("{key}.sql"), keys.sql.is_some(), "sql");
+        self.only_for::<D>(&format!("{key}.each"), keys.each.is_some(), "json-http");
+        match D::list_source(keys) {
+            Some((name, source)) => {
                 let mut cols = Vec::new();
                 let plan = build(self, key, &mut cols);
-                let query = self.query(&format!("{key}.sql"), sql, PERSON_PARAMS, cols);
+                let from = D::list(self, &format!("{key}.{name}"), source, cols);
                 ListEntry {
-                    query: Some(query),
+                    from: Some(from),
                     plan,
                 }
             }
             None => ListEntry {
-                query: None,
+                from: None,
                 plan: build(self, key, person_cols),
             },
         }
@@ -672,11 +743,11 @@ impl<'m> Compiler<'m> {
         })
     }
 
-    fn records(&mut self, m: &SqlMapping) -> Vec<RecordPlan> {
+    fn records<D: Dialect>(&mut self, m: &Mapping) -> Vec<RecordPlan<D>> {
         let r = &m.records;
         let mut plans = Vec::new();
         if let Some(rm) = &r.incident {
-            let plan = self.record(RecordKind::Incident, "records.incident", rm, |c, cols| {
+            let plan = self.record::<D, _>(RecordKind::Incident, "records.incident", rm, |c, cols| {
                 let f = &rm.fields;
                 let k = "incident";
                 Body::Incident {
@@ -721,7 +792,7 @@ impl<'m> Compiler<'m> {
             plans.push(plan);
         }
         if let Some(rm) = &r.warning_marker {
-            let plan = self.record(
+            let plan = self.record::<D, _>(
                 RecordKind::WarningMarker,
                 "records.warning_marker",
                 rm,
@@ -759,7 +830,7 @@ impl<'m> Compiler<'m> {
             plans.push(plan);
         }
         if let Some(rm) = &r.safeguarding_concern {
-            let plan = self.record(
+            let plan = self.record::<D, _>(
                 RecordKind::SafeguardingConcern,
                 "records.safeguarding_concern",
                 rm,
@@ -803,7 +874,7 @@ impl<'m> Compiler<'m> {
             plans.push(plan);
         }
         if let Some(rm) = &r.risk_assessment {
-            let plan = self.record(
+            let plan = self.record::<D, _>(
                 RecordKind::RiskAssessment,
                 "records.risk_assessment",
                 rm,
@@ -841,7 +912,7 @@ impl<'m> Compiler<'m> {
             plans.push(plan);
         }
         if let Some(rm) = &r.relationship {
-            let plan = self.record(
+            let plan = self.record::<D, _>(
                 RecordKind::Relationship,
                 "records.relationship",
                 rm,
@@ -875,13 +946,21 @@ impl<'m> Compiler<'m> {
         plans
     }
 
-    fn record<F>(
+    fn record<D: Dialect, F>(
         &mut self,
         kind: RecordKind,
         key: &str,
         rm: &RecordMapping<F>,
         body: impl FnOnce(&mut Self, &mut Vec<String>) -> Body,
-    ) -> RecordPlan {
+    ) -> RecordPlan<D> {
+        self.only_for::<D>(&format!("{key}.sql"), rm.sql.is_some(), "sql");
+        self.only_for::<D>(&format!("{key}.request"), rm.request.is_some(), "json-http");
+        self.only_for::<D>(&format!("{key}.file"), rm.file.is_some(), "csv-folder");
+        self.only_for::<D>(
+            &format!("{key}.person_source_id"),
+            rm.person_source_id.is_some(),
+            "csv-folder",
+        );
         let mut cols = Vec::new();
         let source_id = self.template(&format!("{key}.source_id"), &rm.source_id, &mut cols);
         let prefix = key.trim_start_matches("records.");
@@ -930,10 +1009,17 @@ impl<'m> Compiler<'m> {
             })
             .collect();
         let body = body(self, &mut cols);
-        let query = self.query(&format!("{key}.sql"), &rm.sql, PERSON_PARAMS, cols);
+        let source = RecordSource {
+            sql: rm.sql.as_deref(),
+            request: rm.request.as_ref(),
+            file: rm.file.as_deref(),
+            person_source_id: rm.person_source_id.as_deref(),
+        };
+        let from = D::records(self, key, source, cols);
         RecordPlan {
             kind,
-            query,
+            from,
+            key: key.to_owned(),
             source_id,
             updated_at,
             classification,
@@ -944,7 +1030,7 @@ impl<'m> Compiler<'m> {
         }
     }
 
-    fn opt_field(
+    pub(crate) fn opt_field(
         &mut self,
         spec: Option<&FieldSpec>,
         path: &str,
@@ -954,7 +1040,7 @@ impl<'m> Compiler<'m> {
         self.field(spec?, path, target, cols)
     }
 
-    fn field(
+    pub(crate) fn field(
         &mut self,
         spec: &FieldSpec,
         path: &str,
@@ -1149,7 +1235,7 @@ fn utc_offset(text: &str) -> Result<UtcOffset, String> {
 /// Compiles one field against a mapping's formats and code lists.
 #[cfg(test)]
 pub(crate) fn test_field(
-    mapping: &SqlMapping,
+    mapping: &Mapping,
     spec: &FieldSpec,
     target: Target,
 ) -> Result<Field, Vec<String>> {

@@ -1,14 +1,18 @@
-//! The declarative mapping from a legacy SQL schema to the common model.
+//! The declarative mapping from a legacy source to the common model.
 //!
-//! A mapping is TOML. It holds the SQL the connector may run (written by the
-//! operator, with named parameters the connector binds, so no caller input
-//! is ever spliced into SQL), and for each field of the common model where
-//! its value comes from. `connectors/SPEC.md`, section "SQL mapping", is the
-//! reference with a worked example; `connectors/examples/police-rms.toml` is
-//! a complete mapping.
+//! A mapping is TOML. It says how the source is asked (for SQL, the
+//! statements the connector may run, with named parameters it binds; for
+//! JSON over HTTP, the requests it may make; for a CSV folder, the files it
+//! reads), and for each field of the common model where its value comes
+//! from. Every connector kind shares this one document type and the field
+//! concepts in it (columns, code lists, formats, defaults, `required`,
+//! `max_bytes`); keys that only make sense for one kind are refused, by
+//! name, for the others. `connectors/SPEC.md` is the reference, and
+//! `connectors/examples/` holds a complete mapping for each kind.
 //!
-//! Field sources ([`FieldSpec`]) are written either as a bare column name,
-//! `family_name = "SURNAME"`, or as a table:
+//! Field sources ([`FieldSpec`]) are written either as a bare column name
+//! (for JSON, a JSON pointer such as `/birthDate`), `family_name =
+//! "SURNAME"`, or as a table:
 //!
 //! ```toml
 //! date_of_birth = { column = "DOB", format = "[day]/[month]/[year]" }
@@ -23,10 +27,14 @@ use std::fmt;
 use serde::de::{self, MapAccess, Visitor};
 use serde::{Deserialize, Deserializer};
 
-/// A complete mapping for one legacy schema.
+/// The mapping of a SQL connector: the document type has kept this name
+/// since it was the only kind.
+pub type SqlMapping = Mapping;
+
+/// A complete mapping for one legacy source.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct SqlMapping {
+pub struct Mapping {
     /// The classification of every person and record unless a mapping says
     /// otherwise, as a `Classification` name such as
     /// `CLASSIFICATION_OFFICIAL_SENSITIVE`.
@@ -62,6 +70,13 @@ pub struct SqlMapping {
     /// Named code lists translating legacy codes to common-model values.
     #[serde(default)]
     pub code_lists: BTreeMap<String, CodeList>,
+    /// JSON over HTTP only: how the source splits long lists into pages.
+    /// Without it only the first page is read.
+    #[serde(default)]
+    pub pagination: Option<Pagination>,
+    /// JSON over HTTP only: the most pages read for one list. Defaults to 10.
+    #[serde(default)]
+    pub max_pages: Option<usize>,
     /// How people are found and read.
     pub person: PersonMapping,
     /// How each kind of record linked to a person is read; kinds left out
@@ -98,14 +113,30 @@ pub struct PersonMapping {
     /// ids that are not integers refused) or text. Defaults to text.
     #[serde(default)]
     pub source_id_type: SourceIdType,
-    /// The search query. It may use the search parameters (`:family_name`,
-    /// `:given_name`, `:given_name_prefix`, `:date_of_birth`,
-    /// `:date_of_birth_iso`, `:postcode`, `:postcode_compact`,
-    /// `:nhs_number`, `:pnc_id`, `:upn`, `:local_id`), each NULL when the
-    /// caller did not give it, and must use `:limit`.
-    pub search_sql: String,
-    /// The query reading one person by `:source_id`; must use `:limit`.
-    pub get_sql: String,
+    /// SQL only, required there: the search query. It may use the search
+    /// parameters (`:family_name`, `:given_name`, `:given_name_prefix`,
+    /// `:date_of_birth`, `:date_of_birth_iso`, `:postcode`,
+    /// `:postcode_compact`, `:nhs_number`, `:pnc_id`, `:upn`, `:local_id`),
+    /// each NULL when the caller did not give it, and must use `:limit`.
+    #[serde(default)]
+    pub search_sql: Option<String>,
+    /// SQL only, required there: the query reading one person by
+    /// `:source_id`; must use `:limit`.
+    #[serde(default)]
+    pub get_sql: Option<String>,
+    /// JSON over HTTP only, required there: the search request. Its query
+    /// templates may use the search parameters as `{family_name}` and so
+    /// on, and `items` points at the array of people in the answer.
+    #[serde(default)]
+    pub search: Option<HttpRequest>,
+    /// JSON over HTTP only, required there: the request reading one person,
+    /// whose path uses `{source_id}`.
+    #[serde(default)]
+    pub get: Option<HttpRequest>,
+    /// CSV folder only, required there: the file of people, one per row,
+    /// by its name in the folder.
+    #[serde(default)]
+    pub file: Option<String>,
     /// The person's names, usual name first.
     #[serde(default)]
     pub names: Vec<NameMapping>,
@@ -144,10 +175,14 @@ pub enum SourceIdType {
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NameMapping {
-    /// A list query over `:source_id` and `:limit`; without it the name is
-    /// read from the person's own row.
+    /// SQL only: a list query over `:source_id` and `:limit`; without it
+    /// the name is read from the person's own row.
     #[serde(default)]
     pub sql: Option<String>,
+    /// JSON only: a pointer to an array in the person's object; one name is
+    /// read from each element, with the fields' pointers relative to it.
+    #[serde(default)]
+    pub each: Option<String>,
     /// Given names; several columns are joined with spaces.
     #[serde(default)]
     pub given_names: Option<FieldSpec>,
@@ -163,10 +198,14 @@ pub struct NameMapping {
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AddressMapping {
-    /// A list query over `:source_id` and `:limit`; without it the address
-    /// is read from the person's own row.
+    /// SQL only: a list query over `:source_id` and `:limit`; without it
+    /// the address is read from the person's own row.
     #[serde(default)]
     pub sql: Option<String>,
+    /// JSON only: a pointer to an array in the person's object; one address
+    /// is read from each element.
+    #[serde(default)]
+    pub each: Option<String>,
     /// Street lines, most specific first; empty lines are left out.
     #[serde(default)]
     pub lines: Vec<FieldSpec>,
@@ -188,10 +227,14 @@ pub struct AddressMapping {
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct IdentifierMapping {
-    /// A list query over `:source_id` and `:limit`; without it the
-    /// identifier is read from the person's own row.
+    /// SQL only: a list query over `:source_id` and `:limit`; without it
+    /// the identifier is read from the person's own row.
     #[serde(default)]
     pub sql: Option<String>,
+    /// JSON only: a pointer to an array in the person's object; one
+    /// identifier is read from each element.
+    #[serde(default)]
+    pub each: Option<String>,
     /// The scheme, as an `IdentifierScheme` name such as
     /// `IDENTIFIER_SCHEME_NHS_NUMBER`; it decides how the value is
     /// normalised and checked.
@@ -228,9 +271,23 @@ pub struct RecordsMapping {
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RecordMapping<F> {
-    /// The query over `:source_id` (the person's) and `:limit`, one row per
-    /// record.
-    pub sql: String,
+    /// SQL only, required there: the query over `:source_id` (the
+    /// person's) and `:limit`, one row per record.
+    #[serde(default)]
+    pub sql: Option<String>,
+    /// JSON over HTTP only, required there: the request for the person's
+    /// records, whose path or query uses `{source_id}`; `items` points at
+    /// the array of records in the answer.
+    #[serde(default)]
+    pub request: Option<HttpRequest>,
+    /// CSV folder only, required there: the file of records, one per row.
+    #[serde(default)]
+    pub file: Option<String>,
+    /// CSV folder only, required there: a template giving the source id of
+    /// the person a row belongs to, such as `{CHILD_ID}`; it must render to
+    /// the same text as the person's `source_id`.
+    #[serde(default)]
+    pub person_source_id: Option<String>,
     /// The record's source id as a template over the row's columns. It must
     /// be unique across the dataset's record kinds, so it usually names the
     /// table, such as `DASH_RISK/{RISK_ID}`.
@@ -352,6 +409,65 @@ pub struct RelationshipFields {
     pub related_name: Option<FieldSpec>,
 }
 
+/// One request of a JSON over HTTP source.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpRequest {
+    /// The path, relative to the connector's `base_url`, with placeholders
+    /// such as `{source_id}`; each value fills one path segment and is
+    /// percent-encoded, so it can never change the path's shape.
+    pub path: String,
+    /// Query parameters, each a template such as `"{family_name}"`; a
+    /// parameter whose placeholders are all absent is left out.
+    #[serde(default)]
+    pub query: BTreeMap<String, String>,
+    /// A JSON pointer to the array of people or records in the answer; for
+    /// `person.get` leave it out, the answer being one person.
+    #[serde(default)]
+    pub items: Option<String>,
+    /// A JSON pointer, within each element of `items` (or the whole answer
+    /// for `person.get`), to the object fields are read from, such as
+    /// `/resource`. Defaults to the element itself.
+    #[serde(default)]
+    pub item: Option<String>,
+}
+
+/// How a JSON over HTTP source pages long lists.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(tag = "style", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum Pagination {
+    /// Numbered pages: `?page=1`, `?page=2`, … until a page comes back
+    /// short or empty.
+    Page {
+        /// The page number's query parameter.
+        page_param: String,
+        /// The page size's query parameter, if the source takes one.
+        #[serde(default)]
+        size_param: Option<String>,
+        /// The page size asked for (and expected); defaults to 50.
+        #[serde(default)]
+        size: Option<usize>,
+        /// The first page's number; defaults to 1.
+        #[serde(default)]
+        first: Option<u64>,
+    },
+    /// An opaque cursor from each answer sent back for the next page.
+    Cursor {
+        /// The cursor's query parameter.
+        param: String,
+        /// A JSON pointer to the next cursor in an answer; absent, null or
+        /// empty ends the list.
+        next: String,
+    },
+    /// A link to the next page in each answer.
+    NextLink {
+        /// A JSON pointer to the link: either a URL string, or an array of
+        /// `{ "relation": "next", "url": … }` objects (`rel`/`href` are
+        /// read too), as FHIR and many APIs do.
+        next: String,
+    },
+}
+
 /// Where one field's value comes from and how it is converted.
 ///
 /// Exactly one of `column`, `columns`, `template` and `value` is set. Text
@@ -359,7 +475,8 @@ pub struct RelationshipFields {
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct FieldSpec {
     /// One column, matched without regard to case (PostgreSQL folds
-    /// unquoted names to lower case, SQLite keeps them).
+    /// unquoted names to lower case, SQLite keeps them); for CSV, a header;
+    /// for JSON, a JSON pointer (`pointer` is accepted as a synonym).
     pub column: Option<String>,
     /// Several columns, their non-empty values joined by `separator`.
     pub columns: Vec<String>,
@@ -388,7 +505,7 @@ pub struct FieldSpec {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct FieldSpecTable {
-    #[serde(default)]
+    #[serde(default, alias = "pointer")]
     column: Option<String>,
     #[serde(default)]
     columns: Vec<String>,

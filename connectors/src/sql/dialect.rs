@@ -1,0 +1,122 @@
+//! What the SQL connector compiles for itself: the statements of a mapping,
+//! with named parameters translated to positional binds.
+
+use std::sync::Arc;
+
+use super::params::{self, PERSON_PARAMS, Param, SEARCH_PARAMS};
+use crate::map::compile::{Compiler, Dialect, ListKeys, RecordSource};
+use crate::mapping::PersonMapping;
+
+/// The SQL dialect of the mapping.
+#[derive(Debug)]
+pub(crate) struct Sql;
+
+/// One statement the connector may run.
+#[derive(Debug)]
+pub(crate) struct Query {
+    /// The mapping's name for it, used in errors: `person.search_sql`.
+    pub(crate) name: String,
+    pub(crate) sql: Arc<str>,
+    pub(crate) params: Vec<Param>,
+    /// Every column the mapping reads from its rows.
+    pub(crate) columns: Vec<String>,
+}
+
+/// How people are searched for and read.
+#[derive(Debug)]
+pub(crate) struct SqlPerson {
+    pub(crate) search: Query,
+    pub(crate) get: Query,
+}
+
+impl Dialect for Sql {
+    const KIND: &'static str = "sql";
+    type Person = SqlPerson;
+    type List = Query;
+    type Records = Query;
+
+    fn list_source(entry: ListKeys<'_>) -> Option<(&'static str, &str)> {
+        entry.sql.map(|sql| ("sql", sql))
+    }
+
+    fn person(c: &mut Compiler<'_>, p: &PersonMapping, columns: Vec<String>) -> SqlPerson {
+        let search = required(
+            c,
+            "person.search_sql",
+            p.search_sql.as_deref(),
+            SEARCH_PARAMS,
+            columns.clone(),
+        );
+        let get = required(
+            c,
+            "person.get_sql",
+            p.get_sql.as_deref(),
+            PERSON_PARAMS,
+            columns,
+        );
+        SqlPerson { search, get }
+    }
+
+    fn list(c: &mut Compiler<'_>, key: &str, source: &str, columns: Vec<String>) -> Query {
+        query(c, key, source, PERSON_PARAMS, columns)
+    }
+
+    fn records(
+        c: &mut Compiler<'_>,
+        key: &str,
+        source: RecordSource<'_>,
+        columns: Vec<String>,
+    ) -> Query {
+        required(
+            c,
+            &format!("{key}.sql"),
+            source.sql,
+            PERSON_PARAMS,
+            columns,
+        )
+    }
+}
+
+fn required(
+    c: &mut Compiler<'_>,
+    key: &str,
+    sql: Option<&str>,
+    allowed: &[Param],
+    columns: Vec<String>,
+) -> Query {
+    match sql {
+        Some(sql) => query(c, key, sql, allowed, columns),
+        None => {
+            c.problem(key, "is required by `sql` connectors");
+            query_of(key, String::new(), Vec::new(), columns)
+        }
+    }
+}
+
+fn query(
+    c: &mut Compiler<'_>,
+    key: &str,
+    sql: &str,
+    allowed: &[Param],
+    columns: Vec<String>,
+) -> Query {
+    let translated = params::translate(sql, allowed).unwrap_or_else(|why| {
+        c.problem(key, format!("the sql {why}"));
+        params::Translated {
+            sql: String::new(),
+            params: Vec::new(),
+        }
+    });
+    query_of(key, translated.sql, translated.params, columns)
+}
+
+fn query_of(key: &str, sql: String, params: Vec<Param>, mut columns: Vec<String>) -> Query {
+    columns.sort_by_key(|c| c.to_lowercase());
+    columns.dedup_by_key(|c| c.to_lowercase());
+    Query {
+        name: key.to_owned(),
+        sql: sql.into(),
+        params,
+        columns,
+    }
+}

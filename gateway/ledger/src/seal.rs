@@ -1,0 +1,670 @@
+//! Sealing: storing the Merkle tree's nodes and signing tree heads.
+//!
+//! Appends only write entries and chain them; they never wait for the tree. The sealer comes
+//! after them: every [`SealerOptions::interval`] it reads the entries appended since the last
+//! signed head, re-checks each one's leaf and chain hash (it signs only what it has checked),
+//! stores every perfect subtree they complete in `tree_nodes`, and signs the new root, all in one
+//! transaction. The largest signed size is the *sealed size*; proofs up to it are read from the
+//! stored nodes ([`crate::tree`]).
+//!
+//! # One sealer among replicas
+//!
+//! Several gateway processes may share one PostgreSQL database, and each may run a sealer. Exactly
+//! one is active: the one holding a session-level advisory lock (`pg_try_advisory_lock`, key
+//! `"ledglead"` in ASCII) on a connection it opens for this and keeps for as long as it leads.
+//! Everything the active sealer does goes through that connection, so it cannot seal after losing
+//! the lock. When the process dies or its connection drops, the server ends the session, which
+//! releases the lock, and a standby (retrying every interval on its own connection) takes over.
+//! Each seal transaction also takes a transaction-level advisory lock (`"ledgseal"`) and re-reads
+//! the latest head inside it, so even a manual [`Ledger::seal`] racing the sealer cannot sign two
+//! heads of one size. On SQLite the process's own sealer is the sealer, and `BEGIN IMMEDIATE`
+//! serialises it with any other writer.
+//!
+//! A head is signed only when there are new entries, so an idle ledger adds no rows. Each seal
+//! covers at most [`SealerOptions::max_entries`] entries, so catching up after an upgrade (or a
+//! long outage) is a series of bounded transactions rather than one long lock.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use sqlx::{Connection as _, PgConnection, QueryBuilder, Row};
+use tokio::sync::{oneshot, watch};
+use tokio::task::JoinHandle;
+
+use crate::LedgerError;
+use crate::chain::{GENESIS, chain_hash};
+use crate::db::{Conn, Db, LEADER_LOCK_KEY, dispatch, dispatch_conn};
+use crate::error::Problem;
+use crate::merkle::{self, Hash, NodeId, RootBuilder};
+use crate::sign::{KeyId, SignedTreeHead, SigningKey};
+use crate::store::Ledger;
+use crate::tree::{NODES_PER_SELECT, NodeRow, node_query, nodes_from_rows};
+use crate::witness::WitnessFile;
+use crate::writer::to_hash;
+
+/// Entries read per query while sealing.
+const SEAL_PAGE: i64 = 2048;
+
+/// Tree nodes per `INSERT`: three bind parameters each, well below both backends' limits.
+const NODE_ROWS_PER_INSERT: usize = 3000;
+
+/// Starts sealers. See the [module docs](self).
+#[derive(Debug)]
+pub struct Sealer;
+
+/// How a sealer runs. Start from `SealerOptions::default()` and set fields: the struct may grow.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SealerOptions {
+    /// How often to seal new entries, and how often a standby retries for leadership (so also
+    /// the longest failover takes, plus a connection). Entries appended since the last seal are
+    /// proved from their leaf hashes, which is cheap for a few seconds' worth.
+    pub interval: Duration,
+    /// The most entries one signed head adds to the previous one.
+    pub max_entries: u64,
+    /// A file to which every signed head is appended as a JSON line and fsynced: a record
+    /// outside the database, against which a rewritten or restored database is caught (see
+    /// [`crate::read_witness_file`]). Best kept on storage the database administrators cannot
+    /// write.
+    pub witness: Option<PathBuf>,
+}
+
+/// A running sealer. Dropping it stops the sealer at once; [`SealerHandle::shutdown`] stops it
+/// between seals and releases leadership cleanly.
+#[derive(Debug)]
+pub struct SealerHandle {
+    task: Option<JoinHandle<()>>,
+    stop: Option<oneshot::Sender<()>>,
+    status: watch::Receiver<SealerStatus>,
+}
+
+/// What a sealer is doing.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SealerStatus {
+    /// Whether this sealer is the active one (always, on SQLite, once it has run).
+    pub active: bool,
+    /// The latest head it signed or found.
+    pub latest: Option<SignedTreeHead>,
+    /// Heads this sealer has signed.
+    pub signed: u64,
+    /// The error of its last attempt, if it failed; cleared by the next success.
+    pub last_error: Option<LedgerError>,
+}
+
+/// One row of `tree_heads`.
+#[derive(sqlx::FromRow)]
+pub(crate) struct HeadRow {
+    pub size: i64,
+    timestamp: i64,
+    root: Vec<u8>,
+    key_id: Vec<u8>,
+    signature: Vec<u8>,
+}
+
+/// What one seal transaction did.
+#[derive(Debug)]
+struct Step {
+    latest: Option<SignedTreeHead>,
+    signed: bool,
+    caught_up: bool,
+}
+
+#[derive(sqlx::FromRow)]
+struct SealRow {
+    seq: i64,
+    entry_id: String,
+    body: Vec<u8>,
+    leaf_hash: Vec<u8>,
+    chain_hash: Vec<u8>,
+}
+
+impl Default for SealerOptions {
+    fn default() -> Self {
+        Self {
+            interval: Duration::from_secs(5),
+            max_entries: 16_384,
+            witness: None,
+        }
+    }
+}
+
+impl Sealer {
+    /// Starts sealing `ledger` every `interval` with `key`.
+    pub fn spawn(ledger: Ledger, key: SigningKey, interval: Duration) -> SealerHandle {
+        Self::spawn_with(
+            ledger,
+            key,
+            SealerOptions {
+                interval,
+                ..SealerOptions::default()
+            },
+        )
+    }
+
+    /// Starts sealing `ledger` with `key` as `options` say.
+    pub fn spawn_with(ledger: Ledger, key: SigningKey, options: SealerOptions) -> SealerHandle {
+        let (status_tx, status) = watch::channel(SealerStatus::default());
+        let (stop_tx, stop) = oneshot::channel();
+        let task = tokio::spawn(run(ledger, key, options, status_tx, stop));
+        SealerHandle {
+            task: Some(task),
+            stop: Some(stop_tx),
+            status,
+        }
+    }
+}
+
+impl SealerHandle {
+    /// The sealer's current status.
+    pub fn status(&self) -> SealerStatus {
+        self.status.borrow().clone()
+    }
+
+    /// Whether this sealer is the active one.
+    pub fn is_active(&self) -> bool {
+        self.status.borrow().active
+    }
+
+    /// Waits until the status satisfies `condition` (or the sealer stops, then returns the last
+    /// status). Wrap it in a timeout.
+    pub async fn wait_for(
+        &mut self,
+        mut condition: impl FnMut(&SealerStatus) -> bool,
+    ) -> SealerStatus {
+        let reached = self
+            .status
+            .wait_for(|status| condition(status))
+            .await
+            .map(|status| status.clone());
+        reached.unwrap_or_else(|_| self.status.borrow().clone())
+    }
+
+    /// Stops the sealer after its current seal, closing its connection so a standby can lead.
+    pub async fn shutdown(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
+    }
+}
+
+impl Drop for SealerHandle {
+    fn drop(&mut self) {
+        if let Some(task) = &self.task {
+            task.abort();
+        }
+    }
+}
+
+impl Ledger {
+    /// Seals everything appended so far with `key`, a bounded batch per transaction, and returns
+    /// the latest signed head (`None` while the ledger is empty). Safe to call while a sealer
+    /// runs, from any process: seals are serialised in the database. For tests, command-line
+    /// tools and single-process deployments that seal on their own schedule.
+    pub async fn seal(&self, key: &SigningKey) -> Result<Option<SignedTreeHead>, LedgerError> {
+        let max = SealerOptions::default().max_entries;
+        dispatch!(&self.inner.db, |pool, dialect| {
+            let mut conn = pool.acquire().await?;
+            seal_all(Conn::from(&mut *conn), key, max, None)
+                .await
+                .map(|(latest, _)| latest)
+        })
+    }
+
+    /// The signed head with the largest size.
+    pub async fn latest_signed_head(&self) -> Result<Option<SignedTreeHead>, LedgerError> {
+        let row: Option<HeadRow> = dispatch!(&self.inner.db, |pool, dialect| {
+            sqlx::query_as(
+                "SELECT size, timestamp, root, key_id, signature FROM tree_heads \
+                 ORDER BY size DESC LIMIT 1",
+            )
+            .fetch_optional(pool)
+            .await?
+        });
+        row.map(HeadRow::into_head).transpose()
+    }
+
+    /// The signed head of exactly `size` entries, if the sealer signed one.
+    pub async fn signed_head(&self, size: u64) -> Result<Option<SignedTreeHead>, LedgerError> {
+        let Ok(size) = i64::try_from(size) else {
+            return Ok(None);
+        };
+        let row: Option<HeadRow> = dispatch!(&self.inner.db, |pool, dialect| {
+            sqlx::query_as(
+                "SELECT size, timestamp, root, key_id, signature FROM tree_heads WHERE size = $1",
+            )
+            .bind(size)
+            .fetch_optional(pool)
+            .await?
+        });
+        row.map(HeadRow::into_head).transpose()
+    }
+
+    /// Up to `limit` (capped at [`crate::MAX_PAGE`]) signed heads larger than `after_size`,
+    /// smallest first: page through them by passing the last size.
+    pub async fn signed_heads(
+        &self,
+        after_size: u64,
+        limit: u32,
+    ) -> Result<Vec<SignedTreeHead>, LedgerError> {
+        let after = i64::try_from(after_size).unwrap_or(i64::MAX);
+        let limit = i64::from(limit.min(crate::MAX_PAGE));
+        let rows: Vec<HeadRow> = dispatch!(&self.inner.db, |pool, dialect| {
+            sqlx::query_as(
+                "SELECT size, timestamp, root, key_id, signature FROM tree_heads \
+                 WHERE size > $1 ORDER BY size LIMIT $2",
+            )
+            .bind(after)
+            .bind(limit)
+            .fetch_all(pool)
+            .await?
+        });
+        rows.into_iter().map(HeadRow::into_head).collect()
+    }
+}
+
+impl HeadRow {
+    pub(crate) fn into_head(self) -> Result<SignedTreeHead, LedgerError> {
+        let size = u64::try_from(self.size).unwrap_or(0);
+        let malformed = || {
+            LedgerError::broken(
+                size,
+                None,
+                Problem::Malformed {
+                    what: "signed tree head",
+                },
+            )
+        };
+        Ok(SignedTreeHead {
+            size,
+            root: to_hash(self.root).ok_or_else(malformed)?,
+            timestamp: u64::try_from(self.timestamp).map_err(|_| malformed())?,
+            key_id: KeyId(self.key_id.try_into().map_err(|_| malformed())?),
+            signature: self.signature.try_into().map_err(|_| malformed())?,
+        })
+    }
+}
+
+impl<'a> From<&'a mut sqlx::SqliteConnection> for Conn<'a> {
+    fn from(conn: &'a mut sqlx::SqliteConnection) -> Self {
+        Self::Sqlite(conn)
+    }
+}
+
+impl<'a> From<&'a mut PgConnection> for Conn<'a> {
+    fn from(conn: &'a mut PgConnection) -> Self {
+        Self::Postgres(conn)
+    }
+}
+
+/// Seals until caught up. Returns the latest head and how many heads were signed.
+async fn seal_all(
+    mut conn: Conn<'_>,
+    key: &SigningKey,
+    max_entries: u64,
+    witness: Option<&WitnessFile>,
+) -> Result<(Option<SignedTreeHead>, u64), LedgerError> {
+    let mut signed = 0;
+    loop {
+        let step = seal_step(reborrow(&mut conn), key, max_entries).await?;
+        if step.signed {
+            signed += 1;
+            if let (Some(witness), Some(head)) = (witness, &step.latest) {
+                witness.publish(head).await?;
+            }
+        }
+        if step.caught_up {
+            return Ok((step.latest, signed));
+        }
+    }
+}
+
+fn reborrow<'b>(conn: &'b mut Conn<'_>) -> Conn<'b> {
+    match conn {
+        Conn::Sqlite(c) => Conn::Sqlite(c),
+        Conn::Postgres(c) => Conn::Postgres(c),
+    }
+}
+
+/// One seal transaction: extends the stored tree by at most `max_entries` entries and signs it.
+async fn seal_step(
+    conn: Conn<'_>,
+    key: &SigningKey,
+    max_entries: u64,
+) -> Result<Step, LedgerError> {
+    dispatch_conn!(conn, |conn, dialect| {
+        let mut tx = conn.begin_with(dialect.begin_write).await?;
+        if let Some(lock) = dialect.seal_lock {
+            sqlx::query(lock).execute(&mut *tx).await?;
+        }
+        let latest: Option<HeadRow> = sqlx::query_as(
+            "SELECT size, timestamp, root, key_id, signature FROM tree_heads \
+             ORDER BY size DESC LIMIT 1",
+        )
+        .fetch_optional(&mut *tx)
+        .await?;
+        let latest = latest.map(HeadRow::into_head).transpose()?;
+        let size: i64 = sqlx::query_scalar("SELECT size FROM ledger_head WHERE id = 1")
+            .fetch_one(&mut *tx)
+            .await?;
+        let size = u64::try_from(size).map_err(|_| {
+            LedgerError::broken(0, None, Problem::Malformed { what: "head size" })
+        })?;
+        let sealed = latest.map_or(0, |head| head.size);
+        if size < sealed {
+            // Entries a head was signed over are gone: never sign over a truncated ledger.
+            return Err(LedgerError::broken(
+                size + 1,
+                None,
+                Problem::HeadBeyondEnd {
+                    signed_size: sealed,
+                },
+            ));
+        }
+        let target = size.min(sealed.saturating_add(max_entries.max(1)));
+        if target == sealed {
+            tx.rollback().await?;
+            return Ok(Step {
+                latest,
+                signed: false,
+                caught_up: true,
+            });
+        }
+
+        // Resume the tree from the stored frontier, and check it is the signed one.
+        let frontier_ids = merkle::subtrees(0, sealed)?;
+        let mut rows: Vec<NodeRow> = Vec::new();
+        for chunk in frontier_ids.chunks(NODES_PER_SELECT) {
+            rows.extend(
+                node_query(chunk)
+                    .build_query_as::<NodeRow>()
+                    .fetch_all(&mut *tx)
+                    .await?,
+            );
+        }
+        let stored = nodes_from_rows(rows)?;
+        let frontier = frontier_ids
+            .iter()
+            .map(|node| {
+                stored.get(node).copied().ok_or_else(|| {
+                    LedgerError::broken(
+                        node.start() + 1,
+                        None,
+                        Problem::NodeMismatch {
+                            level: node.level,
+                            index: node.index,
+                        },
+                    )
+                })
+            })
+            .collect::<Result<Vec<Hash>, _>>()?;
+        let mut tree = RootBuilder::from_frontier(sealed, &frontier).ok_or(LedgerError::broken(
+            sealed,
+            None,
+            Problem::Malformed {
+                what: "tree frontier",
+            },
+        ))?;
+        if let Some(head) = &latest
+            && tree.root() != head.root
+        {
+            return Err(LedgerError::broken(
+                sealed,
+                None,
+                Problem::RootMismatch {
+                    signed_size: sealed,
+                },
+            ));
+        }
+
+        // The chain hash after the last sealed entry: from the entry, or from the retention
+        // checkpoint when that entry was pruned.
+        let mut chain = GENESIS;
+        if sealed > 0 {
+            let bound = i64::try_from(sealed).unwrap_or(i64::MAX);
+            let stored: Option<Vec<u8>> =
+                sqlx::query_scalar("SELECT chain_hash FROM audit_entries WHERE seq = $1")
+                    .bind(bound)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+            let stored = match stored {
+                Some(hash) => Some(hash),
+                None => {
+                    sqlx::query_scalar("SELECT chain_hash FROM ledger_checkpoint WHERE size = $1")
+                        .bind(bound)
+                        .fetch_optional(&mut *tx)
+                        .await?
+                }
+            };
+            chain = stored.and_then(to_hash).ok_or(LedgerError::broken(
+                sealed,
+                None,
+                Problem::SequenceGap { next: sealed + 1 },
+            ))?;
+        }
+
+        let mut nodes: Vec<(NodeId, Hash)> = Vec::new();
+        let mut next = sealed + 1;
+        while next <= target {
+            let page: Vec<SealRow> = sqlx::query_as(
+                "SELECT seq, entry_id, body, leaf_hash, chain_hash FROM audit_entries \
+                 WHERE seq >= $1 AND seq <= $2 ORDER BY seq LIMIT $3",
+            )
+            .bind(i64::try_from(next).unwrap_or(i64::MAX))
+            .bind(i64::try_from(target).unwrap_or(i64::MAX))
+            .bind(SEAL_PAGE)
+            .fetch_all(&mut *tx)
+            .await?;
+            if page.is_empty() {
+                return Err(LedgerError::broken(
+                    next,
+                    None,
+                    Problem::HeadSizeMismatch { head_size: size },
+                ));
+            }
+            for row in page {
+                let seq = u64::try_from(row.seq).unwrap_or(0);
+                if seq != next {
+                    return Err(LedgerError::broken(
+                        next,
+                        None,
+                        Problem::SequenceGap { next: seq },
+                    ));
+                }
+                let broken = |problem| LedgerError::broken(seq, Some(&row.entry_id), problem);
+                let leaf = merkle::leaf_hash(&row.body);
+                if to_hash(row.leaf_hash.clone()) != Some(leaf) {
+                    return Err(broken(Problem::LeafHashMismatch));
+                }
+                chain = chain_hash(&chain, &leaf);
+                if to_hash(row.chain_hash.clone()) != Some(chain) {
+                    return Err(broken(Problem::ChainMismatch));
+                }
+                tree.push_with(leaf, |node, hash| nodes.push((node, *hash)));
+                next += 1;
+            }
+        }
+
+        for chunk in nodes.chunks(NODE_ROWS_PER_INSERT) {
+            let mut insert = QueryBuilder::new("INSERT INTO tree_nodes (level, idx, hash) ");
+            insert.push_values(chunk, |mut values, (node, hash)| {
+                values
+                    .push_bind(i16::from(node.level))
+                    .push_bind(i64::try_from(node.index).unwrap_or(i64::MAX))
+                    .push_bind(hash.to_vec());
+            });
+            insert.build().execute(&mut *tx).await?;
+        }
+
+        // Timestamps never go backwards, even if this host's clock is behind the last sealer's.
+        let timestamp = now_millis().max(latest.map_or(0, |head| head.timestamp));
+        let head = key.sign_head(target, tree.root(), timestamp)?;
+        sqlx::query(
+            "INSERT INTO tree_heads (size, timestamp, root, key_id, signature) \
+             VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(i64::try_from(head.size).unwrap_or(i64::MAX))
+        .bind(i64::try_from(head.timestamp).unwrap_or(i64::MAX))
+        .bind(head.root.to_vec())
+        .bind(head.key_id.0.to_vec())
+        .bind(head.signature.to_vec())
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        tracing::debug!(size = head.size, "ledger tree head signed");
+        Ok(Step {
+            latest: Some(head),
+            signed: true,
+            caught_up: target == size,
+        })
+    })
+}
+
+/// Milliseconds since the Unix epoch, now.
+fn now_millis() -> u64 {
+    let nanos = time::OffsetDateTime::now_utc().unix_timestamp_nanos();
+    u64::try_from(nanos / 1_000_000).unwrap_or(0)
+}
+
+/// The sealer task.
+async fn run(
+    ledger: Ledger,
+    key: SigningKey,
+    options: SealerOptions,
+    status: watch::Sender<SealerStatus>,
+    mut stop: oneshot::Receiver<()>,
+) {
+    let witness = options.witness.clone().map(WitnessFile::new);
+    let mut ticker = tokio::time::interval(options.interval.max(Duration::from_millis(1)));
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // PostgreSQL only: the connection holding (or trying for) leadership.
+    let mut session: Option<PgConnection> = None;
+    let mut leading = false;
+    loop {
+        tokio::select! {
+            _ = &mut stop => break,
+            _ = ticker.tick() => {}
+        }
+        let outcome = match &ledger.inner.db {
+            Db::Sqlite(pool) => {
+                leading = true;
+                match pool.acquire().await {
+                    Ok(mut conn) => {
+                        seal_all(
+                            Conn::from(&mut *conn),
+                            &key,
+                            options.max_entries,
+                            witness.as_ref(),
+                        )
+                        .await
+                    }
+                    Err(err) => Err(LedgerError::from(err)),
+                }
+            }
+            Db::Postgres(pool) => {
+                match lead(pool, &mut session, &mut leading).await {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        status.send_modify(|s| {
+                            s.active = false;
+                            s.last_error = None;
+                        });
+                        continue;
+                    }
+                    Err(err) => {
+                        status.send_modify(|s| {
+                            s.active = false;
+                            s.last_error = Some(err);
+                        });
+                        continue;
+                    }
+                }
+                match session.as_mut() {
+                    Some(conn) => {
+                        let result = seal_all(
+                            Conn::from(conn),
+                            &key,
+                            options.max_entries,
+                            witness.as_ref(),
+                        )
+                        .await;
+                        if matches!(result, Err(LedgerError::Unavailable { .. })) {
+                            // The session may be gone, and the lock with it: stand down and
+                            // compete again next tick.
+                            if let Some(conn) = session.take() {
+                                let _ = conn.close_hard().await;
+                            }
+                            leading = false;
+                        }
+                        result
+                    }
+                    None => continue,
+                }
+            }
+        };
+        match outcome {
+            Ok((latest, signed)) => status.send_modify(|s| {
+                s.active = leading;
+                s.latest = latest.or(s.latest);
+                s.signed += signed;
+                s.last_error = None;
+            }),
+            Err(err) => {
+                tracing::warn!(error = %err, "ledger sealer failed");
+                status.send_modify(|s| {
+                    s.active = leading;
+                    s.last_error = Some(err);
+                });
+            }
+        }
+    }
+    if let Some(conn) = session.take() {
+        // Closing ends the session, which releases the leadership lock at once.
+        let _ = conn.close().await;
+    }
+    status.send_modify(|s| s.active = false);
+}
+
+/// Makes sure `session` is open and tries for leadership on it; true when this sealer leads.
+async fn lead(
+    pool: &sqlx::PgPool,
+    session: &mut Option<PgConnection>,
+    leading: &mut bool,
+) -> Result<bool, LedgerError> {
+    if *leading && session.is_some() {
+        return Ok(true);
+    }
+    let conn = match session {
+        Some(conn) => conn,
+        None => {
+            let options = (*pool.connect_options())
+                .clone()
+                .application_name("liaison-ledger-sealer");
+            session.insert(PgConnection::connect_with(&options).await?)
+        }
+    };
+    let acquired: Result<bool, sqlx::Error> = sqlx::query("SELECT pg_try_advisory_lock($1)")
+        .bind(LEADER_LOCK_KEY)
+        .fetch_one(&mut *conn)
+        .await
+        .and_then(|row| row.try_get(0));
+    match acquired {
+        Ok(acquired) => {
+            if acquired {
+                tracing::info!("ledger sealer is now active");
+            }
+            *leading = acquired;
+            Ok(acquired)
+        }
+        Err(err) => {
+            if let Some(conn) = session.take() {
+                let _ = conn.close_hard().await;
+            }
+            *leading = false;
+            Err(err.into())
+        }
+    }
+}

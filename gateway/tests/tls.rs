@@ -1,0 +1,247 @@
+//! TLS on the gRPC listener: TLS 1.3 by default with the post-quantum hybrid
+//! key exchange preferred, and mutual TLS where each agency's systems hold
+//! certificates from that agency's own CA. Certificates are generated here,
+//! for these tests only.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::{path::Path, sync::Arc};
+
+use liaison_conformance::oidc::{TestProvider, client};
+use liaison_gateway::{config::Config, server};
+use liaison_proto::v1::{self as pb, sharing_service_client::SharingServiceClient};
+use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose};
+use rustls::{
+    ClientConfig, RootCertStore,
+    pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName},
+};
+use tokio::net::{TcpListener, TcpStream};
+use tonic::{Code, Request, metadata::MetadataValue, transport::Endpoint};
+use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
+
+struct Ca {
+    params: CertificateParams,
+    key: KeyPair,
+    der: CertificateDer<'static>,
+}
+
+impl Ca {
+    fn new(name: &str) -> Ca {
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.distinguished_name.push(DnType::CommonName, name);
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+        let key = KeyPair::generate().unwrap();
+        let der = params.self_signed(&key).unwrap().der().clone();
+        Ca { params, key, der }
+    }
+
+    fn issue(&self, names: &[&str]) -> (CertificateDer<'static>, KeyPair) {
+        let params = CertificateParams::new(names.iter().map(|n| (*n).to_owned()).collect::<Vec<_>>()).unwrap();
+        let key = KeyPair::generate().unwrap();
+        let issuer = Issuer::from_params(&self.params, &self.key);
+        let cert = params.signed_by(&key, &issuer).unwrap();
+        (cert.der().clone(), key)
+    }
+
+    fn pem(&self) -> String {
+        pem("CERTIFICATE", &self.der)
+    }
+}
+
+fn pem(label: &str, der: &[u8]) -> String {
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::STANDARD.encode(der);
+    let lines: Vec<&str> = b64.as_bytes().chunks(64).map(|c| std::str::from_utf8(c).unwrap()).collect();
+    format!("-----BEGIN {label}-----\n{}\n-----END {label}-----\n", lines.join("\n"))
+}
+
+struct Pki {
+    server_ca: Ca,
+    met: Ca,
+    hackney: Ca,
+    rogue: Ca,
+}
+
+fn write_pki(dir: &Path) -> Pki {
+    let pki = Pki {
+        server_ca: Ca::new("Liaison test server CA"),
+        met: Ca::new("Met Police client CA"),
+        hackney: Ca::new("Hackney client CA"),
+        rogue: Ca::new("Rogue CA"),
+    };
+    let (server, key) = pki.server_ca.issue(&["localhost", "127.0.0.1"]);
+    std::fs::write(dir.join("server.crt"), pem("CERTIFICATE", &server)).unwrap();
+    std::fs::write(dir.join("server.key"), key.serialize_pem()).unwrap();
+    std::fs::write(dir.join("met-ca.pem"), pki.met.pem()).unwrap();
+    std::fs::write(dir.join("hackney-ca.pem"), pki.hackney.pem()).unwrap();
+    std::fs::copy(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/demo/policy.toml"),
+        dir.join("policy.toml"),
+    )
+    .unwrap();
+    pki
+}
+
+async fn start(dir: &Path, issuer: &str, client_auth: &str, allow_tls12: bool) -> server::Running {
+    let text = format!(
+        r#"
+version = 1
+[server.tls]
+certificate = "server.crt"
+private_key = "server.key"
+client_auth = "{client_auth}"
+allow_tls12 = {allow_tls12}
+[ledger]
+url = "sqlite://ledger.db"
+[policy]
+file = "policy.toml"
+[[agency]]
+id = "met-police"
+display_name = "Met"
+kind = "police"
+client_ca = "met-ca.pem"
+[[agency]]
+id = "hackney-childrens"
+display_name = "Hackney"
+kind = "local-authority"
+client_ca = "hackney-ca.pem"
+[[issuer]]
+url = "{issuer}"
+agency = "met-police"
+audiences = ["liaison"]
+algorithms = ["ES256"]
+allow_insecure_http = true
+"#
+    );
+    std::fs::write(dir.join("liaison.toml"), text).unwrap();
+    let config = Config::load(&dir.join("liaison.toml")).unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    server::start(config, Some(listener), std::future::pending()).await.unwrap()
+}
+
+fn client_config(
+    pki: &Pki,
+    identity: Option<(CertificateDer<'static>, KeyPair)>,
+    versions: &[&'static rustls::SupportedProtocolVersion],
+) -> Arc<ClientConfig> {
+    let mut roots = RootCertStore::empty();
+    roots.add(pki.server_ca.der.clone()).unwrap();
+    let builder = ClientConfig::builder_with_provider(Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
+        .with_protocol_versions(versions)
+        .unwrap()
+        .with_root_certificates(roots);
+    let mut config = match identity {
+        Some((cert, key)) => builder
+            .with_client_auth_cert(
+                vec![cert],
+                PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der())),
+            )
+            .unwrap(),
+        None => builder.with_no_client_auth(),
+    };
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    Arc::new(config)
+}
+
+/// A channel whose connector speaks TLS with `config`.
+async fn channel(addr: std::net::SocketAddr, config: Arc<ClientConfig>) -> Result<tonic::transport::Channel, tonic::transport::Error> {
+    Endpoint::from_shared(format!("http://localhost:{}", addr.port()))
+        .unwrap()
+        .connect_with_connector(tower::service_fn(move |_uri| {
+            let config = config.clone();
+            async move {
+                let tcp = TcpStream::connect(addr).await?;
+                let tls = tokio_rustls::TlsConnector::from(config)
+                    .connect(ServerName::try_from("localhost").unwrap(), tcp)
+                    .await?;
+                Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(tls))
+            }
+        }))
+        .await
+}
+
+async fn health(addr: std::net::SocketAddr, config: Arc<ClientConfig>) -> Result<(), String> {
+    let channel = channel(addr, config).await.map_err(|e| format!("connect: {e:?}"))?;
+    HealthClient::new(channel)
+        .check(HealthCheckRequest::default())
+        .await
+        .map(|_| ())
+        .map_err(|s| format!("{s:?}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mutual_tls_admits_only_certificates_from_an_agency_ca() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = write_pki(dir.path());
+    let met_idp = TestProvider::start(
+        "met-police",
+        "ES256",
+        serde_json::json!([client("met-mash-system", "test-fixture-secret", "PC Reid", &["officer"])]),
+    )
+    .await
+    .unwrap();
+    let gateway = start(dir.path(), &met_idp.issuer, "required", false).await;
+    let addr = gateway.addr;
+    let tls13: &[&'static rustls::SupportedProtocolVersion] = &[&rustls::version::TLS13];
+
+    // No certificate, a certificate from a CA no agency uses, a
+    // self-signed certificate: all refused at the handshake.
+    assert!(health(addr, client_config(&pki, None, tls13)).await.is_err());
+    assert!(health(addr, client_config(&pki, Some(pki.rogue.issue(&["rogue"])), tls13)).await.is_err());
+    let self_signed = {
+        let key = KeyPair::generate().unwrap();
+        let cert = CertificateParams::new(vec!["met-system".to_owned()]).unwrap().self_signed(&key).unwrap();
+        (cert.der().clone(), key)
+    };
+    assert!(health(addr, client_config(&pki, Some(self_signed), tls13)).await.is_err());
+
+    // A certificate from the Met's CA is admitted.
+    let met_cert = pki.met.issue(&["met-mash-system"]);
+    let met_tls = client_config(&pki, Some((met_cert.0.clone(), KeyPair::from_pem(&met_cert.1.serialize_pem()).unwrap())), tls13);
+    health(addr, met_tls.clone()).await.unwrap();
+
+    // TLS 1.2 is refused unless configured.
+    let tls12: &[&'static rustls::SupportedProtocolVersion] = &[&rustls::version::TLS12];
+    let met_tls12 = client_config(&pki, Some((met_cert.0.clone(), KeyPair::from_pem(&met_cert.1.serialize_pem()).unwrap())), tls12);
+    assert!(health(addr, met_tls12).await.is_err());
+
+    // The token's agency must match the certificate's.
+    let token = met_idp.token(("met-mash-system", "test-fixture-secret")).await.unwrap();
+    let authed = |token: &str| {
+        let mut req = Request::new(pb::ListDatasetsRequest::default());
+        let value: MetadataValue<_> = format!("Bearer {token}").parse().unwrap();
+        req.metadata_mut().insert("authorization", value);
+        req
+    };
+    let mut sharing = SharingServiceClient::new(channel(addr, met_tls).await.unwrap());
+    sharing.list_datasets(authed(&token)).await.unwrap();
+    let hackney_cert = pki.hackney.issue(&["hackney-mash-system"]);
+    let hackney_tls = client_config(&pki, Some(hackney_cert), tls13);
+    let mut wrong = SharingServiceClient::new(channel(addr, hackney_tls).await.unwrap());
+    let err = wrong.list_datasets(authed(&token)).await.unwrap_err();
+    assert_eq!(err.code(), Code::Unauthenticated);
+    assert!(err.message().contains("another agency"), "{}", err.message());
+    gateway.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_post_quantum_hybrid_group_is_negotiated_when_both_sides_offer_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = write_pki(dir.path());
+    let gateway = start(dir.path(), "http://127.0.0.1:1", "none", false).await;
+    let tcp = TcpStream::connect(gateway.addr).await.unwrap();
+    let config = client_config(&pki, None, &[&rustls::version::TLS13]);
+    let tls = tokio_rustls::TlsConnector::from(config)
+        .connect(ServerName::try_from("localhost").unwrap(), tcp)
+        .await
+        .unwrap();
+    let (_, session) = tls.get_ref();
+    assert_eq!(session.protocol_version(), Some(rustls::ProtocolVersion::TLSv1_3));
+    assert_eq!(
+        session.negotiated_key_exchange_group().map(|g| g.name()),
+        Some(rustls::NamedGroup::X25519MLKEM768)
+    );
+    assert_eq!(session.alpn_protocol(), Some(&b"h2"[..]));
+    gateway.shutdown().await.unwrap();
+}

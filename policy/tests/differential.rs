@@ -1,0 +1,67 @@
+//! The engine and an independent Cedar translation of the same agreements and rules agree on
+//! allow and deny for every generated request.
+//!
+//! The translation lives in `tests/cedar/`; the generators in `tests/generate/`. A divergence
+//! fails with the policy set, the request, both answers and the Cedar text, and proptest shrinks
+//! the policy set first.
+
+mod cedar;
+mod generate;
+
+use std::cell::Cell;
+
+use cedar::CedarPolicy;
+use generate::scenario;
+use liaison_policy::PolicyEngine;
+use proptest::test_runner::{Config, TestCaseError, TestRunner};
+
+const POLICY_SETS: u32 = 1_000;
+const REQUESTS_PER_SET: usize = 100;
+
+#[test]
+fn cedar_and_the_engine_agree_on_every_generated_request() {
+    let mut runner = TestRunner::new(Config {
+        cases: POLICY_SETS,
+        failure_persistence: None,
+        ..Config::default()
+    });
+    let (sets, requests, allowed) = (Cell::new(0u64), Cell::new(0u64), Cell::new(0u64));
+    let result = runner.run(&scenario(3, 4, REQUESTS_PER_SET), |(set, seeds)| {
+        let engine = PolicyEngine::compile(&set)
+            .map_err(|e| TestCaseError::fail(format!("compile failed: {e}")))?;
+        let cedar = CedarPolicy::translate(&set);
+        for seed in &seeds {
+            let owned = seed.resolve(&set);
+            let req = owned.as_request();
+            let decision = engine.decide(&req);
+            let cedar_allows = cedar.allows(&req);
+            if decision.is_allowed() != cedar_allows {
+                return Err(TestCaseError::fail(format!(
+                    "divergence on {req:?}\nengine: {decision:?}\ncedar allows: {cedar_allows}\n\
+                     policy set: {set:#?}\ncedar:\n{}",
+                    cedar.text()
+                )));
+            }
+            requests.set(requests.get() + 1);
+            allowed.set(allowed.get() + u64::from(cedar_allows));
+        }
+        sets.set(sets.get() + 1);
+        Ok(())
+    });
+    if let Err(e) = result {
+        panic!("{e}");
+    }
+    let (sets, requests, allowed) = (sets.get(), requests.get(), allowed.get());
+    eprintln!("{requests} requests over {sets} policy sets, {allowed} allowed: 0 divergences");
+    assert!(sets >= u64::from(POLICY_SETS), "only {sets} policy sets");
+    assert!(requests >= 100_000, "only {requests} requests");
+    // Not vacuous: both answers are common.
+    assert!(
+        allowed * 10 > requests,
+        "only {allowed} of {requests} allowed"
+    );
+    assert!(
+        allowed * 10 < requests * 9,
+        "{allowed} of {requests} allowed"
+    );
+}
