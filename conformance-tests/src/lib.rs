@@ -6,4 +6,5 @@
 //! (`oidc-provider/`, the `oidc-provider` npm package) that tests use to
 //! obtain genuine tokens for test agencies.
 
+pub mod kit;
 pub mod oidc;

@@ -77,6 +77,37 @@ pub struct RowProblem {
     pub problem: String,
 }
 
+/// Where a change feed has got to: opaque to callers, who keep it and hand
+/// it back to resume. Each dataset's cursors are its own.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
+pub struct ChangeCursor(pub String);
+
+/// One change: a person whose data changed at the source.
+///
+/// A change names the person, not the rows: the subscriber reads the person
+/// again (with `fetch`), so what it receives goes through the same mapping,
+/// policy and minimisation as any read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Change {
+    /// The cursor just after this change; resuming from it skips it.
+    pub cursor: ChangeCursor,
+    /// The changed person's source id.
+    pub source_id: String,
+}
+
+/// A page of a change feed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Changes {
+    /// The changes after the cursor asked from, oldest first, at most the
+    /// limit asked for.
+    pub changes: Vec<Change>,
+    /// Where to resume: after the last change, or where the caller was when
+    /// there were none. With no cursor given, "now".
+    pub cursor: ChangeCursor,
+    /// Change rows that could not be read.
+    pub skipped: Vec<RowProblem>,
+}
+
 /// A source of people and records, seen through the common data model.
 ///
 /// Implementations must be cancellation-safe: the gateway applies its own
@@ -101,6 +132,21 @@ pub trait Connector: Send + Sync + std::fmt::Debug + 'static {
         source_id: &'a str,
         kinds: &'a [RecordKind],
     ) -> BoxFuture<'a, Result<Fetched, ConnectorError>>;
+
+    /// Reads the change feed after `after`, at most `limit` changes; with no
+    /// cursor, returns none and the cursor for "now". Delivery is at least
+    /// once: a caller that resumes from an older cursor sees changes again,
+    /// so it keeps the cursor only once it has acted on the changes. The
+    /// default is a dataset without a change feed.
+    fn changes<'a>(
+        &'a self,
+        after: Option<&'a ChangeCursor>,
+        limit: usize,
+    ) -> BoxFuture<'a, Result<Changes, ConnectorError>> {
+        let _ = (after, limit);
+        let dataset = self.descriptor().id.clone();
+        Box::pin(async move { Err(ConnectorError::ChangesNotOffered { dataset }) })
+    }
 
     /// Reaches the source and checks the mapping against it, for
     /// `liaison config check` and readiness probes. Connectors that cannot

@@ -111,7 +111,7 @@ pub enum ConnectorError {
     DeadlineExceeded {
         /// The dataset.
         dataset: String,
-        /// `search`, `fetch` or `check`.
+        /// `search`, `fetch`, `changes` or `check`.
         operation: &'static str,
         /// The deadline that passed.
         after: Duration,
@@ -146,6 +146,21 @@ pub enum ConnectorError {
         /// What failed, without URLs or credentials.
         reason: String,
     },
+    /// The caller resumed a change feed from a cursor the dataset could
+    /// not have issued.
+    #[error("dataset `{dataset}` did not issue change cursor `{cursor}`")]
+    InvalidCursor {
+        /// The dataset.
+        dataset: String,
+        /// The cursor as given, shortened if long.
+        cursor: String,
+    },
+    /// The dataset offers no change feed.
+    #[error("dataset `{dataset}` offers no change feed")]
+    ChangesNotOffered {
+        /// The dataset.
+        dataset: String,
+    },
     /// An HTTP source answered with an error status.
     #[error("dataset `{dataset}`: request `{request}` was answered with status {status}")]
     HttpStatus {
@@ -173,7 +188,9 @@ impl ConnectorError {
     /// Whose fault the error is.
     pub fn fault(&self) -> Fault {
         match self {
-            Self::InvalidQuery { .. } | Self::InvalidSourceId { .. } => Fault::Caller,
+            Self::InvalidQuery { .. }
+            | Self::InvalidSourceId { .. }
+            | Self::InvalidCursor { .. } => Fault::Caller,
             Self::Unavailable { .. }
             | Self::QueryFailed { .. }
             | Self::Synthetic { .. }
@@ -184,15 +201,17 @@ impl ConnectorError {
             | Self::BadResponse { .. } => Fault::Source,
             // Refused credentials or a path the source does not know are
             // the operator's to fix; anything else is the source failing.
-            Self::HttpStatus { status, .. } if matches!(status, 400 | 401 | 403 | 404 | 405) => {
-                Fault::Configuration
-            }
+            Self::HttpStatus {
+                status: 400 | 401 | 403 | 404 | 405,
+                ..
+            } => Fault::Configuration,
             Self::HttpStatus { .. } => Fault::Source,
             Self::InvalidConfig { .. }
             | Self::ReadConfig { .. }
             | Self::ParseConfig { .. }
             | Self::DuplicateDataset(_)
-            | Self::Mapping { .. } => Fault::Configuration,
+            | Self::Mapping { .. }
+            | Self::ChangesNotOffered { .. } => Fault::Configuration,
         }
     }
 }

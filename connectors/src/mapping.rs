@@ -77,6 +77,10 @@ pub struct Mapping {
     /// JSON over HTTP only: the most pages read for one list. Defaults to 10.
     #[serde(default)]
     pub max_pages: Option<usize>,
+    /// SQL only: the change feed, read by polling from a high-water mark.
+    /// Without it the dataset offers no change feed.
+    #[serde(default)]
+    pub changes: Option<ChangesMapping>,
     /// How people are found and read.
     pub person: PersonMapping,
     /// How each kind of record linked to a person is read; kinds left out
@@ -407,6 +411,33 @@ pub struct RelationshipFields {
     /// `relationship.related_name`.
     #[serde(default)]
     pub related_name: Option<FieldSpec>,
+}
+
+/// A change feed read by polling: each row of `sql` says that a person's
+/// data changed, with a cursor that only ever grows.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChangesMapping {
+    /// The changes after `:after` (NULL for "from the start"), in cursor
+    /// order, at most `:limit` rows, such as `SELECT CHANGE_SEQ, NOM_ID
+    /// FROM CHANGE_LOG WHERE (:after IS NULL OR CHANGE_SEQ > :after) ORDER
+    /// BY CHANGE_SEQ LIMIT :limit`.
+    pub sql: String,
+    /// One row holding the latest cursor value, for a feed that starts
+    /// "from now", such as `SELECT MAX(CHANGE_SEQ) AS CHANGE_SEQ FROM
+    /// CHANGE_LOG LIMIT :limit`.
+    pub head_sql: String,
+    /// The column holding each change's cursor. Its values MUST strictly
+    /// increase in the order changes happen (a sequence, not a time two
+    /// changes can share), or a change can be missed.
+    pub cursor: String,
+    /// Whether cursors are integers (bound as such) or text. Defaults to
+    /// text.
+    #[serde(default)]
+    pub cursor_type: SourceIdType,
+    /// The changed person's source id, as a template over the row's
+    /// columns, such as `{NOM_ID}`.
+    pub person_source_id: String,
 }
 
 /// One request of a JSON over HTTP source.

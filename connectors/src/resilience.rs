@@ -25,7 +25,8 @@ use tokio::time::Instant;
 use tracing::Instrument;
 
 use crate::{
-    BoxFuture, Connector, ConnectorError, DatasetDescriptor, Fault, Fetched, Found, PersonQuery,
+    BoxFuture, ChangeCursor, Changes, Connector, ConnectorError, DatasetDescriptor, Fault, Fetched,
+    Found, PersonQuery,
 };
 
 /// Resilience settings for one connector, under `[resilience]` in its
@@ -135,10 +136,16 @@ pub(crate) struct Breaker {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum BreakerState {
-    Closed { failures: u32 },
-    Open { until: Instant },
+    Closed {
+        failures: u32,
+    },
+    Open {
+        until: Instant,
+    },
     /// The cool-down is over; `trial` is whether the one trial call is out.
-    HalfOpen { trial: bool },
+    HalfOpen {
+        trial: bool,
+    },
 }
 
 /// What the breaker allows a call to do.
@@ -166,6 +173,7 @@ pub(crate) enum Outcome {
 enum Operation {
     Search,
     Fetch,
+    Changes,
     Check,
 }
 
@@ -254,6 +262,7 @@ impl Operation {
         match self {
             Self::Search => "search",
             Self::Fetch => "fetch",
+            Self::Changes => "changes",
             Self::Check => "check",
         }
     }
@@ -382,10 +391,7 @@ impl Resilient {
             inner,
             slots: Semaphore::new(settings.max_concurrency),
             waiting: AtomicUsize::new(0),
-            breaker: Mutex::new(Breaker::new(
-                settings.failure_threshold,
-                settings.cool_down,
-            )),
+            breaker: Mutex::new(Breaker::new(settings.failure_threshold, settings.cool_down)),
             circuit: AtomicU8::new(CircuitState::Closed.to_u8()),
             counters: Counters::default(),
             settings,
@@ -441,7 +447,9 @@ impl Resilient {
 
     /// The ceiling of the backoff before retry number `retry` (1-based).
     fn backoff_ceiling(&self, retry: u32) -> Duration {
-        let factor = 1u32.checked_shl(retry.saturating_sub(1)).unwrap_or(u32::MAX);
+        let factor = 1u32
+            .checked_shl(retry.saturating_sub(1))
+            .unwrap_or(u32::MAX);
         self.settings
             .backoff_base
             .saturating_mul(factor)
@@ -622,6 +630,17 @@ impl Connector for Resilient {
     ) -> BoxFuture<'a, Result<Fetched, ConnectorError>> {
         Box::pin(self.call(Operation::Fetch, true, move || {
             self.inner.fetch(source_id, kinds)
+        }))
+    }
+
+    fn changes<'a>(
+        &'a self,
+        after: Option<&'a ChangeCursor>,
+        limit: usize,
+    ) -> BoxFuture<'a, Result<Changes, ConnectorError>> {
+        // Reading a feed from a cursor is a read like any other.
+        Box::pin(self.call(Operation::Changes, true, move || {
+            self.inner.changes(after, limit)
         }))
     }
 

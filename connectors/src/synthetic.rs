@@ -18,6 +18,7 @@
 //! | `DASH_RISK` | `RISK_ID`, `NOM_ID`, `RISK_LVL` (`H`/`M`/`S`), `ASSESS_DT` (`DD/MM/YYYY HH:MM`), `NOTES` |
 //! | `CHILD_CONCERN` | `CONCERN_ID`, `NOM_ID`, `CONCERN_CD` (`NEG`, `PHY`, `EMO`, `SEX`, `EXP`), `DETAIL`, `RAISED` (`YYYY-MM-DD`), `STATUS_CD` (`O`/`R`/`C`), `OIC_TEAM` |
 //! | `ASSOC` | `NOM_ID`, `ASSOC_NOM_ID`, `REL_CD` (`PAR`, `CHI`, `SIB`, `PTR`, `EXP`, `ASC`), one row per direction |
+//! | `CHANGE_LOG` | `CHANGE_SEQ` integer, only ever growing, `NOM_ID`, `CHANGED_AT` (`YYYYMMDDHHMMSS`); one row per change to a person |
 //!
 //! # The fixed people
 //!
@@ -95,6 +96,8 @@ pub struct SyntheticSummary {
     pub child_concerns: usize,
     /// `ASSOC` rows (one per direction).
     pub associations: usize,
+    /// `CHANGE_LOG` rows, one per person.
+    pub changes: usize,
     /// The fixed people's source ids.
     pub fixed: FixedPeople,
 }
@@ -181,6 +184,7 @@ const SCHEMA: &[&str] = &[
     "DROP TABLE IF EXISTS DASH_RISK",
     "DROP TABLE IF EXISTS CHILD_CONCERN",
     "DROP TABLE IF EXISTS ASSOC",
+    "DROP TABLE IF EXISTS CHANGE_LOG",
     "CREATE TABLE NOMINAL (NOM_ID INTEGER PRIMARY KEY, SURNAME TEXT, FORENAME_1 TEXT, \
      FORENAME_2 TEXT, DOB TEXT, SEX TEXT, PNC_REF TEXT, NHS_NO TEXT, LAST_UPD TEXT)",
     "CREATE TABLE NOMINAL_ADDR (ADDR_ID INTEGER PRIMARY KEY, NOM_ID INTEGER, ADDR_1 TEXT, \
@@ -195,6 +199,7 @@ const SCHEMA: &[&str] = &[
     "CREATE TABLE CHILD_CONCERN (CONCERN_ID INTEGER PRIMARY KEY, NOM_ID INTEGER, \
      CONCERN_CD TEXT, DETAIL TEXT, RAISED TEXT, STATUS_CD TEXT, OIC_TEAM TEXT)",
     "CREATE TABLE ASSOC (NOM_ID INTEGER, ASSOC_NOM_ID INTEGER, REL_CD TEXT)",
+    "CREATE TABLE CHANGE_LOG (CHANGE_SEQ INTEGER PRIMARY KEY, NOM_ID INTEGER, CHANGED_AT TEXT)",
     "CREATE INDEX NOMINAL_ADDR_NOM ON NOMINAL_ADDR (NOM_ID)",
     "CREATE INDEX OCC_NOM_LINK_NOM ON OCC_NOM_LINK (NOM_ID)",
     "CREATE INDEX WARN_FLAG_NOM ON WARN_FLAG (NOM_ID)",
@@ -218,6 +223,8 @@ const INSERT_DASH: &str = "INSERT INTO DASH_RISK (RISK_ID, NOM_ID, RISK_LVL, ASS
 const INSERT_CONCERN: &str = "INSERT INTO CHILD_CONCERN (CONCERN_ID, NOM_ID, CONCERN_CD, DETAIL, \
      RAISED, STATUS_CD, OIC_TEAM) VALUES ($1, $2, $3, $4, $5, $6, $7)";
 const INSERT_ASSOC: &str = "INSERT INTO ASSOC (NOM_ID, ASSOC_NOM_ID, REL_CD) VALUES ($1, $2, $3)";
+const INSERT_CHANGE: &str =
+    "INSERT INTO CHANGE_LOG (CHANGE_SEQ, NOM_ID, CHANGED_AT) VALUES ($1, $2, $3)";
 
 const GIVEN_FEMALE: &[&str] = &[
     "Amelia", "Olivia", "Isla", "Ava", "Mia", "Ivy", "Lily", "Freya", "Grace", "Sophie", "Chloe",
@@ -370,6 +377,7 @@ impl Rows {
             risk_assessments: self.count(INSERT_DASH),
             child_concerns: self.count(INSERT_CONCERN),
             associations: self.count(INSERT_ASSOC),
+            changes: self.count(INSERT_CHANGE),
             fixed: FixedPeople {
                 leah_marsh: LEAH_MARSH.to_owned(),
                 kerry_marsh: KERRY_MARSH.to_owned(),
@@ -401,6 +409,19 @@ impl Generator {
             let id = 200_001 + i64::try_from(i).unwrap_or(0);
             self.random_person(id, previous);
             previous = Some(id);
+        }
+        // One change per person, in the order they were written: the feed a
+        // change-log table gives (`CHANGE_SEQ` only ever grows).
+        let people: Vec<(Value, Value)> = self
+            .rows
+            .inserts
+            .iter()
+            .filter(|i| i.sql == INSERT_NOMINAL)
+            .filter_map(|i| Some((i.values.first()?.clone(), i.values.get(8)?.clone())))
+            .collect();
+        for (seq, (id, updated)) in (1..).zip(people) {
+            self.rows
+                .push(INSERT_CHANGE, vec![Value::Int(seq), id, updated]);
         }
         self.rows
     }
@@ -994,4 +1015,3 @@ mod tests {
         assert_eq!(hostile_narrative().trim().len(), 100 * 1024);
     }
 }
-

@@ -1,9 +1,10 @@
 //! The caller's W3C trace context, carried to connectors that can pass it
 //! on to their source (the JSON over HTTP connector sends `traceparent`).
 //!
-//! It rides in a task-local rather than a parameter of [`Connector`]
-//! (crate::Connector), so the trait and every connector that has no use for
-//! it stay as they are. The gateway wraps each connector call:
+//! It rides in a task-local rather than a parameter of
+//! [`Connector`](crate::Connector), so the trait and every connector that
+//! has no use for it stay as they are. The gateway wraps each connector
+//! call:
 //!
 //! ```
 //! # async fn demo(connector: &dyn liaison_connectors::Connector) {
@@ -43,7 +44,9 @@ impl TraceParent {
             return None;
         };
         let hex = |s: &str, len: usize| {
-            s.len() == len && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+            s.len() == len
+                && s.bytes()
+                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
         };
         let zeros = |s: &str| s.bytes().all(|b| b == b'0');
         let ok = version == "00"

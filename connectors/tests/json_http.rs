@@ -164,9 +164,8 @@ fn leah_records() -> Vec<Record> {
             sensitivity_markers: Vec::new(),
             body: Some(Body::SafeguardingConcern(SafeguardingConcern {
                 category: "neglect".into(),
-                summary:
-                    "Missed immunisations and dental appointments; health visitor concerned."
-                        .into(),
+                summary: "Missed immunisations and dental appointments; health visitor concerned."
+                    .into(),
                 raised_at: Some(at(time::macros::datetime!(2024-03-04 10:00:00 UTC))),
                 status: "open".into(),
                 lead: "Named nurse for safeguarding children".into(),
@@ -208,7 +207,10 @@ async fn finds_and_fetches_leah_through_the_mapping() {
     assert_eq!(fetched.records, leah_records());
     assert_eq!(fetched.skipped, vec![]);
 
-    let only_alerts = c.fetch("H1001", &[RecordKind::WarningMarker]).await.unwrap();
+    let only_alerts = c
+        .fetch("H1001", &[RecordKind::WarningMarker])
+        .await
+        .unwrap();
     assert_eq!(only_alerts.records, leah_records()[..1]);
 
     let nobody = c.fetch("H9999", &[]).await.unwrap();
@@ -234,7 +236,11 @@ async fn searches_follow_next_links_within_their_bounds() {
             .iter()
             .all(|p| p.names[0].family_name == "PATEL")
     );
-    assert_eq!(f.server.requests() - before, 2, "two pages hold three people");
+    assert_eq!(
+        f.server.requests() - before,
+        2,
+        "two pages hold three people"
+    );
 
     // `max_pages = 5` bounds the walk whatever the limit.
     let before = f.server.requests();
@@ -265,7 +271,10 @@ async fn hostile_values_are_dropped_and_reported() {
         .iter()
         .map(|r| r.record_id.as_str())
         .collect();
-    assert_eq!(ids, vec!["health-api:ALERT/AL-5", "health-api:SAFEGUARDING/SG-2"]);
+    assert_eq!(
+        ids,
+        vec!["health-api:ALERT/AL-5", "health-api:SAFEGUARDING/SG-2"]
+    );
     let problems: Vec<String> = fetched
         .skipped
         .iter()
@@ -339,7 +348,10 @@ async fn unusable_answers_are_contained_errors() {
         );
     }
     // A path separator in an id stays inside its segment.
-    assert_eq!(c.fetch("H1001/alerts", &[]).await.unwrap(), Default::default());
+    assert_eq!(
+        c.fetch("H1001/alerts", &[]).await.unwrap(),
+        Default::default()
+    );
 }
 
 #[tokio::test]
@@ -356,14 +368,17 @@ async fn next_links_to_another_host_are_refused() {
         "dataset `health-api`: request `person.search` got an unusable answer: a link points to another host"
     );
     assert_eq!(err.fault(), Fault::Source);
-    assert_eq!(f.server.requests() - before, 1, "the foreign link is never asked");
+    assert_eq!(
+        f.server.requests() - before,
+        1,
+        "the foreign link is never asked"
+    );
 }
 
 #[tokio::test]
 async fn credentials_and_trace_context_are_sent() {
     let f = fixture().await;
-    let parent =
-        TraceParent::parse("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01");
+    let parent = TraceParent::parse("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01");
     with_trace_parent(parent, f.connector.fetch("H1002", &[]))
         .await
         .unwrap();
@@ -402,7 +417,10 @@ async fn the_middleware_retries_a_briefly_failing_api_and_bounds_a_stalled_one()
     let started = Instant::now();
     let err = c.fetch("stall", &[]).await.unwrap_err();
     let took = started.elapsed();
-    assert!(matches!(err, ConnectorError::DeadlineExceeded { .. }), "{err:?}");
+    assert!(
+        matches!(err, ConnectorError::DeadlineExceeded { .. }),
+        "{err:?}"
+    );
     assert!(
         took >= Duration::from_millis(300) && took < Duration::from_millis(600),
         "{took:?}"

@@ -42,8 +42,19 @@ async fn hostile_data_on_postgres() {
 
 #[tokio::test]
 async fn the_mapping_checks_against_postgres() {
-    let (db, c, _) = postgres_police().await;
+    let (db, c, summary) = postgres_police().await;
     c.check().await.unwrap();
+    // The change feed's integer cursor binds as PostgreSQL's `int8`.
+    let now = c.changes(None, 10).await.unwrap();
+    assert_eq!(now.cursor.0, summary.changes.to_string());
+    let start = liaison_connectors::ChangeCursor(String::new());
+    let first = c.changes(Some(&start), 2).await.unwrap();
+    let ids: Vec<&str> = first
+        .changes
+        .iter()
+        .map(|ch| ch.source_id.as_str())
+        .collect();
+    assert_eq!(ids, vec!["100001", "100002"]);
     c.close().await;
     drop(db);
 }

@@ -197,3 +197,90 @@ async fn the_connector_never_writes_to_sqlite() {
     assert_eq!(err.fault(), Fault::Source);
     assert!(err.to_string().contains("readonly"), "{err}");
 }
+
+#[tokio::test]
+async fn every_kind_is_built_behind_the_middleware_with_its_settings() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("rms.db").display());
+    liaison_connectors::synthetic::generate_police_rms(&url, 5, 1)
+        .await
+        .unwrap();
+    let server = liaison_connectors::synthetic::health::HealthServer::start(5, 1)
+        .await
+        .unwrap();
+    let token = dir.path().join("token");
+    std::fs::write(&token, "t").unwrap();
+    let exports = dir.path().join("exports");
+    liaison_connectors::synthetic::council::write_council_export(&exports, 5, 1, false).unwrap();
+    let examples = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
+    let text = format!(
+        r#"
+[[connectors]]
+kind = "sql"
+id = "police-rms"
+agency = "eastborough-police"
+title = "Police"
+system = "Synthetic RMS"
+url = "{url}"
+mapping_file = "{examples}/police-rms.toml"
+resilience = {{ deadline_ms = 750, max_concurrency = 2 }}
+
+[[connectors]]
+kind = "json-http"
+id = "health-api"
+agency = "eastborough-health"
+title = "Health"
+system = "Synthetic PAS"
+base_url = "{base}"
+headers = [{{ name = "Authorization", value_file = "{token}", prefix = "Bearer " }}]
+mapping_file = "{examples}/health-api.toml"
+
+[[connectors]]
+kind = "csv-folder"
+id = "council-csv"
+agency = "eastborough-council"
+title = "Council"
+system = "Synthetic CMS"
+folder = "{exports}"
+settle_ms = 0
+mapping_file = "{examples}/council-csv.toml"
+"#,
+        examples = examples.display(),
+        base = server.base_url(),
+        token = token.display(),
+        exports = exports.display(),
+    );
+    #[derive(serde::Deserialize)]
+    struct File {
+        connectors: Vec<ConnectorConfig>,
+    }
+    let file: File = toml::from_str(&text).unwrap();
+    let registry = Registry::from_configs(&file.connectors).await.unwrap();
+    let ids: Vec<&str> = registry
+        .iter()
+        .map(|c| c.descriptor().id.as_str())
+        .collect();
+    assert_eq!(ids, vec!["council-csv", "health-api", "police-rms"]);
+    for id in ids {
+        let c = registry.get(id).unwrap();
+        let fetched = c.fetch("nobody", &[]).await;
+        // Integer ids refuse `nobody`; the others find no one.
+        assert!(fetched.is_ok() || id == "police-rms", "{id}: {fetched:?}");
+        let stats = registry.stats(id).unwrap();
+        assert_eq!(stats.calls, 1, "{id}");
+        assert_eq!(stats.circuit, liaison_connectors::CircuitState::Closed);
+    }
+    assert_eq!(registry.all_stats().len(), 3);
+
+    let mut bad = file.connectors;
+    bad.truncate(1);
+    let ConnectorConfig::Sql(sql) = &mut bad[0] else {
+        panic!("not sql")
+    };
+    sql.resilience.deadline_ms = 0;
+    let err = Registry::from_configs(&bad).await.unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "connector `police-rms` is misconfigured: resilience.deadline_ms: must be at least 1"
+    );
+}

@@ -100,6 +100,7 @@ where
                 .get(http::header::AUTHORIZATION)
                 .and_then(|v| v.to_str().ok())
                 .map(str::to_owned);
+            let peer = tls::peer(req.extensions());
             let result = match header.as_deref() {
                 None => Err(GatewayError::Unauthenticated {
                     reason: "TOKEN_MISSING",
@@ -109,14 +110,22 @@ where
                     .strip_prefix("Bearer ")
                     .or_else(|| h.strip_prefix("bearer "))
                 {
-                    Some(token) => registry.authenticate(token.trim()).await,
+                    // A token bound to a client certificate (RFC 8705) is
+                    // only good on a connection presenting that certificate.
+                    Some(token) => {
+                        registry
+                            .authenticate_bound(
+                                token.trim(),
+                                peer.certificate_sha256.as_ref().map(|h| &h[..]),
+                            )
+                            .await
+                    }
                     None => Err(GatewayError::Unauthenticated {
                         reason: "TOKEN_MISSING",
                         message: "the authorization header must carry a bearer token".into(),
                     }),
                 },
             };
-            let peer = tls::peer(req.extensions());
             // With mutual TLS, the certificate's agency and the token's must
             // agree: one agency's system cannot present another's tokens.
             let result = result.and_then(|p| match &peer.agency {

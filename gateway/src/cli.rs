@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::{audit_cli, config::Config, demo, query, server};
+use crate::{audit_cli, config::Config, demo, policy_cli, query, server};
 
 /// Liaison: a gateway for lawful, minimal and accountable sharing of
 /// safeguarding information between agencies.
@@ -51,6 +51,12 @@ pub enum Command {
         #[command(subcommand)]
         command: AuditCommand,
     },
+    /// Check, test and explain policy offline.
+    Policy {
+        /// What to do.
+        #[command(subcommand)]
+        command: PolicyCommand,
+    },
     /// Work with configuration.
     Config {
         /// What to do.
@@ -65,6 +71,42 @@ pub enum AuditCommand {
     /// Recompute every entry's hash and the chain; report the first broken
     /// entry.
     Verify(LedgerArgs),
+}
+
+/// `liaison policy …`
+#[derive(Debug, Subcommand)]
+pub enum PolicyCommand {
+    /// Lint a policy file: unknown agencies, datasets and fields, dead or
+    /// shadowed rules, agreements past their end or review date, and an
+    /// unsafe casbin model. Exit code 1 on any error.
+    Check {
+        /// A gateway configuration file; its policy, agencies, datasets
+        /// and the published field paths are checked together.
+        #[arg(long, short, conflicts_with = "policy")]
+        config: Option<PathBuf>,
+        /// A policy file on its own.
+        #[arg(long)]
+        policy: Option<PathBuf>,
+    },
+    /// Run a file of expected decisions (YAML or TOML) against a policy,
+    /// for an agency's policy CI. Exit code 1 if any case fails.
+    Test {
+        /// The cases file.
+        cases: PathBuf,
+        /// The policy file, instead of the one the cases file names.
+        #[arg(long)]
+        policy: Option<PathBuf>,
+    },
+    /// Explain, in words a DPO understands, how policy decides one request
+    /// (a YAML or TOML file with agency, roles, action, dataset, purpose,
+    /// isa and at).
+    Explain {
+        /// The request file.
+        request: PathBuf,
+        /// The policy file.
+        #[arg(long)]
+        policy: PathBuf,
+    },
 }
 
 /// `liaison config …`
@@ -129,6 +171,7 @@ pub async fn run(cli: Cli) -> i32 {
         Command::Audit {
             command: AuditCommand::Verify(args),
         } => audit_cli::verify(args).await,
+        Command::Policy { command } => policy_cli::run(command),
         Command::Config {
             command: ConfigCommand::Check { config },
         } => {

@@ -40,6 +40,9 @@ pub struct Config {
     /// The legacy systems this gateway speaks for.
     #[serde(default, rename = "connector")]
     pub connectors: Vec<liaison_connectors::ConnectorConfig>,
+    /// The DPO web console on its own listener; absent, none is served.
+    #[serde(default)]
+    pub console: Option<crate::console::ConsoleConfig>,
     /// The directory relative paths are resolved against (the config file's).
     #[serde(skip)]
     pub base_dir: PathBuf,
@@ -442,6 +445,9 @@ impl Config {
                 key: "server.max_message_bytes".into(),
                 message: "must be between 1 KiB and 64 MiB".into(),
             });
+        }
+        if let Some(console) = &self.console {
+            out.extend(console.validate(&self.issuers, text));
         }
         out.sort_by_key(|p| p.line);
         out

@@ -8,6 +8,7 @@ pub mod console;
 pub mod demo;
 pub mod error;
 pub mod identity;
+pub mod policy_cli;
 pub mod query;
 pub mod server;
 pub mod services;

@@ -133,6 +133,26 @@ pub async fn start(
         TrustRegistry::from_config(&config, http).map_err(|e| StartError::Other(e.to_string()))?,
     );
 
+    let console = match &config.console {
+        Some(cc) => {
+            let state = crate::console::ConsoleState::new(cc, &config, trust.clone())
+                .map_err(|e| StartError::Other(e.to_string()))?;
+            let listener = TcpListener::bind(cc.listen)
+                .await
+                .map_err(|e| StartError::Listen {
+                    addr: cc.listen,
+                    message: e.to_string(),
+                })?;
+            tracing::info!(addr = %cc.listen, "console serving");
+            Some(tokio::spawn(async move {
+                if let Err(e) = axum::serve(listener, crate::console::router(state)).await {
+                    tracing::error!(error = %e, "console stopped");
+                }
+            }))
+        }
+        None => None,
+    };
+
     let stack = ShareStackBuilder {
         ledger: ledger.clone(),
         policy: policy.clone(),
@@ -209,6 +229,9 @@ pub async fn start(
         health_reporter
             .set_not_serving::<SharingServiceServer<Sharing>>()
             .await;
+        if let Some(console) = console {
+            console.abort();
+        }
     };
     let task = match &config.server.tls {
         Some(tls) => {

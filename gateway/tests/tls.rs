@@ -222,7 +222,34 @@ async fn mutual_tls_admits_only_certificates_from_an_agency_ca() {
     let err = wrong.list_datasets(authed(&token)).await.unwrap_err();
     assert_eq!(err.code(), Code::Unauthenticated);
     assert!(err.message().contains("another agency"), "{}", err.message());
+
+    // A certificate-bound token (RFC 8705) works only on a connection that
+    // presents the certificate it is bound to.
+    let bound = bound_token(&met_idp, &met_cert.0).await;
+    sharing.list_datasets(authed(&bound)).await.unwrap();
+    let other_met = pki.met.issue(&["met-other-system"]);
+    let mut other = SharingServiceClient::new(channel(addr, client_config(&pki, Some(other_met), tls13)).await.unwrap());
+    let err = other.list_datasets(authed(&bound)).await.unwrap_err();
+    assert_eq!(err.code(), Code::Unauthenticated, "{err:?}");
     gateway.shutdown().await.unwrap();
+}
+
+/// A token signed with the provider's real key and bound to `cert`.
+async fn bound_token(idp: &TestProvider, cert: &CertificateDer<'static>) -> String {
+    use base64::Engine;
+    use sha2::Digest;
+    let key = idp.private_keys_pem().await.unwrap().remove(0);
+    let thumbprint = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(sha2::Sha256::digest(cert.as_ref()));
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let claims = serde_json::json!({
+        "iss": idp.issuer, "sub": "met-mash-system", "aud": "liaison", "client_id": "met-mash-system",
+        "iat": now, "nbf": now, "exp": now + 300, "roles": ["officer"],
+        "cnf": { "x5t#S256": thumbprint },
+    });
+    let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES256);
+    header.kid = Some(key.kid);
+    let signing = jsonwebtoken::EncodingKey::from_ec_pem(key.private_pem.as_bytes()).unwrap();
+    jsonwebtoken::encode(&header, &claims, &signing).unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -243,5 +270,8 @@ async fn the_post_quantum_hybrid_group_is_negotiated_when_both_sides_offer_it() 
         Some(rustls::NamedGroup::X25519MLKEM768)
     );
     assert_eq!(session.alpn_protocol(), Some(&b"h2"[..]));
+    // An open connection that never speaks HTTP/2 would hold up a graceful
+    // shutdown until its idle timeout.
+    drop(tls);
     gateway.shutdown().await.unwrap();
 }

@@ -17,8 +17,8 @@ use std::hash::{BuildHasher, Hash, RandomState};
 use crate::decision::{Decision, DecisionRequest};
 use crate::isa::Action;
 
-/// How many decisions an engine keeps unless told otherwise: a few days of distinct questions for
-/// a large deployment, at a few kilobytes at most each.
+/// How many decisions an engine keeps unless told otherwise: about a kilobyte each with its key,
+/// so some 20 MB at most, for more distinct questions than a large deployment asks in a day.
 pub(crate) const DEFAULT_CAPACITY: usize = 16_384;
 
 /// Independent locks, so concurrent decisions rarely wait on one another.

@@ -643,8 +643,23 @@ fn parse<T: for<'de> Deserialize<'de>>(
                 .location()
                 .and_then(|l| usize::try_from(l.line()).ok())
                 .filter(|line| *line > 0),
-            message: one_line(&e.to_string()),
+            message: yaml_message(&e),
         }),
+    }
+}
+
+/// serde-saphyr's message without its source snippet, and with the column first, since the
+/// line is carried beside it: `unknown field at line 3, column 5` becomes
+/// `column 5: unknown field`.
+fn yaml_message(e: &serde_saphyr::Error) -> String {
+    let text = e.without_snippet().to_string();
+    let text = one_line(&text);
+    match text.rsplit_once(" at line ") {
+        Some((message, location)) => match location.split_once(", column ") {
+            Some((_, column)) => format!("column {column}: {message}"),
+            None => message.to_owned(),
+        },
+        None => text,
     }
 }
 

@@ -277,7 +277,15 @@ fn malformed_files_are_refused_with_a_line() {
         panic!("{err:?}");
     };
     assert_eq!(*line, Some(3), "{err}");
-    assert!(message.contains("maybe"), "{message}");
+    assert_eq!(
+        message,
+        "column 25: unknown variant `maybe`, expected one of allow, deny"
+    );
+    assert_eq!(
+        err.to_string(),
+        "test cases are not valid at line 3: column 25: unknown variant `maybe`, expected one of \
+         allow, deny"
+    );
 
     let err = TestCases::from_yaml("cases:\n  - name: x\n    colour: red\n").unwrap_err();
     assert!(err.to_string().contains("colour"), "{err}");

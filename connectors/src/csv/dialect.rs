@@ -88,8 +88,5 @@ fn file(c: &mut Compiler<'_>, key: &str, name: Option<&str>, mut columns: Vec<St
     };
     columns.sort();
     columns.dedup();
-    CsvFile {
-        name,
-        columns,
-    }
+    CsvFile { name, columns }
 }

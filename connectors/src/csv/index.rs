@@ -41,7 +41,7 @@ pub(crate) enum Outcome {
     /// A changed file is not complete yet; look again after `retry_in`.
     NotReady { retry_in: Duration },
     /// A new export was read.
-    Loaded(Index),
+    Loaded(Box<Index>),
 }
 
 /// What an index was read from, and what it skipped.
@@ -161,7 +161,11 @@ impl Index {
             None => {
                 // Only a given name: the people whose given names start
                 // with it, found by range in sorted order.
-                let prefix = terms.given_name.as_deref().unwrap_or_default().to_lowercase();
+                let prefix = terms
+                    .given_name
+                    .as_deref()
+                    .unwrap_or_default()
+                    .to_lowercase();
                 self.by_given
                     .range(prefix.clone()..)
                     .take_while(|(name, _)| name.starts_with(&prefix))
@@ -226,7 +230,10 @@ pub(crate) fn refresh(
     if current.is_some_and(|index| index.versions == versions) {
         return Ok(Outcome::Unchanged);
     }
-    if versions.get(&plan.person.access.name).is_none_or(Option::is_none) {
+    if versions
+        .get(&plan.person.access.name)
+        .is_none_or(Option::is_none)
+    {
         return match current {
             // Between an exporter removing the old file and renaming the new
             // one into place; the index in service stays.
@@ -241,7 +248,7 @@ pub(crate) fn refresh(
         return Ok(Outcome::NotReady { retry_in: wait });
     }
     let index = read(settings, plan, versions, generation + 1)?;
-    Ok(Outcome::Loaded(index))
+    Ok(Outcome::Loaded(Box::new(index)))
 }
 
 /// Whether `<path>.done` exists and was written no earlier than the file.
@@ -281,7 +288,9 @@ fn read(
 
     let person_file = &plan.person.access;
     let rows = read_rows(settings, plan, person_file, &mut report)?;
-    report.rows.insert(person_file.name.clone(), rows.lines.len());
+    report
+        .rows
+        .insert(person_file.name.clone(), rows.lines.len());
     for (row, line) in rows.set.iter().zip(&rows.lines) {
         let read = plan.read_person(&row);
         let problems = located(&person_file.name, *line, read.problems, &mut report);
@@ -390,10 +399,7 @@ fn read_records(
                     file: file.name.clone(),
                     line: *line,
                     source_id: String::new(),
-                    problem: format!(
-                        "`{}.person_source_id`: {why}; row skipped",
-                        record_plan.key
-                    ),
+                    problem: format!("`{}.person_source_id`: {why}; row skipped", record_plan.key),
                 });
                 continue;
             }
@@ -469,7 +475,11 @@ fn read_rows(
         .map(|(i, h)| {
             let h = String::from_utf8_lossy(h);
             // A byte-order mark is not part of the first column's name.
-            let h = if i == 0 { h.trim_start_matches('\u{feff}') } else { &h };
+            let h = if i == 0 {
+                h.trim_start_matches('\u{feff}')
+            } else {
+                &h
+            };
             h.trim().to_owned()
         })
         .collect();

@@ -40,9 +40,9 @@ use parking_lot::Mutex;
 use serde::Deserialize;
 use tokio::sync::{Notify, watch};
 
-pub use self::index::{LoadProblem, LoadReport};
 use self::dialect::Csv;
 use self::index::{Index, Snapshot};
+pub use self::index::{LoadProblem, LoadReport};
 use crate::config::{identity_problems, load_mapping};
 use crate::error::excerpt;
 use crate::map::compile::{self, Plan};
@@ -50,9 +50,7 @@ use crate::map::reader::MAX_SOURCE_ID_BYTES;
 use crate::map::search::SearchTerms;
 use crate::mapping::Mapping;
 use crate::resilience::ResilienceConfig;
-use crate::{
-    BoxFuture, Connector, ConnectorError, DatasetDescriptor, Fetched, Found, PersonQuery,
-};
+use crate::{BoxFuture, Connector, ConnectorError, DatasetDescriptor, Fetched, Found, PersonQuery};
 
 const DEFAULT_SETTLE_MS: u64 = 2_000;
 const DEFAULT_POLL_MS: u64 = 5_000;
@@ -270,7 +268,11 @@ impl CsvFolderConnector {
     pub async fn changed_since(&self, since: u64) -> Option<LoadReport> {
         let mut receiver = self.index.clone();
         let snapshot = receiver
-            .wait_for(|s| s.index.as_ref().is_some_and(|i| i.report.generation > since))
+            .wait_for(|s| {
+                s.index
+                    .as_ref()
+                    .is_some_and(|i| i.report.generation > since)
+            })
             .await
             .ok()?;
         snapshot.index.as_ref().map(|i| i.report.clone())
@@ -415,7 +417,7 @@ impl Shared {
                 *self.last_error.lock() = None;
                 let generation = index.report.generation;
                 self.index.send_replace(Snapshot {
-                    index: Some(Arc::new(index)),
+                    index: Some(Arc::from(index)),
                     generation,
                 });
                 Ok(())

@@ -45,11 +45,16 @@ impl Dialect for Json {
         pointers(c, "person", &columns);
         let search = request(c, "person.search", p.search.as_ref(), SEARCH_PARAMS, true);
         let get = request(c, "person.get", p.get.as_ref(), PERSON_PARAMS, false);
-        if !get.segments.iter().chain(get.query.iter().map(|(_, t)| t)).any(|t| {
-            t.parts
-                .iter()
-                .any(|p| matches!(p, Part::Column(name) if name == "source_id"))
-        }) && p.get.is_some()
+        if !get
+            .segments
+            .iter()
+            .chain(get.query.iter().map(|(_, t)| t))
+            .any(|t| {
+                t.parts
+                    .iter()
+                    .any(|p| matches!(p, Part::Column(name) if name == "source_id"))
+            })
+            && p.get.is_some()
         {
             c.problem("person.get", "does not use `{source_id}`");
         }
@@ -135,7 +140,10 @@ fn request(
         for name in names {
             match Param::from_name(&name) {
                 Some(param) if allowed.contains(&param) || param == Param::Limit => {}
-                _ => c.problem(at, format!("uses `{{{name}}}`, which is not a parameter here")),
+                _ => c.problem(
+                    at,
+                    format!("uses `{{{name}}}`, which is not a parameter here"),
+                ),
             }
         }
         template

@@ -147,8 +147,12 @@ impl JsonHttpConnector {
     }
 
     /// Builds a connector with the given mapping, ignoring the config's own.
-    pub fn with_mapping(config: &JsonHttpConfig, mapping: &Mapping) -> Result<Self, ConnectorError> {
-        let mut problems = identity_problems(&config.id, &config.agency, &config.title, &config.system);
+    pub fn with_mapping(
+        config: &JsonHttpConfig,
+        mapping: &Mapping,
+    ) -> Result<Self, ConnectorError> {
+        let mut problems =
+            identity_problems(&config.id, &config.agency, &config.title, &config.system);
         problems.extend(config.resilience.problems());
         let base = match base_url(&config.base_url) {
             Ok(base) => Some(base),
@@ -800,7 +804,10 @@ fn next_link(value: Option<&Value>) -> Option<String> {
 fn base_url(text: &str) -> Result<Url, String> {
     let url = Url::parse(text).map_err(|e| format!("not a url ({e})"))?;
     if !matches!(url.scheme(), "https" | "http") {
-        return Err(format!("scheme `{}` is not `https` or `http`", url.scheme()));
+        return Err(format!(
+            "scheme `{}` is not `https` or `http`",
+            url.scheme()
+        ));
     }
     if url.host_str().is_none_or(str::is_empty) {
         return Err("names no host".into());
@@ -819,7 +826,10 @@ fn read_headers(sources: &[HeaderSource], problems: &mut Vec<String>) -> HeaderM
     for (i, source) in sources.iter().enumerate() {
         let key = format!("headers[{i}]");
         let Ok(name) = HeaderName::try_from(source.name.as_str()) else {
-            problems.push(format!("{key}.name: `{}` is not a header name", excerpt(&source.name, 40)));
+            problems.push(format!(
+                "{key}.name: `{}` is not a header name",
+                excerpt(&source.name, 40)
+            ));
             continue;
         };
         let raw = match (&source.value_env, &source.value_file) {
@@ -833,7 +843,10 @@ fn read_headers(sources: &[HeaderSource], problems: &mut Vec<String>) -> HeaderM
             (None, Some(path)) => match std::fs::read_to_string(path) {
                 Ok(value) => value.trim_end().to_owned(),
                 Err(e) => {
-                    problems.push(format!("{key}.value_file: cannot read `{}`: {e}", path.display()));
+                    problems.push(format!(
+                        "{key}.value_file: cannot read `{}`: {e}",
+                        path.display()
+                    ));
                     continue;
                 }
             },

@@ -296,7 +296,7 @@ impl Codes {
 }
 
 impl Template {
-    fn parse(text: &str) -> Result<Self, String> {
+    pub(crate) fn parse(text: &str) -> Result<Self, String> {
         let mut parts = Vec::new();
         let mut literal = String::new();
         let mut chars = text.chars().peekable();
@@ -393,7 +393,7 @@ pub(crate) struct Compiler<'m> {
 }
 
 impl<'m> Compiler<'m> {
-    fn new(mapping: &'m Mapping) -> Self {
+    pub(crate) fn new(mapping: &'m Mapping) -> Self {
         let mut c = Self {
             problems: Vec::new(),
             formats: BTreeMap::new(),
@@ -480,6 +480,7 @@ impl<'m> Compiler<'m> {
             self.problem("handling_instructions", "holds an empty instruction");
         }
         self.only_for::<D>("pagination", m.pagination.is_some(), "json-http");
+        self.only_for::<D>("changes", m.changes.is_some(), "sql");
         self.only_for::<D>("max_pages", m.max_pages.is_some(), "json-http");
         if m.max_pages == Some(0) {
             self.problem("max_pages", "must be at least 1");
@@ -503,7 +504,12 @@ impl<'m> Compiler<'m> {
 
     /// Parses a template, reporting only its syntax; `names` gets the
     /// placeholders it uses.
-    pub(crate) fn template_of(&mut self, key: &str, text: &str, names: &mut Vec<String>) -> Template {
+    pub(crate) fn template_of(
+        &mut self,
+        key: &str,
+        text: &str,
+        names: &mut Vec<String>,
+    ) -> Template {
         match Template::parse(text) {
             Ok(t) => {
                 names.extend(t.columns().map(str::to_owned));
@@ -747,48 +753,49 @@ impl<'m> Compiler<'m> {
         let r = &m.records;
         let mut plans = Vec::new();
         if let Some(rm) = &r.incident {
-            let plan = self.record::<D, _>(RecordKind::Incident, "records.incident", rm, |c, cols| {
-                let f = &rm.fields;
-                let k = "incident";
-                Body::Incident {
-                    reference: c.opt_field(
-                        f.reference.as_ref(),
-                        &format!("{k}.reference"),
-                        Target::Text,
-                        cols,
-                    ),
-                    category: c.opt_field(
-                        f.category.as_ref(),
-                        &format!("{k}.category"),
-                        Target::Text,
-                        cols,
-                    ),
-                    summary: c.opt_field(
-                        f.summary.as_ref(),
-                        &format!("{k}.summary"),
-                        Target::Text,
-                        cols,
-                    ),
-                    occurred_at: c.opt_field(
-                        f.occurred_at.as_ref(),
-                        &format!("{k}.occurred_at"),
-                        Target::Timestamp,
-                        cols,
-                    ),
-                    location: c.opt_field(
-                        f.location.as_ref(),
-                        &format!("{k}.location"),
-                        Target::Text,
-                        cols,
-                    ),
-                    person_role: c.opt_field(
-                        f.person_role.as_ref(),
-                        &format!("{k}.person_role"),
-                        Target::Text,
-                        cols,
-                    ),
-                }
-            });
+            let plan =
+                self.record::<D, _>(RecordKind::Incident, "records.incident", rm, |c, cols| {
+                    let f = &rm.fields;
+                    let k = "incident";
+                    Body::Incident {
+                        reference: c.opt_field(
+                            f.reference.as_ref(),
+                            &format!("{k}.reference"),
+                            Target::Text,
+                            cols,
+                        ),
+                        category: c.opt_field(
+                            f.category.as_ref(),
+                            &format!("{k}.category"),
+                            Target::Text,
+                            cols,
+                        ),
+                        summary: c.opt_field(
+                            f.summary.as_ref(),
+                            &format!("{k}.summary"),
+                            Target::Text,
+                            cols,
+                        ),
+                        occurred_at: c.opt_field(
+                            f.occurred_at.as_ref(),
+                            &format!("{k}.occurred_at"),
+                            Target::Timestamp,
+                            cols,
+                        ),
+                        location: c.opt_field(
+                            f.location.as_ref(),
+                            &format!("{k}.location"),
+                            Target::Text,
+                            cols,
+                        ),
+                        person_role: c.opt_field(
+                            f.person_role.as_ref(),
+                            &format!("{k}.person_role"),
+                            Target::Text,
+                            cols,
+                        ),
+                    }
+                });
             plans.push(plan);
         }
         if let Some(rm) = &r.warning_marker {

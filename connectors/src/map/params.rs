@@ -1,5 +1,5 @@
 //! The named values a mapping can ask for: the caller's search terms, the
-//! person's source id and the row bound. SQL binds them as `:name`, HTTP
+//! person's source id, a change feed's cursor and the row bound. SQL binds them as `:name`, HTTP
 //! request templates fill them in as `{name}`.
 
 /// A value the connector can bind to a named parameter.
@@ -17,6 +17,8 @@ pub(crate) enum Param {
     Upn,
     LocalId,
     SourceId,
+    /// The cursor a change feed resumes after.
+    After,
     Limit,
 }
 
@@ -39,6 +41,12 @@ pub(crate) const SEARCH_PARAMS: &[Param] = &[
 /// Parameters a query keyed by one person may use.
 pub(crate) const PERSON_PARAMS: &[Param] = &[Param::SourceId, Param::Limit];
 
+/// Parameters a change feed's query may use.
+pub(crate) const CHANGE_PARAMS: &[Param] = &[Param::After, Param::Limit];
+
+/// Parameters the query for a change feed's latest cursor may use.
+pub(crate) const HEAD_PARAMS: &[Param] = &[Param::Limit];
+
 const ALL: &[Param] = &[
     Param::FamilyName,
     Param::GivenName,
@@ -52,6 +60,7 @@ const ALL: &[Param] = &[
     Param::Upn,
     Param::LocalId,
     Param::SourceId,
+    Param::After,
     Param::Limit,
 ];
 
@@ -70,6 +79,7 @@ impl Param {
             Self::Upn => "upn",
             Self::LocalId => "local_id",
             Self::SourceId => "source_id",
+            Self::After => "after",
             Self::Limit => "limit",
         }
     }
@@ -78,4 +88,3 @@ impl Param {
         ALL.iter().copied().find(|p| p.name() == name)
     }
 }
-

@@ -212,8 +212,7 @@ impl<'a> RowReader<'a> {
                     match part {
                         Part::Text(t) => text.push_str(t),
                         Part::Column(column) => {
-                            if let Some(value) = cell_text(&self.row.cell(column), column)?
-                            {
+                            if let Some(value) = cell_text(&self.row.cell(column), column)? {
                                 any = true;
                                 text.push_str(&value);
                             }

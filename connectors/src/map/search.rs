@@ -136,7 +136,7 @@ impl SearchTerms {
             Param::PncId => self.identifier(IdentifierScheme::PncId),
             Param::Upn => self.identifier(IdentifierScheme::Upn),
             Param::LocalId => self.identifier(IdentifierScheme::Local),
-            Param::GivenNamePrefix | Param::SourceId | Param::Limit => None,
+            Param::GivenNamePrefix | Param::SourceId | Param::After | Param::Limit => None,
         }
     }
 

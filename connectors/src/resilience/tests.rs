@@ -140,17 +140,19 @@ async fn repeated_failures_open_the_circuit_which_fails_fast() {
     let started = std::time::Instant::now();
     let err = r.fetch("1", &[]).await.unwrap_err();
     assert!(started.elapsed() < Duration::from_millis(10));
+    assert!(matches!(err, ConnectorError::CircuitOpen { .. }), "{err:?}");
     assert!(
-        matches!(err, ConnectorError::CircuitOpen { .. }),
-        "{err:?}"
-    );
-    assert!(
-        err.to_string()
-            .starts_with("dataset `scripted` is failing and is not being asked; the next trial call is in "),
+        err.to_string().starts_with(
+            "dataset `scripted` is failing and is not being asked; the next trial call is in "
+        ),
         "{err}"
     );
     assert_eq!(err.fault(), Fault::Source);
-    assert_eq!(inner.calls(), 3, "an open circuit does not reach the source");
+    assert_eq!(
+        inner.calls(),
+        3,
+        "an open circuit does not reach the source"
+    );
     let stats = r.stats();
     assert_eq!((stats.rejected, stats.timeouts, stats.failures), (1, 1, 4));
 }
@@ -194,7 +196,12 @@ async fn a_failed_trial_reopens_the_circuit() {
 
 #[tokio::test]
 async fn a_dropped_trial_does_not_wedge_the_circuit() {
-    let inner = Scripted::new(&[Step::Unreachable, Step::Unreachable, Step::Unreachable, Step::Stall]);
+    let inner = Scripted::new(&[
+        Step::Unreachable,
+        Step::Unreachable,
+        Step::Unreachable,
+        Step::Stall,
+    ]);
     let r = Resilient::new(inner.clone(), &config());
     for _ in 0..3 {
         r.search(&query(), 1).await.unwrap_err();
@@ -331,7 +338,11 @@ fn the_breaker_opens_half_opens_and_closes() {
     b.record(Admission::Normal, Outcome::Failure, start);
     b.record(Admission::Normal, Outcome::Success, start);
     b.record(Admission::Normal, Outcome::Failure, start);
-    assert_eq!(b.state(), CircuitState::Closed, "failures must be consecutive");
+    assert_eq!(
+        b.state(),
+        CircuitState::Closed,
+        "failures must be consecutive"
+    );
     b.record(Admission::Normal, Outcome::Failure, start);
     assert_eq!(b.state(), CircuitState::Open);
     assert_eq!(

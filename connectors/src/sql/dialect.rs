@@ -4,8 +4,9 @@
 use std::sync::Arc;
 
 use super::params::{self, PERSON_PARAMS, Param, SEARCH_PARAMS};
-use crate::map::compile::{Compiler, Dialect, ListKeys, RecordSource};
-use crate::mapping::PersonMapping;
+use crate::map::compile::{Compiler, Dialect, ListKeys, RecordSource, Template};
+use crate::map::params::{CHANGE_PARAMS, HEAD_PARAMS};
+use crate::mapping::{ChangesMapping, PersonMapping, SourceIdType};
 
 /// The SQL dialect of the mapping.
 #[derive(Debug)]
@@ -27,6 +28,72 @@ pub(crate) struct Query {
 pub(crate) struct SqlPerson {
     pub(crate) search: Query,
     pub(crate) get: Query,
+}
+
+/// A change feed read by polling from a high-water mark.
+#[derive(Debug)]
+pub(crate) struct ChangesPlan {
+    pub(crate) changes: Query,
+    pub(crate) head: Query,
+    /// The cursor column, as a template so reading it reports an empty one.
+    pub(crate) cursor: Template,
+    pub(crate) cursor_type: SourceIdType,
+    pub(crate) person_source_id: Template,
+}
+
+/// Compiles a mapping's `[changes]`, listing its problems in `problems`.
+pub(crate) fn changes(m: &ChangesMapping, problems: &mut Vec<String>) -> Option<ChangesPlan> {
+    let before = problems.len();
+    let mut translate =
+        |key: &str, sql: &str, allowed: &[Param], columns: Vec<String>| match params::translate(
+            sql, allowed,
+        ) {
+            Ok(t) => query_of(key, t.sql, t.params, columns),
+            Err(why) => {
+                problems.push(format!("{key}: the sql {why}"));
+                query_of(key, String::new(), Vec::new(), columns)
+            }
+        };
+    let template = Template::parse(&m.person_source_id);
+    let mut columns = vec![m.cursor.clone()];
+    if let Ok(t) = &template {
+        columns.extend(t.columns().map(str::to_owned));
+    }
+    let changes = translate("changes.sql", &m.sql, CHANGE_PARAMS, columns);
+    let head = translate(
+        "changes.head_sql",
+        &m.head_sql,
+        HEAD_PARAMS,
+        vec![m.cursor.clone()],
+    );
+    let person_source_id = match template {
+        Ok(t) if t.columns().next().is_some() => Some(t),
+        Ok(_) => {
+            problems.push("changes.person_source_id: names no column".into());
+            None
+        }
+        Err(why) => {
+            problems.push(format!("changes.person_source_id: {why}"));
+            None
+        }
+    };
+    let cursor = match Template::parse(&format!("{{{}}}", m.cursor)) {
+        Ok(t) => Some(t),
+        Err(_) => {
+            problems.push("changes.cursor: must name one column".into());
+            None
+        }
+    };
+    if problems.len() > before {
+        return None;
+    }
+    Some(ChangesPlan {
+        changes,
+        head,
+        cursor: cursor?,
+        cursor_type: m.cursor_type,
+        person_source_id: person_source_id?,
+    })
 }
 
 impl Dialect for Sql {
@@ -67,13 +134,7 @@ impl Dialect for Sql {
         source: RecordSource<'_>,
         columns: Vec<String>,
     ) -> Query {
-        required(
-            c,
-            &format!("{key}.sql"),
-            source.sql,
-            PERSON_PARAMS,
-            columns,
-        )
+        required(c, &format!("{key}.sql"), source.sql, PERSON_PARAMS, columns)
     }
 }
 

@@ -20,7 +20,7 @@ use sqlx::{AssertSqlSafe, Executor, SqlSafeStr, Statement, Type};
 use tracing::Instrument;
 
 pub(crate) use self::dialect::Sql;
-use self::dialect::Query;
+use self::dialect::{ChangesPlan, Query};
 use self::params::Param;
 use self::row::{column_names, pg_cells, sqlite_cells};
 use crate::config::SqlConnectorConfig;
@@ -33,8 +33,8 @@ pub use crate::mapping;
 use crate::mapping::SourceIdType;
 pub use crate::mapping::SqlMapping;
 use crate::{
-    BoxFuture, Connector, ConnectorError, DatasetDescriptor, Fetched, Found, PersonQuery,
-    RowProblem,
+    BoxFuture, Change, ChangeCursor, Changes, Connector, ConnectorError, DatasetDescriptor,
+    Fetched, Found, PersonQuery, RowProblem,
 };
 
 const DEFAULT_MAX_CONNECTIONS: u32 = 4;
@@ -43,6 +43,7 @@ const DEFAULT_MAX_CONNECTIONS: u32 = 4;
 pub struct SqlConnector {
     descriptor: DatasetDescriptor,
     plan: Plan<Sql>,
+    changes: Option<ChangesPlan>,
     pool: Pool,
 }
 
@@ -52,6 +53,7 @@ enum Pool {
 }
 
 /// A value bound to one placeholder.
+#[derive(Clone)]
 enum Bind {
     Text(Option<String>),
     Int(Option<i64>),
@@ -105,6 +107,10 @@ impl SqlConnector {
         let mut problems = config.problems();
         let plan = compile::compile::<Sql>(mapping, &config.id, &config.agency, &config.system)
             .map_err(|found| problems.extend(found));
+        let changes = mapping
+            .changes
+            .as_ref()
+            .and_then(|m| dialect::changes(m, &mut problems));
         let plan = match plan {
             Ok(plan) if problems.is_empty() => plan,
             _ => return Err(invalid(config, problems)),
@@ -120,6 +126,7 @@ impl SqlConnector {
         Ok(Self {
             descriptor,
             plan,
+            changes,
             pool,
         })
     }
@@ -350,7 +357,9 @@ impl SqlConnector {
             return Ok(found);
         }
         let search = &self.plan.person.access.search;
-        let set = self.rows(search, |param| bind(&terms, param, limit)).await?;
+        let set = self
+            .rows(search, |param| bind(&terms, param, limit))
+            .await?;
         let mut seen = HashSet::new();
         for row in set.iter() {
             if found.persons.len() >= limit {
@@ -452,6 +461,90 @@ impl SqlConnector {
         Ok(fetched)
     }
 
+    async fn read_changes(
+        &self,
+        after: Option<&ChangeCursor>,
+        limit: usize,
+    ) -> Result<Changes, ConnectorError> {
+        let Some(plan) = &self.changes else {
+            return Err(ConnectorError::ChangesNotOffered {
+                dataset: self.descriptor.id.clone(),
+            });
+        };
+        let mut out = Changes::default();
+        let Some(after) = after else {
+            // "From now": the latest cursor, and no changes.
+            let set = self
+                .rows(&plan.head, |param| match param {
+                    Param::Limit => Bind::Int(Some(1)),
+                    _ => Bind::Text(None),
+                })
+                .await?;
+            let head = set.iter().next().and_then(|row| {
+                RowReader::new(&row, self.plan.offset)
+                    .source_id(&plan.cursor)
+                    .ok()
+            });
+            out.cursor = ChangeCursor(head.unwrap_or_default());
+            return Ok(out);
+        };
+        let refuse = || ConnectorError::InvalidCursor {
+            dataset: self.descriptor.id.clone(),
+            cursor: excerpt(&after.0, 32),
+        };
+        let bound = match (plan.cursor_type, after.0.as_str()) {
+            (SourceIdType::Integer, "") => Bind::Int(None),
+            (SourceIdType::Text, "") => Bind::Text(None),
+            (SourceIdType::Integer, text) => Bind::Int(Some(text.parse().map_err(|_| refuse())?)),
+            (SourceIdType::Text, text) if text.len() <= reader::MAX_SOURCE_ID_BYTES => {
+                Bind::Text(Some(text.to_owned()))
+            }
+            (SourceIdType::Text, _) => return Err(refuse()),
+        };
+        let limit = limit.min(self.plan.max_records);
+        out.cursor = after.clone();
+        if limit == 0 {
+            return Ok(out);
+        }
+        let set = self
+            .rows(&plan.changes, |param| match param {
+                Param::After => bound.clone(),
+                Param::Limit => Bind::Int(Some(as_i64(limit))),
+                _ => Bind::Text(None),
+            })
+            .await?;
+        for row in set.iter().take(limit) {
+            let r = RowReader::new(&row, self.plan.offset);
+            let cursor = match r.source_id(&plan.cursor) {
+                Ok(cursor) => ChangeCursor(cursor),
+                Err(why) => {
+                    // Without its cursor the feed cannot move past the row
+                    // safely; stop here so it is read again next time.
+                    out.skipped.push(RowProblem {
+                        source_id: String::new(),
+                        problem: format!("`changes.sql` row has no usable cursor: {why}"),
+                    });
+                    break;
+                }
+            };
+            match r.source_id(&plan.person_source_id) {
+                Ok(source_id) => out.changes.push(Change {
+                    cursor: cursor.clone(),
+                    source_id,
+                }),
+                Err(why) => out.skipped.push(RowProblem {
+                    source_id: String::new(),
+                    problem: format!(
+                        "`changes.sql` row at cursor `{}` names no person: {why}; row skipped",
+                        excerpt(&cursor.0, 32)
+                    ),
+                }),
+            }
+            out.cursor = cursor;
+        }
+        Ok(out)
+    }
+
     async fn check_mapping(&self) -> Result<(), ConnectorError> {
         let p = &self.plan.person;
         let mut queries = vec![&p.access.search, &p.access.get];
@@ -459,6 +552,13 @@ impl SqlConnector {
         queries.extend(p.addresses.iter().filter_map(|e| e.from.as_ref()));
         queries.extend(p.identifiers.iter().filter_map(|e| e.from.as_ref()));
         queries.extend(self.plan.records.iter().map(|r| &r.from));
+        if let Some(changes) = &self.changes {
+            queries.extend([&changes.changes, &changes.head]);
+        }
+        let integer_cursors = self
+            .changes
+            .as_ref()
+            .is_some_and(|c| c.cursor_type == SourceIdType::Integer);
         for query in queries {
             let sql = AssertSqlSafe(query.sql.clone()).into_sql_str();
             let columns: Vec<String> = match &self.pool {
@@ -478,6 +578,7 @@ impl SqlConnector {
                         .map(|param| match param {
                             Param::Limit => <i64 as Type<Postgres>>::type_info(),
                             Param::SourceId if integer_ids => <i64 as Type<Postgres>>::type_info(),
+                            Param::After if integer_cursors => <i64 as Type<Postgres>>::type_info(),
                             _ => <String as Type<Postgres>>::type_info(),
                         })
                         .collect();
@@ -524,6 +625,14 @@ impl Connector for SqlConnector {
         kinds: &'a [RecordKind],
     ) -> BoxFuture<'a, Result<Fetched, ConnectorError>> {
         Box::pin(self.fetch_person(source_id, kinds))
+    }
+
+    fn changes<'a>(
+        &'a self,
+        after: Option<&'a ChangeCursor>,
+        limit: usize,
+    ) -> BoxFuture<'a, Result<Changes, ConnectorError>> {
+        Box::pin(self.read_changes(after, limit))
     }
 
     fn check(&self) -> BoxFuture<'_, Result<(), ConnectorError>> {

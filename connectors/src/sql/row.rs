@@ -63,4 +63,3 @@ pub(crate) fn pg_cells(row: &PgRow) -> Vec<Cell> {
         })
         .collect()
 }
-

@@ -90,7 +90,10 @@ pub fn write_council_export(
     const NEEDS: &[&str] = &["N1", "N2", "N3", "N4", "N5", "N6", "N7", "N8", "N9"];
     const OUTCOMES: &[&str] = &["NFA", "S47", "CIN", "CP"];
     let pick = |rng: &mut fastrand::Rng, items: &[&'static str]| -> &'static str {
-        items.get(rng.usize(..items.len())).copied().unwrap_or_default()
+        items
+            .get(rng.usize(..items.len()))
+            .copied()
+            .unwrap_or_default()
     };
     for i in 0..children {
         let id = 6001 + i;
@@ -148,7 +151,8 @@ pub fn write_council_export(
     let mut referral_bytes = lines(&referrals);
     // Jordan Hale's referral: an unknown need code and notes that are not
     // UTF-8, written as raw bytes.
-    referral_bytes.extend_from_slice(b"R-3,5004,01/01/2024,N99,CIN,Eastborough MASH,Notes \xff\xfe\n");
+    referral_bytes
+        .extend_from_slice(b"R-3,5004,01/01/2024,N99,CIN,Eastborough MASH,Notes \xff\xfe\n");
     std::fs::create_dir_all(dir)?;
     write_file(dir, "CHILDREN.csv", &lines(&people), done_markers)?;
     write_file(dir, "REFERRALS.csv", &referral_bytes, done_markers)?;

@@ -172,7 +172,10 @@ fn compact(s: &str) -> String {
 }
 
 fn text_at<'v>(value: &'v Value, pointer: &str) -> &'v str {
-    value.pointer(pointer).and_then(Value::as_str).unwrap_or_default()
+    value
+        .pointer(pointer)
+        .and_then(Value::as_str)
+        .unwrap_or_default()
 }
 
 fn matches(resource: &Value, params: &HashMap<String, String>) -> bool {
@@ -256,7 +259,9 @@ async fn search(
         .collect();
     let mut links = vec![json!({ "relation": "self", "url": "…" })];
     if offsite {
-        links.push(json!({ "relation": "next", "url": "http://elsewhere.invalid/fhir/patients?page=2" }));
+        links.push(
+            json!({ "relation": "next", "url": "http://elsewhere.invalid/fhir/patients?page=2" }),
+        );
     } else if page * size < hits.len() {
         let mut next: Vec<(String, String)> = params
             .iter()
@@ -268,7 +273,8 @@ async fn search(
         let query = url::form_urlencoded::Serializer::new(String::new())
             .extend_pairs(next)
             .finish();
-        links.push(json!({ "relation": "next", "url": format!("{}/patients?{query}", state.base) }));
+        links
+            .push(json!({ "relation": "next", "url": format!("{}/patients?{query}", state.base) }));
     }
     axum::Json(json!({
         "resourceType": "Bundle",
@@ -280,36 +286,50 @@ async fn search(
 }
 
 /// The patient, or an answer for the misbehaving ids.
-fn find<'s>(state: &'s ServerState, id: &str) -> Result<&'s Patient, Response> {
+fn find<'s>(state: &'s ServerState, id: &str) -> Result<&'s Patient, Box<Response>> {
     match id {
-        "stall" => Err(StatusCode::REQUEST_TIMEOUT.into_response()),
-        "html" => Err((
-            [(header::CONTENT_TYPE, "text/html")],
-            "<html><body>Login</body></html>",
-        )
-            .into_response()),
+        "stall" => Err(Box::new(StatusCode::REQUEST_TIMEOUT.into_response())),
+        "html" => Err(Box::new(
+            (
+                [(header::CONTENT_TYPE, "text/html")],
+                "<html><body>Login</body></html>",
+            )
+                .into_response(),
+        )),
         "huge" => {
             let body = format!("{{\"pad\":\"{}\"}}", "x".repeat(3 * 1024 * 1024));
-            Err(([(header::CONTENT_TYPE, "application/json")], body).into_response())
+            Err(Box::new(
+                ([(header::CONTENT_TYPE, "application/json")], body).into_response(),
+            ))
         }
-        "redirect" => Err((
-            StatusCode::FOUND,
-            [(header::LOCATION, "http://elsewhere.invalid/fhir/patients/H1001")],
-        )
-            .into_response()),
-        "unavailable" => Err(StatusCode::SERVICE_UNAVAILABLE.into_response()),
+        "redirect" => Err(Box::new(
+            (
+                StatusCode::FOUND,
+                [(
+                    header::LOCATION,
+                    "http://elsewhere.invalid/fhir/patients/H1001",
+                )],
+            )
+                .into_response(),
+        )),
+        "unavailable" => Err(Box::new(StatusCode::SERVICE_UNAVAILABLE.into_response())),
         "wrong-person" => state
             .patients
             .iter()
             .find(|p| text_at(&p.resource, "/id") == LEAH_MARSH)
-            .ok_or_else(|| StatusCode::NOT_FOUND.into_response()),
+            .ok_or_else(|| Box::new(StatusCode::NOT_FOUND.into_response())),
         _ => state
             .patients
             .iter()
             .find(|p| text_at(&p.resource, "/id") == id)
             .ok_or_else(|| {
-                (StatusCode::NOT_FOUND, axum::Json(json!({ "error": "no such patient" })))
-                    .into_response()
+                Box::new(
+                    (
+                        StatusCode::NOT_FOUND,
+                        axum::Json(json!({ "error": "no such patient" })),
+                    )
+                        .into_response(),
+                )
             }),
     }
 }
@@ -327,7 +347,7 @@ async fn patient(
     }
     match find(&state, &id) {
         Ok(p) => axum::Json(p.resource.clone()).into_response(),
-        Err(response) => response,
+        Err(response) => *response,
     }
 }
 
@@ -341,7 +361,7 @@ async fn alerts(
     }
     match find(&state, &id) {
         Ok(p) => axum::Json(json!({ "alerts": p.alerts, "link": [] })).into_response(),
-        Err(response) => response,
+        Err(response) => *response,
     }
 }
 
@@ -355,7 +375,7 @@ async fn safeguarding(
     }
     match find(&state, &id) {
         Ok(p) => axum::Json(json!({ "items": p.safeguarding, "link": [] })).into_response(),
-        Err(response) => response,
+        Err(response) => *response,
     }
 }
 
@@ -460,8 +480,22 @@ fn patients(people: usize, seed: u64) -> Vec<Patient> {
     ];
     let mut rng = fastrand::Rng::with_seed(seed);
     const FAMILY: &[&str] = &[
-        "ASHWORTH", "BEGUM", "CHEN", "DAVIES", "EKWUEME", "FINCH", "GRIFFITHS", "HUSSAIN",
-        "IBRAHIM", "JONES", "KOWALSKI", "LOWE", "MENSAH", "NOWAK", "OKAFOR", "PATEL",
+        "ASHWORTH",
+        "BEGUM",
+        "CHEN",
+        "DAVIES",
+        "EKWUEME",
+        "FINCH",
+        "GRIFFITHS",
+        "HUSSAIN",
+        "IBRAHIM",
+        "JONES",
+        "KOWALSKI",
+        "LOWE",
+        "MENSAH",
+        "NOWAK",
+        "OKAFOR",
+        "PATEL",
     ];
     const GIVEN: &[&str] = &[
         "Amira", "Ben", "Chloe", "Daniel", "Ella", "Farah", "George", "Hana", "Isaac", "Jade",
@@ -470,9 +504,18 @@ fn patients(people: usize, seed: u64) -> Vec<Patient> {
     const OUTWARD: &[&str] = &["E8", "E9", "N16", "BR1", "SE15", "SW9"];
     for i in 0..people {
         let id = format!("H{}", 2001 + i);
-        let family = FAMILY.get(rng.usize(..FAMILY.len())).copied().unwrap_or("JONES");
-        let given = GIVEN.get(rng.usize(..GIVEN.len())).copied().unwrap_or("Ben");
-        let outward = OUTWARD.get(rng.usize(..OUTWARD.len())).copied().unwrap_or("E8");
+        let family = FAMILY
+            .get(rng.usize(..FAMILY.len()))
+            .copied()
+            .unwrap_or("JONES");
+        let given = GIVEN
+            .get(rng.usize(..GIVEN.len()))
+            .copied()
+            .unwrap_or("Ben");
+        let outward = OUTWARD
+            .get(rng.usize(..OUTWARD.len()))
+            .copied()
+            .unwrap_or("E8");
         let postcode = format!(
             "{outward} {}{}{}",
             rng.u8(1..10),

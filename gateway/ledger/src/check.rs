@@ -11,11 +11,11 @@
 //! consistent. Witnessed heads (published outside the database) are checked the same way, so a
 //! ledger that was rewritten, forked or rolled back since they were published is caught.
 
+use crate::LedgerError;
 use crate::chain::chain_hash;
 use crate::error::Problem;
 use crate::merkle::{self, Hash, NodeId, RootBuilder};
 use crate::sign::{SignedTreeHead, VerifyingKey};
-use crate::LedgerError;
 
 /// The streaming verifier.
 #[derive(Debug)]

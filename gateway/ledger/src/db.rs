@@ -274,3 +274,28 @@ async fn open_postgres(url: &str, settings: PoolSettings) -> Result<PgPool, Ledg
 fn is_sqlite_memory(url: &str) -> bool {
     url.contains(":memory:") || url.contains("mode=memory")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The SQL literals spell the keys the constants compute, so the locks never collide.
+    #[test]
+    fn advisory_lock_keys_are_distinct_and_match_their_sql() {
+        assert_eq!(
+            POSTGRES.seal_lock,
+            Some(format!("SELECT pg_advisory_xact_lock({SEAL_LOCK_KEY})").as_str())
+        );
+        assert_eq!(
+            POSTGRES.schema_lock,
+            Some(
+                format!(
+                    "SELECT pg_advisory_xact_lock({})",
+                    i64::from_be_bytes(*b"\0liaison")
+                )
+                .as_str()
+            )
+        );
+        assert_ne!(SEAL_LOCK_KEY, LEADER_LOCK_KEY);
+    }
+}

@@ -65,7 +65,11 @@ impl Ledger {
     /// writes a complete export: a header, the retention checkpoint if entries were pruned, every
     /// entry each followed by the signed heads of its size, and an end line. With a larger
     /// `from_seq` it writes the continuation of an export cut after entry `from_seq - 1`.
-    pub async fn export<W>(&self, writer: &mut W, from_seq: u64) -> Result<ExportSummary, LedgerError>
+    pub async fn export<W>(
+        &self,
+        writer: &mut W,
+        from_seq: u64,
+    ) -> Result<ExportSummary, LedgerError>
     where
         W: AsyncWrite + Unpin + Send,
     {
@@ -147,7 +151,9 @@ impl Ledger {
                 .await?
             });
             let Some(last) = rows.last() else { break };
-            next = u64::try_from(last.seq).unwrap_or(u64::MAX).saturating_add(1);
+            next = u64::try_from(last.seq)
+                .unwrap_or(u64::MAX)
+                .saturating_add(1);
             for row in rows {
                 let seq = u64::try_from(row.seq).unwrap_or(0);
                 let recorded_at = from_nanos(row.recorded_at)
@@ -249,9 +255,7 @@ impl Ledger {
     }
 
     /// The retention checkpoint: (size, chain hash after it), if entries were pruned.
-    pub(crate) async fn checkpoint_row(
-        &self,
-    ) -> Result<Option<(u64, merkle::Hash)>, LedgerError> {
+    pub(crate) async fn checkpoint_row(&self) -> Result<Option<(u64, merkle::Hash)>, LedgerError> {
         let row: Option<(i64, Vec<u8>)> = dispatch!(&self.inner.db, |pool, dialect| {
             sqlx::query_as("SELECT size, chain_hash FROM ledger_checkpoint WHERE id = 1")
                 .fetch_optional(pool)

@@ -406,7 +406,9 @@ pub fn consistency_ranges(old_size: u64, new_size: u64) -> Result<Vec<(u64, u64)
 
 /// The largest power of two smaller than `n`, for `n >= 2`: where MTH splits `n` leaves.
 fn split_point(n: u64) -> u64 {
-    (n.saturating_sub(1)).checked_ilog2().map_or(0, |bits| 1u64 << bits)
+    (n.saturating_sub(1))
+        .checked_ilog2()
+        .map_or(0, |bits| 1u64 << bits)
 }
 
 fn path_ranges(m: u64, lo: u64, hi: u64, out: &mut Vec<(u64, u64)>) {

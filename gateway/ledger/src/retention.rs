@@ -167,8 +167,13 @@ impl Ledger {
         &self,
         signed_before: OffsetDateTime,
     ) -> Result<Option<SignedTreeHead>, LedgerError> {
-        let millis = i64::try_from(signed_before.unix_timestamp_nanos() / 1_000_000)
-            .unwrap_or(if signed_before.year() < 1970 { 0 } else { i64::MAX });
+        let millis = i64::try_from(signed_before.unix_timestamp_nanos() / 1_000_000).unwrap_or(
+            if signed_before.year() < 1970 {
+                0
+            } else {
+                i64::MAX
+            },
+        );
         let row: Option<HeadRow> = dispatch!(&self.inner.db, |pool, dialect| {
             sqlx::query_as(
                 "SELECT size, timestamp, root, key_id, signature FROM tree_heads \

@@ -350,9 +350,8 @@ async fn seal_step(
         let size: i64 = sqlx::query_scalar("SELECT size FROM ledger_head WHERE id = 1")
             .fetch_one(&mut *tx)
             .await?;
-        let size = u64::try_from(size).map_err(|_| {
-            LedgerError::broken(0, None, Problem::Malformed { what: "head size" })
-        })?;
+        let size = u64::try_from(size)
+            .map_err(|_| LedgerError::broken(0, None, Problem::Malformed { what: "head size" }))?;
         let sealed = latest.map_or(0, |head| head.size);
         if size < sealed {
             // Entries a head was signed over are gone: never sign over a truncated ledger.

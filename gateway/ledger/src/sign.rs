@@ -45,10 +45,10 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 
+use crate::LedgerError;
 use crate::entry::TreeHead;
 use crate::error::Problem;
 use crate::merkle::Hash;
-use crate::LedgerError;
 
 /// The length of the signed `TreeHeadSignature` structure.
 pub const SIGNED_BYTES_LEN: usize = 50;
@@ -536,7 +536,10 @@ mod tests {
             pem_block(pem.as_bytes(), "PRIVATE KEY").unwrap().unwrap(),
         ];
         for contents in formats {
-            assert_eq!(SigningKey::parse(&contents).unwrap().verifying_key(), public);
+            assert_eq!(
+                SigningKey::parse(&contents).unwrap().verifying_key(),
+                public
+            );
         }
 
         let public_pem = public.to_pem();
@@ -588,8 +591,9 @@ mod tests {
         }
         let err = SigningKey::from_file(Path::new("/nonexistent/ledger.key")).unwrap_err();
         assert!(
-            err.to_string()
-                .starts_with("ledger signing key is invalid: cannot read key file `/nonexistent/ledger.key`"),
+            err.to_string().starts_with(
+                "ledger signing key is invalid: cannot read key file `/nonexistent/ledger.key`"
+            ),
             "{err}"
         );
         let err = VerifyingKey::parse(b"00").unwrap_err();

@@ -140,6 +140,28 @@ pub fn sample_entry(n: u64) -> NewEntry {
     }
 }
 
+/// The body `ledger-load` records for `entry_id`, padded to about `bytes` bytes, so a crash
+/// harness can check a stored body against its id.
+pub fn body_for(entry_id: &str, bytes: usize) -> Vec<u8> {
+    let head = format!("{{\"id\":\"{entry_id}\",\"pad\":\"");
+    let pad = bytes.saturating_sub(head.len() + 2);
+    let mut body = head.into_bytes();
+    body.resize(body.len() + pad, b'x');
+    body.extend_from_slice(b"\"}");
+    body
+}
+
+/// An entry with this id and body and plausible search columns, for load tests.
+pub fn load_entry(entry_id: &str, body: Vec<u8>) -> NewEntry {
+    let n = body.len() as u64 + entry_id.len() as u64;
+    NewEntry {
+        entry_id: entry_id.to_owned(),
+        recorded_at: OffsetDateTime::now_utc(),
+        body,
+        index: sample_entry(n).index,
+    }
+}
+
 impl TestDatabase {
     /// The database's name.
     pub fn name(&self) -> &str {

@@ -12,13 +12,13 @@ use std::collections::{BTreeSet, HashMap};
 
 use sqlx::{QueryBuilder, Row};
 
+use crate::LedgerError;
 use crate::db::dispatch;
 use crate::entry::TreeHead;
 use crate::error::Problem;
 use crate::merkle::{self, Hash, NodeId};
 use crate::store::Ledger;
 use crate::writer::to_hash;
-use crate::LedgerError;
 
 /// The size of the ledger and of its largest signed head, read together.
 #[derive(Debug, Clone, Copy)]
@@ -329,7 +329,9 @@ mod tests {
     use super::*;
 
     fn leaves(n: u64) -> Vec<Hash> {
-        (0..n).map(|i| merkle::leaf_hash(&i.to_be_bytes())).collect()
+        (0..n)
+            .map(|i| merkle::leaf_hash(&i.to_be_bytes()))
+            .collect()
     }
 
     /// The nodes a sealer would have stored for the first `sealed` of `leaves`.
@@ -341,11 +343,7 @@ mod tests {
                 all.insert(node, *hash);
             });
         }
-        let stored = plan
-            .stored
-            .iter()
-            .map(|node| (*node, all[node]))
-            .collect();
+        let stored = plan.stored.iter().map(|node| (*node, all[node])).collect();
         let (tail_start, tail) = match plan.tail {
             Some((lo, hi)) => (lo, leaves[lo as usize..hi as usize].to_vec()),
             None => (0, Vec::new()),

@@ -82,8 +82,7 @@ pub fn read_witness(
             Ok(_) => return Err(invalid("not a head line".to_owned())),
             Err(err) => return Err(invalid(err.to_string())),
         };
-        key.verify(&head)
-            .map_err(|err| invalid(format!("{err}")))?;
+        key.verify(&head).map_err(|err| invalid(format!("{err}")))?;
         heads.push(head);
     }
     crate::check::sort_witness(heads)

@@ -127,7 +127,10 @@ async fn export_files_resume_where_they_stopped() {
     let path = dir.path().join("ledger.jsonl");
     let summary = ledger.export_file(&path).await.unwrap();
     assert!(!summary.resumed);
-    assert_eq!((summary.first_seq, summary.entries, summary.heads), (1, 53, 7));
+    assert_eq!(
+        (summary.first_seq, summary.entries, summary.heads),
+        (1, 53, 7)
+    );
     let full = std::fs::read(&path).unwrap();
     assert_eq!(full, export_bytes(&ledger, 0).await);
 
@@ -137,10 +140,24 @@ async fn export_files_resume_where_they_stopped() {
     assert_eq!(again.entries, 0);
     assert_eq!(std::fs::read(&path).unwrap(), full);
 
-    for cut in [0, 10, 63, 64, 65, 500, full.len() / 2, full.len() - 30, full.len() - 1] {
+    for cut in [
+        0,
+        10,
+        63,
+        64,
+        65,
+        500,
+        full.len() / 2,
+        full.len() - 30,
+        full.len() - 1,
+    ] {
         std::fs::write(&path, &full[..cut]).unwrap();
         ledger.export_file(&path).await.unwrap();
-        assert_eq!(std::fs::read(&path).unwrap(), full, "resumed from byte {cut}");
+        assert_eq!(
+            std::fs::read(&path).unwrap(),
+            full,
+            "resumed from byte {cut}"
+        );
     }
 
     for n in 54..=60 {
@@ -149,7 +166,10 @@ async fn export_files_resume_where_they_stopped() {
     ledger.seal(&test_signing_key(1)).await.unwrap();
     let grown = ledger.export_file(&path).await.unwrap();
     assert_eq!((grown.first_seq, grown.entries, grown.heads), (54, 7, 1));
-    assert_eq!(std::fs::read(&path).unwrap(), export_bytes(&ledger, 0).await);
+    assert_eq!(
+        std::fs::read(&path).unwrap(),
+        export_bytes(&ledger, 0).await
+    );
     let report = verify_export_file(&path, &public, None).unwrap();
     assert_eq!((report.size, report.latest_head.unwrap().size), (60, 60));
 }

@@ -92,8 +92,14 @@ async fn proofs_from_stored_nodes_match_the_rfc_algorithms(url: &str) {
         for seq in 1..=tree_size {
             let proof = ledger.inclusion_proof(seq, tree_size).await.unwrap();
             assert_eq!(proof, merkle::inclusion_proof(seq - 1, tree).unwrap());
-            merkle::verify_inclusion(&tree[seq as usize - 1], seq - 1, tree_size, &proof, &head.root)
-                .unwrap();
+            merkle::verify_inclusion(
+                &tree[seq as usize - 1],
+                seq - 1,
+                tree_size,
+                &proof,
+                &head.root,
+            )
+            .unwrap();
         }
         for old in 0..=tree_size {
             let proof = ledger.consistency_proof(old, tree_size).await.unwrap();
@@ -235,7 +241,11 @@ async fn witness_file_records_every_head(url: &str) {
     assert_eq!(witnessed, ledger.signed_heads(0, 100).await.unwrap());
     assert!(witnessed.len() >= 3, "the sealer may seal between appends");
     assert_eq!(
-        ledger.verify_signed(&public, &witnessed).await.unwrap().witnessed,
+        ledger
+            .verify_signed(&public, &witnessed)
+            .await
+            .unwrap()
+            .witnessed,
         witnessed.len() as u64
     );
 }
@@ -274,7 +284,10 @@ async fn schema_1_databases_upgrade_and_get_sealed(url: &str) {
 
     let ledger = Ledger::connect(url).await.unwrap();
     assert_eq!(ledger.verify().await.unwrap().entries, 9);
-    assert_eq!(ledger.tree_head(9).await.unwrap().root, merkle::root(&leaves));
+    assert_eq!(
+        ledger.tree_head(9).await.unwrap().root,
+        merkle::root(&leaves)
+    );
     leaves.push(ledger.append(sample_entry(10)).await.unwrap().leaf_hash);
     let key = test_signing_key(1);
     let head = ledger.seal(&key).await.unwrap().unwrap();

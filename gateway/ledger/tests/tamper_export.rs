@@ -237,10 +237,7 @@ async fn every_kind_of_tampering_is_detected_at_every_position() {
     let genuine = verify_export(&bytes[..], &public).unwrap();
     assert_eq!((genuine.size, genuine.heads), (ENTRIES, 40));
     let witness: Vec<SignedTreeHead> = export.heads.iter().map(head).collect();
-    let mut cases = Cases {
-        public,
-        checked: 0,
-    };
+    let mut cases = Cases { public, checked: 0 };
     let mut per_kind = Vec::new();
 
     // 1. Modify an entry's body.
@@ -377,7 +374,10 @@ async fn every_kind_of_tampering_is_detected_at_every_position() {
         let line_end = start + text[start..].find('\n').unwrap() + 1;
         let (cut, want) = match i % 3 {
             // After entry p's line.
-            0 => (full[..line_end].to_vec(), broken(p + 1, None, Problem::Truncated)),
+            0 => (
+                full[..line_end].to_vec(),
+                broken(p + 1, None, Problem::Truncated),
+            ),
             // Inside entry p's line.
             1 => (
                 full[..(line_start + line_end) / 2].to_vec(),
@@ -428,7 +428,11 @@ async fn every_kind_of_tampering_is_detected_at_every_position() {
         let size = HEAD_EVERY * (2 * i + 1);
         let genuine = head(&export.heads[size as usize / HEAD_EVERY as usize - 1]);
         let other = key
-            .sign_head(size, merkle::leaf_hash(b"another history"), genuine.timestamp)
+            .sign_head(
+                size,
+                merkle::leaf_hash(b"another history"),
+                genuine.timestamp,
+            )
             .unwrap();
         let want = broken(size, None, Problem::ForkedHeads { size });
         if i % 2 == 0 {
@@ -438,9 +442,19 @@ async fn every_kind_of_tampering_is_detected_at_every_position() {
                 .position(|l| l["type"] == "head" && l["size"] == json!(size))
                 .unwrap();
             lines.insert(at + 1, head_line(&other));
-            cases.expect(&format!("fork at {size} in export"), &join(&lines), &[], want);
+            cases.expect(
+                &format!("fork at {size} in export"),
+                &join(&lines),
+                &[],
+                want,
+            );
         } else {
-            cases.expect(&format!("fork at {size} in witness"), &bytes, &[other], want);
+            cases.expect(
+                &format!("fork at {size} in witness"),
+                &bytes,
+                &[other],
+                want,
+            );
         }
     }
     per_kind.push(("fork", cases.checked - before));
@@ -487,7 +501,10 @@ async fn every_kind_of_tampering_is_detected_at_every_position() {
     }
     per_kind.push(("foreign key", cases.checked - before));
 
-    eprintln!("tampered exports detected: {per_kind:?}, {} in all", cases.checked);
+    eprintln!(
+        "tampered exports detected: {per_kind:?}, {} in all",
+        cases.checked
+    );
     assert!(per_kind.iter().all(|(_, n)| *n >= 20));
     assert!(cases.checked >= 160);
 }
@@ -499,7 +516,10 @@ async fn the_untouched_export_round_trips_through_the_test_parser() {
     let (export, bytes) = base().await;
     let public = test_signing_key(1).verifying_key();
     let rewritten = export.bytes();
-    assert_eq!(Export::parse(&rewritten).lines(), Export::parse(&bytes).lines());
+    assert_eq!(
+        Export::parse(&rewritten).lines(),
+        Export::parse(&bytes).lines()
+    );
     assert_eq!(
         verify_export(&rewritten[..], &public).unwrap(),
         verify_export(&bytes[..], &public).unwrap()

@@ -89,8 +89,16 @@ async fn build(url: &str) -> (Vec<SignedTreeHead>, Vec<Row>) {
 /// Rewrites entries from `from` on to `rows` (renumbered from `from`), with recomputed leaf and
 /// chain hashes and a head row to match: what an attacker covering their tracks does.
 async fn rewrite_from(raw: &Raw, all: &[Row], from: usize) -> Vec<Hash> {
-    exec!(raw, "DELETE FROM audit_subjects WHERE seq >= $1", from as i64);
-    exec!(raw, "DELETE FROM audit_entries WHERE seq >= $1", from as i64);
+    exec!(
+        raw,
+        "DELETE FROM audit_subjects WHERE seq >= $1",
+        from as i64
+    );
+    exec!(
+        raw,
+        "DELETE FROM audit_entries WHERE seq >= $1",
+        from as i64
+    );
     let mut chain = liaison_ledger::GENESIS;
     let mut leaves = Vec::new();
     for (seq, row) in (1i64..).zip(all) {
@@ -110,7 +118,11 @@ async fn rewrite_from(raw: &Raw, all: &[Row], from: usize) -> Vec<Hash> {
 async fn resign(raw: &Raw, heads: &[SignedTreeHead], leaves: &[Hash], from: u64, key: &SigningKey) {
     for head in heads.iter().filter(|h| h.size >= from) {
         let new = key
-            .sign_head(head.size, merkle::root(&leaves[..head.size as usize]), head.timestamp)
+            .sign_head(
+                head.size,
+                merkle::root(&leaves[..head.size as usize]),
+                head.timestamp,
+            )
             .unwrap();
         exec!(
             raw,
@@ -130,7 +142,10 @@ async fn case(
     heads: &[SignedTreeHead],
     kind: &str,
     p: u64,
-) -> (Result<liaison_ledger::VerifyReport, LedgerError>, LedgerError) {
+) -> (
+    Result<liaison_ledger::VerifyReport, LedgerError>,
+    LedgerError,
+) {
     let public = test_signing_key(1).verifying_key();
     let raw = Raw::connect(url).await;
     raw.drop_append_only_guards().await;
@@ -240,7 +255,11 @@ async fn case(
                 // With the ledger's own key: only the witness tells the histories apart.
                 resign(&raw, heads, &leaves, signed_size, &test_signing_key(1)).await;
                 witness = heads;
-                broken(signed_size, None, Problem::ForkedHeads { size: signed_size })
+                broken(
+                    signed_size,
+                    None,
+                    Problem::ForkedHeads { size: signed_size },
+                )
             } else {
                 let foreign = test_signing_key(2);
                 resign(&raw, heads, &leaves, signed_size, &foreign).await;
@@ -283,39 +302,67 @@ const KINDS: [&str; 8] = [
     "foreign key",
 ];
 
-/// Every other kind at five positions spread over the ledger and the signing interval.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sqlite_tampering_is_detected_and_pinpointed() {
+/// The twenty positions of the export tests: spread over the ledger and over the offsets within
+/// a signing interval.
+fn all_positions() -> Vec<u64> {
+    (0..20).map(|i| 1 + i * 10 + i % 5).collect()
+}
+
+async fn sqlite_matrix(positions: &[u64]) -> usize {
     let dir = tempfile::tempdir().unwrap();
     let base = format!("sqlite://{}", dir.path().join("base.db").display());
     let (heads, rows) = build(&base).await;
     let raw = Raw::connect(&base).await;
     let mut checked = 0;
     for kind in KINDS {
-        for p in [1u64, 45, 84, 123, 162] {
+        for &p in positions {
             let path = dir.path().join(format!("case-{checked}.db"));
-            raw.exec_owned(format!("VACUUM INTO '{}'", path.display())).await;
+            raw.exec_owned(format!("VACUUM INTO '{}'", path.display()))
+                .await;
             let url = format!("sqlite://{}", path.display());
             let (got, want) = case(&url, &rows, &heads, kind, p).await;
             assert_eq!(got.as_ref().err(), Some(&want), "{kind} at {p}: {got:?}");
+            std::fs::remove_file(&path).unwrap();
             checked += 1;
         }
     }
-    eprintln!("sqlite: {checked} tampered databases detected");
+    checked
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn postgres_tampering_is_detected_and_pinpointed() {
+async fn postgres_matrix(positions: &[u64]) -> usize {
     let (base, template): (String, TestDatabase) = fresh_postgres_db().await;
     let (heads, rows) = build(&base).await;
     let mut checked = 0;
     for kind in KINDS {
-        for p in [12u64, 95] {
+        for &p in positions {
             let (url, _copy) = copy_postgres_db(&template).await;
             let (got, want) = case(&url, &rows, &heads, kind, p).await;
             assert_eq!(got.as_ref().err(), Some(&want), "{kind} at {p}: {got:?}");
             checked += 1;
         }
     }
-    eprintln!("postgres: {checked} tampered databases detected");
+    checked
+}
+
+/// Every kind at three positions (one on a signed head's boundary).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_tampering_is_detected_and_pinpointed() {
+    assert_eq!(sqlite_matrix(&[1, 45, 123]).await, 24);
+}
+
+/// Every kind at two positions.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_tampering_is_detected_and_pinpointed() {
+    assert_eq!(postgres_matrix(&[12, 95]).await, 16);
+}
+
+/// Every kind at all twenty positions, 160 databases per backend (about a minute):
+/// `cargo test -p liaison-ledger --test tamper_live -- --ignored`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "slow: 320 damaged database copies"]
+async fn every_position_on_both_backends() {
+    let sqlite = sqlite_matrix(&all_positions()).await;
+    let postgres = postgres_matrix(&all_positions()).await;
+    eprintln!("tampered databases detected: sqlite {sqlite}, postgres {postgres}");
+    assert_eq!((sqlite, postgres), (160, 160));
 }

@@ -43,8 +43,21 @@ fn the_police_example_compiles() {
         ]
     );
     assert_eq!(plan.person.source_id_type, SourceIdType::Integer);
-    assert!(plan.person.access.search.columns.iter().any(|c| c == "NHS_NO"));
-    assert!(plan.person.access.search.params.contains(&Param::PostcodeCompact));
+    assert!(
+        plan.person
+            .access
+            .search
+            .columns
+            .iter()
+            .any(|c| c == "NHS_NO")
+    );
+    assert!(
+        plan.person
+            .access
+            .search
+            .params
+            .contains(&Param::PostcodeCompact)
+    );
     assert!(!plan.person.access.search.sql.contains(":family_name"));
     let address = plan.person.addresses.first().unwrap();
     assert_eq!(

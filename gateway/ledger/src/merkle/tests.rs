@@ -466,3 +466,72 @@ fn corrupt_consistency(
     }
     out
 }
+
+#[test]
+fn subtrees_decompose_ranges_and_fold_to_their_root() {
+    let leaves = numbered_leaves(45);
+    for size in 0..=45u64 {
+        let nodes = subtrees(0, size).unwrap();
+        assert_eq!(nodes.len() as u32, size.count_ones());
+        let hashes: Vec<Hash> = nodes
+            .iter()
+            .map(|n| root(&leaves[n.start() as usize..n.end() as usize]))
+            .collect();
+        assert_eq!(fold(&hashes), root(&leaves[..size as usize]), "size {size}");
+    }
+    assert_eq!(
+        subtrees(0, 13).unwrap(),
+        [
+            NodeId { level: 3, index: 0 },
+            NodeId { level: 2, index: 2 },
+            NodeId {
+                level: 0,
+                index: 12
+            },
+        ]
+    );
+    assert!(matches!(
+        subtrees(3, 7),
+        Err(LedgerError::InvalidProof { .. })
+    ));
+    assert!(matches!(
+        subtrees(7, 3),
+        Err(LedgerError::InvalidSizes { old: 7, new: 3 })
+    ));
+    let node = NodeId {
+        level: 63,
+        index: u64::MAX,
+    };
+    assert_eq!((node.start(), node.end()), (u64::MAX, u64::MAX));
+    assert_eq!(NodeId { level: 0, index: 5 }.children(), None);
+}
+
+#[test]
+fn builder_reports_every_completed_subtree_and_resumes_from_its_frontier() {
+    let leaves = numbered_leaves(37);
+    let mut builder = RootBuilder::new();
+    let mut nodes = Vec::new();
+    for leaf in &leaves {
+        builder.push_with(*leaf, |node, hash| nodes.push((node, *hash)));
+    }
+    // 37 leaves and 18 + 9 + 4 + 2 + 1 interior nodes, each the root of its leaves.
+    assert_eq!(nodes.len(), 37 + 18 + 9 + 4 + 2 + 1);
+    for (node, hash) in &nodes {
+        assert_eq!(
+            *hash,
+            root(&leaves[node.start() as usize..node.end() as usize])
+        );
+    }
+    for split in [0usize, 1, 16, 21, 36] {
+        let mut head = RootBuilder::new();
+        for leaf in &leaves[..split] {
+            head.push(*leaf);
+        }
+        let mut resumed = RootBuilder::from_frontier(split as u64, &head.frontier()).unwrap();
+        for leaf in &leaves[split..] {
+            resumed.push(*leaf);
+        }
+        assert_eq!(resumed.root(), root(&leaves));
+    }
+    assert!(RootBuilder::from_frontier(3, &[leaves[0]]).is_none());
+}
