@@ -15,7 +15,7 @@ pub fn run(command: PolicyCommand) -> i32 {
         PolicyCommand::Test { cases, policy } => {
             match liaison_policy::run_case_file(&cases, policy.as_deref()) {
                 Ok(report) => {
-                    print!("{report}");
+                    println!("{report}");
                     i32::from(!report.is_ok())
                 }
                 Err(e) => fail(&e),
@@ -32,7 +32,7 @@ pub fn run(command: PolicyCommand) -> i32 {
             };
             match RequestSpec::load(&request) {
                 Ok(spec) => {
-                    print!("{}", liaison_policy::explain(&engine, &spec.as_request()));
+                    println!("{}", liaison_policy::explain(&engine, &spec.as_request()));
                     0
                 }
                 Err(e) => fail(&e),
@@ -61,7 +61,10 @@ fn check(config: Option<&Path>, policy: Option<&Path>) -> i32 {
             }
             Err(e) => return fail(&e),
         },
-        (None, Some(p)) => (p.to_path_buf(), KnownNames::default().with_fields(known_fields())),
+        (None, Some(p)) => (
+            p.to_path_buf(),
+            KnownNames::default().with_fields(known_fields()),
+        ),
         (None, None) => return fail(&"give --config FILE or --policy FILE"),
     };
     let text = match std::fs::read_to_string(&path) {
@@ -70,7 +73,7 @@ fn check(config: Option<&Path>, policy: Option<&Path>) -> i32 {
     };
     let today = time::OffsetDateTime::now_utc().date();
     let report = liaison_policy::check(&text, MODEL, &known, today);
-    print!("{report}");
+    println!("{report}");
     i32::from(!report.is_ok())
 }
 

@@ -149,9 +149,10 @@ impl Acceptor {
                     .add(cert)
                     .map_err(|e| TlsError::Config(format!("CA for `{agency}`: {e}")))?;
             }
-            let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
-                .build()
-                .map_err(|e| TlsError::Config(format!("CA for `{agency}`: {e}")))?;
+            let verifier =
+                WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+                    .build()
+                    .map_err(|e| TlsError::Config(format!("CA for `{agency}`: {e}")))?;
             agencies.push(AgencyCa {
                 agency: agency.clone(),
                 verifier,
@@ -175,7 +176,8 @@ impl Acceptor {
                             .into(),
                     ));
                 }
-                let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(all_roots), provider);
+                let verifier =
+                    WebPkiClientVerifier::builder_with_provider(Arc::new(all_roots), provider);
                 let verifier = if mode == ClientAuth::Optional {
                     verifier.allow_unauthenticated()
                 } else {
@@ -225,7 +227,12 @@ impl Acceptor {
                     match tokio::time::timeout(HANDSHAKE_TIMEOUT, this.acceptor.accept(tcp)).await {
                         Ok(Ok(stream)) => {
                             let info = this.peer_info(&stream, remote);
-                            let _ = tx.send(Ok(TlsConn { inner: stream, info })).await;
+                            let _ = tx
+                                .send(Ok(TlsConn {
+                                    inner: stream,
+                                    info,
+                                }))
+                                .await;
                         }
                         Ok(Err(e)) => {
                             tracing::info!(%remote, error = %e, "TLS handshake refused");
@@ -255,7 +262,11 @@ impl Acceptor {
         let agency = self
             .agencies
             .iter()
-            .find(|a| a.verifier.verify_client_cert(leaf, intermediates, now).is_ok())
+            .find(|a| {
+                a.verifier
+                    .verify_client_cert(leaf, intermediates, now)
+                    .is_ok()
+            })
             .map(|a| a.agency.clone());
         PeerInfo {
             remote_addr: Some(remote),
@@ -284,7 +295,11 @@ impl AsyncRead for TlsConn {
 }
 
 impl AsyncWrite for TlsConn {
-    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
         Pin::new(&mut self.inner).poll_write(cx, buf)
     }
 

@@ -2,7 +2,12 @@
 //! the database goes away the gateway fails closed (`UNAVAILABLE`, no data)
 //! and resumes by itself when it returns.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 mod common;
 

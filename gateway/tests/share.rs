@@ -2,7 +2,12 @@
 //! agencies, the synthetic legacy police system, the shipped demo agreement,
 //! a SQLite ledger, and every refusal recorded.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 mod common;
 

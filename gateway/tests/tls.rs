@@ -37,7 +37,9 @@ impl Ca {
     }
 
     fn issue(&self, names: &[&str]) -> (CertificateDer<'static>, KeyPair) {
-        let params = CertificateParams::new(names.iter().map(|n| (*n).to_owned()).collect::<Vec<_>>()).unwrap();
+        let params =
+            CertificateParams::new(names.iter().map(|n| (*n).to_owned()).collect::<Vec<_>>())
+                .unwrap();
         let key = KeyPair::generate().unwrap();
         let issuer = Issuer::from_params(&self.params, &self.key);
         let cert = params.signed_by(&key, &issuer).unwrap();
@@ -52,8 +54,15 @@ impl Ca {
 fn pem(label: &str, der: &[u8]) -> String {
     use base64::Engine;
     let b64 = base64::engine::general_purpose::STANDARD.encode(der);
-    let lines: Vec<&str> = b64.as_bytes().chunks(64).map(|c| std::str::from_utf8(c).unwrap()).collect();
-    format!("-----BEGIN {label}-----\n{}\n-----END {label}-----\n", lines.join("\n"))
+    let lines: Vec<&str> = b64
+        .as_bytes()
+        .chunks(64)
+        .map(|c| std::str::from_utf8(c).unwrap())
+        .collect();
+    format!(
+        "-----BEGIN {label}-----\n{}\n-----END {label}-----\n",
+        lines.join("\n")
+    )
 }
 
 struct Pki {
@@ -117,7 +126,9 @@ allow_insecure_http = true
     std::fs::write(dir.join("liaison.toml"), text).unwrap();
     let config = Config::load(&dir.join("liaison.toml")).unwrap();
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    server::start(config, Some(listener), std::future::pending()).await.unwrap()
+    server::start(config, Some(listener), std::future::pending())
+        .await
+        .unwrap()
 }
 
 fn client_config(
@@ -127,10 +138,12 @@ fn client_config(
 ) -> Arc<ClientConfig> {
     let mut roots = RootCertStore::empty();
     roots.add(pki.server_ca.der.clone()).unwrap();
-    let builder = ClientConfig::builder_with_provider(Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
-        .with_protocol_versions(versions)
-        .unwrap()
-        .with_root_certificates(roots);
+    let builder = ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::aws_lc_rs::default_provider(),
+    ))
+    .with_protocol_versions(versions)
+    .unwrap()
+    .with_root_certificates(roots);
     let mut config = match identity {
         Some((cert, key)) => builder
             .with_client_auth_cert(
@@ -145,7 +158,10 @@ fn client_config(
 }
 
 /// A channel whose connector speaks TLS with `config`.
-async fn channel(addr: std::net::SocketAddr, config: Arc<ClientConfig>) -> Result<tonic::transport::Channel, tonic::transport::Error> {
+async fn channel(
+    addr: std::net::SocketAddr,
+    config: Arc<ClientConfig>,
+) -> Result<tonic::transport::Channel, tonic::transport::Error> {
     Endpoint::from_shared(format!("http://localhost:{}", addr.port()))
         .unwrap()
         .connect_with_connector(tower::service_fn(move |_uri| {
@@ -162,7 +178,9 @@ async fn channel(addr: std::net::SocketAddr, config: Arc<ClientConfig>) -> Resul
 }
 
 async fn health(addr: std::net::SocketAddr, config: Arc<ClientConfig>) -> Result<(), String> {
-    let channel = channel(addr, config).await.map_err(|e| format!("connect: {e:?}"))?;
+    let channel = channel(addr, config)
+        .await
+        .map_err(|e| format!("connect: {e:?}"))?;
     HealthClient::new(channel)
         .check(HealthCheckRequest::default())
         .await
@@ -177,7 +195,12 @@ async fn mutual_tls_admits_only_certificates_from_an_agency_ca() {
     let met_idp = TestProvider::start(
         "met-police",
         "ES256",
-        serde_json::json!([client("met-mash-system", "test-fixture-secret", "PC Reid", &["officer"])]),
+        serde_json::json!([client(
+            "met-mash-system",
+            "test-fixture-secret",
+            "PC Reid",
+            &["officer"]
+        )]),
     )
     .await
     .unwrap();
@@ -187,27 +210,62 @@ async fn mutual_tls_admits_only_certificates_from_an_agency_ca() {
 
     // No certificate, a certificate from a CA no agency uses, a
     // self-signed certificate: all refused at the handshake.
-    assert!(health(addr, client_config(&pki, None, tls13)).await.is_err());
-    assert!(health(addr, client_config(&pki, Some(pki.rogue.issue(&["rogue"])), tls13)).await.is_err());
+    assert!(
+        health(addr, client_config(&pki, None, tls13))
+            .await
+            .is_err()
+    );
+    assert!(
+        health(
+            addr,
+            client_config(&pki, Some(pki.rogue.issue(&["rogue"])), tls13)
+        )
+        .await
+        .is_err()
+    );
     let self_signed = {
         let key = KeyPair::generate().unwrap();
-        let cert = CertificateParams::new(vec!["met-system".to_owned()]).unwrap().self_signed(&key).unwrap();
+        let cert = CertificateParams::new(vec!["met-system".to_owned()])
+            .unwrap()
+            .self_signed(&key)
+            .unwrap();
         (cert.der().clone(), key)
     };
-    assert!(health(addr, client_config(&pki, Some(self_signed), tls13)).await.is_err());
+    assert!(
+        health(addr, client_config(&pki, Some(self_signed), tls13))
+            .await
+            .is_err()
+    );
 
     // A certificate from the Met's CA is admitted.
     let met_cert = pki.met.issue(&["met-mash-system"]);
-    let met_tls = client_config(&pki, Some((met_cert.0.clone(), KeyPair::from_pem(&met_cert.1.serialize_pem()).unwrap())), tls13);
+    let met_tls = client_config(
+        &pki,
+        Some((
+            met_cert.0.clone(),
+            KeyPair::from_pem(&met_cert.1.serialize_pem()).unwrap(),
+        )),
+        tls13,
+    );
     health(addr, met_tls.clone()).await.unwrap();
 
     // TLS 1.2 is refused unless configured.
     let tls12: &[&'static rustls::SupportedProtocolVersion] = &[&rustls::version::TLS12];
-    let met_tls12 = client_config(&pki, Some((met_cert.0.clone(), KeyPair::from_pem(&met_cert.1.serialize_pem()).unwrap())), tls12);
+    let met_tls12 = client_config(
+        &pki,
+        Some((
+            met_cert.0.clone(),
+            KeyPair::from_pem(&met_cert.1.serialize_pem()).unwrap(),
+        )),
+        tls12,
+    );
     assert!(health(addr, met_tls12).await.is_err());
 
     // The token's agency must match the certificate's.
-    let token = met_idp.token(("met-mash-system", "test-fixture-secret")).await.unwrap();
+    let token = met_idp
+        .token(("met-mash-system", "test-fixture-secret"))
+        .await
+        .unwrap();
     let authed = |token: &str| {
         let mut req = Request::new(pb::ListDatasetsRequest::default());
         let value: MetadataValue<_> = format!("Bearer {token}").parse().unwrap();
@@ -221,14 +279,22 @@ async fn mutual_tls_admits_only_certificates_from_an_agency_ca() {
     let mut wrong = SharingServiceClient::new(channel(addr, hackney_tls).await.unwrap());
     let err = wrong.list_datasets(authed(&token)).await.unwrap_err();
     assert_eq!(err.code(), Code::Unauthenticated);
-    assert!(err.message().contains("another agency"), "{}", err.message());
+    assert!(
+        err.message().contains("another agency"),
+        "{}",
+        err.message()
+    );
 
     // A certificate-bound token (RFC 8705) works only on a connection that
     // presents the certificate it is bound to.
     let bound = bound_token(&met_idp, &met_cert.0).await;
     sharing.list_datasets(authed(&bound)).await.unwrap();
     let other_met = pki.met.issue(&["met-other-system"]);
-    let mut other = SharingServiceClient::new(channel(addr, client_config(&pki, Some(other_met), tls13)).await.unwrap());
+    let mut other = SharingServiceClient::new(
+        channel(addr, client_config(&pki, Some(other_met), tls13))
+            .await
+            .unwrap(),
+    );
     let err = other.list_datasets(authed(&bound)).await.unwrap_err();
     assert_eq!(err.code(), Code::Unauthenticated, "{err:?}");
     gateway.shutdown().await.unwrap();
@@ -239,7 +305,8 @@ async fn bound_token(idp: &TestProvider, cert: &CertificateDer<'static>) -> Stri
     use base64::Engine;
     use sha2::Digest;
     let key = idp.private_keys_pem().await.unwrap().remove(0);
-    let thumbprint = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(sha2::Sha256::digest(cert.as_ref()));
+    let thumbprint = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .encode(sha2::Sha256::digest(cert.as_ref()));
     let now = time::OffsetDateTime::now_utc().unix_timestamp();
     let claims = serde_json::json!({
         "iss": idp.issuer, "sub": "met-mash-system", "aud": "liaison", "client_id": "met-mash-system",
@@ -264,7 +331,10 @@ async fn the_post_quantum_hybrid_group_is_negotiated_when_both_sides_offer_it() 
         .await
         .unwrap();
     let (_, session) = tls.get_ref();
-    assert_eq!(session.protocol_version(), Some(rustls::ProtocolVersion::TLSv1_3));
+    assert_eq!(
+        session.protocol_version(),
+        Some(rustls::ProtocolVersion::TLSv1_3)
+    );
     assert_eq!(
         session.negotiated_key_exchange_group().map(|g| g.name()),
         Some(rustls::NamedGroup::X25519MLKEM768)

@@ -113,11 +113,10 @@ impl fmt::Display for KitReport {
             self.checks.len() - failed
         )?;
         for check in &self.checks {
-            let mark = if check.passed { "pass" } else { "FAIL" };
-            if check.passed || check.detail.is_empty() {
-                writeln!(f, "  {mark}  {}", check.name)?;
+            if check.passed {
+                writeln!(f, "  pass  {} ({})", check.name, check.detail)?;
             } else {
-                writeln!(f, "  {mark}  {}: {}", check.name, check.detail)?;
+                writeln!(f, "  FAIL  {}: {}", check.name, check.detail)?;
             }
         }
         Ok(())
