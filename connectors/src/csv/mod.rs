@@ -459,14 +459,12 @@ async fn watch_folder(shared: Arc<Shared>) {
 fn notify_watcher(shared: &Arc<Shared>) -> Option<notify::RecommendedWatcher> {
     use notify::Watcher;
     let weak = Arc::downgrade(shared);
-    let handle = tokio::runtime::Handle::current();
     let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
         if event.is_ok()
             && let Some(shared) = weak.upgrade()
         {
-            // Runs on the watcher's own thread; `notify_one` is cheap and
-            // coalesces bursts of events into one wake-up.
-            let _entered = handle.enter();
+            // Runs on the watcher's own thread; `notify_one` needs no
+            // runtime and coalesces bursts of events into one wake-up.
             shared.changed.notify_one();
         }
     })
