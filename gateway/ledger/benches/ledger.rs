@@ -1,14 +1,17 @@
 //! Ledger benchmarks. Opt-in, never part of `cargo test`:
 //!
 //! ```text
-//! cargo bench -p liaison-ledger --bench ledger -- append [--appenders 16,32,64] [--entries N]
+//! cargo bench -p liaison-ledger --bench ledger -- append [--appenders 16,32,64] [--entries N] [--rounds R]
 //! cargo bench -p liaison-ledger --bench ledger -- proof [--backend postgres|sqlite] [--sizes 1000000,10000000]
 //! ```
 //!
 //! `append` measures durable appends per second with group commit on PostgreSQL, for each number
 //! of concurrent appenders, beside a plain baseline in the same server and run: a fresh table
 //! with the same columns (and only a primary key) filled by one connection with multi-row
-//! `INSERT`s, and with `COPY`, one committed transaction per batch, rows of the same size.
+//! `INSERT`s of as many rows as there are appenders (the most one group commit can hold) and of
+//! 256 rows, and with `COPY` of 256 rows, one committed transaction per batch, rows of the same
+//! size. Baseline and ledger runs are interleaved, in several rounds, and medians reported,
+//! because a shared machine's load drifts.
 //!
 //! `proof` writes a tree of each size straight into `tree_nodes` (leaf hashes are generated, not
 //! appended) with one signed head over it, then times `inclusion_proof`, `tree_head` and
@@ -61,8 +64,9 @@ fn main() {
     match args.first().map(String::as_str) {
         Some("append") => {
             let appenders = list("--appenders", "16,32,64");
-            let entries = list("--entries", "30000")[0];
-            runtime.block_on(append_bench(&appenders, entries));
+            let entries = list("--entries", "20000")[0];
+            let rounds = list("--rounds", "3")[0];
+            runtime.block_on(append_bench(&appenders, entries, rounds as usize));
         }
         Some("proof") => {
             let sizes = list("--sizes", "1000000");
@@ -78,148 +82,168 @@ fn main() {
     }
 }
 
-async fn append_bench(appenders: &[u64], entries: u64) {
-    println!("durable appends, PostgreSQL, {BODY_BYTES}-byte bodies, {entries} entries per run");
-    let baselines = baseline(entries).await;
-    for (name, rate) in &baselines {
-        println!("  baseline {name:<34} {rate:>9.0} rows/s");
+async fn append_bench(appenders: &[u64], entries: u64, rounds: usize) {
+    println!(
+        "durable appends, PostgreSQL, {BODY_BYTES}-byte bodies, {entries} entries per run, \
+         median of {rounds} interleaved rounds"
+    );
+    let (base_url, _base_db) = fresh_postgres_db().await;
+    let mut base = PgConnection::connect(&base_url).await.unwrap();
+    let mut ledger_rates: Vec<Vec<f64>> = vec![Vec::new(); appenders.len()];
+    let mut insert_rates: Vec<Vec<f64>> = vec![Vec::new(); appenders.len()];
+    let (mut insert_256, mut copy_256) = (Vec::new(), Vec::new());
+    let mut batches: Vec<Vec<f64>> = vec![Vec::new(); appenders.len()];
+    for round in 0..rounds {
+        for (i, &n) in appenders.iter().enumerate() {
+            insert_rates[i].push(baseline(&mut base, entries, n, false).await);
+            let (rate, mean_batch) = ledger_run(n, entries).await;
+            ledger_rates[i].push(rate);
+            batches[i].push(mean_batch);
+        }
+        insert_256.push(baseline(&mut base, entries, 256, false).await);
+        copy_256.push(baseline(&mut base, entries, 256, true).await);
+        eprintln!("  round {} done", round + 1);
     }
-    let reference = baselines
-        .iter()
-        .find(|(name, _)| name.starts_with("INSERT, 256"))
-        .map_or(1.0, |(_, rate)| *rate);
-    for &n in appenders {
-        let (url, _db) = fresh_postgres_db().await;
-        let mut options = LedgerOptions::default();
-        options.queue_capacity = 4096;
-        let ledger = Ledger::connect_with(&url, options).await.unwrap();
-        let next = Arc::new(AtomicU64::new(0));
-        let started = Instant::now();
-        let mut tasks = tokio::task::JoinSet::new();
-        for _ in 0..n {
-            let (ledger, next) = (ledger.clone(), Arc::clone(&next));
-            tasks.spawn(async move {
-                loop {
-                    let i = next.fetch_add(1, Ordering::Relaxed);
-                    if i >= entries {
-                        break;
-                    }
-                    let id = format!("bench-{i}");
-                    ledger
-                        .append(load_entry(&id, body_for(&id, BODY_BYTES)))
-                        .await
-                        .unwrap();
-                }
-            });
-        }
-        while let Some(done) = tasks.join_next().await {
-            done.unwrap();
-        }
-        let elapsed = started.elapsed();
-        let stats = ledger.stats();
-        let rate = entries as f64 / elapsed.as_secs_f64();
+    base.close().await.unwrap();
+    let insert_256 = median(&mut insert_256);
+    println!("  baseline INSERT 256 rows per commit {insert_256:>9.0} rows/s");
+    println!(
+        "  baseline COPY   256 rows per commit {:>9.0} rows/s",
+        median(&mut copy_256)
+    );
+    for (i, &n) in appenders.iter().enumerate() {
+        let insert_n = median(&mut insert_rates[i]);
+        let ledger = median(&mut ledger_rates[i]);
         println!(
-            "  ledger, {n:>2} appenders{:>22} {rate:>9.0} entries/s  ({:.2} of the INSERT baseline; \
-             {} transactions, mean batch {:.1}, largest {})",
-            "",
-            rate / reference,
-            stats.transactions,
-            stats.entries as f64 / stats.transactions.max(1) as f64,
-            stats.largest_batch,
+            "  baseline INSERT {n:>3} rows per commit {insert_n:>9.0} rows/s\n  \
+             ledger, {n:>2} appenders            {ledger:>9.0} entries/s  \
+             ({:.2} of INSERT at {n} rows, {:.2} of INSERT at 256; mean batch {:.1}; \
+             runs {:?})",
+            ledger / insert_n,
+            ledger / insert_256,
+            median(&mut batches[i]),
+            ledger_rates[i]
+                .iter()
+                .map(|r| r.round() as u64)
+                .collect::<Vec<_>>(),
         );
-        assert_eq!(ledger.verify().await.unwrap().entries, entries);
-        ledger.close().await;
     }
 }
 
-/// Rows per second into a table with the ledger's columns and only a primary key: multi-row
-/// `INSERT`s of 64 and 256 rows, and `COPY` of 256 rows, one committed transaction each.
-async fn baseline(entries: u64) -> Vec<(String, f64)> {
+fn median(values: &mut [f64]) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}
+
+/// `entries` appends from `n` concurrent tasks into a fresh ledger: entries per second and the
+/// mean batch.
+async fn ledger_run(n: u64, entries: u64) -> (f64, f64) {
     let (url, _db) = fresh_postgres_db().await;
-    let mut conn = PgConnection::connect(&url).await.unwrap();
-    sqlx::raw_sql("SET synchronous_commit = on")
-        .execute(&mut conn)
-        .await
-        .unwrap();
-    let mut results = Vec::new();
-    for (name, batch, copy) in [
-        ("INSERT, 64 rows per commit", 64u64, false),
-        ("INSERT, 256 rows per commit", 256, false),
-        ("COPY, 256 rows per commit", 256, true),
-    ] {
-        sqlx::raw_sql(
-            "DROP TABLE IF EXISTS baseline;
-             CREATE TABLE baseline (
-                 seq BIGINT PRIMARY KEY, entry_id TEXT NOT NULL, recorded_at BIGINT NOT NULL,
-                 body BYTEA NOT NULL, leaf_hash BYTEA NOT NULL, chain_hash BYTEA NOT NULL,
-                 agency TEXT NOT NULL, subject TEXT NOT NULL, recipient TEXT NOT NULL,
-                 action TEXT NOT NULL, purpose TEXT NOT NULL, isa_id TEXT NOT NULL,
-                 outcome TEXT NOT NULL)",
-        )
-        .execute(&mut conn)
-        .await
-        .unwrap();
-        let started = Instant::now();
-        let mut seq = 0u64;
-        while seq < entries {
-            let rows: Vec<u64> = (seq..(seq + batch).min(entries)).collect();
-            seq += rows.len() as u64;
-            let mut tx = conn.begin().await.unwrap();
-            if copy {
-                let mut data = String::new();
-                for i in &rows {
-                    let id = format!("bench-{i}");
-                    let e = load_entry(&id, body_for(&id, BODY_BYTES));
-                    let hash = hex::encode(merkle::leaf_hash(&e.body));
-                    data.push_str(&format!(
-                        "{}\t{id}\t{}\t\\\\x{}\t\\\\x{hash}\t\\\\x{hash}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\n",
-                        i + 1,
-                        e.recorded_at.unix_timestamp_nanos(),
-                        hex::encode(&e.body),
-                        e.index.agency,
-                        e.index.subject,
-                        e.index.recipient,
-                        e.index.action,
-                        e.index.purpose,
-                        e.index.isa_id,
-                        e.index.outcome,
-                    ));
+    let mut options = LedgerOptions::default();
+    options.queue_capacity = 4096;
+    let ledger = Ledger::connect_with(&url, options).await.unwrap();
+    let next = Arc::new(AtomicU64::new(0));
+    let started = Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..n {
+        let (ledger, next) = (ledger.clone(), Arc::clone(&next));
+        tasks.spawn(async move {
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= entries {
+                    break;
                 }
-                let mut sink = tx.copy_in_raw("COPY baseline FROM STDIN").await.unwrap();
-                sink.send(data.into_bytes()).await.unwrap();
-                sink.finish().await.unwrap();
-            } else {
-                let mut insert = QueryBuilder::new("INSERT INTO baseline ");
-                insert.push_values(&rows, |mut values, i| {
-                    let id = format!("bench-{i}");
-                    let e = load_entry(&id, body_for(&id, BODY_BYTES));
-                    let hash = merkle::leaf_hash(&e.body).to_vec();
-                    values
-                        .push_bind(i64::try_from(*i + 1).unwrap())
-                        .push_bind(id)
-                        .push_bind(i64::try_from(e.recorded_at.unix_timestamp_nanos()).unwrap())
-                        .push_bind(e.body)
-                        .push_bind(hash.clone())
-                        .push_bind(hash)
-                        .push_bind(e.index.agency)
-                        .push_bind(e.index.subject)
-                        .push_bind(e.index.recipient)
-                        .push_bind(e.index.action)
-                        .push_bind(e.index.purpose)
-                        .push_bind(e.index.isa_id)
-                        .push_bind(e.index.outcome);
-                });
-                insert.build().execute(&mut *tx).await.unwrap();
+                let id = format!("bench-{i}");
+                ledger
+                    .append(load_entry(&id, body_for(&id, BODY_BYTES)))
+                    .await
+                    .unwrap();
             }
-            tx.commit().await.unwrap();
-        }
-        results.push((
-            name.to_owned(),
-            entries as f64 / started.elapsed().as_secs_f64(),
-        ));
+        });
     }
-    conn.close().await.unwrap();
-    results
+    while let Some(done) = tasks.join_next().await {
+        done.unwrap();
+    }
+    let rate = entries as f64 / started.elapsed().as_secs_f64();
+    let stats = ledger.stats();
+    assert_eq!(ledger.verify().await.unwrap().entries, entries);
+    ledger.close().await;
+    (
+        rate,
+        stats.entries as f64 / stats.transactions.max(1) as f64,
+    )
+}
+
+/// Rows per second into a fresh table with the ledger's columns and only a primary key, by one
+/// connection: multi-row `INSERT`s (or `COPY`) of `batch` rows, one committed transaction each.
+async fn baseline(conn: &mut PgConnection, entries: u64, batch: u64, copy: bool) -> f64 {
+    sqlx::raw_sql(
+        "DROP TABLE IF EXISTS baseline;
+         CREATE TABLE baseline (
+             seq BIGINT PRIMARY KEY, entry_id TEXT NOT NULL, recorded_at BIGINT NOT NULL,
+             body BYTEA NOT NULL, leaf_hash BYTEA NOT NULL, chain_hash BYTEA NOT NULL,
+             agency TEXT NOT NULL, subject TEXT NOT NULL, recipient TEXT NOT NULL,
+             action TEXT NOT NULL, purpose TEXT NOT NULL, isa_id TEXT NOT NULL,
+             outcome TEXT NOT NULL)",
+    )
+    .execute(&mut *conn)
+    .await
+    .unwrap();
+    let started = Instant::now();
+    let mut seq = 0u64;
+    while seq < entries {
+        let rows: Vec<u64> = (seq..(seq + batch).min(entries)).collect();
+        seq += rows.len() as u64;
+        let mut tx = conn.begin().await.unwrap();
+        if copy {
+            let mut data = String::new();
+            for i in &rows {
+                let id = format!("bench-{i}");
+                let e = load_entry(&id, body_for(&id, BODY_BYTES));
+                let hash = hex::encode(merkle::leaf_hash(&e.body));
+                data.push_str(&format!(
+                    "{}\t{id}\t{}\t\\\\x{}\t\\\\x{hash}\t\\\\x{hash}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\n",
+                    i + 1,
+                    e.recorded_at.unix_timestamp_nanos(),
+                    hex::encode(&e.body),
+                    e.index.agency,
+                    e.index.subject,
+                    e.index.recipient,
+                    e.index.action,
+                    e.index.purpose,
+                    e.index.isa_id,
+                    e.index.outcome,
+                ));
+            }
+            let mut sink = tx.copy_in_raw("COPY baseline FROM STDIN").await.unwrap();
+            sink.send(data.into_bytes()).await.unwrap();
+            sink.finish().await.unwrap();
+        } else {
+            let mut insert = QueryBuilder::new("INSERT INTO baseline ");
+            insert.push_values(&rows, |mut values, i| {
+                let id = format!("bench-{i}");
+                let e = load_entry(&id, body_for(&id, BODY_BYTES));
+                let hash = merkle::leaf_hash(&e.body).to_vec();
+                values
+                    .push_bind(i64::try_from(*i + 1).unwrap())
+                    .push_bind(id)
+                    .push_bind(i64::try_from(e.recorded_at.unix_timestamp_nanos()).unwrap())
+                    .push_bind(e.body)
+                    .push_bind(hash.clone())
+                    .push_bind(hash)
+                    .push_bind(e.index.agency)
+                    .push_bind(e.index.subject)
+                    .push_bind(e.index.recipient)
+                    .push_bind(e.index.action)
+                    .push_bind(e.index.purpose)
+                    .push_bind(e.index.isa_id)
+                    .push_bind(e.index.outcome);
+            });
+            insert.build().execute(&mut *tx).await.unwrap();
+        }
+        tx.commit().await.unwrap();
+    }
+    entries as f64 / started.elapsed().as_secs_f64()
 }
 
 async fn proof_bench(backend: &str, sizes: &[u64]) {
@@ -255,6 +279,17 @@ async fn proof_bench(backend: &str, sizes: &[u64]) {
             let proof = ledger.inclusion_proof(seq, size).await.unwrap();
             merkle::verify_inclusion(&leaf(seq - 1), seq - 1, size, &proof, &root).unwrap();
         }
+        // The floor: one trivial statement through a pool like the ledger's, on the same server.
+        let mut round_trip = Vec::new();
+        if url.starts_with("postgres") {
+            let pool = sqlx::PgPool::connect(&url).await.unwrap();
+            for _ in 0..2000 {
+                let t = Instant::now();
+                sqlx::query("SELECT 1").execute(&pool).await.unwrap();
+                round_trip.push(t.elapsed());
+            }
+            pool.close().await;
+        }
         let mut inclusion = Vec::new();
         for _ in 0..2000 {
             let seq = next() % size + 1;
@@ -280,6 +315,9 @@ async fn proof_bench(backend: &str, sizes: &[u64]) {
             summary(&mut heads),
             summary(&mut consistency),
         );
+        if !round_trip.is_empty() {
+            println!("  SELECT 1 (floor)  {}", summary(&mut round_trip));
+        }
         ledger.close().await;
         drop(guard);
     }

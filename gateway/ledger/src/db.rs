@@ -188,6 +188,11 @@ impl Db {
         dispatch!(self, |pool, dialect| pool.close().await)
     }
 
+    /// Resolves once the pool is closed.
+    pub(crate) async fn closed(&self) {
+        dispatch!(self, |pool, dialect| pool.close_event().await)
+    }
+
     /// Applies the schema steps this database has not seen, in one transaction.
     async fn migrate(&self) -> Result<(), LedgerError> {
         dispatch!(self, |pool, dialect| {
@@ -247,11 +252,32 @@ async fn open_sqlite(url: &str, settings: PoolSettings) -> Result<SqlitePool, Le
             .max_lifetime(None)
     } else {
         SqlitePoolOptions::new().max_connections(settings.max_connections)
-    };
-    pool.acquire_timeout(settings.acquire_timeout)
-        .connect_with(options)
-        .await
-        .map_err(|err| LedgerError::unavailable(&err))
+    }
+    // An in-process connection does not go away by itself; pinging it before each use only
+    // costs a round trip to its worker thread.
+    .test_before_acquire(false);
+    let pool = pool.acquire_timeout(settings.acquire_timeout);
+    // Switching a new database file to WAL needs an exclusive lock, and SQLite answers "busy"
+    // at once rather than calling the busy handler when another process holds it (several
+    // gateways starting together on one file). Retry for as long as the busy timeout allows.
+    let give_up = tokio::time::Instant::now() + settings.busy_timeout;
+    loop {
+        match pool.clone().connect_with(options.clone()).await {
+            Ok(pool) => return Ok(pool),
+            Err(err) if is_sqlite_busy(&err) && tokio::time::Instant::now() < give_up => {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            Err(err) => return Err(LedgerError::unavailable(&err)),
+        }
+    }
+}
+
+/// SQLITE_BUSY, including its extended codes.
+fn is_sqlite_busy(err: &sqlx::Error) -> bool {
+    err.as_database_error()
+        .and_then(|err| err.code())
+        .and_then(|code| code.parse::<i32>().ok())
+        .is_some_and(|code| code & 0xff == 5)
 }
 
 async fn open_postgres(url: &str, settings: PoolSettings) -> Result<PgPool, LedgerError> {
@@ -262,7 +288,13 @@ async fn open_postgres(url: &str, settings: PoolSettings) -> Result<PgPool, Ledg
         .application_name("liaison-ledger")
         // A commit must be on disk before an append is acknowledged, whatever the server
         // default; the gateway relies on that to release data only after the entry is durable.
-        .options([("synchronous_commit", "on")]);
+        // Every statement is planned for its parameters: a generic plan cached while a table was
+        // small (a sequential scan) would otherwise turn O(log n) proofs and appends into O(n)
+        // until the next ANALYZE. Planning these statements costs microseconds.
+        .options([
+            ("synchronous_commit", "on"),
+            ("plan_cache_mode", "force_custom_plan"),
+        ]);
     PgPoolOptions::new()
         .max_connections(settings.max_connections)
         .acquire_timeout(settings.acquire_timeout)

@@ -28,19 +28,19 @@ mod check;
 mod db;
 mod entry;
 mod error;
-mod export;
+pub mod export;
 pub mod format;
 pub mod merkle;
-mod offline;
+pub mod offline;
 pub mod retention;
-mod seal;
-mod sign;
+pub mod seal;
+pub mod sign;
 mod store;
 #[cfg(any(test, feature = "test-util"))]
 pub mod test_util;
 mod tree;
 mod verify;
-mod witness;
+pub mod witness;
 mod writer;
 
 pub use chain::{GENESIS, chain_hash};

@@ -5,7 +5,7 @@
 //! signed head, re-checks each one's leaf and chain hash (it signs only what it has checked),
 //! stores every perfect subtree they complete in `tree_nodes`, and signs the new root, all in one
 //! transaction. The largest signed size is the *sealed size*; proofs up to it are read from the
-//! stored nodes ([`crate::tree`]).
+//! stored nodes ([`Ledger::inclusion_proof`]), a few primary-key reads.
 //!
 //! # One sealer among replicas
 //!

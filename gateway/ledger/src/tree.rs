@@ -13,7 +13,7 @@ use std::collections::{BTreeSet, HashMap};
 use sqlx::{QueryBuilder, Row};
 
 use crate::LedgerError;
-use crate::db::dispatch;
+use crate::db::{Db, dispatch};
 use crate::entry::TreeHead;
 use crate::error::Problem;
 use crate::merkle::{self, Hash, NodeId};
@@ -50,6 +50,16 @@ pub(crate) struct NodeRow {
     pub level: i16,
     pub idx: i64,
     pub hash: Vec<u8>,
+}
+
+/// The sizes and one (possibly absent) stored node, as [`Ledger::view_and_nodes`] reads them.
+#[derive(sqlx::FromRow)]
+struct ViewNodeRow {
+    size: i64,
+    sealed: Option<i64>,
+    level: Option<i16>,
+    idx: Option<i64>,
+    hash: Option<Vec<u8>>,
 }
 
 #[derive(sqlx::FromRow)]
@@ -153,23 +163,99 @@ impl Ledger {
     }
 
     /// The MTH of each leaf range, all within the first `tree_size` entries.
+    ///
+    /// Assumes first that `tree_size` is sealed, as it is for any signed head, and reads the
+    /// ledger's sizes and all the nodes that needs in one statement; only if it is not sealed
+    /// does it go back for the nodes and leaves of the unsealed part.
     async fn range_roots(
         &self,
         ranges: &[(u64, u64)],
         tree_size: u64,
     ) -> Result<Vec<Hash>, LedgerError> {
-        let view = self.tree_view_for(tree_size).await?;
-        let mut plan = Plan::default();
+        let mut subtrees = Vec::new();
         for &(start, end) in ranges {
-            for node in merkle::subtrees(start, end)? {
-                plan.add(node, view.sealed);
-            }
+            subtrees.extend(merkle::subtrees(start, end)?);
         }
-        let values = self.read_plan(&plan, view.sealed).await?;
+        let mut plan = Plan::default();
+        for node in &subtrees {
+            plan.add(*node, tree_size);
+        }
+        let (view, stored) = self.view_and_nodes(&plan.stored).await?;
+        if tree_size > view.size {
+            return Err(LedgerError::TreeTooLarge {
+                requested: tree_size,
+                size: view.size,
+            });
+        }
+        let values = if view.sealed >= tree_size {
+            Values {
+                sealed: tree_size,
+                stored,
+                ..Values::default()
+            }
+        } else {
+            let mut plan = Plan::default();
+            for node in &subtrees {
+                plan.add(*node, view.sealed);
+            }
+            self.read_plan(&plan, view.sealed).await?
+        };
         ranges
             .iter()
             .map(|&(start, end)| values.range_root(start, end))
             .collect()
+    }
+
+    /// The tree view and the stored `nodes` that exist, in one statement on PostgreSQL (and on
+    /// one connection on SQLite, where statements cost no round trip).
+    async fn view_and_nodes(
+        &self,
+        nodes: &BTreeSet<NodeId>,
+    ) -> Result<(TreeView, HashMap<NodeId, Hash>), LedgerError> {
+        let nodes: Vec<NodeId> = nodes.iter().copied().collect();
+        let (size, sealed, rows) = match &self.inner.db {
+            Db::Postgres(pool) => {
+                let (levels, indexes) = node_arrays(&nodes);
+                let rows: Vec<ViewNodeRow> = sqlx::query_as(
+                    "SELECT h.size AS size, (SELECT MAX(t.size) FROM tree_heads t) AS sealed, \
+                            n.level AS level, n.idx AS idx, n.hash AS hash \
+                     FROM ledger_head h LEFT JOIN ( \
+                         tree_nodes n JOIN unnest($1::SMALLINT[], $2::BIGINT[]) AS w(level, idx) \
+                         ON n.level = w.level AND n.idx = w.idx) ON TRUE \
+                     WHERE h.id = 1",
+                )
+                .bind(levels)
+                .bind(indexes)
+                .fetch_all(pool)
+                .await?;
+                split_view_rows(rows)?
+            }
+            Db::Sqlite(pool) => {
+                // The ids as a JSON array of [level, index] pairs, joined through `json_each`.
+                let wanted = format!(
+                    "[{}]",
+                    nodes
+                        .iter()
+                        .map(|node| format!("[{},{}]", node.level, node.index))
+                        .collect::<Vec<_>>()
+                        .join(",")
+                );
+                let rows: Vec<ViewNodeRow> = sqlx::query_as(
+                    "SELECT h.size AS size, (SELECT MAX(t.size) FROM tree_heads t) AS sealed, \
+                            n.level AS level, n.idx AS idx, n.hash AS hash \
+                     FROM ledger_head h LEFT JOIN ( \
+                         SELECT n.level, n.idx, n.hash FROM json_each($1) AS w \
+                         JOIN tree_nodes n ON n.level = w.value ->> 0 AND n.idx = w.value ->> 1 \
+                     ) AS n ON 1 = 1 \
+                     WHERE h.id = 1",
+                )
+                .bind(wanted)
+                .fetch_all(pool)
+                .await?;
+                split_view_rows(rows)?
+            }
+        };
+        Ok((view_from(size, sealed)?, nodes_from_rows(rows)?))
     }
 
     /// The tree view, checking that `tree_size` is not larger than the ledger.
@@ -195,27 +281,20 @@ impl Ledger {
             .await?;
             (row.try_get("size")?, row.try_get("sealed")?)
         });
-        let malformed = |what| LedgerError::broken(0, None, Problem::Malformed { what });
-        let size = u64::try_from(size).map_err(|_| malformed("head size"))?;
-        let sealed = u64::try_from(sealed.unwrap_or(0)).map_err(|_| malformed("tree head size"))?;
-        // A sealed size beyond the ledger means entries were removed; the nodes still describe
-        // the signed tree, so proofs for sizes the ledger has stay correct. Verify reports it.
-        Ok(TreeView {
-            size,
-            sealed: sealed.min(size),
-        })
+        view_from(size, sealed)
     }
 
     /// Reads the stored nodes and tail leaves `plan` needs.
     pub(crate) async fn read_plan(&self, plan: &Plan, sealed: u64) -> Result<Values, LedgerError> {
         let nodes: Vec<NodeId> = plan.stored.iter().copied().collect();
         let (node_rows, leaf_rows) = dispatch!(&self.inner.db, |pool, dialect| {
+            let mut conn = pool.acquire().await?;
             let mut node_rows: Vec<NodeRow> = Vec::new();
             for chunk in nodes.chunks(NODES_PER_SELECT) {
                 node_rows.extend(
                     node_query(chunk)
                         .build_query_as::<NodeRow>()
-                        .fetch_all(pool)
+                        .fetch_all(&mut *conn)
                         .await?,
                 );
             }
@@ -227,7 +306,7 @@ impl Ledger {
                 )
                 .bind(i64::try_from(lo).unwrap_or(i64::MAX))
                 .bind(i64::try_from(hi).unwrap_or(i64::MAX))
-                .fetch_all(pool)
+                .fetch_all(&mut *conn)
                 .await?;
             }
             (node_rows, leaf_rows)
@@ -243,6 +322,55 @@ impl Ledger {
         }
         Ok(values)
     }
+}
+
+/// A [`TreeView`] from the stored sizes.
+fn view_from(size: i64, sealed: Option<i64>) -> Result<TreeView, LedgerError> {
+    let malformed = |what| LedgerError::broken(0, None, Problem::Malformed { what });
+    let size = u64::try_from(size).map_err(|_| malformed("head size"))?;
+    let sealed = u64::try_from(sealed.unwrap_or(0)).map_err(|_| malformed("tree head size"))?;
+    // A sealed size beyond the ledger means entries were removed; the nodes still describe
+    // the signed tree, so proofs for sizes the ledger has stay correct. Verify reports it.
+    Ok(TreeView {
+        size,
+        sealed: sealed.min(size),
+    })
+}
+
+/// The sizes, and the node rows, from [`Ledger::view_and_nodes`]'s result.
+fn split_view_rows(
+    rows: Vec<ViewNodeRow>,
+) -> Result<(i64, Option<i64>, Vec<NodeRow>), LedgerError> {
+    let first = rows.first().ok_or(LedgerError::broken(
+        0,
+        None,
+        Problem::Malformed { what: "head row" },
+    ))?;
+    let (size, sealed) = (first.size, first.sealed);
+    let nodes = rows
+        .into_iter()
+        .filter_map(|row| {
+            Some(NodeRow {
+                level: row.level?,
+                idx: row.idx?,
+                hash: row.hash?,
+            })
+        })
+        .collect();
+    Ok((size, sealed, nodes))
+}
+
+/// Node ids as the two arrays PostgreSQL's `unnest` takes.
+fn node_arrays(nodes: &[NodeId]) -> (Vec<i16>, Vec<i64>) {
+    nodes
+        .iter()
+        .map(|node| {
+            (
+                i16::from(node.level),
+                i64::try_from(node.index).unwrap_or(i64::MAX),
+            )
+        })
+        .unzip()
 }
 
 /// Stored nodes per `SELECT`: two bind parameters each, far below both backends' limits.
