@@ -1,15 +1,94 @@
-//! `liaison audit verify`: recompute the ledger and name the first entry
-//! that does not verify.
+//! `liaison audit …`: keys, verification, export and retention of the
+//! audit ledger.
+//!
+//! Exit codes are the same for every command: 0 done (or the ledger
+//! verifies), 2 the ledger or export is broken (tampering or damage, named),
+//! 1 anything else (unreadable files, no database).
 
-use liaison_ledger::{Ledger, LedgerError};
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+
+use clap::Args;
+use liaison_ledger::{KeyRing, Ledger, LedgerError, SigningKey, VerifyingKey, read_witness_file};
+use time::OffsetDateTime;
 
 use crate::{cli::LedgerArgs, config::Config};
+
+/// `liaison audit verify`.
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// The live ledger to verify (unless `--export` is given).
+    #[command(flatten)]
+    pub ledger: LedgerArgs,
+    /// Verify this export file instead of a database: needs nothing but
+    /// the file and the public key.
+    #[arg(long, conflicts_with_all = ["config", "ledger"])]
+    pub export: Option<PathBuf>,
+    /// A public key (PEM) trusted to sign tree heads; repeat it for keys
+    /// that were rotated out. With `--config`, the configured keys are
+    /// used when none is given.
+    #[arg(long = "public-key")]
+    pub public_keys: Vec<PathBuf>,
+    /// A witness file of signed heads published outside the database; a
+    /// ledger rewritten or restored from an older backup disagrees with it.
+    #[arg(long)]
+    pub witness: Option<PathBuf>,
+}
+
+/// `liaison audit export`.
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    /// The ledger to export.
+    #[command(flatten)]
+    pub ledger: LedgerArgs,
+    /// The export file (JSON lines). An existing export of this ledger is
+    /// continued from its last complete entry, so a repeated or interrupted
+    /// export loses nothing and rewrites nothing.
+    #[arg(long)]
+    pub out: PathBuf,
+}
+
+/// `liaison audit keygen`.
+#[derive(Debug, Args)]
+pub struct KeygenArgs {
+    /// Where to write the private key (PKCS#8 PEM, readable by its owner
+    /// only); the public key goes beside it with `.pub` appended.
+    #[arg(long)]
+    pub out: PathBuf,
+}
+
+/// `liaison audit public-key`.
+#[derive(Debug, Args)]
+pub struct PublicKeyArgs {
+    /// A private key file.
+    #[arg(long, conflicts_with = "config")]
+    pub key: Option<PathBuf>,
+    /// A gateway configuration naming the signing key.
+    #[arg(long, short)]
+    pub config: Option<PathBuf>,
+}
+
+/// `liaison audit prune`.
+#[derive(Debug, Args)]
+pub struct PruneArgs {
+    /// The ledger to prune.
+    #[command(flatten)]
+    pub ledger: LedgerArgs,
+    /// Keep entries signed within this many days; remove older ones, up to
+    /// the last signed head before the cut-off.
+    #[arg(long)]
+    pub keep_days: u32,
+    /// The archive to bring up to date before anything is removed (an
+    /// export, verifiable offline). Required: nothing is removed unarchived.
+    #[arg(long)]
+    pub archive: PathBuf,
+}
 
 /// Opens the ledger named by `args`.
 pub async fn open(args: &LedgerArgs) -> Result<Ledger, String> {
     let url = match (&args.config, &args.ledger) {
         (_, Some(url)) => url.clone(),
-        (Some(path), None) => Config::load(path).map_err(|e| e.to_string())?.ledger_url(),
+        (Some(path), None) => load_config(path)?.ledger_url(),
         (None, None) => return Err("give --config FILE or --ledger URL".into()),
     };
     Ledger::connect(&url)
@@ -17,33 +96,270 @@ pub async fn open(args: &LedgerArgs) -> Result<Ledger, String> {
         .map_err(|e| format!("cannot open the ledger: {e}"))
 }
 
-/// Verifies the ledger; exit code 0 when it verifies, 2 when it is broken,
-/// 1 when it cannot be read.
-pub async fn verify(args: LedgerArgs) -> i32 {
-    let ledger = match open(&args).await {
-        Ok(l) => l,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return 1;
+fn load_config(path: &Path) -> Result<Config, String> {
+    Config::load(path).map_err(|e| e.to_string())
+}
+
+/// The keys to check signatures with: those given, else the configured
+/// ones.
+fn key_ring(args: &VerifyArgs) -> Result<KeyRing, String> {
+    if !args.public_keys.is_empty() {
+        let mut ring = KeyRing::default();
+        for path in &args.public_keys {
+            ring.add(read_public_key(path)?);
         }
+        return Ok(ring);
+    }
+    match &args.ledger.config {
+        Some(path) => Ok(load_config(path)?.ledger_keys()?.ring),
+        None => Ok(KeyRing::default()),
+    }
+}
+
+/// A public key file, or the public half of a private key file.
+fn read_public_key(path: &Path) -> Result<VerifyingKey, String> {
+    VerifyingKey::from_file(path)
+        .or_else(|public_err| {
+            SigningKey::from_file(path)
+                .map(|key| key.verifying_key())
+                .map_err(|_| public_err)
+        })
+        .map_err(|e| format!("public key `{}`: {e}", path.display()))
+}
+
+fn witness_path(args: &VerifyArgs) -> Result<Option<PathBuf>, String> {
+    if args.witness.is_some() {
+        return Ok(args.witness.clone());
+    }
+    match &args.ledger.config {
+        Some(path) => Ok(load_config(path)?.witness_path()),
+        None => Ok(None),
+    }
+}
+
+/// Reports a verification error with the exit code it deserves.
+fn broken_or_failed(e: &LedgerError, what: &str) -> i32 {
+    match e {
+        LedgerError::Broken { .. } | LedgerError::InvalidWitness { .. } => {
+            eprintln!("{} BROKEN: {e}", what.to_uppercase());
+            2
+        }
+        _ => {
+            eprintln!("error: cannot verify the {what}: {e}");
+            1
+        }
+    }
+}
+
+/// Verifies a live ledger or an export.
+pub async fn verify(args: VerifyArgs) -> i32 {
+    let ring = match key_ring(&args) {
+        Ok(ring) => ring,
+        Err(e) => return fail(&e),
     };
-    match ledger.verify().await {
+    let witness = match witness_path(&args) {
+        Ok(w) => w,
+        Err(e) => return fail(&e),
+    };
+    if let Some(export) = &args.export {
+        if ring.keys().is_empty() {
+            return fail("verifying an export needs --public-key");
+        }
+        return match liaison_ledger::verify_export_file(export, &ring, witness.as_deref()) {
+            Ok(report) => {
+                let signed = report.latest_head.map_or_else(
+                    || "no signed head".to_owned(),
+                    |h| format!("latest signed head at {} by key {}", h.size, h.key_id),
+                );
+                println!(
+                    "export verifies: entries {}..={} ({} checked), {} signed heads ({signed}), {} witnessed heads matched, Merkle root {}",
+                    report.first_seq,
+                    report.size,
+                    report.entries,
+                    report.heads,
+                    report.witnessed,
+                    hex::encode(report.root)
+                );
+                0
+            }
+            Err(e) => broken_or_failed(&e, "export"),
+        };
+    }
+    let ledger = match open(&args.ledger).await {
+        Ok(l) => l,
+        Err(e) => return fail(&e),
+    };
+    let result = if ring.keys().is_empty() {
+        eprintln!("note: no public key given; signatures on tree heads are not checked");
+        ledger.verify().await
+    } else {
+        let heads = match &witness {
+            Some(path) => match read_witness_file(path, &ring) {
+                Ok(heads) => heads,
+                Err(e) => return broken_or_failed(&e, "witness"),
+            },
+            None => Vec::new(),
+        };
+        ledger.verify_signed(&ring, &heads).await
+    };
+    match result {
         Ok(report) => {
+            let signed = report.latest_head.map_or_else(
+                || "no signed head".to_owned(),
+                |h| format!("latest signed head at {} by key {}", h.size, h.key_id),
+            );
             println!(
-                "ledger verifies: {} entries, chain head {}, Merkle root {}",
+                "ledger verifies: {} entries, {signed}, chain head {}, Merkle root {}",
                 report.entries,
                 hex::encode(report.head),
                 hex::encode(report.root)
             );
             0
         }
-        Err(e @ LedgerError::Broken { .. }) => {
-            eprintln!("LEDGER BROKEN: {e}");
-            2
+        Err(e) => broken_or_failed(&e, "ledger"),
+    }
+}
+
+/// Exports the ledger to a file, continuing an earlier export.
+pub async fn export(args: ExportArgs) -> i32 {
+    let ledger = match open(&args.ledger).await {
+        Ok(l) => l,
+        Err(e) => return fail(&e),
+    };
+    match ledger.export_file(&args.out).await {
+        Ok(summary) => {
+            println!(
+                "{} `{}`: entries {}..={} ({} written), {} signed heads",
+                if summary.resumed {
+                    "continued"
+                } else {
+                    "wrote"
+                },
+                args.out.display(),
+                summary.first_seq,
+                summary.size,
+                summary.entries,
+                summary.heads
+            );
+            0
         }
-        Err(e) => {
-            eprintln!("error: cannot verify the ledger: {e}");
-            1
+        Err(e) => fail(&format!("cannot export the ledger: {e}")),
+    }
+}
+
+/// Writes a new signing key and its public key.
+pub fn keygen(args: &KeygenArgs) -> i32 {
+    let public_path = public_path(&args.out);
+    for path in [&args.out, &public_path] {
+        if path.exists() {
+            return fail(&format!(
+                "`{}` exists; a signing key is never overwritten",
+                path.display()
+            ));
         }
     }
+    let key = match SigningKey::generate() {
+        Ok(k) => k,
+        Err(e) => return fail(&e.to_string()),
+    };
+    let pem = match key.to_pkcs8_pem() {
+        Ok(p) => p,
+        Err(e) => return fail(&e.to_string()),
+    };
+    if let Err(e) = write_private(&args.out, pem.as_bytes()) {
+        return fail(&format!("cannot write `{}`: {e}", args.out.display()));
+    }
+    let public = key.verifying_key().to_pem();
+    if let Err(e) = std::fs::write(&public_path, &public) {
+        return fail(&format!("cannot write `{}`: {e}", public_path.display()));
+    }
+    println!(
+        "signing key {} written to `{}`; publish `{}`",
+        key.key_id(),
+        args.out.display(),
+        public_path.display()
+    );
+    0
+}
+
+/// `FILE.pub` beside `FILE`.
+pub fn public_path(private: &Path) -> PathBuf {
+    let mut name = private.as_os_str().to_owned();
+    name.push(".pub");
+    PathBuf::from(name)
+}
+
+/// Creates `path` readable by its owner only, refusing to replace a file.
+pub fn write_private(path: &Path, contents: &[u8]) -> std::io::Result<()> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        options.mode(0o600);
+    }
+    let mut file = options.open(path)?;
+    file.write_all(contents)?;
+    file.sync_all()
+}
+
+/// Prints the public key of a signing key.
+pub fn public_key(args: &PublicKeyArgs) -> i32 {
+    let key = match (&args.key, &args.config) {
+        (Some(path), _) => SigningKey::from_file(path).map_err(|e| e.to_string()),
+        (None, Some(config)) => load_config(config)
+            .and_then(|c| c.ledger_keys())
+            .and_then(|k| {
+                k.signing
+                    .ok_or_else(|| "the configuration names no signing key".to_owned())
+            }),
+        (None, None) => Err("give --key FILE or --config FILE".to_owned()),
+    };
+    match key {
+        Ok(key) => {
+            print!("{}", key.verifying_key().to_pem());
+            eprintln!("key id {}", key.key_id());
+            0
+        }
+        Err(e) => fail(&e),
+    }
+}
+
+/// Archives, then removes entries older than the retention period.
+pub async fn prune(args: PruneArgs) -> i32 {
+    let ledger = match open(&args.ledger).await {
+        Ok(l) => l,
+        Err(e) => return fail(&e),
+    };
+    let cut_off = OffsetDateTime::now_utc() - time::Duration::days(i64::from(args.keep_days));
+    let checkpoint = match ledger.retention_checkpoint(cut_off).await {
+        Ok(Some(c)) => c,
+        Ok(None) => {
+            println!("nothing to prune: no signed head before {cut_off}");
+            return 0;
+        }
+        Err(e) => return fail(&format!("cannot choose a checkpoint: {e}")),
+    };
+    if let Err(e) = ledger.export_file(&args.archive).await {
+        return fail(&format!("cannot archive before pruning: {e}"));
+    }
+    match ledger.prune_before(checkpoint.size + 1, &checkpoint).await {
+        Ok(report) => {
+            println!(
+                "pruned {} entries; entries up to {} are now only in `{}`, under signed head {} by key {}",
+                report.removed,
+                report.pruned_through,
+                args.archive.display(),
+                checkpoint.size,
+                checkpoint.key_id
+            );
+            0
+        }
+        Err(e) => fail(&format!("cannot prune: {e}")),
+    }
+}
+
+fn fail(message: &str) -> i32 {
+    eprintln!("error: {message}");
+    1
 }

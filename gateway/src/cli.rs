@@ -68,9 +68,21 @@ pub enum Command {
 /// `liaison audit …`
 #[derive(Debug, Subcommand)]
 pub enum AuditCommand {
-    /// Recompute every entry's hash and the chain; report the first broken
-    /// entry.
-    Verify(LedgerArgs),
+    /// Verify the ledger (or an export of it): recompute every entry's
+    /// hash, the chain and the Merkle tree, check every signed head with the
+    /// public keys and against a witness; name the first broken entry or the
+    /// heads that disagree.
+    Verify(audit_cli::VerifyArgs),
+    /// Export the ledger as JSON lines, verifiable offline; continues an
+    /// earlier export in the same file.
+    Export(audit_cli::ExportArgs),
+    /// Make a new Ed25519 signing key for tree heads.
+    Keygen(audit_cli::KeygenArgs),
+    /// Print the public key of the signing key, for verifiers.
+    PublicKey(audit_cli::PublicKeyArgs),
+    /// Remove entries past the retention period, after archiving them, up
+    /// to a signed head that keeps the rest verifiable.
+    Prune(audit_cli::PruneArgs),
 }
 
 /// `liaison policy …`
@@ -168,9 +180,13 @@ pub async fn run(cli: Cli) -> i32 {
             Err(e) => fail(&e),
         },
         Command::Query(args) => query::run(args).await,
-        Command::Audit {
-            command: AuditCommand::Verify(args),
-        } => audit_cli::verify(args).await,
+        Command::Audit { command } => match command {
+            AuditCommand::Verify(args) => audit_cli::verify(args).await,
+            AuditCommand::Export(args) => audit_cli::export(args).await,
+            AuditCommand::Keygen(args) => audit_cli::keygen(&args),
+            AuditCommand::PublicKey(args) => audit_cli::public_key(&args),
+            AuditCommand::Prune(args) => audit_cli::prune(args).await,
+        },
         Command::Policy { command } => policy_cli::run(command),
         Command::Config {
             command: ConfigCommand::Check { config },

@@ -82,6 +82,41 @@ pub struct LedgerConfig {
     /// file's directory. The password may be given by the environment
     /// variable `LIAISON_LEDGER_URL`, which overrides this field.
     pub url: Spanned<String>,
+    /// The Ed25519 private key (PKCS#8 PEM, as `liaison audit keygen`
+    /// writes) with which this replica signs tree heads, relative to the
+    /// config file; `LIAISON_LEDGER_SIGNING_KEY_FILE` overrides it. Without
+    /// one the replica appends but never seals: on several replicas, give
+    /// the key to those that may become the sealer.
+    #[serde(default)]
+    pub signing_key_file: Option<Spanned<PathBuf>>,
+    /// Public keys (PEM) of earlier signing keys, kept after a rotation so
+    /// the heads they signed still verify.
+    #[serde(default)]
+    pub previous_public_keys: Vec<Spanned<PathBuf>>,
+    /// How often the sealer signs a new tree head, in milliseconds; also
+    /// how long a standby takes to notice that the sealer is gone.
+    #[serde(default = "default_seal_interval_ms")]
+    pub seal_interval_ms: Spanned<u64>,
+    /// A file to which every signed head is appended (JSON lines), kept
+    /// where those who administer the database cannot write, so a
+    /// rewritten or restored database is caught by `liaison audit verify
+    /// --witness`.
+    #[serde(default)]
+    pub witness_file: Option<Spanned<PathBuf>>,
+}
+
+/// The key material the ledger section names, loaded.
+#[derive(Debug)]
+pub struct LedgerKeys {
+    /// The key this replica seals with, if any.
+    pub signing: Option<liaison_ledger::SigningKey>,
+    /// Every public key a head may be signed with: the signing key's and
+    /// the previous ones.
+    pub ring: liaison_ledger::KeyRing,
+}
+
+fn default_seal_interval_ms() -> Spanned<u64> {
+    Spanned::new(0..0, 1000)
 }
 
 /// Where policy comes from.
@@ -439,6 +474,35 @@ impl Config {
                 );
             }
         }
+        let ledger = &self.ledger;
+        if !(100..=60_000).contains(ledger.seal_interval_ms.get_ref()) {
+            problem(
+                ledger.seal_interval_ms.span(),
+                "ledger.seal_interval_ms".into(),
+                format!(
+                    "`{}` is out of range; between 100 and 60000 milliseconds",
+                    ledger.seal_interval_ms.get_ref()
+                ),
+            );
+        }
+        if let Some(file) = &ledger.signing_key_file
+            && std::env::var_os("LIAISON_LEDGER_SIGNING_KEY_FILE").is_none()
+            && let Err(e) =
+                liaison_ledger::SigningKey::from_file(&self.base_dir.join(file.get_ref()))
+        {
+            problem(file.span(), "ledger.signing_key_file".into(), e.to_string());
+        }
+        for (i, file) in ledger.previous_public_keys.iter().enumerate() {
+            if let Err(e) =
+                liaison_ledger::VerifyingKey::from_file(&self.base_dir.join(file.get_ref()))
+            {
+                problem(
+                    file.span(),
+                    format!("ledger.previous_public_keys[{i}]"),
+                    e.to_string(),
+                );
+            }
+        }
         if self.server.max_message_bytes < 1024 || self.server.max_message_bytes > 64 << 20 {
             out.push(Problem {
                 line: find_line(text, "max_message_bytes"),
@@ -462,6 +526,46 @@ impl Config {
             .filter(|v| !v.is_empty())
             .unwrap_or_else(|| self.ledger.url.get_ref().clone());
         resolve_sqlite_url(&url, &self.base_dir)
+    }
+
+    /// Loads the ledger's signing key (`LIAISON_LEDGER_SIGNING_KEY_FILE`
+    /// taking precedence over `signing_key_file`) and the ring of public
+    /// keys heads are checked with.
+    pub fn ledger_keys(&self) -> Result<LedgerKeys, String> {
+        let signing_path = std::env::var_os("LIAISON_LEDGER_SIGNING_KEY_FILE")
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+            .or_else(|| {
+                self.ledger
+                    .signing_key_file
+                    .as_ref()
+                    .map(|f| self.base_dir.join(f.get_ref()))
+            });
+        let signing = signing_path
+            .map(|path| {
+                liaison_ledger::SigningKey::from_file(&path)
+                    .map_err(|e| format!("ledger signing key `{}`: {e}", path.display()))
+            })
+            .transpose()?;
+        let mut ring = liaison_ledger::KeyRing::default();
+        if let Some(key) = &signing {
+            ring.add(key.verifying_key());
+        }
+        for file in &self.ledger.previous_public_keys {
+            let path = self.base_dir.join(file.get_ref());
+            let key = liaison_ledger::VerifyingKey::from_file(&path)
+                .map_err(|e| format!("ledger public key `{}`: {e}", path.display()))?;
+            ring.add(key);
+        }
+        Ok(LedgerKeys { signing, ring })
+    }
+
+    /// The witness file's path, if one is configured.
+    pub fn witness_path(&self) -> Option<PathBuf> {
+        self.ledger
+            .witness_file
+            .as_ref()
+            .map(|f| self.base_dir.join(f.get_ref()))
     }
 
     /// The policy file's path.

@@ -4,7 +4,7 @@
 use std::{collections::BTreeMap, net::SocketAddr, sync::Arc, time::Duration};
 
 use liaison_connectors::{ConnectorConfig, Registry};
-use liaison_ledger::Ledger;
+use liaison_ledger::{Ledger, Sealer, SealerHandle, SealerOptions};
 use liaison_policy::{PolicyEngine, PolicySet};
 use liaison_proto::v1::{
     admin_service_server::AdminServiceServer, oversight_service_server::OversightServiceServer,
@@ -65,6 +65,7 @@ pub struct Running {
     pub ledger: Arc<Ledger>,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     task: JoinHandle<Result<(), tonic::transport::Error>>,
+    sealer: Option<SealerHandle>,
 }
 
 impl Running {
@@ -76,13 +77,24 @@ impl Running {
         self.wait().await
     }
 
-    /// Waits until the server stops.
-    pub async fn wait(self) -> Result<(), StartError> {
-        match self.task.await {
+    /// Waits until the server stops, then stops the sealer cleanly so a
+    /// standby replica can take over at once.
+    pub async fn wait(mut self) -> Result<(), StartError> {
+        let served = match (&mut self.task).await {
             Ok(Ok(())) => Ok(()),
             Ok(Err(e)) => Err(StartError::Other(e.to_string())),
             Err(e) => Err(StartError::Other(e.to_string())),
+        };
+        if let Some(sealer) = self.sealer.take() {
+            sealer.shutdown().await;
         }
+        served
+    }
+
+    /// What this replica's sealer is doing; `None` when it has no signing
+    /// key.
+    pub fn sealer_status(&self) -> Option<liaison_ledger::SealerStatus> {
+        self.sealer.as_ref().map(SealerHandle::status)
     }
 }
 
@@ -109,6 +121,7 @@ pub async fn start(
 ) -> Result<Running, StartError> {
     let config = Arc::new(config);
     let ledger = Arc::new(Ledger::connect(&config.ledger_url()).await?);
+    let keys = config.ledger_keys().map_err(StartError::Other)?;
     let engine = load_policy(&config).await?;
     let (_policy_tx, policy) = watch::channel(Arc::new(engine));
     let connectors: Vec<ConnectorConfig> = config
@@ -168,7 +181,7 @@ pub async fn start(
     let sharing = SharingServiceServer::new(Sharing::new(stack, policy.clone(), titles))
         .max_decoding_message_size(max)
         .max_encoding_message_size(max);
-    let oversight = OversightServiceServer::new(Oversight::new(ledger.clone()))
+    let oversight = OversightServiceServer::new(Oversight::new(ledger.clone(), keys.ring.clone()))
         .max_decoding_message_size(max)
         .max_encoding_message_size(max);
     let admin = AdminServiceServer::new(Admin::new(config.clone(), policy.clone()))
@@ -247,11 +260,19 @@ pub async fn start(
             router.serve_with_incoming_shutdown(TcpListenerStream::new(listener), signal),
         ),
     };
+    let sealer = keys.signing.map(|key| {
+        let mut options = SealerOptions::default();
+        options.interval = Duration::from_millis(*config.ledger.seal_interval_ms.get_ref());
+        options.witness = config.witness_path();
+        tracing::info!(key_id = %key.key_id(), "ledger sealer standing by");
+        Sealer::spawn_with((*ledger).clone(), key, options)
+    });
     tracing::info!(%addr, "gateway serving");
     Ok(Running {
         addr,
         ledger,
         shutdown: Some(tx),
         task,
+        sealer,
     })
 }

@@ -15,12 +15,11 @@ use crate::LedgerError;
 use crate::chain::chain_hash;
 use crate::error::Problem;
 use crate::merkle::{self, Hash, NodeId, RootBuilder};
-use crate::sign::{SignedTreeHead, VerifyingKey};
+use crate::sign::{HeadVerifier, SignedTreeHead};
 
 /// The streaming verifier.
-#[derive(Debug)]
 pub(crate) struct Checker<'a> {
-    key: Option<&'a VerifyingKey>,
+    key: Option<&'a dyn HeadVerifier>,
     /// Witnessed heads, sorted by size and without duplicates.
     witness: &'a [SignedTreeHead],
     next_witness: usize,
@@ -53,7 +52,7 @@ pub(crate) struct Checked {
 impl<'a> Checker<'a> {
     /// A checker that verifies signatures with `key` (when given) and compares the tree with the
     /// witnessed heads (sorted by size, deduplicated: see [`sort_witness`]).
-    pub(crate) fn new(key: Option<&'a VerifyingKey>, witness: &'a [SignedTreeHead]) -> Self {
+    pub(crate) fn new(key: Option<&'a dyn HeadVerifier>, witness: &'a [SignedTreeHead]) -> Self {
         Self {
             key,
             witness,
@@ -100,7 +99,7 @@ impl<'a> Checker<'a> {
         frontier: &[Hash],
     ) -> Result<(), LedgerError> {
         if let Some(key) = self.key {
-            key.verify(head)?;
+            key.verify_head(head)?;
         }
         let tree = RootBuilder::from_frontier(head.size, frontier).ok_or_else(|| {
             LedgerError::broken(
@@ -187,7 +186,7 @@ impl<'a> Checker<'a> {
     /// missing, after the last entry there is).
     pub(crate) fn head(&mut self, head: &SignedTreeHead) -> Result<(), LedgerError> {
         if let Some(key) = self.key {
-            key.verify(head)?;
+            key.verify_head(head)?;
         }
         let at = |seq, problem| Err(LedgerError::broken(seq, None, problem));
         if let Some(last) = self.last_head {
@@ -242,7 +241,7 @@ impl<'a> Checker<'a> {
     /// checked.
     pub(crate) fn pruned_head(&mut self, head: &SignedTreeHead) -> Result<(), LedgerError> {
         if let Some(key) = self.key {
-            key.verify(head)?;
+            key.verify_head(head)?;
         }
         self.old_heads += 1;
         Ok(())

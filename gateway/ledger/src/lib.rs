@@ -54,6 +54,8 @@ pub use merkle::Hash;
 pub use offline::{ExportReport, verify_export, verify_export_file, verify_export_with_witness};
 pub use retention::PruneReport;
 pub use seal::{Sealer, SealerHandle, SealerOptions, SealerStatus};
-pub use sign::{KeyId, SignedTreeHead, SigningKey, VerifyingKey, signed_bytes};
+pub use sign::{
+    HeadVerifier, KeyId, KeyRing, SignedTreeHead, SigningKey, VerifyingKey, signed_bytes,
+};
 pub use store::{Backend, Ledger, LedgerOptions, MAX_PAGE};
 pub use witness::{WitnessFile, read_witness, read_witness_file};

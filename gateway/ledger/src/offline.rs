@@ -22,7 +22,7 @@ use crate::check::{Checker, sort_witness};
 use crate::error::Problem;
 use crate::format::{self, Line, decode_body, decode_hash};
 use crate::merkle::Hash;
-use crate::sign::{SignedTreeHead, VerifyingKey};
+use crate::sign::{HeadVerifier, SignedTreeHead};
 use crate::witness::read_witness_file;
 
 /// The longest line accepted (an entry's body is at most three quarters of it).
@@ -53,7 +53,7 @@ pub struct ExportReport {
 /// Verifies an export against the ledger's public key. See the [module docs](self).
 pub fn verify_export(
     reader: impl BufRead,
-    public_key: &VerifyingKey,
+    public_key: &impl HeadVerifier,
 ) -> Result<ExportReport, LedgerError> {
     verify_export_with_witness(reader, public_key, &[])
 }
@@ -62,7 +62,7 @@ pub fn verify_export(
 /// [`crate::read_witness`]): each must match the root at its size, and none may be beyond the end.
 pub fn verify_export_with_witness(
     mut reader: impl BufRead,
-    public_key: &VerifyingKey,
+    public_key: &impl HeadVerifier,
     witness: &[SignedTreeHead],
 ) -> Result<ExportReport, LedgerError> {
     let witness = sort_witness(witness.to_vec())?;
@@ -181,7 +181,7 @@ pub fn verify_export_with_witness(
 /// `witness` when given: the one call behind `liaison audit verify --export`.
 pub fn verify_export_file(
     export: &Path,
-    public_key: &VerifyingKey,
+    public_key: &impl HeadVerifier,
     witness: Option<&Path>,
 ) -> Result<ExportReport, LedgerError> {
     let heads = match witness {

@@ -35,6 +35,13 @@
 //! as bytes or 64 hex digits.
 //!
 //! The key id is the hex of the first 8 bytes of SHA-256 of the raw 32-byte public key.
+//!
+//! # Rotating the key
+//!
+//! Heads already signed keep the signature of the key that signed them. After a rotation the
+//! sealer signs with the new key, and verifiers check with a [`KeyRing`] holding the new public
+//! key and every earlier one still trusted; each head names its key by id, so the ring picks the
+//! right one, and a head whose key is not in the ring fails as [`Problem::UnknownKey`].
 
 use std::fmt;
 use std::path::Path;
@@ -296,6 +303,77 @@ impl VerifyingKey {
             .and_then(|key| <[u8; 32]>::try_from(key).ok())
             .map(Self::from_bytes)
             .ok_or_else(|| invalid_key("not an ed25519 SubjectPublicKeyInfo".to_owned()))
+    }
+}
+
+/// Checks that a head was signed by a trusted key: one [`VerifyingKey`], or a [`KeyRing`] of
+/// the current key and those it replaced.
+pub trait HeadVerifier: Send + Sync {
+    /// `Ok` when `head`'s signature is good under a trusted key; otherwise
+    /// [`LedgerError::Broken`] with [`Problem::UnknownKey`] or [`Problem::BadSignature`].
+    fn verify_head(&self, head: &SignedTreeHead) -> Result<(), LedgerError>;
+}
+
+impl HeadVerifier for VerifyingKey {
+    fn verify_head(&self, head: &SignedTreeHead) -> Result<(), LedgerError> {
+        self.verify(head)
+    }
+}
+
+/// The public keys a verifier trusts: the current signing key's and those of keys it replaced,
+/// so heads signed before a rotation still verify. A head is checked with the key its id names.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct KeyRing {
+    keys: Vec<VerifyingKey>,
+}
+
+impl KeyRing {
+    /// A ring of `keys`; a key given twice is kept once.
+    pub fn new(keys: impl IntoIterator<Item = VerifyingKey>) -> Self {
+        let mut ring = Self::default();
+        for key in keys {
+            ring.add(key);
+        }
+        ring
+    }
+
+    /// Trusts `key` too.
+    pub fn add(&mut self, key: VerifyingKey) {
+        if !self.keys.contains(&key) {
+            self.keys.push(key);
+        }
+    }
+
+    /// The trusted keys, in the order given.
+    pub fn keys(&self) -> &[VerifyingKey] {
+        &self.keys
+    }
+
+    /// The key with id `id`, if trusted.
+    pub fn get(&self, id: KeyId) -> Option<&VerifyingKey> {
+        self.keys.iter().find(|key| key.key_id() == id)
+    }
+}
+
+impl From<VerifyingKey> for KeyRing {
+    fn from(key: VerifyingKey) -> Self {
+        Self { keys: vec![key] }
+    }
+}
+
+impl HeadVerifier for KeyRing {
+    fn verify_head(&self, head: &SignedTreeHead) -> Result<(), LedgerError> {
+        match self.get(head.key_id) {
+            Some(key) => key.verify(head),
+            None => Err(LedgerError::broken(
+                head.size,
+                None,
+                Problem::UnknownKey {
+                    signed_size: head.size,
+                    key_id: head.key_id,
+                },
+            )),
+        }
     }
 }
 

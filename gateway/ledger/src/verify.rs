@@ -11,7 +11,7 @@ use crate::entry::VerifyReport;
 use crate::error::Problem;
 use crate::merkle::{self, Hash, NodeId};
 use crate::seal::HeadRow;
-use crate::sign::{SignedTreeHead, VerifyingKey};
+use crate::sign::{HeadVerifier, SignedTreeHead};
 use crate::store::Ledger;
 use crate::tree::{NODES_PER_SELECT, NodeRow, node_query, nodes_from_rows};
 use crate::writer::to_hash;
@@ -48,7 +48,7 @@ impl Ledger {
     /// by someone who also re-signed it with their own key, or restored from an older backup.
     pub async fn verify_signed(
         &self,
-        public_key: &VerifyingKey,
+        public_key: &impl HeadVerifier,
         witness: &[SignedTreeHead],
     ) -> Result<VerifyReport, LedgerError> {
         let witness = sort_witness(witness.to_vec())?;
@@ -57,7 +57,7 @@ impl Ledger {
 
     async fn verify_inner(
         &self,
-        key: Option<&VerifyingKey>,
+        key: Option<&dyn HeadVerifier>,
         witness: &[SignedTreeHead],
     ) -> Result<VerifyReport, LedgerError> {
         let mut checker = Checker::new(key, witness);

@@ -18,7 +18,7 @@ use tokio::io::AsyncWriteExt as _;
 
 use crate::LedgerError;
 use crate::format::{HeadLine, Line};
-use crate::sign::{SignedTreeHead, VerifyingKey};
+use crate::sign::{HeadVerifier, SignedTreeHead};
 
 /// Appends signed heads to a file.
 #[derive(Debug, Clone)]
@@ -61,7 +61,7 @@ impl WitnessFile {
 /// [`crate::Ledger::verify_signed`].
 pub fn read_witness(
     reader: impl BufRead,
-    key: &VerifyingKey,
+    key: &impl HeadVerifier,
 ) -> Result<Vec<SignedTreeHead>, LedgerError> {
     let mut heads = Vec::new();
     for (number, line) in (1u64..).zip(reader.lines()) {
@@ -82,7 +82,8 @@ pub fn read_witness(
             Ok(_) => return Err(invalid("not a head line".to_owned())),
             Err(err) => return Err(invalid(err.to_string())),
         };
-        key.verify(&head).map_err(|err| invalid(format!("{err}")))?;
+        key.verify_head(&head)
+            .map_err(|err| invalid(format!("{err}")))?;
         heads.push(head);
     }
     crate::check::sort_witness(heads)
@@ -91,7 +92,7 @@ pub fn read_witness(
 /// [`read_witness`] from a file.
 pub fn read_witness_file(
     path: &Path,
-    key: &VerifyingKey,
+    key: &impl HeadVerifier,
 ) -> Result<Vec<SignedTreeHead>, LedgerError> {
     let file = std::fs::File::open(path).map_err(|err| LedgerError::Io {
         reason: format!("witness file `{}`: {err}", path.display()),

@@ -11,7 +11,7 @@ mod common;
 
 use liaison_ledger::test_util::{fresh_sqlite_db, sample_entry, test_signing_key};
 use liaison_ledger::{
-    Ledger, LedgerError, Problem, merkle, verify_export, verify_export_file,
+    KeyRing, Ledger, LedgerError, Problem, merkle, verify_export, verify_export_file,
     verify_export_with_witness,
 };
 
@@ -172,4 +172,44 @@ async fn export_files_resume_where_they_stopped() {
     );
     let report = verify_export_file(&path, &public, None).unwrap();
     assert_eq!((report.size, report.latest_head.unwrap().size), (60, 60));
+}
+
+/// After the signing key is rotated, heads signed by the old key still verify with a ring that
+/// keeps the old public key; without it the first old head is named as signed by an unknown key.
+#[tokio::test]
+async fn a_rotated_key_verifies_with_the_ring_of_old_and_new_keys() {
+    let ledger = Ledger::connect("sqlite::memory:").await.unwrap();
+    let (old, new) = (test_signing_key(1), test_signing_key(2));
+    for n in 1..=20 {
+        ledger.append(sample_entry(n)).await.unwrap();
+        if n % 5 == 0 {
+            ledger
+                .seal(if n <= 10 { &old } else { &new })
+                .await
+                .unwrap();
+        }
+    }
+    let bytes = export_bytes(&ledger, 0).await;
+    let ring = KeyRing::new([new.verifying_key(), old.verifying_key()]);
+    let report = verify_export(&bytes[..], &ring).unwrap();
+    assert_eq!((report.size, report.heads), (20, 4));
+    assert_eq!(report.latest_head.unwrap().key_id, new.key_id());
+    ledger.verify_signed(&ring, &[]).await.unwrap();
+
+    let only_new = KeyRing::from(new.verifying_key());
+    for err in [
+        verify_export(&bytes[..], &only_new).unwrap_err(),
+        ledger.verify_signed(&only_new, &[]).await.unwrap_err(),
+    ] {
+        assert!(
+            matches!(
+                err,
+                LedgerError::Broken {
+                    problem: Problem::UnknownKey { signed_size: 5, key_id },
+                    ..
+                } if key_id == old.key_id()
+            ),
+            "{err:?}"
+        );
+    }
 }

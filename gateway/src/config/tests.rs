@@ -42,9 +42,28 @@ fn a_complete_config_parses_with_defaults() {
 
 #[test]
 fn the_example_config_in_deploy_parses() {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy");
-    let text = std::fs::read_to_string(dir.join("liaison.example.toml")).unwrap();
-    Config::parse(&text, Path::new("liaison.example.toml"), &dir).unwrap();
+    let deploy = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy");
+    let text = std::fs::read_to_string(deploy.join("liaison.example.toml")).unwrap();
+    // The example names files an operator makes (the signing key): make
+    // them beside a copy, and refer to the shipped policy from there.
+    let dir = tempfile::tempdir().unwrap();
+    let key = liaison_ledger::SigningKey::generate().unwrap();
+    std::fs::write(
+        dir.path().join("ledger-signing.pem"),
+        key.to_pkcs8_pem().unwrap(),
+    )
+    .unwrap();
+    let text = text.replace(
+        "file = \"demo/policy.toml\"",
+        &format!("file = \"{}\"", deploy.join("demo/policy.toml").display()),
+    );
+    let c = Config::parse(&text, Path::new("liaison.example.toml"), dir.path()).unwrap();
+    let keys = c.ledger_keys().unwrap();
+    assert_eq!(keys.signing.unwrap().key_id(), key.key_id());
+    let missing = Config::parse(&text, Path::new("liaison.example.toml"), &deploy)
+        .unwrap_err()
+        .to_string();
+    assert!(missing.contains("ledger.signing_key_file"), "{missing}");
 }
 
 #[test]

@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use liaison_ledger::{EntryFilter, Ledger, LedgerError, StoredEntry};
+use liaison_ledger::{EntryFilter, KeyRing, Ledger, LedgerError, SignedTreeHead, StoredEntry};
 use liaison_proto::v1::{self as pb, oversight_service_server::OversightService};
 use prost::Message;
 use tonic::{Request, Response, Status};
@@ -20,12 +20,39 @@ const MAX_PAGE: u32 = 500;
 #[derive(Debug, Clone)]
 pub struct Oversight {
     ledger: Arc<Ledger>,
+    keys: Arc<KeyRing>,
 }
 
 impl Oversight {
-    /// Serves oversight of `ledger`.
-    pub fn new(ledger: Arc<Ledger>) -> Self {
-        Self { ledger }
+    /// Serves oversight of `ledger`, whose signed heads are checked with
+    /// `keys` before they are served.
+    pub fn new(ledger: Arc<Ledger>, keys: KeyRing) -> Self {
+        Self {
+            ledger,
+            keys: Arc::new(keys),
+        }
+    }
+
+    /// The latest signed head, checked with the configured keys, so a head
+    /// written into the database by someone without the key is never
+    /// handed out as the ledger's. `None` before the first seal.
+    async fn signed_head(&self) -> Result<Option<SignedTreeHead>, Status> {
+        let Some(head) = self
+            .ledger
+            .latest_signed_head()
+            .await
+            .map_err(ledger_error)?
+        else {
+            return Ok(None);
+        };
+        if !self.keys.keys().is_empty() {
+            use liaison_ledger::HeadVerifier as _;
+            self.keys.verify_head(&head).map_err(|e| {
+                tracing::error!(error = %e, "the latest signed tree head does not verify");
+                Status::data_loss("the ledger's latest signed tree head does not verify")
+            })?;
+        }
+        Ok(Some(head))
     }
 
     async fn stored(&self, principal: &Principal, entry_id: &str) -> Result<StoredEntry, Status> {
@@ -96,6 +123,21 @@ fn outcome_name(o: i32) -> Option<String> {
 
 fn some(s: String) -> Option<String> {
     Some(s).filter(|s| !s.is_empty())
+}
+
+/// A signed head as the API shows it.
+fn signed_tree_head(head: &SignedTreeHead) -> pb::TreeHead {
+    let millis = i64::try_from(head.timestamp).unwrap_or(i64::MAX);
+    pb::TreeHead {
+        tree_size: head.size,
+        root_hash: hex::encode(head.root),
+        timestamp: Some(prost_types::Timestamp {
+            seconds: millis.div_euclid(1000),
+            nanos: i32::try_from(millis.rem_euclid(1000) * 1_000_000).unwrap_or(0),
+        }),
+        signature: hex::encode(head.signature),
+        key_id: head.key_id.to_string(),
+    }
 }
 
 async fn current_size(ledger: &Ledger, requested: u64) -> Result<u64, Status> {
@@ -196,6 +238,11 @@ impl OversightService for Oversight {
         request: Request<pb::GetTreeHeadRequest>,
     ) -> Result<Response<pb::GetTreeHeadResponse>, Status> {
         overseer(&request)?;
+        if let Some(head) = self.signed_head().await? {
+            return Ok(Response::new(pb::GetTreeHeadResponse {
+                head: Some(signed_tree_head(&head)),
+            }));
+        }
         let size = current_size(&self.ledger, 0).await?;
         let head = self.ledger.tree_head(size).await.map_err(ledger_error)?;
         Ok(Response::new(pb::GetTreeHeadResponse {
@@ -216,7 +263,21 @@ impl OversightService for Oversight {
         let principal = overseer(&request)?;
         let r = request.into_inner();
         let stored = self.stored(&principal, &r.entry_id).await?;
-        let size = current_size(&self.ledger, r.tree_size).await?;
+        // By default prove against the latest signed head, which a client
+        // can check with the public key; an entry newer than that head is
+        // proved against the current tree until the next seal.
+        let signed = match r.tree_size {
+            0 => self
+                .signed_head()
+                .await?
+                .map(|h| h.size)
+                .filter(|&size| size >= stored.seq),
+            _ => None,
+        };
+        let size = match signed {
+            Some(size) => size,
+            None => current_size(&self.ledger, r.tree_size).await?,
+        };
         if stored.seq > size {
             return Err(GatewayError::InvalidField {
                 field: "tree_size".into(),
