@@ -71,6 +71,9 @@ pub struct ServerConfig {
     /// which is only for loopback development and tests.
     #[serde(default)]
     pub tls: Option<crate::tls::TlsConfig>,
+    /// Per-agency rate and concurrency limits and load shedding.
+    #[serde(default)]
+    pub limits: crate::admission::LimitsConfig,
 }
 
 /// The audit ledger's store.
@@ -282,6 +285,7 @@ impl Default for ServerConfig {
             connector_deadline_ms: default_connector_deadline_ms(),
             request_timeout_ms: default_request_timeout_ms(),
             tls: None,
+            limits: crate::admission::LimitsConfig::default(),
         }
     }
 }
@@ -502,6 +506,13 @@ impl Config {
                     e.to_string(),
                 );
             }
+        }
+        for (key, message) in self.server.limits.problems() {
+            out.push(Problem {
+                line: find_line(text, key),
+                key: format!("server.limits.{key}"),
+                message,
+            });
         }
         if self.server.max_message_bytes < 1024 || self.server.max_message_bytes > 64 << 20 {
             out.push(Problem {

@@ -84,6 +84,20 @@ pub enum GatewayError {
     /// The request's deadline passed.
     #[error("the request's deadline passed")]
     DeadlineExceeded,
+    /// The caller's agency is over its rate or concurrency limit.
+    #[error("agency `{agency}` is over its {limit} limit; retry after {retry_after:?}")]
+    RateLimited {
+        /// The agency.
+        agency: String,
+        /// Which limit: `rate` or `concurrency`.
+        limit: &'static str,
+        /// When a retry may succeed.
+        retry_after: std::time::Duration,
+    },
+    /// The gateway holds as many requests as it may, and sheds this one
+    /// rather than queue it.
+    #[error("the gateway is at capacity; retry shortly")]
+    Overloaded,
     /// The deployment does not offer this function.
     #[error("{message}")]
     NotImplemented {
@@ -114,6 +128,8 @@ impl GatewayError {
             Self::AuditUnavailable => "AUDIT_UNAVAILABLE",
             Self::SourcesUnavailable { .. } => "SOURCES_UNAVAILABLE",
             Self::DeadlineExceeded => "DEADLINE_EXCEEDED",
+            Self::RateLimited { .. } => "RATE_LIMITED",
+            Self::Overloaded => "OVERLOADED",
             Self::NotImplemented { .. } => "NOT_IMPLEMENTED",
             Self::Internal { .. } => "INTERNAL",
         }
@@ -129,9 +145,11 @@ impl GatewayError {
             | Self::Denied { .. }
             | Self::FunctionNotPermitted { .. }
             | Self::NotFound { .. }
-            | Self::DeadlineExceeded => Fault::Caller,
+            | Self::DeadlineExceeded
+            | Self::RateLimited { .. } => Fault::Caller,
             Self::SourcesUnavailable { .. } => Fault::Connector,
             Self::IssuerUnavailable { .. }
+            | Self::Overloaded
             | Self::AuditUnavailable
             | Self::NotImplemented { .. }
             | Self::Internal { .. } => Fault::Gateway,

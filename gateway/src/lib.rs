@@ -1,5 +1,6 @@
 #![doc = include_str!("../../README.md")]
 
+pub mod admission;
 pub mod audit_cli;
 pub mod authn;
 pub mod cli;

@@ -3,6 +3,7 @@
 
 use std::{collections::BTreeMap, net::SocketAddr, sync::Arc, time::Duration};
 
+use crate::admission::AdmissionLayer;
 use liaison_connectors::{ConnectorConfig, Registry};
 use liaison_ledger::{Ledger, Sealer, SealerHandle, SealerOptions};
 use liaison_policy::{PolicyEngine, PolicySet};
@@ -219,7 +220,12 @@ pub async fn start(
     })?;
 
     // The transport stack, in request order.
-    let transport = ServiceBuilder::new().layer(AuthnLayer::new(trust, ledger.clone()));
+    let transport = ServiceBuilder::new()
+        .layer(AuthnLayer::new(trust, ledger.clone()))
+        .layer(AdmissionLayer::new(
+            &config.server.limits,
+            config.agencies.iter().map(|a| a.id.get_ref().as_str()),
+        ));
     let router = tonic::transport::Server::builder()
         .timeout(Duration::from_millis(config.server.request_timeout_ms))
         .max_concurrent_streams(Some(256))

@@ -25,6 +25,7 @@ impl From<&GatewayError> for Code {
             | GatewayError::AuditUnavailable
             | GatewayError::SourcesUnavailable { .. } => Code::Unavailable,
             GatewayError::DeadlineExceeded => Code::DeadlineExceeded,
+            GatewayError::RateLimited { .. } | GatewayError::Overloaded => Code::ResourceExhausted,
             GatewayError::NotImplemented { .. } => Code::Unimplemented,
             GatewayError::Internal { .. } => Code::Internal,
         }
@@ -56,6 +57,12 @@ pub fn refusal(err: GatewayError, receipt: Option<&liaison_proto::v1::Receipt>) 
             }
             GatewayError::QueryTooBroad => {
                 details.add_bad_request_violation("query", message.clone());
+            }
+            GatewayError::RateLimited { retry_after, .. } => {
+                details.set_retry_info(Some(*retry_after));
+            }
+            GatewayError::Overloaded => {
+                details.set_retry_info(Some(std::time::Duration::from_millis(100)));
             }
             _ => {}
         }
@@ -145,6 +152,20 @@ mod tests {
                 "DEADLINE_EXCEEDED",
             ),
             (
+                GatewayError::RateLimited {
+                    agency: "met-police".into(),
+                    limit: "rate",
+                    retry_after: std::time::Duration::from_millis(20),
+                },
+                Code::ResourceExhausted,
+                "RATE_LIMITED",
+            ),
+            (
+                GatewayError::Overloaded,
+                Code::ResourceExhausted,
+                "OVERLOADED",
+            ),
+            (
                 GatewayError::NotImplemented {
                     message: "x".into(),
                 },
@@ -178,6 +199,20 @@ mod tests {
             let name = format!("ERROR_REASON_{reason} =");
             assert!(proto.contains(&name), "{name} missing from errors.proto");
         }
+    }
+
+    #[test]
+    fn limits_tell_the_caller_when_to_retry() {
+        let status = Status::from(GatewayError::RateLimited {
+            agency: "met-police".into(),
+            limit: "rate",
+            retry_after: std::time::Duration::from_millis(250),
+        });
+        let retry = status.get_error_details().retry_info().cloned();
+        assert_eq!(
+            retry.and_then(|r| r.retry_delay),
+            Some(std::time::Duration::from_millis(250))
+        );
     }
 
     #[test]

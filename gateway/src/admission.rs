@@ -1,0 +1,358 @@
+//! Admit: a tower layer after authentication that decides whether the
+//! gateway takes a request on at all, before any policy, connector or
+//! ledger work is spent on it.
+//!
+//! Three limits, each refusing at once with `RESOURCE_EXHAUSTED` and a
+//! `RetryInfo` rather than queueing, so an overloaded gateway answers fast
+//! and its memory stays bounded:
+//!
+//! - a **rate** per agency (a GCRA token bucket from `governor`), so one
+//!   agency's misbehaving system cannot starve the others;
+//! - a **concurrency** limit per agency, which bounds what one agency's slow
+//!   sources or slow clients can hold;
+//! - a **total in-flight** limit across agencies: load shedding.
+//!
+//! Refusals are counted and logged, not written to the ledger: a request
+//! refused here has disclosed nothing and reached no policy, and recording
+//! each would let a flood fill the audit store.
+
+use std::{
+    collections::HashMap,
+    num::NonZeroU32,
+    sync::Arc,
+    task::{Context, Poll},
+    time::Duration,
+};
+
+use governor::{
+    DefaultDirectRateLimiter, Quota, RateLimiter,
+    clock::{Clock as _, DefaultClock},
+};
+use http::{Request, Response};
+use serde::Deserialize;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tonic::{body::Body, server::NamedService};
+use tower::{Layer, Service};
+
+use crate::{error::GatewayError, identity::Principal};
+
+/// `[server.limits]`: what one replica admits. Every agency gets the same
+/// limits; a deployment of N replicas admits N times as much in total.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsConfig {
+    /// Sustained requests per second from one agency.
+    #[serde(default = "default_rate")]
+    pub agency_requests_per_second: u32,
+    /// Requests one agency may send at once above the sustained rate.
+    #[serde(default = "default_burst")]
+    pub agency_burst: u32,
+    /// Requests one agency may have in progress at once.
+    #[serde(default = "default_agency_concurrency")]
+    pub agency_max_concurrent: u32,
+    /// Requests in progress across all agencies; beyond it new requests
+    /// are shed.
+    #[serde(default = "default_in_flight")]
+    pub max_in_flight: u32,
+}
+
+fn default_rate() -> u32 {
+    500
+}
+fn default_burst() -> u32 {
+    1000
+}
+fn default_agency_concurrency() -> u32 {
+    256
+}
+fn default_in_flight() -> u32 {
+    1024
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        Self {
+            agency_requests_per_second: default_rate(),
+            agency_burst: default_burst(),
+            agency_max_concurrent: default_agency_concurrency(),
+            max_in_flight: default_in_flight(),
+        }
+    }
+}
+
+impl LimitsConfig {
+    /// Problems with the values, as `(key, message)`.
+    pub fn problems(&self) -> Vec<(&'static str, String)> {
+        let mut out = Vec::new();
+        for (key, value) in [
+            (
+                "agency_requests_per_second",
+                self.agency_requests_per_second,
+            ),
+            ("agency_burst", self.agency_burst),
+            ("agency_max_concurrent", self.agency_max_concurrent),
+            ("max_in_flight", self.max_in_flight),
+        ] {
+            if value == 0 {
+                out.push((key, "must be at least 1".to_owned()));
+            }
+        }
+        if self.agency_max_concurrent > self.max_in_flight {
+            out.push((
+                "agency_max_concurrent",
+                "must not exceed max_in_flight".to_owned(),
+            ));
+        }
+        out
+    }
+}
+
+/// One agency's admission state.
+#[derive(Debug)]
+struct AgencyGate {
+    rate: DefaultDirectRateLimiter,
+    concurrency: Arc<Semaphore>,
+}
+
+/// The shared admission state.
+#[derive(Debug)]
+struct Gates {
+    agencies: HashMap<String, AgencyGate>,
+    in_flight: Arc<Semaphore>,
+    clock: DefaultClock,
+}
+
+/// What admission holds while a request runs; dropping it frees the slots.
+#[derive(Debug)]
+struct Admitted {
+    _agency: OwnedSemaphorePermit,
+    _total: OwnedSemaphorePermit,
+}
+
+impl Gates {
+    fn admit(&self, principal: &Principal) -> Result<Admitted, GatewayError> {
+        // Agencies come from the trust registry, so an authenticated
+        // principal always has a gate; refuse rather than admit unlimited.
+        let gate = self
+            .agencies
+            .get(&principal.agency)
+            .ok_or(GatewayError::Overloaded)?;
+        let total = self
+            .in_flight
+            .clone()
+            .try_acquire_owned()
+            .map_err(|_| GatewayError::Overloaded)?;
+        let agency = gate.concurrency.clone().try_acquire_owned().map_err(|_| {
+            GatewayError::RateLimited {
+                agency: principal.agency.clone(),
+                limit: "concurrency",
+                retry_after: Duration::from_millis(50),
+            }
+        })?;
+        gate.rate
+            .check()
+            .map_err(|not_until| GatewayError::RateLimited {
+                agency: principal.agency.clone(),
+                limit: "rate",
+                retry_after: not_until
+                    .wait_time_from(self.clock.now())
+                    .max(Duration::from_millis(1)),
+            })?;
+        Ok(Admitted {
+            _agency: agency,
+            _total: total,
+        })
+    }
+}
+
+/// Adds admission control.
+#[derive(Debug, Clone)]
+pub struct AdmissionLayer {
+    gates: Arc<Gates>,
+}
+
+impl AdmissionLayer {
+    /// Limits each of `agencies` as `limits` say.
+    pub fn new<'a>(limits: &LimitsConfig, agencies: impl IntoIterator<Item = &'a str>) -> Self {
+        let one = NonZeroU32::MIN;
+        let rate = NonZeroU32::new(limits.agency_requests_per_second).unwrap_or(one);
+        let burst = NonZeroU32::new(limits.agency_burst).unwrap_or(one);
+        let quota = Quota::per_second(rate).allow_burst(burst);
+        let per_agency = limits.agency_max_concurrent as usize;
+        let agencies = agencies
+            .into_iter()
+            .map(|id| {
+                (
+                    id.to_owned(),
+                    AgencyGate {
+                        rate: RateLimiter::direct(quota),
+                        concurrency: Arc::new(Semaphore::new(per_agency)),
+                    },
+                )
+            })
+            .collect();
+        Self {
+            gates: Arc::new(Gates {
+                agencies,
+                in_flight: Arc::new(Semaphore::new(limits.max_in_flight as usize)),
+                clock: DefaultClock::default(),
+            }),
+        }
+    }
+}
+
+impl<S> Layer<S> for AdmissionLayer {
+    type Service = Admission<S>;
+    fn layer(&self, inner: S) -> Self::Service {
+        Admission {
+            inner,
+            gates: self.gates.clone(),
+        }
+    }
+}
+
+/// The admission stage.
+#[derive(Debug, Clone)]
+pub struct Admission<S> {
+    inner: S,
+    gates: Arc<Gates>,
+}
+
+impl<S: NamedService> NamedService for Admission<S> {
+    const NAME: &'static str = S::NAME;
+}
+
+impl<S, B> Service<Request<B>> for Admission<S>
+where
+    S: Service<Request<B>, Response = Response<Body>> + Clone + Send + 'static,
+    S::Future: Send,
+    B: Send + 'static,
+{
+    type Response = Response<Body>;
+    type Error = S::Error;
+    type Future = std::pin::Pin<
+        Box<dyn std::future::Future<Output = Result<Response<Body>, S::Error>> + Send>,
+    >;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request<B>) -> Self::Future {
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        // Requests without a principal (health, reflection) pass: they
+        // reach no data and cost next to nothing.
+        let admitted = req
+            .extensions()
+            .get::<Arc<Principal>>()
+            .map(|principal| self.gates.admit(principal));
+        Box::pin(async move {
+            match admitted {
+                None => inner.call(req).await,
+                Some(Ok(slots)) => {
+                    let response = inner.call(req).await;
+                    drop(slots);
+                    response
+                }
+                Some(Err(refusal)) => {
+                    tracing::warn!(reason = refusal.reason(), error = %refusal, "request refused at admission");
+                    Ok(tonic::Status::from(refusal).into_http())
+                }
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn principal(agency: &str) -> Principal {
+        Principal {
+            agency: agency.to_owned(),
+            subject: "system-1".into(),
+            display_name: None,
+            roles: Vec::new(),
+            team: None,
+            vetting: None,
+            client_id: None,
+            issuer: "https://idp.example".into(),
+            is_system: true,
+        }
+    }
+
+    fn layer(limits: LimitsConfig) -> AdmissionLayer {
+        AdmissionLayer::new(&limits, ["met-police", "hackney-childrens"])
+    }
+
+    #[test]
+    fn an_agency_over_its_burst_is_refused_while_others_pass() {
+        let gates = layer(LimitsConfig {
+            agency_requests_per_second: 1,
+            agency_burst: 3,
+            ..LimitsConfig::default()
+        })
+        .gates;
+        let met = principal("met-police");
+        for _ in 0..3 {
+            drop(gates.admit(&met).unwrap());
+        }
+        let refused = gates.admit(&met).unwrap_err();
+        assert!(
+            matches!(&refused, GatewayError::RateLimited { limit: "rate", retry_after, .. }
+                if *retry_after > Duration::ZERO && *retry_after <= Duration::from_secs(1)),
+            "{refused:?}"
+        );
+        assert_eq!(
+            tonic::Status::from(refused).code(),
+            tonic::Code::ResourceExhausted
+        );
+        gates.admit(&principal("hackney-childrens")).unwrap();
+    }
+
+    #[test]
+    fn concurrency_is_bounded_per_agency_and_in_total() {
+        let gates = layer(LimitsConfig {
+            agency_max_concurrent: 2,
+            max_in_flight: 3,
+            ..LimitsConfig::default()
+        })
+        .gates;
+        let met = principal("met-police");
+        let hackney = principal("hackney-childrens");
+        let a = gates.admit(&met).unwrap();
+        let _b = gates.admit(&met).unwrap();
+        assert!(matches!(
+            gates.admit(&met),
+            Err(GatewayError::RateLimited {
+                limit: "concurrency",
+                ..
+            })
+        ));
+        let _c = gates.admit(&hackney).unwrap();
+        assert_eq!(gates.admit(&hackney).unwrap_err(), GatewayError::Overloaded);
+        drop(a);
+        gates.admit(&hackney).unwrap();
+    }
+
+    #[test]
+    fn an_agency_unknown_to_admission_is_refused() {
+        let gates = layer(LimitsConfig::default()).gates;
+        assert_eq!(
+            gates.admit(&principal("elsewhere")).unwrap_err(),
+            GatewayError::Overloaded
+        );
+    }
+
+    #[test]
+    fn zero_limits_are_problems() {
+        let limits = LimitsConfig {
+            agency_burst: 0,
+            agency_max_concurrent: 2000,
+            ..LimitsConfig::default()
+        };
+        let keys: Vec<_> = limits.problems().into_iter().map(|(k, _)| k).collect();
+        assert_eq!(keys, ["agency_burst", "agency_max_concurrent"]);
+    }
+}
