@@ -70,7 +70,7 @@ fn jwt(sub: &str, exp: u64) -> String {
 }
 
 fn error(code: Code, reason: &str, field: Option<&str>, entry: Option<&str>) -> Status {
-    let metadata = entry
+    let metadata: std::collections::HashMap<String, String> = entry
         .map(|e| [("audit_entry_id".to_owned(), e.to_owned())].into())
         .unwrap_or_default();
     let mut details = ErrorDetails::with_error_info(reason, "liaison.v1", metadata);

@@ -90,7 +90,7 @@ macro_rules! check {
             id: $id,
             description: $desc,
             writes: $writes,
-            run: |t| Box::pin($f(t)),
+            run: |t| -> CheckFuture { Box::pin($f(t)) },
         }
     };
 }

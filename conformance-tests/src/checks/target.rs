@@ -41,7 +41,7 @@ pub struct PrincipalsFile {
 
 /// How to get a token for one principal.
 #[derive(Debug, Clone, Deserialize)]
-#[serde(untagged, deny_unknown_fields)]
+#[serde(untagged)]
 pub enum PrincipalSource {
     /// OAuth 2.0 client credentials at the agency's identity provider.
     ClientCredentials {
