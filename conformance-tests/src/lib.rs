@@ -8,5 +8,5 @@
 
 pub mod checks;
 pub mod kit;
-pub mod protodoc;
 pub mod oidc;
+pub mod protodoc;

@@ -79,13 +79,23 @@ fn type_name(field: &prost_types::FieldDescriptorProto) -> String {
     let base = match field.r#type() {
         kind @ (Type::Message | Type::Enum) => {
             let name = field.type_name().trim_start_matches('.');
-            let kind = if kind == Type::Enum { "enum" } else { "message" };
+            let kind = if kind == Type::Enum {
+                "enum"
+            } else {
+                "message"
+            };
             match name.strip_prefix("liaison.v1.") {
                 Some(local) => format!("[`{local}`](#{})", anchor(kind, name)),
                 None => format!("`{name}`"),
             }
         }
-        other => format!("`{}`", other.as_str_name().trim_start_matches("TYPE_").to_lowercase()),
+        other => format!(
+            "`{}`",
+            other
+                .as_str_name()
+                .trim_start_matches("TYPE_")
+                .to_lowercase()
+        ),
     };
     if field.label() == Label::Repeated {
         format!("repeated {base}")
@@ -97,11 +107,8 @@ fn type_name(field: &prost_types::FieldDescriptorProto) -> String {
 /// Renders the reference for every file of [`PACKAGE`] in `descriptor_set`.
 pub fn render(descriptor_set: &[u8]) -> Result<String, String> {
     let set = FileDescriptorSet::decode(descriptor_set).map_err(|e| e.to_string())?;
-    let mut files: Vec<&FileDescriptorProto> = set
-        .file
-        .iter()
-        .filter(|f| f.package() == PACKAGE)
-        .collect();
+    let mut files: Vec<&FileDescriptorProto> =
+        set.file.iter().filter(|f| f.package() == PACKAGE).collect();
     files.sort_by_key(|f| f.name().to_owned());
     let mut out = String::new();
     out.push_str(
@@ -133,7 +140,11 @@ fn render_file(out: &mut String, file: &FileDescriptorProto) {
                 let local = t.strip_prefix("liaison.v1.").unwrap_or(t);
                 format!("[`{local}`](#{})", anchor("message", t))
             };
-            let stream = if method.server_streaming() { "stream " } else { "" };
+            let stream = if method.server_streaming() {
+                "stream "
+            } else {
+                ""
+            };
             let _ = writeln!(
                 out,
                 "#### `{}({}) returns ({stream}{})`\n",
@@ -152,7 +163,13 @@ fn render_file(out: &mut String, file: &FileDescriptorProto) {
     }
     for (i, message) in file.message_type.iter().enumerate() {
         let path = vec![FILE_MESSAGE, i32::try_from(i).unwrap_or(i32::MAX)];
-        render_message(out, &c, &path, &format!("{PACKAGE}.{}", message.name()), message);
+        render_message(
+            out,
+            &c,
+            &path,
+            &format!("{PACKAGE}.{}", message.name()),
+            message,
+        );
     }
     for (i, e) in file.enum_type.iter().enumerate() {
         let path = vec![FILE_ENUM, i32::try_from(i).unwrap_or(i32::MAX)];
@@ -185,7 +202,11 @@ fn render_message(
             let oneof = field
                 .oneof_index
                 .filter(|_| !field.proto3_optional())
-                .and_then(|k| message.oneof_decl.get(usize::try_from(k).unwrap_or(usize::MAX)))
+                .and_then(|k| {
+                    message
+                        .oneof_decl
+                        .get(usize::try_from(k).unwrap_or(usize::MAX))
+                })
                 .map(|o| format!(" (one of `{}`)", o.name()))
                 .unwrap_or_default();
             let _ = writeln!(
@@ -210,7 +231,13 @@ fn render_message(
     for (k, nested) in message.nested_type.iter().enumerate() {
         let mut np = path.to_vec();
         np.extend([MESSAGE_NESTED, i32::try_from(k).unwrap_or(i32::MAX)]);
-        render_message(out, c, &np, &format!("{full_name}.{}", nested.name()), nested);
+        render_message(
+            out,
+            c,
+            &np,
+            &format!("{full_name}.{}", nested.name()),
+            nested,
+        );
     }
     for (k, e) in message.enum_type.iter().enumerate() {
         let mut ep = path.to_vec();
@@ -233,7 +260,13 @@ fn render_enum(
     for (j, v) in e.value.iter().enumerate() {
         let mut vp = path.to_vec();
         vp.extend([ENUM_VALUE, i32::try_from(j).unwrap_or(i32::MAX)]);
-        let _ = writeln!(out, "| `{}` | {} | {} |", v.name(), v.number(), cell(c.at(&vp)));
+        let _ = writeln!(
+            out,
+            "| `{}` | {} | {} |",
+            v.name(),
+            v.number(),
+            cell(c.at(&vp))
+        );
     }
     out.push('\n');
 }

@@ -97,10 +97,7 @@ async fn every_check_passes_against_the_demo_gateway() {
         String::from_utf8_lossy(&out.stderr)
     );
     // Only wrong_audience may skip: the demo has no second audience.
-    let skipped: Vec<_> = table
-        .lines()
-        .filter(|l| l.starts_with("SKIP"))
-        .collect();
+    let skipped: Vec<_> = table.lines().filter(|l| l.starts_with("SKIP")).collect();
     assert!(
         skipped.iter().all(|l| l.contains("authn.wrong_audience")),
         "{table}"
@@ -123,7 +120,11 @@ async fn without_allow_writes_nothing_is_disclosed() {
     demo.kill().await.unwrap();
     let table = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(0), "{table}");
-    for id in ["minimise.records", "receipts.search", "contract.sharing.get_records"] {
+    for id in [
+        "minimise.records",
+        "receipts.search",
+        "contract.sharing.get_records",
+    ] {
         assert!(table.contains(&format!("SKIP  {id}")), "{id}:\n{table}");
     }
 }

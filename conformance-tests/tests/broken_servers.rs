@@ -10,7 +10,7 @@
 
 use std::{
     collections::BTreeMap,
-    sync::{Arc, Mutex},
+    sync::Arc,
     time::{SystemTime, UNIX_EPOCH},
 };
 
@@ -22,6 +22,7 @@ use liaison_proto::v1::{
     oversight_service_server::{OversightService, OversightServiceServer},
     sharing_service_server::{SharingService, SharingServiceServer},
 };
+use parking_lot::Mutex;
 use tokio_stream::wrappers::TcpListenerStream;
 use tonic::{Code, Request, Response, Status, transport::Server};
 use tonic_types::{ErrorDetails, StatusExt};
@@ -88,10 +89,30 @@ impl Double {
         };
         let far = now() + 3600;
         let issued = [
-            ("sharer", jwt("sam", far), caller("hackney-childrens", &["social-worker"]), far),
-            ("overseer", jwt("priya", far), caller("hackney-childrens", &["dpo"]), far),
-            ("outsider", jwt("jordan", far), caller("met-police", &["officer"]), far),
-            ("expired", jwt("sam", now() - 3600), caller("hackney-childrens", &["social-worker"]), now() - 3600),
+            (
+                "sharer",
+                jwt("sam", far),
+                caller("hackney-childrens", &["social-worker"]),
+                far,
+            ),
+            (
+                "overseer",
+                jwt("priya", far),
+                caller("hackney-childrens", &["dpo"]),
+                far,
+            ),
+            (
+                "outsider",
+                jwt("jordan", far),
+                caller("met-police", &["officer"]),
+                far,
+            ),
+            (
+                "expired",
+                jwt("sam", now() - 3600),
+                caller("hackney-childrens", &["social-worker"]),
+                now() - 3600,
+            ),
         ];
         let mut tokens = BTreeMap::new();
         let mut parts = BTreeMap::new();
@@ -126,10 +147,11 @@ impl Double {
     }
 
     fn append(&self, method: &str, allowed: bool) -> pb::Receipt {
-        let mut ledger = self.ledger.lock().unwrap();
+        let mut ledger = self.ledger.lock();
         let sequence = ledger.len() as u64;
         let entry_id = format!("entry-{sequence}");
-        let canonical = format!("{{\"entry_id\":\"{entry_id}\",\"method\":\"{method}\"}}").into_bytes();
+        let canonical =
+            format!("{{\"entry_id\":\"{entry_id}\",\"method\":\"{method}\"}}").into_bytes();
         let leaf_hash = hex::encode(merkle::leaf_hash(&canonical));
         ledger.push(pb::LedgerEntry {
             entry: Some(pb::AuditEntry {
@@ -156,7 +178,7 @@ impl Double {
     }
 
     fn leaves(&self, size: usize) -> Vec<merkle::Hash> {
-        let ledger = self.ledger.lock().unwrap();
+        let ledger = self.ledger.lock();
         ledger
             .iter()
             .take(size)
@@ -165,12 +187,21 @@ impl Double {
     }
 
     /// Validation and policy, in the gateway's order, recording refusals.
-    fn share<T>(&self, req: &Request<T>, context: Option<&pb::ShareContext>, method: &str) -> Result<Option<pb::Receipt>, Status> {
+    fn share<T>(
+        &self,
+        req: &Request<T>,
+        context: Option<&pb::ShareContext>,
+        method: &str,
+    ) -> Result<Option<pb::Receipt>, Status> {
         let caller = self.caller(req)?;
         let c = context.cloned().unwrap_or_default();
         for (value, field, reason) in [
             (&c.purpose, "context.purpose", "PURPOSE_MISSING"),
-            (&c.justification, "context.justification", "JUSTIFICATION_MISSING"),
+            (
+                &c.justification,
+                "context.justification",
+                "JUSTIFICATION_MISSING",
+            ),
             (&c.isa_id, "context.isa_id", "ISA_MISSING"),
         ] {
             if value.is_empty() {
@@ -188,7 +219,12 @@ impl Double {
         };
         if let Some(reason) = refusal {
             let receipt = self.append(method, false);
-            return Err(error(Code::PermissionDenied, reason, None, Some(&receipt.entry_id)));
+            return Err(error(
+                Code::PermissionDenied,
+                reason,
+                None,
+                Some(&receipt.entry_id),
+            ));
         }
         let receipt = self.append(method, true);
         Ok((self.flaw != Flaw::NoReceipt).then_some(receipt))
@@ -198,7 +234,12 @@ impl Double {
         if self.caller(req)?.roles.iter().any(|r| r == "dpo") {
             Ok(())
         } else {
-            Err(error(Code::PermissionDenied, "FUNCTION_NOT_PERMITTED", None, None))
+            Err(error(
+                Code::PermissionDenied,
+                "FUNCTION_NOT_PERMITTED",
+                None,
+                None,
+            ))
         }
     }
 }
@@ -211,8 +252,16 @@ fn leah(flaw: Flaw) -> pb::Person {
             family_name: "Marsh".into(),
             r#use: 0,
         }],
-        date_of_birth: Some(pb::Date { year: 2013, month: 5, day: 14 }),
-        gender: if flaw == Flaw::LeaksGender { "F".into() } else { String::new() },
+        date_of_birth: Some(pb::Date {
+            year: 2013,
+            month: 5,
+            day: 14,
+        }),
+        gender: if flaw == Flaw::LeaksGender {
+            "F".into()
+        } else {
+            String::new()
+        },
         provenance: Some(pb::Provenance {
             agency_id: "met-police".into(),
             dataset_id: DATASET.into(),
@@ -248,7 +297,10 @@ fn agreement() -> pb::Agreement {
 
 #[tonic::async_trait]
 impl SharingService for Double {
-    async fn list_datasets(&self, req: Request<pb::ListDatasetsRequest>) -> Result<Response<pb::ListDatasetsResponse>, Status> {
+    async fn list_datasets(
+        &self,
+        req: Request<pb::ListDatasetsRequest>,
+    ) -> Result<Response<pb::ListDatasetsResponse>, Status> {
         self.caller(&req)?;
         Ok(Response::new(pb::ListDatasetsResponse {
             grants: vec![pb::DatasetGrant {
@@ -259,7 +311,10 @@ impl SharingService for Double {
         }))
     }
 
-    async fn search_persons(&self, req: Request<pb::SearchPersonsRequest>) -> Result<Response<pb::SearchPersonsResponse>, Status> {
+    async fn search_persons(
+        &self,
+        req: Request<pb::SearchPersonsRequest>,
+    ) -> Result<Response<pb::SearchPersonsResponse>, Status> {
         let receipt = self.share(&req, req.get_ref().context.as_ref(), "SearchPersons")?;
         Ok(Response::new(pb::SearchPersonsResponse {
             matches: vec![pb::PersonMatch {
@@ -272,7 +327,10 @@ impl SharingService for Double {
         }))
     }
 
-    async fn get_records(&self, req: Request<pb::GetRecordsRequest>) -> Result<Response<pb::GetRecordsResponse>, Status> {
+    async fn get_records(
+        &self,
+        req: Request<pb::GetRecordsRequest>,
+    ) -> Result<Response<pb::GetRecordsResponse>, Status> {
         let receipt = self.share(&req, req.get_ref().context.as_ref(), "GetRecords")?;
         let record = pb::Record {
             record_id: "r1".into(),
@@ -282,7 +340,11 @@ impl SharingService for Double {
             body: Some(pb::record::Body::Incident(pb::Incident {
                 category: "missing-person".into(),
                 summary: "reported missing, found safe".into(),
-                location: if self.flaw == Flaw::LeaksGender { "Hackney Downs".into() } else { String::new() },
+                location: if self.flaw == Flaw::LeaksGender {
+                    "Hackney Downs".into()
+                } else {
+                    String::new()
+                },
                 ..Default::default()
             })),
             ..Default::default()
@@ -297,7 +359,10 @@ impl SharingService for Double {
 
     type SubscribeStream = tokio_stream::Empty<Result<pb::SubscribeResponse, Status>>;
 
-    async fn subscribe(&self, req: Request<pb::SubscribeRequest>) -> Result<Response<Self::SubscribeStream>, Status> {
+    async fn subscribe(
+        &self,
+        req: Request<pb::SubscribeRequest>,
+    ) -> Result<Response<Self::SubscribeStream>, Status> {
         self.caller(&req)?;
         Err(error(Code::Unimplemented, "NOT_IMPLEMENTED", None, None))
     }
@@ -305,35 +370,58 @@ impl SharingService for Double {
 
 #[tonic::async_trait]
 impl OversightService for Double {
-    async fn list_audit_entries(&self, req: Request<pb::ListAuditEntriesRequest>) -> Result<Response<pb::ListAuditEntriesResponse>, Status> {
+    async fn list_audit_entries(
+        &self,
+        req: Request<pb::ListAuditEntriesRequest>,
+    ) -> Result<Response<pb::ListAuditEntriesResponse>, Status> {
         self.overseer(&req)?;
         let r = req.into_inner();
         let after: usize = if r.page_token.is_empty() {
             0
         } else {
-            r.page_token
-                .parse()
-                .map_err(|_| error(Code::InvalidArgument, "INVALID_FIELD", Some("page_token"), None))?
+            r.page_token.parse().map_err(|_| {
+                error(
+                    Code::InvalidArgument,
+                    "INVALID_FIELD",
+                    Some("page_token"),
+                    None,
+                )
+            })?
         };
         let size = usize::try_from(r.page_size.max(1)).unwrap();
-        let ledger = self.ledger.lock().unwrap();
+        let ledger = self.ledger.lock();
         let entries: Vec<_> = ledger.iter().skip(after).take(size).cloned().collect();
-        let next = if after + entries.len() < ledger.len() { (after + entries.len()).to_string() } else { String::new() };
-        Ok(Response::new(pb::ListAuditEntriesResponse { entries, next_page_token: next }))
+        let next = if after + entries.len() < ledger.len() {
+            (after + entries.len()).to_string()
+        } else {
+            String::new()
+        };
+        Ok(Response::new(pb::ListAuditEntriesResponse {
+            entries,
+            next_page_token: next,
+        }))
     }
 
-    async fn get_audit_entry(&self, req: Request<pb::GetAuditEntryRequest>) -> Result<Response<pb::GetAuditEntryResponse>, Status> {
+    async fn get_audit_entry(
+        &self,
+        req: Request<pb::GetAuditEntryRequest>,
+    ) -> Result<Response<pb::GetAuditEntryResponse>, Status> {
         self.overseer(&req)?;
-        let ledger = self.ledger.lock().unwrap();
+        let ledger = self.ledger.lock();
         let entry = ledger
             .iter()
             .find(|e| e.entry.as_ref().unwrap().entry_id == req.get_ref().entry_id)
             .cloned()
             .ok_or_else(|| error(Code::NotFound, "NOT_FOUND", None, None))?;
-        Ok(Response::new(pb::GetAuditEntryResponse { entry: Some(entry) }))
+        Ok(Response::new(pb::GetAuditEntryResponse {
+            entry: Some(entry),
+        }))
     }
 
-    async fn get_tree_head(&self, req: Request<pb::GetTreeHeadRequest>) -> Result<Response<pb::GetTreeHeadResponse>, Status> {
+    async fn get_tree_head(
+        &self,
+        req: Request<pb::GetTreeHeadRequest>,
+    ) -> Result<Response<pb::GetTreeHeadResponse>, Status> {
         self.overseer(&req)?;
         let leaves = self.leaves(usize::MAX);
         Ok(Response::new(pb::GetTreeHeadResponse {
@@ -345,43 +433,61 @@ impl OversightService for Double {
         }))
     }
 
-    async fn get_inclusion_proof(&self, req: Request<pb::GetInclusionProofRequest>) -> Result<Response<pb::GetInclusionProofResponse>, Status> {
+    async fn get_inclusion_proof(
+        &self,
+        req: Request<pb::GetInclusionProofRequest>,
+    ) -> Result<Response<pb::GetInclusionProofResponse>, Status> {
         self.overseer(&req)?;
         let r = req.into_inner();
         let index = self
             .ledger
             .lock()
-            .unwrap()
             .iter()
             .position(|e| e.entry.as_ref().unwrap().entry_id == r.entry_id)
             .ok_or_else(|| error(Code::NotFound, "NOT_FOUND", None, None))?;
-        let size = if r.tree_size == 0 { usize::MAX } else { usize::try_from(r.tree_size).unwrap() };
+        let size = if r.tree_size == 0 {
+            usize::MAX
+        } else {
+            usize::try_from(r.tree_size).unwrap()
+        };
         let leaves = self.leaves(size);
         let path = merkle::inclusion_proof(index as u64, &leaves).unwrap();
         Ok(Response::new(pb::GetInclusionProofResponse {
             leaf_index: index as u64,
             tree_size: leaves.len() as u64,
-            leaf_hash: hex::encode(leaves[index]),
+            leaf_hash: hex::encode(leaves.get(index).unwrap()),
             audit_path: path.iter().map(hex::encode).collect(),
             root_hash: hex::encode(merkle::root(&leaves)),
         }))
     }
 
-    async fn get_consistency_proof(&self, req: Request<pb::GetConsistencyProofRequest>) -> Result<Response<pb::GetConsistencyProofResponse>, Status> {
+    async fn get_consistency_proof(
+        &self,
+        req: Request<pb::GetConsistencyProofRequest>,
+    ) -> Result<Response<pb::GetConsistencyProofResponse>, Status> {
         self.overseer(&req)?;
         let r = req.into_inner();
         let leaves = self.leaves(usize::try_from(r.second_size).unwrap());
-        let first = leaves.get(..usize::try_from(r.first_size).unwrap()).unwrap();
+        let first = leaves
+            .get(..usize::try_from(r.first_size).unwrap())
+            .unwrap();
         Ok(Response::new(pb::GetConsistencyProofResponse {
             first_size: r.first_size,
             second_size: leaves.len() as u64,
-            proof: merkle::consistency_proof(r.first_size, &leaves).unwrap().iter().map(hex::encode).collect(),
+            proof: merkle::consistency_proof(r.first_size, &leaves)
+                .unwrap()
+                .iter()
+                .map(hex::encode)
+                .collect(),
             first_root: hex::encode(merkle::root(first)),
             second_root: hex::encode(merkle::root(&leaves)),
         }))
     }
 
-    async fn get_subject_access_report(&self, req: Request<pb::GetSubjectAccessReportRequest>) -> Result<Response<pb::GetSubjectAccessReportResponse>, Status> {
+    async fn get_subject_access_report(
+        &self,
+        req: Request<pb::GetSubjectAccessReportRequest>,
+    ) -> Result<Response<pb::GetSubjectAccessReportResponse>, Status> {
         self.overseer(&req)?;
         Ok(Response::new(pb::GetSubjectAccessReportResponse {
             person_id: req.into_inner().person_id,
@@ -392,31 +498,53 @@ impl OversightService for Double {
 
 #[tonic::async_trait]
 impl AdminService for Double {
-    async fn list_agencies(&self, req: Request<pb::ListAgenciesRequest>) -> Result<Response<pb::ListAgenciesResponse>, Status> {
+    async fn list_agencies(
+        &self,
+        req: Request<pb::ListAgenciesRequest>,
+    ) -> Result<Response<pb::ListAgenciesResponse>, Status> {
         self.caller(&req)?;
         Ok(Response::new(pb::ListAgenciesResponse {
-            agencies: vec![pb::Agency { agency_id: "hackney-childrens".into(), ..Default::default() }],
+            agencies: vec![pb::Agency {
+                agency_id: "hackney-childrens".into(),
+                ..Default::default()
+            }],
         }))
     }
 
-    async fn list_issuers(&self, req: Request<pb::ListIssuersRequest>) -> Result<Response<pb::ListIssuersResponse>, Status> {
+    async fn list_issuers(
+        &self,
+        req: Request<pb::ListIssuersRequest>,
+    ) -> Result<Response<pb::ListIssuersResponse>, Status> {
         self.caller(&req)?;
         Ok(Response::new(pb::ListIssuersResponse {
-            issuers: vec![pb::Issuer { issuer_url: "https://idp.hackney.example".into(), ..Default::default() }],
+            issuers: vec![pb::Issuer {
+                issuer_url: "https://idp.hackney.example".into(),
+                ..Default::default()
+            }],
         }))
     }
 
-    async fn list_agreements(&self, req: Request<pb::ListAgreementsRequest>) -> Result<Response<pb::ListAgreementsResponse>, Status> {
+    async fn list_agreements(
+        &self,
+        req: Request<pb::ListAgreementsRequest>,
+    ) -> Result<Response<pb::ListAgreementsResponse>, Status> {
         self.caller(&req)?;
-        Ok(Response::new(pb::ListAgreementsResponse { agreements: vec![agreement()] }))
+        Ok(Response::new(pb::ListAgreementsResponse {
+            agreements: vec![agreement()],
+        }))
     }
 
-    async fn get_agreement(&self, req: Request<pb::GetAgreementRequest>) -> Result<Response<pb::GetAgreementResponse>, Status> {
+    async fn get_agreement(
+        &self,
+        req: Request<pb::GetAgreementRequest>,
+    ) -> Result<Response<pb::GetAgreementResponse>, Status> {
         self.caller(&req)?;
         if req.get_ref().isa_id != ISA {
             return Err(error(Code::NotFound, "NOT_FOUND", None, None));
         }
-        Ok(Response::new(pb::GetAgreementResponse { agreement: Some(agreement()) }))
+        Ok(Response::new(pb::GetAgreementResponse {
+            agreement: Some(agreement()),
+        }))
     }
 }
 
@@ -483,7 +611,10 @@ fn assert_caught(run: &Run, checks: &[&str]) {
             .split("<testcase")
             .find(|c| c.contains(&format!("name=\"{check}\"")))
             .unwrap_or_else(|| panic!("no JUnit case for {check}:\n{}", run.junit));
-        assert!(case.contains("<failure"), "{check} is not a failure in JUnit:\n{case}");
+        assert!(
+            case.contains("<failure"),
+            "{check} is not a failure in JUnit:\n{case}"
+        );
     }
 }
 
@@ -492,7 +623,11 @@ async fn a_sound_double_passes_every_check() {
     let run = run_against(Flaw::None).await;
     assert_eq!(run.code, 0, "{}", run.table);
     assert!(failed(&run).is_empty(), "{}", run.table);
-    assert!(run.table.contains("PASS  minimise.records"), "{}", run.table);
+    assert!(
+        run.table.contains("PASS  minimise.records"),
+        "{}",
+        run.table
+    );
     assert!(run.junit.contains("<testsuites"), "{}", run.junit);
 }
 

@@ -6,7 +6,10 @@ use std::{path::PathBuf, process::ExitCode};
 
 fn main() -> ExitCode {
     let mut check = false;
-    let mut path = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/api-reference.md"));
+    let mut path = PathBuf::from(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../docs/api-reference.md"
+    ));
     for arg in std::env::args().skip(1) {
         if arg == "--check" {
             check = true;
@@ -26,7 +29,10 @@ fn main() -> ExitCode {
         if current == text {
             return ExitCode::SUCCESS;
         }
-        eprintln!("proto-doc: `{}` is stale; run `cargo run -p liaison-conformance --bin proto-doc`", path.display());
+        eprintln!(
+            "proto-doc: `{}` is stale; run `cargo run -p liaison-conformance --bin proto-doc`",
+            path.display()
+        );
         return ExitCode::from(1);
     }
     match std::fs::write(&path, text) {

@@ -8,17 +8,18 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use liaison_proto::v1::{self as pb, sharing_service_client::SharingServiceClient};
 use tonic::{Code, Request};
 
-use super::{
-    CheckResult, Target, Verdict, fail,
-    status::expect_error,
-    target::with_bearer,
-};
+use super::{CheckResult, Target, Verdict, fail, status::expect_error, target::with_bearer};
 
 fn sharing(t: &Target) -> SharingServiceClient<tonic::transport::Channel> {
     SharingServiceClient::new(t.channel.clone())
 }
 
-async fn refused(t: &Target, what: &str, req: Request<pb::ListDatasetsRequest>, reasons: &[&str]) -> CheckResult {
+async fn refused(
+    t: &Target,
+    what: &str,
+    req: Request<pb::ListDatasetsRequest>,
+    reasons: &[&str],
+) -> CheckResult {
     let result = sharing(t).list_datasets(req).await;
     expect_error(what, result, Code::Unauthenticated, reasons).map(|_| ())
 }
@@ -30,7 +31,13 @@ pub async fn no_token(t: Arc<Target>) -> CheckResult {
 
 pub async fn malformed_token(t: Arc<Target>) -> CheckResult {
     let req = with_bearer("not-a-jwt", pb::ListDatasetsRequest::default());
-    refused(&t, "ListDatasets with `Bearer not-a-jwt`", req, &["TOKEN_INVALID"]).await
+    refused(
+        &t,
+        "ListDatasets with `Bearer not-a-jwt`",
+        req,
+        &["TOKEN_INVALID"],
+    )
+    .await
 }
 
 pub async fn forged_signature(t: Arc<Target>) -> CheckResult {
@@ -46,7 +53,13 @@ pub async fn forged_signature(t: Arc<Target>) -> CheckResult {
     }
     let forged = format!("{signed}.{}", URL_SAFE_NO_PAD.encode(sig));
     let req = with_bearer(&forged, pb::ListDatasetsRequest::default());
-    refused(&t, "ListDatasets with an altered signature", req, &["TOKEN_INVALID"]).await
+    refused(
+        &t,
+        "ListDatasets with an altered signature",
+        req,
+        &["TOKEN_INVALID"],
+    )
+    .await
 }
 
 /// With a genuinely expired token (`[principals.expired]`) the check proves
@@ -60,7 +73,13 @@ pub async fn expired_token(t: Arc<Target>) -> CheckResult {
         backdated(&t.token("sharer").await?)?
     };
     let req = with_bearer(&token, pb::ListDatasetsRequest::default());
-    refused(&t, "ListDatasets with an expired token", req, &["TOKEN_EXPIRED", "TOKEN_INVALID"]).await
+    refused(
+        &t,
+        "ListDatasets with an expired token",
+        req,
+        &["TOKEN_EXPIRED", "TOKEN_INVALID"],
+    )
+    .await
 }
 
 pub async fn wrong_audience(t: Arc<Target>) -> CheckResult {
@@ -71,13 +90,20 @@ pub async fn wrong_audience(t: Arc<Target>) -> CheckResult {
     }
     let token = t.token("wrong_audience").await?;
     let req = with_bearer(&token, pb::ListDatasetsRequest::default());
-    refused(&t, "ListDatasets with a token for another audience", req, &["TOKEN_INVALID"]).await
+    refused(
+        &t,
+        "ListDatasets with a token for another audience",
+        req,
+        &["TOKEN_INVALID"],
+    )
+    .await
 }
 
 /// `token` with `exp` and `iat` an hour and two in the past.
 fn backdated(token: &str) -> Result<String, Verdict> {
     let mut parts = token.split('.');
-    let (Some(header), Some(payload), Some(signature)) = (parts.next(), parts.next(), parts.next()) else {
+    let (Some(header), Some(payload), Some(signature)) = (parts.next(), parts.next(), parts.next())
+    else {
         return Err(fail("the sharer's token is not a compact JWS"));
     };
     let mut claims: serde_json::Value = URL_SAFE_NO_PAD

@@ -86,7 +86,11 @@ pub fn record(r: &pb::Record) -> BTreeSet<String> {
             set(&mut out, "risk_assessment.summary", &a.summary);
         }
         Some(Body::Relationship(rel)) => {
-            set(&mut out, "relationship.related_person_id", &rel.related_person_id);
+            set(
+                &mut out,
+                "relationship.related_person_id",
+                &rel.related_person_id,
+            );
             set(&mut out, "relationship.relationship", &rel.relationship);
             set(&mut out, "relationship.related_name", &rel.related_name);
         }

@@ -20,7 +20,11 @@ pub async fn search(t: Arc<Target>) -> CheckResult {
     let found = contract::search(&t, 0).await?;
     let mut leaks = BTreeSet::new();
     for p in found.matches.iter().filter_map(|m| m.person.as_ref()) {
-        let dataset = p.provenance.as_ref().map(|v| v.dataset_id.as_str()).filter(|d| !d.is_empty());
+        let dataset = p
+            .provenance
+            .as_ref()
+            .map(|v| v.dataset_id.as_str())
+            .filter(|d| !d.is_empty());
         let allowed = fields::agreement_fields(&agreement, dataset);
         leaks.extend(fields::outside(&fields::person(p), &allowed));
     }
@@ -32,11 +36,22 @@ pub async fn records(t: Arc<Target>) -> CheckResult {
     let read = contract::read_first(&t).await?;
     let mut leaks = BTreeSet::new();
     if let Some(p) = &read.person {
-        let dataset = p.provenance.as_ref().map(|v| v.dataset_id.as_str()).filter(|d| !d.is_empty());
-        leaks.extend(fields::outside(&fields::person(p), &fields::agreement_fields(&agreement, dataset)));
+        let dataset = p
+            .provenance
+            .as_ref()
+            .map(|v| v.dataset_id.as_str())
+            .filter(|d| !d.is_empty());
+        leaks.extend(fields::outside(
+            &fields::person(p),
+            &fields::agreement_fields(&agreement, dataset),
+        ));
     }
     for r in &read.records {
-        let dataset = r.provenance.as_ref().map(|v| v.dataset_id.as_str()).filter(|d| !d.is_empty());
+        let dataset = r
+            .provenance
+            .as_ref()
+            .map(|v| v.dataset_id.as_str())
+            .filter(|d| !d.is_empty());
         let allowed = fields::agreement_fields(&agreement, dataset);
         leaks.extend(fields::outside(&fields::record(r), &allowed));
     }

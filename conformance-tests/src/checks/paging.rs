@@ -6,10 +6,17 @@ use std::{sync::Arc, time::Duration};
 use liaison_proto::v1 as pb;
 use tonic::Code;
 
-use super::{CheckResult, Target, Verdict, contract, ensure, fail, status::{expect_error, unexpected}};
+use super::{
+    CheckResult, Target, Verdict, contract, ensure, fail,
+    status::{expect_error, unexpected},
+};
 
 async fn page(t: &Target, page_token: String) -> Result<pb::ListAuditEntriesResponse, Verdict> {
-    let req = pb::ListAuditEntriesRequest { page_size: 1, page_token, ..Default::default() };
+    let req = pb::ListAuditEntriesRequest {
+        page_size: 1,
+        page_token,
+        ..Default::default()
+    };
     contract::oversight(t)
         .list_audit_entries(t.as_("overseer", req).await?)
         .await
@@ -19,24 +26,54 @@ async fn page(t: &Target, page_token: String) -> Result<pb::ListAuditEntriesResp
 
 pub async fn audit_page_tokens(t: Arc<Target>) -> CheckResult {
     let first = page(&t, String::new()).await?;
-    ensure(first.entries.len() <= 1, || format!("ListAuditEntries: page_size 1 answered {} entries", first.entries.len()))?;
+    ensure(first.entries.len() <= 1, || {
+        format!(
+            "ListAuditEntries: page_size 1 answered {} entries",
+            first.entries.len()
+        )
+    })?;
     if !first.next_page_token.is_empty() {
         let second = page(&t, first.next_page_token.clone()).await?;
-        ensure(second.entries.len() <= 1, || format!("ListAuditEntries: page_size 1 answered {} entries", second.entries.len()))?;
+        ensure(second.entries.len() <= 1, || {
+            format!(
+                "ListAuditEntries: page_size 1 answered {} entries",
+                second.entries.len()
+            )
+        })?;
         if let (Some(a), Some(b)) = (first.entries.first(), second.entries.first()) {
             ensure(a.sequence != b.sequence, || {
-                format!("ListAuditEntries: the second page repeats entry {}", a.sequence)
+                format!(
+                    "ListAuditEntries: the second page repeats entry {}",
+                    a.sequence
+                )
             })?;
         }
     }
-    let req = pb::ListAuditEntriesRequest { page_size: 1, page_token: "conformance-forged-token".into(), ..Default::default() };
-    let r = contract::oversight(&t).list_audit_entries(t.as_("overseer", req).await?).await;
-    expect_error("ListAuditEntries with a forged page token", r, Code::InvalidArgument, &["INVALID_FIELD"]).map(|_| ())
+    let req = pb::ListAuditEntriesRequest {
+        page_size: 1,
+        page_token: "conformance-forged-token".into(),
+        ..Default::default()
+    };
+    let r = contract::oversight(&t)
+        .list_audit_entries(t.as_("overseer", req).await?)
+        .await;
+    expect_error(
+        "ListAuditEntries with a forged page token",
+        r,
+        Code::InvalidArgument,
+        &["INVALID_FIELD"],
+    )
+    .map(|_| ())
 }
 
 pub async fn search_page_size(t: Arc<Target>) -> CheckResult {
     let found = contract::search(&t, 1).await?;
-    ensure(found.matches.len() <= 1, || format!("SearchPersons: page_size 1 answered {} matches", found.matches.len()))
+    ensure(found.matches.len() <= 1, || {
+        format!(
+            "SearchPersons: page_size 1 answered {} matches",
+            found.matches.len()
+        )
+    })
 }
 
 /// With `--allow-writes` the deadline is put on a share, where the gateway
@@ -49,7 +86,12 @@ pub async fn one_millisecond(t: Arc<Target>) -> CheckResult {
     let deadline = Duration::from_millis(1);
     let started = std::time::Instant::now();
     let outcome = if t.allow_writes {
-        let req = pb::SearchPersonsRequest { context: Some(t.share.context()), query: Some(t.share.query()), dataset_ids: vec![], page_size: 0 };
+        let req = pb::SearchPersonsRequest {
+            context: Some(t.share.context()),
+            query: Some(t.share.query()),
+            dataset_ids: vec![],
+            page_size: 0,
+        };
         let mut req = t.as_("sharer", req).await?;
         req.set_timeout(deadline);
         contract::sharing(&t).search_persons(req).await.map(|_| ())

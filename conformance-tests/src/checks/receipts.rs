@@ -13,7 +13,9 @@ use super::{CheckResult, Target, Verdict, contract, ensure, fail, status::unexpe
 
 /// A 32-byte hash from lowercase or uppercase hex.
 pub fn hash32(hex_text: &str) -> Option<[u8; 32]> {
-    hex::decode(hex_text).ok().and_then(|b| <[u8; 32]>::try_from(b).ok())
+    hex::decode(hex_text)
+        .ok()
+        .and_then(|b| <[u8; 32]>::try_from(b).ok())
 }
 
 fn hashes(what: &str, list: &[String]) -> Result<Vec<[u8; 32]>, Verdict> {
@@ -35,53 +37,104 @@ pub(super) async fn tree_head(t: &Target) -> Result<pb::TreeHead, Verdict> {
 pub(super) fn verify_consistency(p: &pb::GetConsistencyProofResponse) -> CheckResult {
     let proof = hashes("GetConsistencyProof", &p.proof)?;
     let (Some(first), Some(second)) = (hash32(&p.first_root), hash32(&p.second_root)) else {
-        return Err(fail("GetConsistencyProof: a root is not a 32-byte hex hash"));
+        return Err(fail(
+            "GetConsistencyProof: a root is not a 32-byte hex hash",
+        ));
     };
-    merkle::verify_consistency(p.first_size, p.second_size, &first, &second, &proof)
-        .map_err(|e| fail(format!("GetConsistencyProof {}→{}: {e}", p.first_size, p.second_size)))
+    merkle::verify_consistency(p.first_size, p.second_size, &first, &second, &proof).map_err(|e| {
+        fail(format!(
+            "GetConsistencyProof {}→{}: {e}",
+            p.first_size, p.second_size
+        ))
+    })
 }
 
 /// Resolves `receipt` as the overseer and verifies it end to end.
 pub async fn verify_receipt(t: &Target, what: &str, receipt: Option<&pb::Receipt>) -> CheckResult {
-    let receipt = receipt.ok_or_else(|| fail(format!("{what}: the share answered without a receipt")))?;
-    ensure(!receipt.entry_id.is_empty(), || format!("{what}: the receipt names no entry"))?;
+    let receipt =
+        receipt.ok_or_else(|| fail(format!("{what}: the share answered without a receipt")))?;
+    ensure(!receipt.entry_id.is_empty(), || {
+        format!("{what}: the receipt names no entry")
+    })?;
     let stored = contract::oversight(t)
-        .get_audit_entry(t.as_("overseer", pb::GetAuditEntryRequest { entry_id: receipt.entry_id.clone() }).await?)
+        .get_audit_entry(
+            t.as_(
+                "overseer",
+                pb::GetAuditEntryRequest {
+                    entry_id: receipt.entry_id.clone(),
+                },
+            )
+            .await?,
+        )
         .await
-        .map_err(|s| fail(format!("{what}: receipt `{}` does not resolve: {:?} {}", receipt.entry_id, s.code(), s.message())))?
+        .map_err(|s| {
+            fail(format!(
+                "{what}: receipt `{}` does not resolve: {:?} {}",
+                receipt.entry_id,
+                s.code(),
+                s.message()
+            ))
+        })?
         .into_inner()
         .entry
         .ok_or_else(|| fail(format!("{what}: GetAuditEntry answered without an entry")))?;
     let leaf = merkle::leaf_hash(&stored.canonical);
     let leaf_hex = hex::encode(leaf);
     ensure(leaf_hex == stored.leaf_hash.to_ascii_lowercase(), || {
-        format!("{what}: the entry's canonical bytes hash to {leaf_hex}, the ledger says {}", stored.leaf_hash)
+        format!(
+            "{what}: the entry's canonical bytes hash to {leaf_hex}, the ledger says {}",
+            stored.leaf_hash
+        )
     })?;
     ensure(leaf_hex == receipt.leaf_hash.to_ascii_lowercase(), || {
-        format!("{what}: the receipt's leaf {} is not the entry's {leaf_hex}", receipt.leaf_hash)
+        format!(
+            "{what}: the receipt's leaf {} is not the entry's {leaf_hex}",
+            receipt.leaf_hash
+        )
     })?;
-    ensure(stored.entry.as_ref().is_some_and(|e| e.entry_id == receipt.entry_id), || {
-        format!("{what}: GetAuditEntry({}) answered another entry", receipt.entry_id)
-    })?;
+    ensure(
+        stored
+            .entry
+            .as_ref()
+            .is_some_and(|e| e.entry_id == receipt.entry_id),
+        || {
+            format!(
+                "{what}: GetAuditEntry({}) answered another entry",
+                receipt.entry_id
+            )
+        },
+    )?;
 
     let head = tree_head(t).await?;
-    let req = pb::GetInclusionProofRequest { entry_id: receipt.entry_id.clone(), tree_size: head.tree_size };
+    let req = pb::GetInclusionProofRequest {
+        entry_id: receipt.entry_id.clone(),
+        tree_size: head.tree_size,
+    };
     let proof = contract::oversight(t)
         .get_inclusion_proof(t.as_("overseer", req).await?)
         .await
         .map_err(unexpected("GetInclusionProof"))?
         .into_inner();
     let path = hashes("GetInclusionProof", &proof.audit_path)?;
-    let root = hash32(&proof.root_hash)
-        .ok_or_else(|| fail(format!("{what}: the proof's root is not a 32-byte hex hash")))?;
-    ensure(proof.tree_size == head.tree_size && proof.root_hash.eq_ignore_ascii_case(&head.root_hash), || {
-        format!(
-            "{what}: the proof is for tree {} ({}), the published head is {} ({})",
-            proof.tree_size, proof.root_hash, head.tree_size, head.root_hash
-        )
+    let root = hash32(&proof.root_hash).ok_or_else(|| {
+        fail(format!(
+            "{what}: the proof's root is not a 32-byte hex hash"
+        ))
     })?;
+    ensure(
+        proof.tree_size == head.tree_size && proof.root_hash.eq_ignore_ascii_case(&head.root_hash),
+        || {
+            format!(
+                "{what}: the proof is for tree {} ({}), the published head is {} ({})",
+                proof.tree_size, proof.root_hash, head.tree_size, head.root_hash
+            )
+        },
+    )?;
     merkle::verify_inclusion(&leaf, proof.leaf_index, proof.tree_size, &path, &root).map_err(|e| {
-        fail(format!("{what}: inclusion proof for leaf {} in tree {} does not verify: {e}", proof.leaf_index, proof.tree_size))
+        fail(format!(
+            "{what}: inclusion proof for leaf {} in tree {} does not verify: {e}",
+            proof.leaf_index, proof.tree_size
+        ))
     })
 }
 

@@ -76,7 +76,8 @@ pub fn junit(target: &str, outcomes: &[Outcome]) -> Result<String, String> {
                 Ok(()) => TestCaseStatus::success(),
                 Err(Verdict::Fail(why)) => {
                     let mut s = TestCaseStatus::non_success(NonSuccessKind::Failure);
-                    s.set_message(o.check.description).set_description(why.as_str());
+                    s.set_message(o.check.description)
+                        .set_description(why.as_str());
                     s
                 }
                 Err(Verdict::Skip(why)) => {

@@ -109,8 +109,11 @@ impl ShareSettings {
     /// The person query the checks search with.
     pub fn query(&self) -> pb::PersonQuery {
         let mut dob = self.date_of_birth.splitn(3, '-').map(|p| p.parse().ok());
-        let date_of_birth = match (dob.next().flatten(), dob.next().flatten(), dob.next().flatten())
-        {
+        let date_of_birth = match (
+            dob.next().flatten(),
+            dob.next().flatten(),
+            dob.next().flatten(),
+        ) {
             (Some(year), Some(month), Some(day)) => Some(pb::Date { year, month, day }),
             _ => None,
         };
@@ -148,8 +151,12 @@ const DEMO_PARTS: &[(&str, &str)] = &[
 /// Reads a running demo's `demo.json` into a principals file.
 pub fn from_demo_dir(dir: &Path) -> Result<PrincipalsFile, String> {
     let path = dir.join("demo.json");
-    let text = std::fs::read_to_string(&path)
-        .map_err(|e| format!("cannot read `{}`: {e}; is `liaison demo` running?", path.display()))?;
+    let text = std::fs::read_to_string(&path).map_err(|e| {
+        format!(
+            "cannot read `{}`: {e}; is `liaison demo` running?",
+            path.display()
+        )
+    })?;
     let state: DemoState = serde_json::from_str(&text)
         .map_err(|e| format!("`{}` is not a demo state file: {e}", path.display()))?;
     let mut principals = BTreeMap::new();
@@ -234,9 +241,10 @@ impl Target {
 
     /// A bearer token for `part`, fetched once per run.
     pub async fn token(&self, part: &str) -> Result<String, super::Verdict> {
-        let source = self.principals.get(part).ok_or_else(|| {
-            super::Verdict::Skip(format!("no `{part}` principal is configured"))
-        })?;
+        let source = self
+            .principals
+            .get(part)
+            .ok_or_else(|| super::Verdict::Skip(format!("no `{part}` principal is configured")))?;
         let mut cache = self.tokens.lock().await;
         if let Some(t) = cache.get(part) {
             return Ok(t.clone());
@@ -312,25 +320,30 @@ fn channel(url: &str, tls: &TlsFiles) -> Result<Channel, String> {
     if uri.scheme_str() != Some("https") {
         return Ok(endpoint.connect_lazy());
     }
-    let host = uri.host().ok_or_else(|| format!("`{url}` has no host"))?.to_owned();
+    let host = uri
+        .host()
+        .ok_or_else(|| format!("`{url}` has no host"))?
+        .to_owned();
     let port = uri.port_u16().unwrap_or(443);
     let config = Arc::new(client_config(tls)?);
     let server_name = ServerName::try_from(host.clone())
         .map_err(|e| format!("`{host}` is not a TLS server name: {e}"))?;
     // tonic's own TLS would need a feature the rest of the workspace does not
     // build; rustls through a connector is the same stack the gateway serves.
-    Ok(endpoint.connect_with_connector_lazy(tower::service_fn(move |_uri| {
-        let config = config.clone();
-        let server_name = server_name.clone();
-        let addr = format!("{host}:{port}");
-        async move {
-            let tcp = tokio::net::TcpStream::connect(addr).await?;
-            let tls = tokio_rustls::TlsConnector::from(config)
-                .connect(server_name, tcp)
-                .await?;
-            Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(tls))
-        }
-    })))
+    Ok(
+        endpoint.connect_with_connector_lazy(tower::service_fn(move |_uri| {
+            let config = config.clone();
+            let server_name = server_name.clone();
+            let addr = format!("{host}:{port}");
+            async move {
+                let tcp = tokio::net::TcpStream::connect(addr).await?;
+                let tls = tokio_rustls::TlsConnector::from(config)
+                    .connect(server_name, tcp)
+                    .await?;
+                Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(tls))
+            }
+        })),
+    )
 }
 
 fn client_config(tls: &TlsFiles) -> Result<rustls::ClientConfig, String> {
