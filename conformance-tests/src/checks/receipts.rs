@@ -4,10 +4,14 @@
 //! arithmetic (the ledger crate's, which the offline verifier also uses), so
 //! a gateway cannot pass by asserting its own honesty.
 
-use std::sync::Arc;
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
 use liaison_ledger::merkle;
 use liaison_proto::v1 as pb;
+use tonic::Code;
 
 use super::{CheckResult, Target, Verdict, contract, ensure, fail, status::unexpected};
 
@@ -32,6 +36,62 @@ pub(super) async fn tree_head(t: &Target) -> Result<pb::TreeHead, Verdict> {
         .into_inner()
         .head
         .ok_or_else(|| fail("GetTreeHead answered without a head"))
+}
+
+/// How long a published head may lag a receipt the gateway already issued.
+const HEAD_CATCH_UP: Duration = Duration::from_secs(2);
+
+/// The current head and an inclusion proof against it, for a head that
+/// covers the receipt.
+///
+/// The receipt is sent only after its entry is durable, so the head should
+/// already cover it; a gateway reading the head through a lagging
+/// connection or replica is given [`HEAD_CATCH_UP`] to do so, and fails
+/// after that with what it published.
+async fn head_and_proof(
+    t: &Target,
+    what: &str,
+    receipt: &pb::Receipt,
+) -> Result<(pb::TreeHead, pb::GetInclusionProofResponse), Verdict> {
+    let started = Instant::now();
+    loop {
+        let head = tree_head(t).await?;
+        let req = pb::GetInclusionProofRequest {
+            entry_id: receipt.entry_id.clone(),
+            tree_size: head.tree_size,
+        };
+        let lagging = head.tree_size < receipt.sequence;
+        let answer = if lagging {
+            None
+        } else {
+            match contract::oversight(t)
+                .get_inclusion_proof(t.as_("overseer", req).await?)
+                .await
+            {
+                Ok(p) => Some(p.into_inner()),
+                // The proof's own read of the ledger size may lag too.
+                Err(s)
+                    if s.code() == Code::InvalidArgument && started.elapsed() < HEAD_CATCH_UP =>
+                {
+                    None
+                }
+                Err(s) => return Err(unexpected("GetInclusionProof")(s)),
+            }
+        };
+        match answer {
+            Some(proof) => return Ok((head, proof)),
+            None if started.elapsed() >= HEAD_CATCH_UP => {
+                return Err(fail(format!(
+                    "{what}: receipt {} (sequence {}) is still outside the published tree of {} entries after {} ms",
+                    receipt.entry_id,
+                    receipt.sequence,
+                    head.tree_size,
+                    HEAD_CATCH_UP.as_millis()
+                )));
+            }
+            None => tokio::time::sleep(Duration::from_millis(50)).await,
+        }
+    }
 }
 
 pub(super) fn verify_consistency(p: &pb::GetConsistencyProofResponse) -> CheckResult {
@@ -105,16 +165,7 @@ pub async fn verify_receipt(t: &Target, what: &str, receipt: Option<&pb::Receipt
         },
     )?;
 
-    let head = tree_head(t).await?;
-    let req = pb::GetInclusionProofRequest {
-        entry_id: receipt.entry_id.clone(),
-        tree_size: head.tree_size,
-    };
-    let proof = contract::oversight(t)
-        .get_inclusion_proof(t.as_("overseer", req).await?)
-        .await
-        .map_err(unexpected("GetInclusionProof"))?
-        .into_inner();
+    let (head, proof) = head_and_proof(t, what, receipt).await?;
     let path = hashes("GetInclusionProof", &proof.audit_path)?;
     let root = hash32(&proof.root_hash).ok_or_else(|| {
         fail(format!(
