@@ -125,6 +125,6 @@ async fn without_allow_writes_nothing_is_disclosed() {
         "receipts.search",
         "contract.sharing.get_records",
     ] {
-        assert!(table.contains(&format!("SKIP  {id}")), "{id}:\n{table}");
+        assert!(table.contains(&format!("SKIP   {id}")), "{id}:\n{table}");
     }
 }

@@ -556,6 +556,11 @@ struct Run {
 
 /// Serves a double with `flaw` and runs the binary against it.
 async fn run_against(flaw: Flaw) -> Run {
+    run_with_gaps(flaw, None).await
+}
+
+/// As [`run_against`], with an expectations file of known gaps.
+async fn run_with_gaps(flaw: Flaw, gaps: Option<&str>) -> Run {
     let (double, tokens) = Double::new(flaw);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -573,7 +578,14 @@ async fn run_against(flaw: Flaw) -> Run {
     }
     std::fs::write(dir.path().join("principals.toml"), principals).unwrap();
     let junit = dir.path().join("junit.xml");
-    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_liaison-conformance"))
+    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_liaison-conformance"));
+    if let Some(gaps) = gaps {
+        std::fs::write(dir.path().join("gaps.toml"), gaps).unwrap();
+        command
+            .arg("--expectations")
+            .arg(dir.path().join("gaps.toml"));
+    }
+    let out = command
         .arg("--target")
         .arg(format!("http://{addr}"))
         .arg("--principals")
@@ -595,7 +607,7 @@ async fn run_against(flaw: Flaw) -> Run {
 fn failed(run: &Run) -> Vec<String> {
     run.table
         .lines()
-        .filter_map(|l| l.strip_prefix("FAIL  "))
+        .filter_map(|l| l.strip_prefix("FAIL   "))
         .filter_map(|l| l.split_whitespace().next())
         .map(str::to_owned)
         .collect()
@@ -624,7 +636,7 @@ async fn a_sound_double_passes_every_check() {
     assert_eq!(run.code, 0, "{}", run.table);
     assert!(failed(&run).is_empty(), "{}", run.table);
     assert!(
-        run.table.contains("PASS  minimise.records"),
+        run.table.contains("PASS   minimise.records"),
         "{}",
         run.table
     );
@@ -657,4 +669,31 @@ async fn a_share_without_a_receipt_fails_the_receipt_checks() {
 async fn an_accepted_expired_token_fails_authentication() {
     let run = run_against(Flaw::AcceptsExpired).await;
     assert_caught(&run, &["authn.expired_token"]);
+}
+
+const EXPIRED_GAP: &str =
+    "[[gap]]\ncase = \"authn.expired_token\"\nreason = \"issuer clock is wrong; OPS-1\"\n";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_listed_gap_keeps_the_run_green_and_fails_it_once_fixed() {
+    let run = run_with_gaps(Flaw::AcceptsExpired, Some(EXPIRED_GAP)).await;
+    assert_eq!(run.code, 0, "{}", run.table);
+    assert!(
+        run.table.contains("XFAIL  authn.expired_token"),
+        "{}",
+        run.table
+    );
+    assert!(
+        run.table.contains("known gap: issuer clock is wrong"),
+        "{}",
+        run.table
+    );
+
+    let fixed = run_with_gaps(Flaw::None, Some(EXPIRED_GAP)).await;
+    assert_eq!(fixed.code, 1, "{}", fixed.table);
+    assert!(
+        fixed.table.contains("XPASS  authn.expired_token"),
+        "{}",
+        fixed.table
+    );
 }

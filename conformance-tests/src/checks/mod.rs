@@ -334,16 +334,75 @@ pub fn select(selectors: &[String]) -> Vec<Check> {
 
 /// Runs `checks` one after another, so a check's shares and the ledger
 /// entries another check reads never race.
-pub async fn run_all(checks: Vec<Check>, target: Arc<Target>) -> Vec<report::Outcome> {
+pub async fn run_all(checks: Vec<Check>, target: Arc<Target>, gaps: &Gaps) -> Vec<report::Outcome> {
     let mut outcomes = Vec::with_capacity(checks.len());
     for check in checks {
         let started = std::time::Instant::now();
         let result = run(&check, target.clone()).await;
         outcomes.push(report::Outcome {
+            gap: gaps.reason(check.id),
             check,
             result,
             elapsed: started.elapsed(),
         });
     }
     outcomes
+}
+
+/// Known gaps of a deployment (`--expectations FILE`): checks it is known
+/// not to pass, each with the reason, so a run stays green on what is
+/// already tracked and still fails on anything new.
+///
+/// ```toml
+/// [[gap]]
+/// case = "deadline.one_millisecond"
+/// reason = "the proxy in front of the gateway drops grpc-timeout; INFRA-123"
+/// ```
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Gaps {
+    #[serde(default, rename = "gap")]
+    gaps: Vec<Gap>,
+}
+
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Gap {
+    case: String,
+    reason: String,
+}
+
+impl Gaps {
+    /// Reads an expectations file; every case must name a check.
+    pub fn load(path: &std::path::Path) -> Result<Self, String> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("cannot read `{}`: {e}", path.display()))?;
+        let gaps: Self = toml::from_str(&text).map_err(|e| format!("`{}`: {e}", path.display()))?;
+        let ids: Vec<&str> = all().iter().map(|c| c.id).collect();
+        for g in &gaps.gaps {
+            if !ids.contains(&g.case.as_str()) {
+                return Err(format!(
+                    "`{}`: `{}` is not a check; see --list",
+                    path.display(),
+                    g.case
+                ));
+            }
+            if g.reason.trim().is_empty() {
+                return Err(format!(
+                    "`{}`: the gap `{}` needs a reason",
+                    path.display(),
+                    g.case
+                ));
+            }
+        }
+        Ok(gaps)
+    }
+
+    /// The reason `case` is a known gap, if it is.
+    pub fn reason(&self, case: &str) -> Option<String> {
+        self.gaps
+            .iter()
+            .find(|g| g.case == case)
+            .map(|g| g.reason.clone())
+    }
 }
