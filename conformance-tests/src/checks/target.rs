@@ -384,3 +384,64 @@ fn client_config(tls: &TlsFiles) -> Result<rustls::ClientConfig, String> {
     config.alpn_protocols = vec![b"h2".to_vec()];
     Ok(config)
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+
+    /// The principals file shown to integrators parses, so the example
+    /// cannot drift from the format.
+    #[test]
+    fn the_documented_principals_file_parses() {
+        let doc = include_str!("../../../docs/integrating.md");
+        let block = doc
+            .split("```toml\n")
+            .skip(1)
+            .filter_map(|b| b.split("```").next())
+            .find(|b| b.contains("[principals.sharer]"))
+            .expect("docs/integrating.md shows a principals file");
+        let file: PrincipalsFile = toml::from_str(block).unwrap();
+        assert_eq!(file.share.isa, "met-hackney-children");
+        assert!(matches!(
+            file.principals.get("sharer"),
+            Some(PrincipalSource::ClientCredentials { .. })
+        ));
+        assert!(matches!(
+            file.principals.get("expired"),
+            Some(PrincipalSource::Static { .. })
+        ));
+        let q = file.share.query();
+        assert_eq!(
+            q.date_of_birth,
+            Some(pb::Date {
+                year: 2013,
+                month: 5,
+                day: 14
+            })
+        );
+    }
+
+    #[test]
+    fn the_demo_state_gives_every_part_a_principal() {
+        let dir = tempfile::tempdir().unwrap();
+        let client = |id: &str| {
+            serde_json::json!({"description": "", "token_url": "http://127.0.0.1:1/token",
+                "client_id": id, "client_secret": "s"})
+        };
+        let state = serde_json::json!({
+            "gateway": "http://127.0.0.1:50051",
+            "clients": {
+                "hackney-social-worker": client("sw"),
+                "hackney-dpo": client("dpo"),
+                "met-officer": client("officer"),
+            }
+        });
+        std::fs::write(dir.path().join("demo.json"), state.to_string()).unwrap();
+        let file = from_demo_dir(dir.path()).unwrap();
+        assert_eq!(file.target.as_deref(), Some("http://127.0.0.1:50051"));
+        for part in ["sharer", "overseer", "outsider"] {
+            assert!(file.principals.contains_key(part), "{part}");
+        }
+    }
+}
