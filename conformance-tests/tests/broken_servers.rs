@@ -34,6 +34,7 @@ const DATASET: &str = "met-police.records";
 enum Flaw {
     None,
     LeaksGender,
+    LeaksToWrongRole,
     NoReceipt,
     AcceptsExpired,
 }
@@ -281,15 +282,21 @@ fn agreement() -> pb::Agreement {
         datasets: vec![pb::DatasetTerms {
             dataset_id: DATASET.into(),
             actions: vec!["search".into(), "read".into()],
-            roles: vec![pb::RoleFields {
-                role: "social-worker".into(),
-                fields: vec![
-                    "person.names".into(),
-                    "person.date_of_birth".into(),
-                    "incident.category".into(),
-                    "incident.summary".into(),
-                ],
-            }],
+            roles: vec![
+                pb::RoleFields {
+                    role: "social-worker".into(),
+                    fields: vec![
+                        "person.names".into(),
+                        "person.date_of_birth".into(),
+                        "incident.category".into(),
+                        "incident.summary".into(),
+                    ],
+                },
+                pb::RoleFields {
+                    role: "team-manager".into(),
+                    fields: vec!["person.names".into(), "incident".into()],
+                },
+            ],
         }],
         ..Default::default()
     }
@@ -306,6 +313,12 @@ impl SharingService for Double {
             grants: vec![pb::DatasetGrant {
                 dataset_id: DATASET.into(),
                 isa_id: ISA.into(),
+                fields: vec![
+                    "person.names".into(),
+                    "person.date_of_birth".into(),
+                    "incident.category".into(),
+                    "incident.summary".into(),
+                ],
                 ..Default::default()
             }],
         }))
@@ -340,7 +353,7 @@ impl SharingService for Double {
             body: Some(pb::record::Body::Incident(pb::Incident {
                 category: "missing-person".into(),
                 summary: "reported missing, found safe".into(),
-                location: if self.flaw == Flaw::LeaksGender {
+                location: if matches!(self.flaw, Flaw::LeaksGender | Flaw::LeaksToWrongRole) {
                     "Hackney Downs".into()
                 } else {
                     String::new()
@@ -649,6 +662,18 @@ async fn a_field_outside_the_agreement_fails_minimisation() {
     assert_caught(&run, &["minimise.search", "minimise.records"]);
     assert!(run.table.contains("person.gender"), "{}", run.table);
     assert!(run.table.contains("incident.location"), "{}", run.table);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_field_granted_to_another_role_fails_minimisation() {
+    let run = run_against(Flaw::LeaksToWrongRole).await;
+    assert_caught(&run, &["minimise.records"]);
+    assert!(
+        run.table
+            .contains("incident.location (not granted to the caller's roles)"),
+        "{}",
+        run.table
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
