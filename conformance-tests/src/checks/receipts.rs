@@ -39,7 +39,7 @@ pub(super) async fn tree_head(t: &Target) -> Result<pb::TreeHead, Verdict> {
 }
 
 /// How long a published head may lag a receipt the gateway already issued.
-const HEAD_CATCH_UP: Duration = Duration::from_secs(2);
+const HEAD_CATCH_UP: Duration = Duration::from_secs(5);
 
 /// The current head and an inclusion proof against it, for a head that
 /// covers the receipt.
