@@ -28,6 +28,7 @@ import pathlib
 import subprocess
 import sys
 import tempfile
+import time
 import urllib.parse
 import urllib.request
 
@@ -198,7 +199,16 @@ def main() -> int:
         leaf = leaf_hash(entry.canonical)
         expect(leaf.hex() == entry.leaf_hash == read.receipt.leaf_hash,
                "the entry's canonical bytes do not hash to the receipt's leaf")
-        head = oversight.GetTreeHead(oversight_pb2.GetTreeHeadRequest(), metadata=dpo, timeout=10).head
+        # The head may trail a receipt issued a moment ago; wait, briefly,
+        # for it to cover ours rather than report a false failure.
+        deadline = time.monotonic() + 5
+        while True:
+            head = oversight.GetTreeHead(oversight_pb2.GetTreeHeadRequest(), metadata=dpo, timeout=10).head
+            if head.tree_size >= read.receipt.sequence or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
+        expect(head.tree_size >= read.receipt.sequence,
+               f"the tree head ({head.tree_size}) does not cover receipt {read.receipt.sequence}")
         proof = oversight.GetInclusionProof(
             oversight_pb2.GetInclusionProofRequest(entry_id=read.receipt.entry_id, tree_size=head.tree_size),
             metadata=dpo, timeout=10,
