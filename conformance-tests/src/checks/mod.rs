@@ -95,210 +95,215 @@ macro_rules! check {
     };
 }
 
+/// A check that only reads, or is refused before anything is disclosed.
+const READS: bool = false;
+/// A check that makes a share the ledger records as a disclosure.
+const WRITES: bool = true;
+
 /// Every check, in the order they run.
 pub fn all() -> Vec<Check> {
     vec![
         check!(
             "authn.no_token",
-            false,
+            READS,
             authn::no_token,
             "a call without a bearer token is UNAUTHENTICATED (TOKEN_MISSING)"
         ),
         check!(
             "authn.malformed_token",
-            false,
+            READS,
             authn::malformed_token,
             "a bearer value that is not a JWT is UNAUTHENTICATED (TOKEN_INVALID)"
         ),
         check!(
             "authn.forged_signature",
-            false,
+            READS,
             authn::forged_signature,
             "a genuine token with its signature altered is UNAUTHENTICATED"
         ),
         check!(
             "authn.expired_token",
-            false,
+            READS,
             authn::expired_token,
             "an expired token is UNAUTHENTICATED, whoever signed it"
         ),
         check!(
             "authn.wrong_audience",
-            false,
+            READS,
             authn::wrong_audience,
             "a token issued for another audience is UNAUTHENTICATED"
         ),
         check!(
             "contract.sharing.list_datasets",
-            false,
+            READS,
             contract::list_datasets,
             "ListDatasets names the agreement the sharer is a recipient under"
         ),
         check!(
             "contract.sharing.search_persons",
-            true,
+            WRITES,
             contract::search_persons,
             "SearchPersons with a full share context answers with matches and a receipt"
         ),
         check!(
             "contract.sharing.get_records",
-            true,
+            WRITES,
             contract::get_records,
             "GetRecords for a person found by search answers with a receipt"
         ),
         check!(
             "contract.sharing.subscribe",
-            false,
+            READS,
             contract::subscribe,
             "Subscribe streams or answers UNIMPLEMENTED (NOT_IMPLEMENTED), never hangs"
         ),
         check!(
             "contract.oversight.list_audit_entries",
-            false,
+            READS,
             contract::list_audit_entries,
             "ListAuditEntries answers an overseer"
         ),
         check!(
             "contract.oversight.get_tree_head",
-            false,
+            READS,
             contract::get_tree_head,
             "GetTreeHead answers a 32-byte hex root"
         ),
         check!(
             "contract.oversight.get_audit_entry_unknown",
-            false,
+            READS,
             contract::get_audit_entry_unknown,
             "GetAuditEntry for an unknown id is NOT_FOUND with ErrorInfo"
         ),
         check!(
             "contract.oversight.get_inclusion_proof_unknown",
-            false,
+            READS,
             contract::get_inclusion_proof_unknown,
             "GetInclusionProof for an unknown id is NOT_FOUND with ErrorInfo"
         ),
         check!(
             "contract.oversight.get_consistency_proof",
-            false,
+            READS,
             contract::get_consistency_proof,
             "GetConsistencyProof from 1 to the current size verifies client-side"
         ),
         check!(
             "contract.oversight.get_subject_access_report",
-            false,
+            READS,
             contract::get_subject_access_report,
             "GetSubjectAccessReport answers for any person id"
         ),
         check!(
             "contract.oversight.refused_to_sharer",
-            false,
+            READS,
             contract::oversight_refused_to_sharer,
             "oversight is PERMISSION_DENIED to a principal without `dpo` or `auditor`"
         ),
         check!(
             "contract.admin.list_agencies",
-            false,
+            READS,
             contract::list_agencies,
             "ListAgencies answers with at least one agency"
         ),
         check!(
             "contract.admin.list_issuers",
-            false,
+            READS,
             contract::list_issuers,
             "ListIssuers answers with at least one issuer"
         ),
         check!(
             "contract.admin.list_agreements",
-            false,
+            READS,
             contract::list_agreements,
             "ListAgreements includes the agreement under test"
         ),
         check!(
             "contract.admin.get_agreement",
-            false,
+            READS,
             contract::get_agreement,
             "GetAgreement returns the agreement under test with its datasets"
         ),
         check!(
             "contract.admin.get_agreement_unknown",
-            false,
+            READS,
             contract::get_agreement_unknown,
             "GetAgreement for an unknown id is NOT_FOUND with ErrorInfo"
         ),
         check!(
             "deny.purpose_missing",
-            false,
+            READS,
             deny::purpose_missing,
             "a share without a purpose is INVALID_ARGUMENT naming context.purpose"
         ),
         check!(
             "deny.justification_missing",
-            false,
+            READS,
             deny::justification_missing,
             "a share without a justification is INVALID_ARGUMENT naming context.justification"
         ),
         check!(
             "deny.isa_missing",
-            false,
+            READS,
             deny::isa_missing,
             "a share without an agreement is INVALID_ARGUMENT naming context.isa_id"
         ),
         check!(
             "deny.isa_unknown",
-            false,
+            READS,
             deny::isa_unknown,
             "a share under an unknown agreement is PERMISSION_DENIED (ISA_UNKNOWN) citing its audit entry"
         ),
         check!(
             "deny.purpose_not_permitted",
-            false,
+            READS,
             deny::purpose_not_permitted,
             "a share for a purpose the agreement does not list is PERMISSION_DENIED"
         ),
         check!(
             "deny.not_recipient",
-            false,
+            READS,
             deny::not_recipient,
             "an agency the agreement does not name as recipient is PERMISSION_DENIED"
         ),
         check!(
             "minimise.search",
-            true,
+            WRITES,
             minimise::search,
             "a search discloses no person field outside the agreement's field set"
         ),
         check!(
             "minimise.records",
-            true,
+            WRITES,
             minimise::records,
             "a read discloses no field outside the agreement's field set"
         ),
         check!(
             "receipts.search",
-            true,
+            WRITES,
             receipts::search,
             "a search's receipt resolves to a ledger entry whose inclusion proof verifies"
         ),
         check!(
             "receipts.records",
-            true,
+            WRITES,
             receipts::records,
             "a read's receipt resolves to a ledger entry whose inclusion proof verifies"
         ),
         check!(
             "paging.audit_page_tokens",
-            false,
+            READS,
             paging::audit_page_tokens,
             "ListAuditEntries pages are disjoint and in order, and a forged token is INVALID_ARGUMENT"
         ),
         check!(
             "paging.search_page_size",
-            true,
+            WRITES,
             paging::search_page_size,
             "SearchPersons honours page_size"
         ),
         check!(
             "deadline.one_millisecond",
-            false,
+            READS,
             paging::one_millisecond,
             "a 1 ms deadline completes or is DEADLINE_EXCEEDED, nothing else"
         ),
