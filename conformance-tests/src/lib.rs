@@ -6,5 +6,7 @@
 //! (`oidc-provider/`, the `oidc-provider` npm package) that tests use to
 //! obtain genuine tokens for test agencies.
 
+pub mod checks;
 pub mod kit;
 pub mod oidc;
+pub mod protodoc;
