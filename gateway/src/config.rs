@@ -196,6 +196,12 @@ pub struct IssuerConfig {
     /// A bound token is checked against its certificate whatever this says.
     #[serde(default)]
     pub require_certificate_bound: bool,
+    /// Hosts other than the issuer's own that may serve its key set (the
+    /// `jwks_uri` its discovery document names), e.g. `www.googleapis.com`
+    /// for Google. Any other host is refused, so a tampered discovery
+    /// document cannot point the gateway at internal addresses.
+    #[serde(default)]
+    pub jwks_hosts: Vec<String>,
     /// Allow `http://` discovery for a loopback issuer. For local
     /// development and tests only; refused for any other host.
     #[serde(default)]

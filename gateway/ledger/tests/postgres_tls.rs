@@ -1,6 +1,10 @@
 //! A managed PostgreSQL usually requires TLS: the ledger connects with
 //! `sslmode=require` (rustls), and its connections are encrypted.
-#![allow(clippy::unwrap_used, clippy::panic, reason = "integration tests fail by panicking")]
+#![allow(
+    clippy::unwrap_used,
+    clippy::panic,
+    reason = "integration tests fail by panicking"
+)]
 
 use liaison_ledger::Ledger;
 use liaison_ledger::test_util::{fresh_postgres_db, sample_entry};

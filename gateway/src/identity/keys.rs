@@ -70,6 +70,8 @@ pub struct KeyCache {
 #[derive(Debug)]
 struct Inner {
     issuer: String,
+    /// Hosts other than the issuer's own that may serve its key set.
+    jwks_hosts: Vec<String>,
     http: reqwest::Client,
     lifetime: Duration,
     state: RwLock<KeyState>,
@@ -107,9 +109,21 @@ impl KeyCache {
     /// A cache for `issuer`'s keys, usable for `lifetime` after each
     /// successful fetch.
     pub fn new(issuer: String, http: reqwest::Client, lifetime: Duration) -> Self {
+        Self::with_jwks_hosts(issuer, Vec::new(), http, lifetime)
+    }
+
+    /// [`KeyCache::new`], also accepting a key set served from one of
+    /// `jwks_hosts` rather than the issuer's own host.
+    pub fn with_jwks_hosts(
+        issuer: String,
+        jwks_hosts: Vec<String>,
+        http: reqwest::Client,
+        lifetime: Duration,
+    ) -> Self {
         Self {
             inner: Arc::new(Inner {
                 issuer,
+                jwks_hosts,
                 http,
                 lifetime,
                 state: RwLock::new(KeyState::default()),
@@ -269,11 +283,36 @@ impl Inner {
                         "discovery names a key set `{jwks_uri}` not served over https"
                     ));
                 }
+                if !self.may_serve_keys(jwks_uri) {
+                    return Err(format!(
+                        "discovery names a key set on `{}`, which is neither the issuer's host nor in its jwks_hosts",
+                        jwks_uri.host_str().unwrap_or("")
+                    ));
+                }
                 jwks_uri.to_string()
             }
         };
         let body = self.get(&jwks_uri).await?;
         Ok((jwks_uri, self.parse_key_set(&body)?))
+    }
+
+    /// Whether `url` may serve this issuer's keys: the issuer's own host
+    /// or one the configuration names. A discovery document is the
+    /// provider's to write, so without this check a compromised or spoofed
+    /// document could make the gateway fetch from any address it can reach
+    /// (SSRF), including internal services.
+    fn may_serve_keys(&self, url: &openidconnect::url::Url) -> bool {
+        let Some(host) = url.host_str() else {
+            return false;
+        };
+        let issuer_host = openidconnect::url::Url::parse(&self.issuer)
+            .ok()
+            .and_then(|u| u.host_str().map(str::to_ascii_lowercase));
+        issuer_host.as_deref() == Some(&host.to_ascii_lowercase())
+            || self
+                .jwks_hosts
+                .iter()
+                .any(|allowed| allowed.eq_ignore_ascii_case(host))
     }
 
     /// Reads a JWK Set one key at a time, so a key of a kind the gateway
@@ -386,6 +425,27 @@ mod tests {
         );
         let body = json!({ "keys": keys }).to_string();
         cache.inner.parse_key_set(body.as_bytes()).unwrap()
+    }
+
+    #[test]
+    fn keys_come_only_from_the_issuer_host_or_an_allowed_one() {
+        let cache = KeyCache::with_jwks_hosts(
+            "https://login.example.org/tenant/v2.0".into(),
+            vec!["keys.example.net".into()],
+            reqwest::Client::new(),
+            Duration::from_secs(3600),
+        );
+        let ok = |u: &str| {
+            cache
+                .inner
+                .may_serve_keys(&openidconnect::url::Url::parse(u).unwrap())
+        };
+        assert!(ok("https://login.example.org/tenant/discovery/v2.0/keys"));
+        assert!(ok("https://LOGIN.example.org/keys"));
+        assert!(ok("https://keys.example.net/jwks"));
+        assert!(!ok("https://169.254.169.254/latest/meta-data"));
+        assert!(!ok("https://login.example.org.evil.test/keys"));
+        assert!(!ok("http://localhost:5432/"));
     }
 
     #[test]

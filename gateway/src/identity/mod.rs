@@ -79,8 +79,9 @@ impl TrustRegistry {
             issuers.insert(
                 url.clone(),
                 Arc::new(TrustedIssuer {
-                    keys: KeyCache::new(
+                    keys: KeyCache::with_jwks_hosts(
                         url.clone(),
+                        iss.jwks_hosts.clone(),
                         http.clone(),
                         Duration::from_secs(*iss.jwks_cache_seconds.get_ref()),
                     ),
