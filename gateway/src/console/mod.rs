@@ -405,4 +405,6 @@ fn cookie_header(cookie: &Cookie<'_>) -> HeaderValue {
 }
 
 #[cfg(test)]
+mod ledger_tests;
+#[cfg(test)]
 mod tests;
