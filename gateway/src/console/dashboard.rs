@@ -32,7 +32,7 @@ const TOP: usize = 10;
 /// Chart geometry, in SVG user units.
 const CHART_W: u32 = 640;
 const CHART_H: u32 = 160;
-const BAR_W: u32 = 200;
+const BAR_W: u32 = 120;
 
 #[derive(Template)]
 #[template(path = "dashboard.html", config = "src/console/askama.toml")]
@@ -111,10 +111,16 @@ pub(super) async fn dashboard(
     let (stats, integrity) = match (&state.ledger, overseer) {
         (Some(ledger), true) => {
             let now = OffsetDateTime::now_utc();
-            (
-                Some(stats(ledger, oversight::visible_filter(&p), now).await?),
-                Some(integrity(ledger).await?),
-            )
+            let mut stats = stats(ledger, oversight::visible_filter(&p), now).await?;
+            for c in stats
+                .tables
+                .iter_mut()
+                .filter(|t| t.id == "by-agency")
+                .flat_map(|t| t.rows.iter_mut())
+            {
+                c.label = state.agency_name(&c.label).to_owned();
+            }
+            (Some(stats), Some(integrity(ledger).await?))
         }
         _ => (None, None),
     };

@@ -529,6 +529,7 @@ async fn the_dashboard_counts_sharing_and_checks_the_ledger() {
     );
     assert!(home.body.contains("<td>PURPOSE_NOT_PERMITTED</td><td>6</td>"));
     assert!(home.body.contains("<td>safeguarding-children</td><td>30</td>"));
+    assert!(home.body.contains("<td>Metropolitan Police Service</td><td>60</td>"));
     assert!(home.body.contains("no signed tree head yet"));
     assert!(!home.body.contains("<script"));
     assert!(!home.body.contains("style="));
