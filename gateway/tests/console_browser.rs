@@ -49,8 +49,7 @@ fn share(n: u32, user: &str, purpose: &str, outcome: pb::AuditOutcome) -> pb::Au
         format_version: 1,
         entry_id: uuid::Uuid::new_v4().to_string(),
         recorded_at: Some(prost_types::Timestamp {
-            seconds: time::OffsetDateTime::now_utc().unix_timestamp()
-                - i64::from(n) * 3 * 3600,
+            seconds: time::OffsetDateTime::now_utc().unix_timestamp() - i64::from(n) * 3 * 3600,
             nanos: 0,
         }),
         principal: Some(pb::AuditPrincipal {
@@ -77,7 +76,12 @@ fn share(n: u32, user: &str, purpose: &str, outcome: pb::AuditOutcome) -> pb::Au
         disclosures: if disclosed {
             vec![pb::AuditDisclosure {
                 dataset_id: "hackney-children".into(),
-                person_id: if n % 3 == 0 { PERSON } else { "P-2001-0007" }.into(),
+                person_id: if n.is_multiple_of(3) {
+                    PERSON
+                } else {
+                    "P-2001-0007"
+                }
+                .into(),
                 record_ids: vec![format!("ref-{n}")],
                 fields: vec!["name".into(), "date_of_birth".into(), "address".into()],
                 digest: "ab".repeat(32),
@@ -161,8 +165,11 @@ scopes = ["profile", "liaison"]
             5 => pb::AuditOutcome::NothingFound,
             _ => pb::AuditOutcome::Disclosed,
         };
-        let purpose = ["safeguarding-children", "missing-person", "domestic-abuse-marac"]
-            [usize::try_from(n % 3).unwrap()];
+        let purpose = [
+            "safeguarding-children",
+            "missing-person",
+            "domestic-abuse-marac",
+        ][usize::try_from(n % 3).unwrap()];
         let user = ["pc-4471", "ds-2210", "dc-9034", "pc-1187"][usize::try_from(n % 4).unwrap()];
         audit::append(&ledger, &share(n, user, purpose, outcome))
             .await

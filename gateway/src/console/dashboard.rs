@@ -8,8 +8,8 @@
 use std::collections::HashMap;
 
 use askama::Template;
-use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::extract::State;
+use axum::response::{Html, IntoResponse, Redirect, Response};
 use liaison_ledger::{EntryFilter, Ledger, Order};
 use time::{Date, Duration, OffsetDateTime, Time};
 

@@ -178,7 +178,9 @@ impl Search {
             let value = value.trim();
             if value.chars().count() > MAX_FILTER_LEN {
                 return Err(ConsoleError::BadRequest {
-                    message: format!("the {name} filter is longer than {MAX_FILTER_LEN} characters"),
+                    message: format!(
+                        "the {name} filter is longer than {MAX_FILTER_LEN} characters"
+                    ),
                 });
             }
             Ok(Some(value.to_owned()).filter(|v| !v.is_empty()))
@@ -589,9 +591,7 @@ pub(super) async fn subject_report(
     let person = form.person.trim();
     if person.is_empty() || person.chars().count() > MAX_FILTER_LEN {
         return Err(ConsoleError::BadRequest {
-            message: format!(
-                "enter the person's identifier (at most {MAX_FILTER_LEN} characters)"
-            ),
+            message: format!("enter the person's identifier (at most {MAX_FILTER_LEN} characters)"),
         });
     }
     let disclosures = oversight::subject_disclosures(state.ledger()?, principal, person)

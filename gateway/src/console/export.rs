@@ -248,10 +248,7 @@ fn audit_event(r: &Record) -> Value {
     let read = r.action == "read";
     let (outcome, outcome_desc) = match r.outcome.as_str() {
         "disclosed" | "nothing_found" => ("0", r.outcome_words().to_owned()),
-        "denied" | "invalid" => (
-            "4",
-            format!("{}: {}", r.outcome_words(), r.error_reason),
-        ),
+        "denied" | "invalid" => ("4", format!("{}: {}", r.outcome_words(), r.error_reason)),
         _ => ("8", format!("{}: {}", r.outcome_words(), r.error_reason)),
     };
     let mut agents = vec![json!({

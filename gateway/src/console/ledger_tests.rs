@@ -276,7 +276,10 @@ async fn a_search_pages_through_own_agency_entries_newest_first() {
     let first = world.get(&dpo, "/console/entries?order=newest").await;
     assert_eq!(first.status, StatusCode::OK, "{}", first.body);
     assert_eq!(rows(&first.body), 50);
-    assert!(!first.body.contains("u-h"), "another agency's entry is hidden");
+    assert!(
+        !first.body.contains("u-h"),
+        "another agency's entry is hidden"
+    );
     assert!(first.body.contains(r#"name="after" value="#));
     let after = first
         .body
@@ -288,7 +291,10 @@ async fn a_search_pages_through_own_agency_entries_newest_first() {
         .unwrap()
         .to_owned();
     let second = world
-        .get(&dpo, &format!("/console/entries?order=newest&after={after}"))
+        .get(
+            &dpo,
+            &format!("/console/entries?order=newest&after={after}"),
+        )
         .await;
     assert_eq!(rows(&second.body), 10, "{}", second.body);
     assert!(!second.body.contains(r#"id="next-page""#));
@@ -331,7 +337,11 @@ async fn a_person_filter_never_travels_in_the_address() {
     assert_eq!(found.status, StatusCode::OK, "{}", found.body);
     assert_eq!(rows(&found.body), 1, "only this agency's share about P-1");
     // Onward forms repeat the search by POST with the form token, never GET.
-    assert!(found.body.contains(r#"<form method="post" action="/console/entries/export""#));
+    assert!(
+        found
+            .body
+            .contains(r#"<form method="post" action="/console/entries/export""#)
+    );
 
     let forged = Signed {
         cookie: dpo.cookie.clone(),
@@ -348,9 +358,18 @@ async fn bad_filters_are_refused_with_reasons() {
     let world = seeded().await;
     let dpo = world.sign_in(&["dpo"]).await;
     for (query, message) in [
-        ("outcome=leaked", "`leaked` is not an outcome the ledger records"),
-        ("from=31/03/2026", "the from date `31/03/2026` is not a date like 2026-03-31"),
-        ("order=sideways", "`sideways` is not an order; use `newest` or `oldest`"),
+        (
+            "outcome=leaked",
+            "`leaked` is not an outcome the ledger records",
+        ),
+        (
+            "from=31/03/2026",
+            "the from date `31/03/2026` is not a date like 2026-03-31",
+        ),
+        (
+            "order=sideways",
+            "`sideways` is not an order; use `newest` or `oldest`",
+        ),
         ("after=abc", "the page cursor is not one this console gave"),
     ] {
         let answer = world.get(&dpo, &format!("/console/entries?{query}")).await;
@@ -364,7 +383,10 @@ async fn an_entry_shows_its_record_and_a_verified_inclusion_proof() {
     let world = seeded().await;
     let dpo = world.sign_in(&["dpo"]).await;
     let page = world
-        .get(&dpo, "/console/entries/00000000-0000-4000-8000-000000000007")
+        .get(
+            &dpo,
+            "/console/entries/00000000-0000-4000-8000-000000000007",
+        )
         .await;
     assert_eq!(page.status, StatusCode::OK, "{}", page.body);
     let root = hex::encode(world.ledger.tree_head(61).await.unwrap().root);
@@ -387,7 +409,10 @@ async fn an_entry_shows_its_record_and_a_verified_inclusion_proof() {
     }
     assert!(page.body.contains("=HYPERLINK(&"), "quotes are escaped");
     let hidden = world
-        .get(&dpo, "/console/entries/00000000-0000-4000-8000-000000000099")
+        .get(
+            &dpo,
+            "/console/entries/00000000-0000-4000-8000-000000000099",
+        )
         .await;
     assert_eq!(hidden.status, StatusCode::NOT_FOUND);
     let odd = world.get(&dpo, "/console/entries/..%2Fetc").await;
@@ -411,14 +436,28 @@ async fn the_proof_is_checked_against_a_signed_head_when_there_is_one() {
         .await;
     let dpo = world.sign_in(&["dpo"]).await;
     let sealed = world
-        .get(&dpo, "/console/entries/00000000-0000-4000-8000-000000000003")
+        .get(
+            &dpo,
+            "/console/entries/00000000-0000-4000-8000-000000000003",
+        )
         .await;
-    assert!(sealed.body.contains("included in tree of size 61"), "{}", sealed.body);
+    assert!(
+        sealed.body.contains("included in tree of size 61"),
+        "{}",
+        sealed.body
+    );
     assert!(sealed.body.contains("checked against the signed tree head"));
     let fresh = world
-        .get(&dpo, "/console/entries/00000000-0000-4000-8000-000000000200")
+        .get(
+            &dpo,
+            "/console/entries/00000000-0000-4000-8000-000000000200",
+        )
         .await;
-    assert!(fresh.body.contains("included in tree of size 62"), "{}", fresh.body);
+    assert!(
+        fresh.body.contains("included in tree of size 62"),
+        "{}",
+        fresh.body
+    );
     assert!(fresh.body.contains("no signed head covers this entry yet"));
     let home = world.get(&dpo, "/console/").await;
     assert!(
@@ -439,17 +478,27 @@ async fn the_subject_access_report_lists_every_visible_disclosure() {
         .post(&dpo, "/console/subject", &[("person", "P-9")])
         .await;
     assert_eq!(report.status, StatusCode::OK, "{}", report.body);
-    assert!(report.body.contains("<caption>59 disclosures</caption>"), "{}", report.body);
+    assert!(
+        report.body.contains("<caption>59 disclosures</caption>"),
+        "{}",
+        report.body
+    );
     let one = world
         .post(&dpo, "/console/subject", &[("person", "P-1")])
         .await;
-    assert!(one.body.contains("<caption>1 disclosure</caption>"), "{}", one.body);
+    assert!(
+        one.body.contains("<caption>1 disclosure</caption>"),
+        "{}",
+        one.body
+    );
     assert!(!one.body.contains("u-h"));
     let nobody = world
         .post(&dpo, "/console/subject", &[("person", "P-404")])
         .await;
     assert!(nobody.body.contains(r#"id="no-disclosures""#));
-    let empty = world.post(&dpo, "/console/subject", &[("person", " ")]).await;
+    let empty = world
+        .post(&dpo, "/console/subject", &[("person", " ")])
+        .await;
     assert_eq!(empty.status, StatusCode::BAD_REQUEST);
 }
 
@@ -508,9 +557,7 @@ async fn exports_carry_every_match_as_attachments() {
     assert_eq!(event["agent"][0]["requestor"], true);
     assert_eq!(event["entity"][0]["role"]["code"], "24");
 
-    let unknown = world
-        .get(&dpo, "/console/entries/export?format=xlsx")
-        .await;
+    let unknown = world.get(&dpo, "/console/entries/export?format=xlsx").await;
     assert_eq!(unknown.status, StatusCode::BAD_REQUEST);
 }
 
@@ -527,9 +574,18 @@ async fn the_dashboard_counts_sharing_and_checks_the_ledger() {
         "{}",
         home.body
     );
-    assert!(home.body.contains("<td>PURPOSE_NOT_PERMITTED</td><td>6</td>"));
-    assert!(home.body.contains("<td>safeguarding-children</td><td>30</td>"));
-    assert!(home.body.contains("<td>Metropolitan Police Service</td><td>60</td>"));
+    assert!(
+        home.body
+            .contains("<td>PURPOSE_NOT_PERMITTED</td><td>6</td>")
+    );
+    assert!(
+        home.body
+            .contains("<td>safeguarding-children</td><td>30</td>")
+    );
+    assert!(
+        home.body
+            .contains("<td>Metropolitan Police Service</td><td>60</td>")
+    );
     assert!(home.body.contains("no signed tree head yet"));
     assert!(!home.body.contains("<script"));
     assert!(!home.body.contains("style="));
@@ -551,7 +607,10 @@ async fn only_dpos_and_auditors_read_the_ledger() {
     }
     let home = world.get(&viewer, "/console/").await;
     assert_eq!(home.status, StatusCode::OK);
-    assert!(home.body.contains("Your roles do not include reading the audit ledger."));
+    assert!(
+        home.body
+            .contains("Your roles do not include reading the audit ledger.")
+    );
     let auditor = world.sign_in(&["auditor"]).await;
     assert_eq!(
         world.get(&auditor, "/console/entries").await.status,

@@ -51,9 +51,9 @@ use openidconnect::RedirectUrl;
 use tokio::sync::Mutex;
 use tower::ServiceBuilder;
 
-pub use export::MAX_EXPORT;
 pub use config::{ConsoleClient, ConsoleConfig, MAX_ABSOLUTE_SESSION_HOURS, MAX_SESSION_MINUTES};
 pub use error::ConsoleError;
+pub use export::MAX_EXPORT;
 pub use guard::{CSRF_FIELD, CSRF_HEADER, SignedIn};
 pub use store::{Clock, MAX_PENDING_SIGN_INS, MAX_SESSIONS, SIGN_IN_TIMEOUT, SystemClock};
 
