@@ -143,7 +143,11 @@ fn share(
 impl World {
     async fn start() -> World {
         let (url, dir) = fresh_sqlite_db();
-        let ledger = Arc::new(Ledger::connect(&url).await.unwrap());
+        Self::start_at(&url, dir).await
+    }
+
+    async fn start_at(url: &str, dir: tempfile::TempDir) -> World {
+        let ledger = Arc::new(Ledger::connect(url).await.unwrap());
         let config = Config::parse(GATEWAY, Path::new("t.toml"), Path::new(".")).unwrap();
         let registry =
             Arc::new(TrustRegistry::from_config(&config, reqwest::Client::new()).unwrap());
@@ -616,4 +620,106 @@ async fn only_dpos_and_auditors_read_the_ledger() {
         world.get(&auditor, "/console/entries").await.status,
         StatusCode::OK
     );
+}
+
+/// Times filtered search pages, end to end through the router, over a
+/// ledger of 1,000,000 recorded shares on PostgreSQL (`BENCHMARKS.md`).
+/// `LIAISON_BENCH_ENTRIES` changes the size.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a benchmark: fills a database with 1,000,000 entries"]
+async fn search_pages_over_a_million_entries() {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    let n: u32 = std::env::var("LIAISON_BENCH_ENTRIES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1_000_000);
+    let (url, _db) = liaison_ledger::test_util::fresh_postgres_db().await;
+    let world = Arc::new(World::start_at(&url, tempfile::tempdir().unwrap()).await);
+    let started = std::time::Instant::now();
+    let next = Arc::new(AtomicU32::new(1));
+    let purposes = [
+        "safeguarding-children",
+        "missing-person",
+        "domestic-abuse-marac",
+        "crime-prevention",
+    ];
+    let mut tasks = Vec::new();
+    for _ in 0..64 {
+        let (world, next) = (world.clone(), next.clone());
+        tasks.push(tokio::spawn(async move {
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i > n {
+                    break;
+                }
+                let outcome = if i % 10 == 0 {
+                    pb::AuditOutcome::Denied
+                } else {
+                    pb::AuditOutcome::Disclosed
+                };
+                let person = format!("P-{}", i % 50_000);
+                let e = share(
+                    i,
+                    "met-police",
+                    &format!("u-{}", i % 500),
+                    purposes[usize::try_from(i % 4).unwrap()],
+                    outcome,
+                    &[&person],
+                );
+                audit::append(&world.ledger, &e).await.unwrap();
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    println!("filled {n} entries in {:.1?}", started.elapsed());
+    let dpo = world.sign_in(&["dpo"]).await;
+    let cases: [(&str, &str, &[(&str, &str)]); 7] = [
+        ("newest page, no filter", "/console/entries?order=newest", &[]),
+        ("outcome denied", "/console/entries?outcome=denied", &[]),
+        (
+            "purpose + user",
+            "/console/entries?purpose=missing-person&user=u-101",
+            &[],
+        ),
+        (
+            "date range (one week, a year back)",
+            "/console/entries?from=2025-12-01&until=2025-12-07",
+            &[],
+        ),
+        ("deep page (after 500000)", "/console/entries?after=500000", &[]),
+        ("person (POST)", "/console/entries", &[("subject", "P-4242")]),
+        (
+            "person + outcome (POST)",
+            "/console/entries",
+            &[("subject", "P-4242"), ("outcome", "disclosed")],
+        ),
+    ];
+    for (label, path, form) in cases {
+        let mut times = Vec::new();
+        for round in 0..23 {
+            let t = std::time::Instant::now();
+            let answer = if form.is_empty() {
+                world.get(&dpo, path).await
+            } else {
+                world.post(&dpo, path, form).await
+            };
+            let elapsed = t.elapsed();
+            assert_eq!(answer.status, StatusCode::OK, "{label}");
+            if round >= 3 {
+                times.push(elapsed);
+            }
+            if round == 0 {
+                println!("{label}: {} rows", rows(&answer.body));
+            }
+        }
+        times.sort_unstable();
+        println!(
+            "{label}: median {:.1?}, p95 {:.1?}, max {:.1?}",
+            times[times.len() / 2],
+            times[times.len() * 95 / 100],
+            times[times.len() - 1]
+        );
+    }
 }
