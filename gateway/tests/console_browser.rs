@@ -49,7 +49,8 @@ fn share(n: u32, user: &str, purpose: &str, outcome: pb::AuditOutcome) -> pb::Au
         format_version: 1,
         entry_id: uuid::Uuid::new_v4().to_string(),
         recorded_at: Some(prost_types::Timestamp {
-            seconds: time::OffsetDateTime::now_utc().unix_timestamp() - i64::from(40 - n) * 3 * 3600,
+            seconds: time::OffsetDateTime::now_utc().unix_timestamp()
+                - i64::from(40 - n) * 3 * 3600,
             nanos: 0,
         }),
         principal: Some(pb::AuditPrincipal {

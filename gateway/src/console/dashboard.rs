@@ -27,6 +27,14 @@ pub(super) const DAYS: i64 = 30;
 /// Entries the dashboard reads at most; past this it says it counted a
 /// part, not the whole.
 pub(super) const MAX_SCAN: usize = 200_000;
+/// Denials by one user in the window that raise a flag.
+const REPEATED_DENIALS: u64 = 3;
+/// Distinct users looking at one person in the window that raise a flag.
+const MANY_USERS: usize = 5;
+/// Requests by one user within one clock hour that raise a flag.
+const BULK_PER_HOUR: u64 = 50;
+/// Most flags listed.
+const MAX_FLAGS: usize = 50;
 /// Rows in each "top" list.
 const TOP: usize = 10;
 /// Chart geometry, in SVG user units.
@@ -57,6 +65,15 @@ pub(super) struct Stats {
     pub chart_w: u32,
     pub chart_h: u32,
     pub tables: Vec<CountTable>,
+    pub flags: Vec<Flag>,
+}
+
+/// A pattern worth a DPO's look: not a finding, a prompt.
+#[derive(Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub(super) struct Flag {
+    pub kind: &'static str,
+    pub subject: String,
+    pub detail: String,
 }
 
 /// One ranked list.
@@ -159,6 +176,10 @@ pub(super) async fn stats(
     let mut outcome: HashMap<String, u64> = HashMap::new();
     let mut reasons: HashMap<String, u64> = HashMap::new();
     let mut users: HashMap<String, u64> = HashMap::new();
+    let mut denials_by_user: HashMap<String, u64> = HashMap::new();
+    let mut out_of_hours: HashMap<String, u64> = HashMap::new();
+    let mut per_hour: HashMap<(String, i64), u64> = HashMap::new();
+    let mut users_by_person: HashMap<String, std::collections::BTreeSet<String>> = HashMap::new();
     let mut stats = Stats::default();
     let mut after = None;
     let mut scanned = 0usize;
@@ -202,6 +223,25 @@ pub(super) async fn stats(
                 .entry(outcome_words(&i.outcome).to_owned())
                 .or_default() += 1;
             *users.entry(i.subject.clone()).or_default() += 1;
+            if denied {
+                *denials_by_user.entry(i.subject.clone()).or_default() += 1;
+            }
+            let t = e.recorded_at;
+            if t.hour() < 7
+                || t.hour() >= 20
+                || matches!(t.weekday(), time::Weekday::Saturday | time::Weekday::Sunday)
+            {
+                *out_of_hours.entry(i.subject.clone()).or_default() += 1;
+            }
+            *per_hour
+                .entry((i.subject.clone(), t.unix_timestamp().div_euclid(3600)))
+                .or_default() += 1;
+            for person in &i.subjects {
+                users_by_person
+                    .entry(person.clone())
+                    .or_default()
+                    .insert(i.subject.clone());
+            }
         }
         if last {
             break;
@@ -239,6 +279,49 @@ pub(super) async fn stats(
         let Some(next) = date.next_day() else { break };
         date = next;
     }
+    let mut flags = Vec::new();
+    for (user, n) in denials_by_user {
+        if n >= REPEATED_DENIALS {
+            flags.push(Flag {
+                kind: "Repeated denials",
+                subject: user,
+                detail: format!("{n} requests denied by policy"),
+            });
+        }
+    }
+    for (person, who) in users_by_person {
+        if who.len() >= MANY_USERS {
+            flags.push(Flag {
+                kind: "Many users on one person",
+                subject: person,
+                detail: format!("looked at by {} different users", who.len()),
+            });
+        }
+    }
+    let mut bulk: HashMap<String, u64> = HashMap::new();
+    for ((user, _), n) in per_hour {
+        if n >= BULK_PER_HOUR {
+            let worst = bulk.entry(user).or_default();
+            *worst = (*worst).max(n);
+        }
+    }
+    for (user, n) in bulk {
+        flags.push(Flag {
+            kind: "Bulk look-ups",
+            subject: user,
+            detail: format!("up to {n} requests in one hour"),
+        });
+    }
+    for (user, n) in out_of_hours {
+        flags.push(Flag {
+            kind: "Out of hours",
+            subject: user,
+            detail: format!("{n} requests before 07:00, after 20:00 (UTC) or at weekends"),
+        });
+    }
+    flags.sort();
+    flags.truncate(MAX_FLAGS);
+    stats.flags = flags;
     stats.tables = vec![
         CountTable {
             title: "By receiving agency",

@@ -568,19 +568,41 @@ async fn exports_carry_every_match_as_attachments() {
 #[tokio::test]
 async fn the_dashboard_counts_sharing_and_checks_the_ledger() {
     let world = seeded().await;
+    let mut odd = Vec::new();
+    for k in 0..5u32 {
+        odd.push(share(
+            300 + k,
+            "met-police",
+            &format!("u-look-{k}"),
+            "missing-person",
+            pb::AuditOutcome::Disclosed,
+            &["P-77"],
+        ));
+    }
+    for k in 0..3u32 {
+        odd.push(share(
+            400 + k,
+            "met-police",
+            "u-denied",
+            "crime-prevention",
+            pb::AuditOutcome::Denied,
+            &[],
+        ));
+    }
+    world.seed(&odd).await;
     let dpo = world.sign_in(&["dpo"]).await;
     let home = world.get(&dpo, "/console/").await;
     assert_eq!(home.status, StatusCode::OK, "{}", home.body);
     assert!(home.body.contains(r#"<dd id="name">Dana Okafor</dd>"#));
     assert!(
         home.body
-            .contains("60 requests recorded, 6 denied by policy."),
+            .contains("68 requests recorded, 9 denied by policy."),
         "{}",
         home.body
     );
     assert!(
         home.body
-            .contains("<td>PURPOSE_NOT_PERMITTED</td><td>6</td>")
+            .contains("<td>PURPOSE_NOT_PERMITTED</td><td>9</td>")
     );
     assert!(
         home.body
@@ -588,9 +610,24 @@ async fn the_dashboard_counts_sharing_and_checks_the_ledger() {
     );
     assert!(
         home.body
-            .contains("<td>Metropolitan Police Service</td><td>60</td>")
+            .contains("<td>Metropolitan Police Service</td><td>68</td>")
     );
     assert!(home.body.contains("no signed tree head yet"));
+    assert!(
+        home.body.contains(
+            "<tr><td>Many users on one person</td><td class=\"mono\">P-77</td><td>looked at by 5 different users</td></tr>"
+        ),
+        "{}",
+        home.body
+    );
+    assert!(home.body.contains(
+        "<tr><td>Repeated denials</td><td class=\"mono\">u-denied</td><td>3 requests denied by policy</td></tr>"
+    ));
+    assert!(
+        !home
+            .body
+            .contains("<td>Repeated denials</td><td class=\"mono\">u-1</td>")
+    );
     assert!(!home.body.contains("<script"));
     assert!(!home.body.contains("style="));
 }
@@ -683,8 +720,13 @@ async fn search_pages_over_a_million_entries() {
         sqlx::query("ANALYZE").execute(&mut conn).await.unwrap();
     }
     let dpo = world.sign_in(&["dpo"]).await;
-    let cases: [(&str, &str, &[(&str, &str)]); 7] = [
-        ("newest page, no filter", "/console/entries?order=newest", &[]),
+    type Form<'a> = &'a [(&'a str, &'a str)];
+    let cases: [(&str, &str, Form<'_>); 7] = [
+        (
+            "newest page, no filter",
+            "/console/entries?order=newest",
+            &[],
+        ),
         ("outcome denied", "/console/entries?outcome=denied", &[]),
         (
             "purpose + user",
@@ -696,8 +738,16 @@ async fn search_pages_over_a_million_entries() {
             "/console/entries?from=2025-12-01&until=2025-12-07",
             &[],
         ),
-        ("deep page (after 500000)", "/console/entries?after=500000", &[]),
-        ("person (POST)", "/console/entries", &[("subject", "P-4242")]),
+        (
+            "deep page (after 500000)",
+            "/console/entries?after=500000",
+            &[],
+        ),
+        (
+            "person (POST)",
+            "/console/entries",
+            &[("subject", "P-4242")],
+        ),
         (
             "person + outcome (POST)",
             "/console/entries",
