@@ -130,6 +130,8 @@ struct EntriesPage<'a> {
 struct EntryPage<'a> {
     nav: Nav<'a>,
     r: &'a Record,
+    agency: &'a str,
+    recipient: &'a str,
     datasets: String,
     verdict: Verdict,
 }
@@ -473,6 +475,8 @@ pub(super) async fn entry(
     let page = EntryPage {
         nav: state.nav(&signed_in, "entries"),
         datasets: record.datasets().join(", "),
+        agency: state.agency_name(&record.agency),
+        recipient: state.agency_name(&record.recipient_agency),
         r: &record,
         verdict,
     }
