@@ -150,7 +150,8 @@ pub async fn start(
     let console = match &config.console {
         Some(cc) => {
             let state = crate::console::ConsoleState::new(cc, &config, trust.clone())
-                .map_err(|e| StartError::Other(e.to_string()))?;
+                .map_err(|e| StartError::Other(e.to_string()))?
+                .with_ledger(ledger.clone());
             let listener = TcpListener::bind(cc.listen)
                 .await
                 .map_err(|e| StartError::Listen {

@@ -356,7 +356,7 @@ fn attribute_after(html: &str, anchor: &str, attribute: &str) -> String {
 fn assert_security_headers(world: &World, page: &Page) {
     assert_eq!(page.header("content-security-policy"), world.csp());
     assert_eq!(page.header("x-content-type-options"), "nosniff");
-    assert_eq!(page.header("referrer-policy"), "no-referrer");
+    assert_eq!(page.header("referrer-policy"), "same-origin");
     assert_eq!(page.header("cache-control"), "no-store");
     assert_eq!(page.header("x-frame-options"), "DENY");
 }

@@ -83,6 +83,21 @@ pub enum ConsoleError {
         /// Why, in words the person can act on.
         message: String,
     },
+    /// The signed-in person lacks a role a page needs.
+    #[error("{message}")]
+    Forbidden {
+        /// Which role is needed.
+        message: String,
+    },
+    /// The ledger has no such entry, or not one this person may see.
+    #[error("{what} was not found")]
+    NotFound {
+        /// What was looked for, without personal data.
+        what: String,
+    },
+    /// The audit ledger cannot be read now.
+    #[error("the audit ledger is unavailable; try again shortly")]
+    LedgerUnavailable,
     /// The console cannot be built from its configuration.
     #[error("console configuration: {message}")]
     Config {
@@ -115,7 +130,10 @@ impl ConsoleError {
             | Self::FormTokenMissing
             | Self::FormTokenInvalid
             | Self::ProviderRefused { .. }
-            | Self::NotPermitted { .. } => StatusCode::FORBIDDEN,
+            | Self::NotPermitted { .. }
+            | Self::Forbidden { .. } => StatusCode::FORBIDDEN,
+            Self::NotFound { .. } => StatusCode::NOT_FOUND,
+            Self::LedgerUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             Self::BadRequest { .. }
             | Self::UnknownIssuer { .. }
             | Self::UnknownSignIn
@@ -129,9 +147,10 @@ impl ConsoleError {
     /// Whose fault the error is.
     pub fn fault(&self) -> Fault {
         match self {
-            Self::ProviderUnavailable { .. } | Self::Config { .. } | Self::Internal { .. } => {
-                Fault::Gateway
-            }
+            Self::ProviderUnavailable { .. }
+            | Self::Config { .. }
+            | Self::Internal { .. }
+            | Self::LedgerUnavailable => Fault::Gateway,
             _ => Fault::Caller,
         }
     }
@@ -143,12 +162,26 @@ impl ConsoleError {
         }
     }
 
+    /// Whether the error is about signing in rather than about a page.
+    fn is_sign_in(&self) -> bool {
+        matches!(
+            self,
+            Self::UnknownIssuer { .. }
+                | Self::UnknownSignIn
+                | Self::OtherBrowser
+                | Self::IssuerMismatch { .. }
+        )
+    }
+
     fn title(&self) -> &'static str {
         match self.status() {
             StatusCode::UNAUTHORIZED => "You are not signed in",
             StatusCode::FORBIDDEN => "Access refused",
-            StatusCode::BAD_REQUEST => "This sign-in cannot continue",
+            StatusCode::BAD_REQUEST if self.is_sign_in() => "This sign-in cannot continue",
+            StatusCode::BAD_REQUEST => "This request cannot be answered",
             StatusCode::BAD_GATEWAY => "Identity provider unavailable",
+            StatusCode::NOT_FOUND => "Not found",
+            StatusCode::SERVICE_UNAVAILABLE => "Ledger unavailable",
             _ => "Something went wrong",
         }
     }
@@ -163,7 +196,18 @@ impl IntoResponse for ConsoleError {
         let page = ErrorPage {
             title: self.title(),
             message: self.to_string(),
-            sign_in: !matches!(self, Self::Config { .. } | Self::Internal { .. }),
+            sign_in: self.is_sign_in()
+                || matches!(
+                    self,
+                    Self::NotSignedIn
+                        | Self::CrossSite { .. }
+                        | Self::FormTokenMissing
+                        | Self::FormTokenInvalid
+                        | Self::ProviderRefused { .. }
+                        | Self::ProviderUnavailable { .. }
+                        | Self::TokenRefused { .. }
+                        | Self::NotPermitted { .. }
+                ),
         };
         match page.render() {
             Ok(html) => (self.status(), Html(html)).into_response(),

@@ -24,13 +24,17 @@
 //! the console until sessions move to the shared database.
 
 mod config;
+mod dashboard;
+mod entries;
 mod error;
+mod export;
 mod guard;
 mod pages;
 mod provider;
+mod record;
 mod store;
 
-use std::{sync::Arc, time::Duration};
+use std::{collections::HashMap, sync::Arc, time::Duration};
 
 use aws_lc_rs::hmac;
 use axum::{
@@ -42,12 +46,14 @@ use axum::{
 };
 use base64::Engine;
 use cookie::{Cookie, SameSite};
+use liaison_ledger::Ledger;
 use openidconnect::RedirectUrl;
 use tokio::sync::Mutex;
 use tower::ServiceBuilder;
 
 pub use config::{ConsoleClient, ConsoleConfig, MAX_ABSOLUTE_SESSION_HOURS, MAX_SESSION_MINUTES};
 pub use error::ConsoleError;
+pub use export::MAX_EXPORT;
 pub use guard::{CSRF_FIELD, CSRF_HEADER, SignedIn};
 pub use store::{Clock, MAX_PENDING_SIGN_INS, MAX_SESSIONS, SIGN_IN_TIMEOUT, SystemClock};
 
@@ -60,6 +66,9 @@ use store::{PendingSignIns, SessionKey, Sessions};
 pub struct ConsoleState {
     inner: Arc<Inner>,
     clock: Arc<dyn Clock>,
+    /// The ledger the oversight pages read; without one they answer
+    /// "unavailable" and sign-in still works.
+    ledger: Option<Arc<Ledger>>,
 }
 
 #[derive(Debug)]
@@ -71,6 +80,8 @@ struct Inner {
     roles: Vec<String>,
     providers: Vec<Arc<Provider>>,
     registry: Arc<TrustRegistry>,
+    /// Agency display names by id, for pages.
+    agencies: HashMap<String, String>,
     http: reqwest::Client,
     sessions: Mutex<Sessions>,
     pending: Mutex<PendingSignIns>,
@@ -197,6 +208,11 @@ impl ConsoleState {
                 roles: console.roles.get_ref().clone(),
                 providers,
                 registry,
+                agencies: config
+                    .agencies
+                    .iter()
+                    .map(|a| (a.id.get_ref().clone(), a.display_name.clone()))
+                    .collect(),
                 http,
                 sessions: Mutex::new(Sessions::new(idle, absolute)),
                 pending: Mutex::new(PendingSignIns::default()),
@@ -204,7 +220,14 @@ impl ConsoleState {
                 csp,
             }),
             clock: Arc::new(SystemClock),
+            ledger: None,
         })
+    }
+
+    /// Lets the oversight pages read `ledger`.
+    pub fn with_ledger(mut self, ledger: Arc<Ledger>) -> Self {
+        self.ledger = Some(ledger);
+        self
     }
 
     /// Measures sessions and sign-ins by `clock` instead of the system's.
@@ -305,7 +328,20 @@ pub fn router(state: ConsoleState) -> Router {
             "/console",
             get(|| async { Redirect::permanent("/console/") }),
         )
-        .route("/console/", get(pages::home))
+        .route("/console/", get(dashboard::dashboard))
+        .route(
+            "/console/entries",
+            get(entries::search_get).post(entries::search_post),
+        )
+        .route(
+            "/console/entries/export",
+            get(export::export_get).post(export::export_post),
+        )
+        .route("/console/entries/{id}", get(entries::entry))
+        .route(
+            "/console/subject",
+            get(entries::subject_form).post(entries::subject_report),
+        )
         .route(
             "/console/login",
             get(pages::login_page).post(pages::start_sign_in),
@@ -368,5 +404,7 @@ fn cookie_header(cookie: &Cookie<'_>) -> HeaderValue {
     HeaderValue::from_str(&cookie.to_string()).unwrap_or_else(|_| HeaderValue::from_static(""))
 }
 
+#[cfg(test)]
+mod ledger_tests;
 #[cfg(test)]
 mod tests;

@@ -35,15 +35,6 @@ struct Choice<'a> {
     agency_name: &'a str,
 }
 
-#[derive(Template)]
-#[template(path = "home.html", config = "src/console/askama.toml")]
-struct HomePage<'a> {
-    name: &'a str,
-    agency_name: &'a str,
-    roles: String,
-    csrf: &'a str,
-}
-
 /// The sign-in form.
 #[derive(Debug, Deserialize)]
 pub(super) struct StartSignIn {
@@ -257,31 +248,6 @@ pub(super) async fn callback(
         state.cookie(state.inner.cookies.session, cookie),
     );
     Ok(response)
-}
-
-/// `GET /console/`: who is signed in, and the sign-out button. Later
-/// console pages hang off here.
-pub(super) async fn home(
-    State(state): State<ConsoleState>,
-    signed_in: Result<SignedIn, ConsoleError>,
-) -> Result<Response, ConsoleError> {
-    let signed_in = match signed_in {
-        Ok(s) => s,
-        Err(ConsoleError::NotSignedIn) => return Ok(Redirect::to("/console/login").into_response()),
-        Err(e) => return Err(e),
-    };
-    let p = &signed_in.principal;
-    let page = HomePage {
-        name: p.label(),
-        agency_name: state
-            .provider(&p.issuer)
-            .map_or(p.agency.as_str(), |pr| pr.agency_name.as_str()),
-        roles: p.roles.join(", "),
-        csrf: &signed_in.csrf_token,
-    }
-    .render()
-    .map_err(ConsoleError::internal)?;
-    Ok(Html(page).into_response())
 }
 
 /// `GET /console/session`: the signed-in principal as JSON, or 401.

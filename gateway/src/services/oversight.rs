@@ -83,21 +83,92 @@ fn overseer<T>(request: &Request<T>) -> Result<Arc<Principal>, Status> {
 
 /// A principal sees entries made by its own agency's principals, and
 /// authentication failures (which name no agency) are visible to none.
-fn visible(principal: &Principal, entry: &StoredEntry) -> bool {
+/// The console applies the same rule, so a DPO sees the same ledger
+/// whichever way they look at it.
+pub(crate) fn visible(principal: &Principal, entry: &StoredEntry) -> bool {
     entry.index.agency == principal.agency
 }
 
-fn ledger_error(e: LedgerError) -> Status {
-    tracing::error!(error = %e, "ledger read failed");
-    match e {
-        LedgerError::Unavailable { .. } => GatewayError::AuditUnavailable.into(),
-        other => GatewayError::internal(other).into(),
+/// The part of every oversight filter that [`visible`] demands, so a
+/// search never reads what the principal may not see.
+pub(crate) fn visible_filter(principal: &Principal) -> EntryFilter {
+    EntryFilter {
+        agency: Some(principal.agency.clone()),
+        ..EntryFilter::default()
     }
 }
 
+/// A ledger failure in the gateway's own terms: the ledger being away is
+/// `AuditUnavailable`, anything else is the gateway's fault.
+pub(crate) fn ledger_fault(e: LedgerError) -> GatewayError {
+    tracing::error!(error = %e, "ledger read failed");
+    match e {
+        LedgerError::Unavailable { .. } => GatewayError::AuditUnavailable,
+        other => GatewayError::internal(other),
+    }
+}
+
+fn ledger_error(e: LedgerError) -> Status {
+    ledger_fault(e).into()
+}
+
+/// The entry's s.62 record. The body is the evidence; one that does not
+/// decode is reported, never skipped.
+pub(crate) fn decode(e: &StoredEntry) -> Result<pb::AuditEntry, GatewayError> {
+    pb::AuditEntry::decode(e.body.as_slice())
+        .map_err(|_| GatewayError::internal(format!("entry {} does not decode", e.seq)))
+}
+
+/// Every disclosure about `person_id` that `principal` may see, oldest
+/// first: the subject access report, for the API and the console alike.
+pub(crate) async fn subject_disclosures(
+    ledger: &Ledger,
+    principal: &Principal,
+    person_id: &str,
+) -> Result<Vec<pb::SubjectDisclosure>, GatewayError> {
+    let filter = EntryFilter {
+        subject_ref: Some(person_id.to_owned()),
+        order: liaison_ledger::Order::OldestFirst,
+        ..visible_filter(principal)
+    };
+    let mut disclosures = Vec::new();
+    let mut after = None;
+    loop {
+        let page = ledger
+            .list(&filter, MAX_PAGE, after)
+            .await
+            .map_err(ledger_fault)?;
+        let full = page.len() == usize::try_from(MAX_PAGE).unwrap_or(usize::MAX);
+        after = page.last().map(|e| e.seq);
+        for stored in &page {
+            let e = decode(stored)?;
+            let p = e.principal.clone().unwrap_or_default();
+            for d in e.disclosures.iter().filter(|d| d.person_id == person_id) {
+                disclosures.push(pb::SubjectDisclosure {
+                    disclosed_at: e.recorded_at,
+                    recipient_agency_id: e.recipient_agency_id.clone(),
+                    recipient_user: if p.display_name.is_empty() {
+                        p.subject.clone()
+                    } else {
+                        p.display_name.clone()
+                    },
+                    purpose: e.purpose.clone(),
+                    isa_id: e.isa_id.clone(),
+                    legal_basis: e.legal_basis.clone(),
+                    fields: d.fields.clone(),
+                    entry_id: e.entry_id.clone(),
+                });
+            }
+        }
+        if !full {
+            break;
+        }
+    }
+    Ok(disclosures)
+}
+
 fn ledger_entry(e: StoredEntry) -> Result<pb::LedgerEntry, Status> {
-    let entry = pb::AuditEntry::decode(e.body.as_slice())
-        .map_err(|_| GatewayError::internal(format!("entry {} does not decode", e.seq)))?;
+    let entry = decode(&e)?;
     Ok(pb::LedgerEntry {
         entry: Some(entry),
         sequence: e.seq,
@@ -190,7 +261,6 @@ impl OversightService for Oversight {
             )
         };
         let filter = EntryFilter {
-            agency: Some(principal.agency.clone()),
             subject: some(r.subject),
             purpose: some(r.purpose),
             isa_id: some(r.isa_id),
@@ -198,7 +268,7 @@ impl OversightService for Oversight {
             outcome: outcome_name(r.outcome),
             from: timestamp(r.from_time),
             until: timestamp(r.to_time),
-            ..EntryFilter::default()
+            ..visible_filter(&principal)
         };
         let page = self
             .ledger
@@ -347,46 +417,7 @@ impl OversightService for Oversight {
             }
             .into());
         }
-        let filter = EntryFilter {
-            agency: Some(principal.agency.clone()),
-            subject_ref: Some(person_id.clone()),
-            order: liaison_ledger::Order::OldestFirst,
-            ..EntryFilter::default()
-        };
-        let mut disclosures = Vec::new();
-        let mut after = None;
-        loop {
-            let page = self
-                .ledger
-                .list(&filter, MAX_PAGE, after)
-                .await
-                .map_err(ledger_error)?;
-            let full = page.len() == usize::try_from(MAX_PAGE).unwrap_or(usize::MAX);
-            after = page.last().map(|e| e.seq);
-            for stored in page {
-                let e = ledger_entry(stored)?.entry.unwrap_or_default();
-                let p = e.principal.clone().unwrap_or_default();
-                for d in e.disclosures.iter().filter(|d| d.person_id == person_id) {
-                    disclosures.push(pb::SubjectDisclosure {
-                        disclosed_at: e.recorded_at,
-                        recipient_agency_id: e.recipient_agency_id.clone(),
-                        recipient_user: if p.display_name.is_empty() {
-                            p.subject.clone()
-                        } else {
-                            p.display_name.clone()
-                        },
-                        purpose: e.purpose.clone(),
-                        isa_id: e.isa_id.clone(),
-                        legal_basis: e.legal_basis.clone(),
-                        fields: d.fields.clone(),
-                        entry_id: e.entry_id.clone(),
-                    });
-                }
-            }
-            if !full {
-                break;
-            }
-        }
+        let disclosures = subject_disclosures(&self.ledger, &principal, &person_id).await?;
         Ok(Response::new(pb::GetSubjectAccessReportResponse {
             person_id,
             disclosures,

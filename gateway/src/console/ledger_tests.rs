@@ -1,0 +1,783 @@
+//! The oversight pages against a real (SQLite) ledger, in process.
+
+use std::{path::Path, sync::Arc, time::Instant};
+
+use axum::{
+    Router,
+    body::Body,
+    http::{HeaderMap, Request, StatusCode, header},
+};
+use liaison_ledger::{Ledger, test_util::fresh_sqlite_db};
+use liaison_proto::v1 as pb;
+use tower::ServiceExt;
+
+use super::*;
+use crate::{config::Config, identity::Principal, share::audit};
+
+const GATEWAY: &str = r#"
+version = 1
+[ledger]
+url = "sqlite://x.db"
+[policy]
+file = "p.toml"
+[[agency]]
+id = "met-police"
+display_name = "Metropolitan Police Service"
+kind = "police"
+[[agency]]
+id = "hackney"
+display_name = "Hackney Council"
+kind = "local-authority"
+[[issuer]]
+url = "https://idp.met.example/realms/met"
+agency = "met-police"
+audiences = ["liaison"]
+algorithms = ["RS256"]
+"#;
+
+const CONSOLE: &str = r#"
+listen = "127.0.0.1:8081"
+public_url = "https://liaison.example.org"
+roles = ["dpo", "auditor", "viewer"]
+[[client]]
+issuer = "https://idp.met.example/realms/met"
+client_id = "met-console"
+"#;
+
+const ORIGIN: &str = "https://liaison.example.org";
+
+struct World {
+    app: Router,
+    state: ConsoleState,
+    ledger: Arc<Ledger>,
+    _dir: tempfile::TempDir,
+}
+
+struct Signed {
+    cookie: String,
+    csrf: String,
+}
+
+struct Answer {
+    status: StatusCode,
+    headers: HeaderMap,
+    body: String,
+}
+
+fn principal(roles: &[&str]) -> Principal {
+    Principal {
+        agency: "met-police".into(),
+        subject: "u-dpo".into(),
+        display_name: Some("Dana Okafor".into()),
+        roles: roles.iter().map(|r| (*r).to_owned()).collect(),
+        team: None,
+        vetting: None,
+        client_id: Some("met-console".into()),
+        issuer: "https://idp.met.example/realms/met".into(),
+        is_system: false,
+    }
+}
+
+/// A share as the audit stage records it.
+fn share(
+    n: u32,
+    agency: &str,
+    user: &str,
+    purpose: &str,
+    outcome: pb::AuditOutcome,
+    people: &[&str],
+) -> pb::AuditEntry {
+    let denied = outcome == pb::AuditOutcome::Denied;
+    pb::AuditEntry {
+        format_version: 1,
+        entry_id: format!("00000000-0000-4000-8000-{n:012}"),
+        recorded_at: Some(prost_types::Timestamp {
+            seconds: time::OffsetDateTime::now_utc().unix_timestamp() - i64::from(n) * 60,
+            nanos: 0,
+        }),
+        principal: Some(pb::AuditPrincipal {
+            agency_id: agency.into(),
+            subject: user.into(),
+            display_name: format!("User {user}"),
+            roles: vec!["social-worker".into()],
+            client_id: "case-system".into(),
+            issuer: "https://idp.met.example/realms/met".into(),
+            is_system: false,
+        }),
+        recipient_agency_id: agency.into(),
+        action: pb::AuditAction::Search as i32,
+        method: "/liaison.v1.SharingService/SearchPersons".into(),
+        purpose: purpose.into(),
+        justification: "=HYPERLINK(\"http://evil.example\")".into(),
+        isa_id: "met-hackney-mash".into(),
+        isa_version: 3,
+        legal_basis: "Children Act 1989 s.47".into(),
+        policy_version: "sha256:abc".into(),
+        allowed: !denied,
+        matched_rules: vec![format!("isa:met-hackney-mash:{purpose}")],
+        disclosures: people
+            .iter()
+            .map(|p| pb::AuditDisclosure {
+                dataset_id: "hackney-children".into(),
+                person_id: (*p).into(),
+                record_ids: vec!["r-1".into()],
+                fields: vec!["name".into(), "date_of_birth".into()],
+                digest: "00".repeat(32),
+            })
+            .collect(),
+        outcome: outcome as i32,
+        error_reason: if denied {
+            "PURPOSE_NOT_PERMITTED".into()
+        } else {
+            String::new()
+        },
+        sources: if denied {
+            vec![]
+        } else {
+            vec!["hackney-children".into()]
+        },
+        ..pb::AuditEntry::default()
+    }
+}
+
+impl World {
+    async fn start() -> World {
+        let (url, dir) = fresh_sqlite_db();
+        Self::start_at(&url, dir).await
+    }
+
+    async fn start_at(url: &str, dir: tempfile::TempDir) -> World {
+        let ledger = Arc::new(Ledger::connect(url).await.unwrap());
+        let config = Config::parse(GATEWAY, Path::new("t.toml"), Path::new(".")).unwrap();
+        let registry =
+            Arc::new(TrustRegistry::from_config(&config, reqwest::Client::new()).unwrap());
+        let console: ConsoleConfig = toml::from_str(CONSOLE).unwrap();
+        let state = ConsoleState::new(&console, &config, registry)
+            .unwrap()
+            .with_ledger(ledger.clone());
+        World {
+            app: router(state.clone()),
+            state,
+            ledger,
+            _dir: dir,
+        }
+    }
+
+    async fn seed(&self, entries: &[pb::AuditEntry]) {
+        for e in entries {
+            audit::append(&self.ledger, e).await.unwrap();
+        }
+    }
+
+    async fn sign_in(&self, roles: &[&str]) -> Signed {
+        let (cookie, session) = self
+            .state
+            .inner
+            .sessions
+            .lock()
+            .await
+            .create(principal(roles), Instant::now())
+            .unwrap();
+        Signed {
+            // Over https the cookie carries the `__Host-` prefix.
+            cookie: format!("__Host-liaison_session={cookie}"),
+            csrf: session.csrf,
+        }
+    }
+
+    async fn get(&self, who: &Signed, path: &str) -> Answer {
+        self.send(
+            Request::get(path)
+                .header(header::COOKIE, &who.cookie)
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await
+    }
+
+    async fn post(&self, who: &Signed, path: &str, form: &[(&str, &str)]) -> Answer {
+        let mut body = form_urlencoded(form);
+        if !who.csrf.is_empty() {
+            body.push_str(&format!("&csrf={}", who.csrf));
+        }
+        self.send(
+            Request::post(path)
+                .header(header::COOKIE, &who.cookie)
+                .header(header::ORIGIN, ORIGIN)
+                .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+                .body(Body::from(body))
+                .unwrap(),
+        )
+        .await
+    }
+
+    async fn send(&self, request: Request<Body>) -> Answer {
+        let response = self.app.clone().oneshot(request).await.unwrap();
+        let status = response.status();
+        let headers = response.headers().clone();
+        let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
+            .await
+            .unwrap();
+        Answer {
+            status,
+            headers,
+            body: String::from_utf8(bytes.to_vec()).unwrap(),
+        }
+    }
+}
+
+fn form_urlencoded(form: &[(&str, &str)]) -> String {
+    openidconnect::url::form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(form)
+        .finish()
+}
+
+fn rows(html: &str) -> usize {
+    html.matches("<a href=\"/console/entries/").count()
+}
+
+async fn seeded() -> World {
+    let world = World::start().await;
+    let mut entries = Vec::new();
+    for n in 1..=60 {
+        let outcome = if n % 10 == 0 {
+            pb::AuditOutcome::Denied
+        } else {
+            pb::AuditOutcome::Disclosed
+        };
+        let people: &[&str] = if n == 7 { &["P-1", "P-2"] } else { &["P-9"] };
+        let purpose = if n % 2 == 0 {
+            "safeguarding-children"
+        } else {
+            "missing-person"
+        };
+        entries.push(share(
+            n,
+            "met-police",
+            &format!("u-{}", n % 3),
+            purpose,
+            outcome,
+            people,
+        ));
+    }
+    // Another agency's share about the same person: not this DPO's to see.
+    entries.push(share(
+        99,
+        "hackney",
+        "u-h",
+        "safeguarding-children",
+        pb::AuditOutcome::Disclosed,
+        &["P-1"],
+    ));
+    world.seed(&entries).await;
+    world
+}
+
+#[tokio::test]
+async fn a_search_pages_through_own_agency_entries_newest_first() {
+    let world = seeded().await;
+    let dpo = world.sign_in(&["dpo"]).await;
+    let first = world.get(&dpo, "/console/entries?order=newest").await;
+    assert_eq!(first.status, StatusCode::OK, "{}", first.body);
+    assert_eq!(rows(&first.body), 50);
+    assert!(
+        !first.body.contains("u-h"),
+        "another agency's entry is hidden"
+    );
+    assert!(first.body.contains(r#"name="after" value="#));
+    let after = first
+        .body
+        .split(r#"name="after" value=""#)
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap()
+        .to_owned();
+    let second = world
+        .get(
+            &dpo,
+            &format!("/console/entries?order=newest&after={after}"),
+        )
+        .await;
+    assert_eq!(rows(&second.body), 10, "{}", second.body);
+    assert!(!second.body.contains(r#"id="next-page""#));
+
+    let denied = world.get(&dpo, "/console/entries?outcome=denied").await;
+    assert_eq!(rows(&denied.body), 6);
+    let purpose = world
+        .get(
+            &dpo,
+            "/console/entries?purpose=missing-person&user=u-1&dataset=hackney-children",
+        )
+        .await;
+    // n odd, n % 3 == 1, not denied: 1, 7, 13, …, 55 (n % 10 is never 0 for odd n).
+    assert_eq!(rows(&purpose.body), 10, "{}", purpose.body);
+    let none = world
+        .get(&dpo, "/console/entries?dataset=no-such-dataset")
+        .await;
+    assert!(none.body.contains(r#"id="no-results""#));
+}
+
+#[tokio::test]
+async fn a_person_filter_never_travels_in_the_address() {
+    let world = seeded().await;
+    let dpo = world.sign_in(&["dpo"]).await;
+    let refused = world.get(&dpo, "/console/entries?subject=P-1").await;
+    assert_eq!(refused.status, StatusCode::BAD_REQUEST);
+    assert!(
+        refused
+            .body
+            .contains("a person filter must be sent from the search form")
+    );
+    let refused = world
+        .get(&dpo, "/console/entries/export?format=csv&subject=P-1")
+        .await;
+    assert_eq!(refused.status, StatusCode::BAD_REQUEST);
+
+    let found = world
+        .post(&dpo, "/console/entries", &[("subject", "P-1")])
+        .await;
+    assert_eq!(found.status, StatusCode::OK, "{}", found.body);
+    assert_eq!(rows(&found.body), 1, "only this agency's share about P-1");
+    // Onward forms repeat the search by POST with the form token, never GET.
+    assert!(
+        found
+            .body
+            .contains(r#"<form method="post" action="/console/entries/export""#)
+    );
+
+    let forged = Signed {
+        cookie: dpo.cookie.clone(),
+        csrf: String::new(),
+    };
+    let refused = world
+        .post(&forged, "/console/entries", &[("subject", "P-1")])
+        .await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN);
+}
+
+#[tokio::test]
+async fn bad_filters_are_refused_with_reasons() {
+    let world = seeded().await;
+    let dpo = world.sign_in(&["dpo"]).await;
+    for (query, message) in [
+        (
+            "outcome=leaked",
+            "`leaked` is not an outcome the ledger records",
+        ),
+        (
+            "from=31/03/2026",
+            "the from date `31/03/2026` is not a date like 2026-03-31",
+        ),
+        (
+            "order=sideways",
+            "`sideways` is not an order; use `newest` or `oldest`",
+        ),
+        ("after=abc", "the page cursor is not one this console gave"),
+    ] {
+        let answer = world.get(&dpo, &format!("/console/entries?{query}")).await;
+        assert_eq!(answer.status, StatusCode::BAD_REQUEST, "{query}");
+        assert!(answer.body.contains(message), "{query}: {}", answer.body);
+    }
+}
+
+#[tokio::test]
+async fn an_entry_shows_its_record_and_a_verified_inclusion_proof() {
+    let world = seeded().await;
+    let dpo = world.sign_in(&["dpo"]).await;
+    let page = world
+        .get(
+            &dpo,
+            "/console/entries/00000000-0000-4000-8000-000000000007",
+        )
+        .await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    let root = hex::encode(world.ledger.tree_head(61).await.unwrap().root);
+    assert!(
+        page.body.contains(&format!(
+            r#"<p id="verdict">Verified: included in tree of size 61, root {root}</p>"#
+        )),
+        "{}",
+        page.body
+    );
+    for shown in [
+        "Children Act 1989 s.47",
+        "met-hackney-mash, version 3",
+        "isa:met-hackney-mash:missing-person",
+        "P-2",
+        "name, date_of_birth",
+        "/liaison.v1.SharingService/SearchPersons",
+    ] {
+        assert!(page.body.contains(shown), "{shown}: {}", page.body);
+    }
+    assert!(page.body.contains("=HYPERLINK(&"), "quotes are escaped");
+    let hidden = world
+        .get(
+            &dpo,
+            "/console/entries/00000000-0000-4000-8000-000000000099",
+        )
+        .await;
+    assert_eq!(hidden.status, StatusCode::NOT_FOUND);
+    let odd = world.get(&dpo, "/console/entries/..%2Fetc").await;
+    assert_eq!(odd.status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn the_proof_is_checked_against_a_signed_head_when_there_is_one() {
+    let world = seeded().await;
+    let key = liaison_ledger::test_util::test_signing_key(1);
+    world.ledger.seal(&key).await.unwrap();
+    world
+        .seed(&[share(
+            200,
+            "met-police",
+            "u-1",
+            "missing-person",
+            pb::AuditOutcome::Disclosed,
+            &[],
+        )])
+        .await;
+    let dpo = world.sign_in(&["dpo"]).await;
+    let sealed = world
+        .get(
+            &dpo,
+            "/console/entries/00000000-0000-4000-8000-000000000003",
+        )
+        .await;
+    assert!(
+        sealed.body.contains("included in tree of size 61"),
+        "{}",
+        sealed.body
+    );
+    assert!(sealed.body.contains("checked against the signed tree head"));
+    let fresh = world
+        .get(
+            &dpo,
+            "/console/entries/00000000-0000-4000-8000-000000000200",
+        )
+        .await;
+    assert!(
+        fresh.body.contains("included in tree of size 62"),
+        "{}",
+        fresh.body
+    );
+    assert!(fresh.body.contains("no signed head covers this entry yet"));
+    let home = world.get(&dpo, "/console/").await;
+    assert!(
+        home.body
+            .contains("Consistent: the signed head of 61 entries matches the stored tree"),
+        "{}",
+        home.body
+    );
+}
+
+#[tokio::test]
+async fn the_subject_access_report_lists_every_visible_disclosure() {
+    let world = seeded().await;
+    let dpo = world.sign_in(&["dpo"]).await;
+    let form = world.get(&dpo, "/console/subject").await;
+    assert_eq!(form.status, StatusCode::OK);
+    let report = world
+        .post(&dpo, "/console/subject", &[("person", "P-9")])
+        .await;
+    assert_eq!(report.status, StatusCode::OK, "{}", report.body);
+    assert!(
+        report.body.contains("<caption>59 disclosures</caption>"),
+        "{}",
+        report.body
+    );
+    let one = world
+        .post(&dpo, "/console/subject", &[("person", "P-1")])
+        .await;
+    assert!(
+        one.body.contains("<caption>1 disclosure</caption>"),
+        "{}",
+        one.body
+    );
+    assert!(!one.body.contains("u-h"));
+    let nobody = world
+        .post(&dpo, "/console/subject", &[("person", "P-404")])
+        .await;
+    assert!(nobody.body.contains(r#"id="no-disclosures""#));
+    let empty = world
+        .post(&dpo, "/console/subject", &[("person", " ")])
+        .await;
+    assert_eq!(empty.status, StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test]
+async fn exports_carry_every_match_as_attachments() {
+    let world = seeded().await;
+    let dpo = world.sign_in(&["dpo"]).await;
+    let csv = world
+        .get(&dpo, "/console/entries/export?format=csv&outcome=denied")
+        .await;
+    assert_eq!(csv.status, StatusCode::OK, "{}", csv.body);
+    assert_eq!(csv.headers[header::CONTENT_TYPE], "text/csv; charset=utf-8");
+    let disposition = csv.headers[header::CONTENT_DISPOSITION].to_str().unwrap();
+    assert!(disposition.starts_with("attachment; filename=\"liaison-audit-"));
+    assert!(disposition.ends_with(".csv\""));
+    let mut reader = csv::Reader::from_reader(csv.body.as_bytes());
+    assert_eq!(&reader.headers().unwrap()[0], "entry_id");
+    let records: Vec<csv::StringRecord> = reader.records().map(Result::unwrap).collect();
+    assert_eq!(records.len(), 6);
+    assert_eq!(&records[0][20], "denied");
+    assert_eq!(&records[0][21], "PURPOSE_NOT_PERMITTED");
+    assert!(
+        records[0][12].starts_with("'="),
+        "a formula is defused: {}",
+        &records[0][12]
+    );
+
+    let json = world
+        .post(
+            &dpo,
+            "/console/entries/export",
+            &[("format", "json"), ("subject", "P-1")],
+        )
+        .await;
+    assert_eq!(json.status, StatusCode::OK);
+    let value: serde_json::Value = serde_json::from_str(&json.body).unwrap();
+    assert_eq!(value.as_array().unwrap().len(), 1);
+    assert_eq!(value[0]["disclosures"][0]["person_id"], "P-1");
+    assert_eq!(value[0]["legal_basis"], "Children Act 1989 s.47");
+
+    let fhir = world
+        .get(&dpo, "/console/entries/export?format=fhir&outcome=denied")
+        .await;
+    assert_eq!(fhir.headers[header::CONTENT_TYPE], "application/fhir+json");
+    let bundle: serde_json::Value = serde_json::from_str(&fhir.body).unwrap();
+    assert_eq!(bundle["resourceType"], "Bundle");
+    assert_eq!(bundle["total"], 6);
+    let event = &bundle["entry"][0]["resource"];
+    assert_eq!(event["resourceType"], "AuditEvent");
+    assert_eq!(event["type"]["code"], "rest");
+    assert_eq!(event["subtype"][0]["code"], "110112");
+    assert_eq!(event["action"], "E");
+    assert_eq!(event["outcome"], "4");
+    assert_eq!(event["purposeOfEvent"][0]["text"], "safeguarding-children");
+    assert_eq!(event["agent"][0]["who"]["identifier"]["value"], "u-0");
+    assert_eq!(event["agent"][0]["requestor"], true);
+    assert_eq!(event["entity"][0]["role"]["code"], "24");
+
+    let unknown = world.get(&dpo, "/console/entries/export?format=xlsx").await;
+    assert_eq!(unknown.status, StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test]
+async fn the_dashboard_counts_sharing_and_checks_the_ledger() {
+    let world = seeded().await;
+    let mut odd = Vec::new();
+    for k in 0..5u32 {
+        odd.push(share(
+            300 + k,
+            "met-police",
+            &format!("u-look-{k}"),
+            "missing-person",
+            pb::AuditOutcome::Disclosed,
+            &["P-77"],
+        ));
+    }
+    for k in 0..3u32 {
+        odd.push(share(
+            400 + k,
+            "met-police",
+            "u-denied",
+            "crime-prevention",
+            pb::AuditOutcome::Denied,
+            &[],
+        ));
+    }
+    world.seed(&odd).await;
+    let dpo = world.sign_in(&["dpo"]).await;
+    let home = world.get(&dpo, "/console/").await;
+    assert_eq!(home.status, StatusCode::OK, "{}", home.body);
+    assert!(home.body.contains(r#"<dd id="name">Dana Okafor</dd>"#));
+    assert!(
+        home.body
+            .contains("68 requests recorded, 9 denied by policy."),
+        "{}",
+        home.body
+    );
+    assert!(
+        home.body
+            .contains("<td>PURPOSE_NOT_PERMITTED</td><td>9</td>")
+    );
+    assert!(
+        home.body
+            .contains("<td>safeguarding-children</td><td>30</td>")
+    );
+    assert!(
+        home.body
+            .contains("<td>Metropolitan Police Service</td><td>68</td>")
+    );
+    assert!(home.body.contains("no signed tree head yet"));
+    assert!(
+        home.body.contains(
+            "<tr><td>Many users on one person</td><td class=\"mono\">P-77</td><td>looked at by 5 different users</td></tr>"
+        ),
+        "{}",
+        home.body
+    );
+    assert!(home.body.contains(
+        "<tr><td>Repeated denials</td><td class=\"mono\">u-denied</td><td>3 requests denied by policy</td></tr>"
+    ));
+    assert!(
+        !home
+            .body
+            .contains("<td>Repeated denials</td><td class=\"mono\">u-1</td>")
+    );
+    assert!(!home.body.contains("<script"));
+    assert!(!home.body.contains("style="));
+}
+
+#[tokio::test]
+async fn only_dpos_and_auditors_read_the_ledger() {
+    let world = seeded().await;
+    let viewer = world.sign_in(&["viewer"]).await;
+    for path in [
+        "/console/entries",
+        "/console/entries/00000000-0000-4000-8000-000000000007",
+        "/console/subject",
+        "/console/entries/export?format=csv",
+    ] {
+        let answer = world.get(&viewer, path).await;
+        assert_eq!(answer.status, StatusCode::FORBIDDEN, "{path}");
+        assert!(answer.body.contains("needs the `dpo` or `auditor` role"));
+    }
+    let home = world.get(&viewer, "/console/").await;
+    assert_eq!(home.status, StatusCode::OK);
+    assert!(
+        home.body
+            .contains("Your roles do not include reading the audit ledger.")
+    );
+    let auditor = world.sign_in(&["auditor"]).await;
+    assert_eq!(
+        world.get(&auditor, "/console/entries").await.status,
+        StatusCode::OK
+    );
+}
+
+/// Times filtered search pages, end to end through the router, over a
+/// ledger of 1,000,000 recorded shares on PostgreSQL (`BENCHMARKS.md`).
+/// `LIAISON_BENCH_ENTRIES` changes the size.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a benchmark: fills a database with 1,000,000 entries"]
+async fn search_pages_over_a_million_entries() {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    let n: u32 = std::env::var("LIAISON_BENCH_ENTRIES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1_000_000);
+    let (url, _db) = liaison_ledger::test_util::fresh_postgres_db().await;
+    let world = Arc::new(World::start_at(&url, tempfile::tempdir().unwrap()).await);
+    let started = std::time::Instant::now();
+    let next = Arc::new(AtomicU32::new(1));
+    let purposes = [
+        "safeguarding-children",
+        "missing-person",
+        "domestic-abuse-marac",
+        "crime-prevention",
+    ];
+    let mut tasks = Vec::new();
+    for _ in 0..64 {
+        let (world, next) = (world.clone(), next.clone());
+        tasks.push(tokio::spawn(async move {
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i > n {
+                    break;
+                }
+                let outcome = if i % 10 == 0 {
+                    pb::AuditOutcome::Denied
+                } else {
+                    pb::AuditOutcome::Disclosed
+                };
+                let person = format!("P-{}", i % 50_000);
+                let e = share(
+                    i,
+                    "met-police",
+                    &format!("u-{}", i % 500),
+                    purposes[usize::try_from(i % 4).unwrap()],
+                    outcome,
+                    &[&person],
+                );
+                audit::append(&world.ledger, &e).await.unwrap();
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    println!("filled {n} entries in {:.1?}", started.elapsed());
+    // What autovacuum's analyze would do shortly after a fill this size;
+    // `LIAISON_BENCH_STALE=1` times the pages before it has.
+    if std::env::var("LIAISON_BENCH_STALE").is_err() {
+        let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&url)
+            .await
+            .unwrap();
+        sqlx::query("ANALYZE").execute(&mut conn).await.unwrap();
+    }
+    let dpo = world.sign_in(&["dpo"]).await;
+    type Form<'a> = &'a [(&'a str, &'a str)];
+    let cases: [(&str, &str, Form<'_>); 7] = [
+        (
+            "newest page, no filter",
+            "/console/entries?order=newest",
+            &[],
+        ),
+        ("outcome denied", "/console/entries?outcome=denied", &[]),
+        (
+            "purpose + user",
+            "/console/entries?purpose=missing-person&user=u-101",
+            &[],
+        ),
+        (
+            "date range (one week, a year back)",
+            "/console/entries?from=2025-12-01&until=2025-12-07",
+            &[],
+        ),
+        (
+            "deep page (after 500000)",
+            "/console/entries?after=500000",
+            &[],
+        ),
+        (
+            "person (POST)",
+            "/console/entries",
+            &[("subject", "P-4242")],
+        ),
+        (
+            "person + outcome (POST)",
+            "/console/entries",
+            &[("subject", "P-4242"), ("outcome", "disclosed")],
+        ),
+    ];
+    for (label, path, form) in cases {
+        let mut times = Vec::new();
+        for round in 0..23 {
+            let t = std::time::Instant::now();
+            let answer = if form.is_empty() {
+                world.get(&dpo, path).await
+            } else {
+                world.post(&dpo, path, form).await
+            };
+            let elapsed = t.elapsed();
+            assert_eq!(answer.status, StatusCode::OK, "{label}");
+            if round >= 3 {
+                times.push(elapsed);
+            }
+            if round == 0 {
+                println!("{label}: {} rows", rows(&answer.body));
+            }
+        }
+        times.sort_unstable();
+        println!(
+            "{label}: median {:.1?}, p95 {:.1?}, max {:.1?}",
+            times[times.len() / 2],
+            times[times.len() * 95 / 100],
+            times[times.len() - 1]
+        );
+    }
+}
