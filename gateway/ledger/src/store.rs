@@ -369,6 +369,30 @@ where
             .push(" AND e.recorded_at < ")
             .push_bind(clamped_nanos(until));
     }
+    if filter.from.is_some() || filter.until.is_some() {
+        // Pages walk the sequence index, and the planner cannot know that
+        // times grow with it: a range far back would be found by reading
+        // every newer entry. So bound the walk by the first and last entry
+        // in the range, each one probe of the (recorded_at, seq) index. The
+        // bounds are exact even where times are not in sequence order: every
+        // entry in the range lies between them.
+        for (bound, aggregate) in [(" AND e.seq >= ", "MIN"), (" AND e.seq <= ", "MAX")] {
+            query.push(bound).push(format!(
+                "(SELECT COALESCE({aggregate}(r.seq), 0) FROM audit_entries r WHERE 1 = 1"
+            ));
+            if let Some(from) = filter.from {
+                query
+                    .push(" AND r.recorded_at >= ")
+                    .push_bind(clamped_nanos(from));
+            }
+            if let Some(until) = filter.until {
+                query
+                    .push(" AND r.recorded_at < ")
+                    .push_bind(clamped_nanos(until));
+            }
+            query.push(")");
+        }
+    }
     let (cursor, order) = match filter.order {
         Order::NewestFirst => (" AND e.seq < ", " ORDER BY e.seq DESC"),
         Order::OldestFirst => (" AND e.seq > ", " ORDER BY e.seq ASC"),
