@@ -6,12 +6,29 @@
 //! proof response straight off the wire.
 #![no_main]
 
+use std::sync::LazyLock;
+
 use arbitrary::Arbitrary;
 use liaison_gateway::query::verify_proof;
 use liaison_ledger::merkle::{self, Hash};
 use liaison_proto::v1 as pb;
 use libfuzzer_sys::fuzz_target;
 use prost::Message;
+
+/// The largest tree built from real leaves.
+const MAX_LEAVES: u64 = 64;
+
+/// Leaves and the root of every prefix, hashed once rather than per input.
+static LEAVES: LazyLock<Vec<Hash>> = LazyLock::new(|| {
+    (0..MAX_LEAVES)
+        .map(|i| merkle::leaf_hash(&i.to_be_bytes()))
+        .collect()
+});
+static ROOTS: LazyLock<Vec<Hash>> = LazyLock::new(|| {
+    (0..=LEAVES.len())
+        .map(|n| merkle::root(&LEAVES[..n]))
+        .collect()
+});
 
 #[derive(Debug, Arbitrary)]
 struct Input {
@@ -31,15 +48,17 @@ struct Input {
 }
 
 fuzz_target!(|input: Input| {
-    let size = u64::from(input.size % 65);
-    let leaves: Vec<Hash> = (0..size)
-        .map(|i| merkle::leaf_hash(&i.to_be_bytes()))
-        .collect();
-    let root = merkle::root(&leaves);
+    let size = u64::from(input.size) % (MAX_LEAVES + 1);
+    let leaves = LEAVES.get(..size as usize).unwrap_or_default();
+    let root = ROOTS[size as usize];
 
-    // Forged inputs: never a panic, and never accepted for a root they did
-    // not come from.
+    // Forged inputs: never a panic, and a leaf that is not in the tree is
+    // never proved to be, whatever path is offered.
     let leaf = merkle::leaf_hash(b"forged");
+    assert!(
+        merkle::verify_inclusion(&leaf, input.index, size, &input.forged, &root).is_err(),
+        "a leaf outside the tree was proved included"
+    );
     let _ = merkle::verify_inclusion(
         &leaf,
         input.index,
@@ -68,7 +87,7 @@ fuzz_target!(|input: Input| {
     let Some(leaf) = leaves.get(index as usize) else {
         return;
     };
-    let mut proof = merkle::inclusion_proof(index, &leaves).expect("index is in range");
+    let mut proof = merkle::inclusion_proof(index, leaves).expect("index is in range");
     merkle::verify_inclusion(leaf, index, size, &proof, &root)
         .expect("a real inclusion proof verifies");
     if !proof.is_empty() {
@@ -83,7 +102,7 @@ fuzz_target!(|input: Input| {
     }
     if size > 1 {
         let wrong = (index + 1) % size;
-        let proof = merkle::inclusion_proof(index, &leaves).expect("index is in range");
+        let proof = merkle::inclusion_proof(index, leaves).expect("index is in range");
         assert!(
             merkle::verify_inclusion(leaf, wrong, size, &proof, &root).is_err(),
             "proof accepted at another index"
@@ -91,8 +110,8 @@ fuzz_target!(|input: Input| {
     }
 
     let old = input.old_size % (size + 1);
-    let old_root = merkle::root(leaves.get(..old as usize).unwrap_or_default());
-    let mut proof = merkle::consistency_proof(old, &leaves).expect("old size is in range");
+    let old_root = ROOTS[old as usize];
+    let mut proof = merkle::consistency_proof(old, leaves).expect("old size is in range");
     merkle::verify_consistency(old, size, &old_root, &root, &proof)
         .expect("a real consistency proof verifies");
     if !proof.is_empty() {
