@@ -56,6 +56,8 @@ pub use connector::{
 pub use csv::{CsvFolderConfig, CsvFolderConnector};
 pub use error::{ConnectorError, Fault};
 pub use http::{JsonHttpConfig, JsonHttpConnector};
+#[cfg(feature = "fuzzing")]
+pub use map::row::Cell;
 pub use registry::Registry;
 pub use resilience::{CircuitState, ConnectorStats, ResilienceConfig, Resilient};
 pub use sql::SqlConnector;

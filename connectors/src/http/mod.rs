@@ -11,6 +11,8 @@
 //! skipped and reported like malformed rows.
 
 mod dialect;
+#[cfg(feature = "fuzzing")]
+mod fuzzing;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -23,6 +25,8 @@ use tracing::Instrument;
 use url::Url;
 
 use self::dialect::{Json, Request};
+#[cfg(feature = "fuzzing")]
+pub use self::fuzzing::FuzzRead;
 use crate::config::{identity_problems, load_mapping};
 use crate::error::excerpt;
 use crate::map::assemble::{self, Read};

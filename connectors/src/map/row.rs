@@ -91,7 +91,7 @@ impl ResultSet {
 
 /// One value from a source row.
 #[derive(Debug, Clone, PartialEq)]
-pub(crate) enum Cell {
+pub enum Cell {
     Null,
     Int(i64),
     Float(f64),
