@@ -66,3 +66,45 @@ async fn without_allow_writes_nothing_is_disclosed() {
         assert!(table.contains(&format!("SKIP   {id}")), "{id}:\n{table}");
     }
 }
+
+/// The Rust client example (`examples/rust_client.rs`) runs against the demo
+/// and verifies its receipt.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_rust_client_example_verifies_its_receipt() {
+    let exe = std::env::current_exe().unwrap();
+    let example = exe
+        .parent()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .join("examples/rust_client");
+    if !example.exists() {
+        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+        let status = std::process::Command::new(cargo)
+            .args([
+                "build",
+                "-p",
+                "liaison-conformance",
+                "--example",
+                "rust_client",
+            ])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let mut demo = start_demo(dir.path()).await;
+    let out = Command::new(example)
+        .arg(dir.path())
+        .output()
+        .await
+        .unwrap();
+    demo.kill().await.unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("receipt verified"), "{stdout}");
+}
