@@ -80,7 +80,12 @@ pub fn parse_h2load(text: &str) -> Option<H2load> {
         let line = line.trim();
         if let Some(rest) = line.strip_prefix("finished in ") {
             // finished in 2.00s, 12345.60 req/s, 1.23MB/s
-            r.rps = rest.split(", ").nth(1)?.strip_suffix(" req/s")?.parse().ok()?;
+            r.rps = rest
+                .split(", ")
+                .nth(1)?
+                .strip_suffix(" req/s")?
+                .parse()
+                .ok()?;
         } else if let Some(rest) = line.strip_prefix("requests: ") {
             // requests: N total, N started, N done, N succeeded, N failed, N errored, N timeout
             for part in rest.split(", ") {

@@ -21,6 +21,7 @@ pub struct Server {
     pub startup: Duration,
     child: Child,
     pid: u32,
+    log: std::path::PathBuf,
 }
 
 impl Server {
@@ -74,6 +75,7 @@ impl Server {
             startup: started.elapsed(),
             child,
             pid,
+            log: log.to_path_buf(),
         })
     }
 
@@ -90,6 +92,16 @@ impl Server {
     /// Peak resident memory so far, in KiB.
     pub fn peak_rss_kib(&self) -> u64 {
         status_kib(self.pid, "VmHWM:").unwrap_or_default()
+    }
+
+    /// The last lines the process wrote, for an error message.
+    pub fn log_tail(&self) -> String {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines
+            .get(lines.len().saturating_sub(8)..)
+            .unwrap_or_default()
+            .join("\n")
     }
 
     /// Kills the process and waits for it.

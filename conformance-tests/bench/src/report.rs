@@ -164,12 +164,18 @@ pub fn render(results: &Results, info: &RunInfo) -> String {
         out,
         "| echo | {} ({}) | 1 | {:.0} µs | 1 | {} | {:.0} |",
         thousands(median(
-            &echo.iter().map(|r| r.records.h2load.rps).collect::<Vec<_>>()
+            &echo
+                .iter()
+                .map(|r| r.records.h2load.rps)
+                .collect::<Vec<_>>()
         )),
         rounds_list(echo.iter().map(|r| r.records.h2load.rps)),
         median(&echo.iter().map(|r| r.records.cpu_us).collect::<Vec<_>>()),
         us(median(
-            &echo.iter().map(|r| r.records.h2load.mean_us).collect::<Vec<_>>()
+            &echo
+                .iter()
+                .map(|r| r.records.h2load.mean_us)
+                .collect::<Vec<_>>()
         )),
         median(
             &echo
@@ -184,14 +190,9 @@ pub fn render(results: &Results, info: &RunInfo) -> String {
             ("GetRecords", |r| &r.records),
         ];
         for (name, pick) in picks {
-            let (rps, _, rps_ratio) = paired(
-                gw,
-                echo,
-                |r| pick(r).h2load.rps,
-                |r| r.records.h2load.rps,
-            );
-            let (cpu, _, cpu_ratio) =
-                paired(gw, echo, |r| pick(r).cpu_us, |r| r.records.cpu_us);
+            let (rps, _, rps_ratio) =
+                paired(gw, echo, |r| pick(r).h2load.rps, |r| r.records.h2load.rps);
+            let (cpu, _, cpu_ratio) = paired(gw, echo, |r| pick(r).cpu_us, |r| r.records.cpu_us);
             let _ = writeln!(
                 out,
                 "| {name}, {} | {} ({}) | **{}** | **{:.0} µs** | {} | {} | {:.0} |",
@@ -202,7 +203,9 @@ pub fn render(results: &Results, info: &RunInfo) -> String {
                 cpu,
                 ratio(cpu_ratio),
                 us(median(
-                    &gw.iter().map(|r| pick(r).h2load.mean_us).collect::<Vec<_>>()
+                    &gw.iter()
+                        .map(|r| pick(r).h2load.mean_us)
+                        .collect::<Vec<_>>()
                 )),
                 median(
                     &gw.iter()
@@ -421,8 +424,18 @@ fn targets(results: &Results) -> String {
             )
         };
         let (p50, p99) = (p(|l| l.p50), p(|l| l.p99));
-        row("half peak, open loop, p50 ≤ 1 ms", p50, us(p50), p50 <= 1000.0);
-        row("half peak, open loop, p99 ≤ 3 ms", p99, us(p99), p99 <= 3000.0);
+        row(
+            "half peak, open loop, p50 ≤ 1 ms",
+            p50,
+            us(p50),
+            p50 <= 1000.0,
+        );
+        row(
+            "half peak, open loop, p99 ≤ 3 ms",
+            p99,
+            us(p99),
+            p99 <= 3000.0,
+        );
     }
     let all: Vec<&ServerRun> = results.gateway.iter().flatten().collect();
     let worst = |f: fn(&ServerRun) -> f64| all.iter().map(|&r| f(r)).fold(f64::NAN, f64::max);

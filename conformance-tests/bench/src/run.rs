@@ -165,11 +165,7 @@ pub async fn bench(cli: &Cli) -> Result<(), String> {
         }
     };
     let issuer = Issuer::start().await?;
-    let token = issuer.token(
-        fixture::AUDIENCE,
-        "hackney-mash-system",
-        &["social-worker"],
-    )?;
+    let token = issuer.token(fixture::AUDIENCE, "hackney-mash-system", &["social-worker"])?;
     let auth: MetadataValue<Ascii> = format!("Bearer {token}")
         .parse()
         .map_err(|_| "the token is not a header value")?;
@@ -330,9 +326,10 @@ async fn peak(
     // checked beforehand means the calls failed.
     if h.bytes_per_response < 0.9 * (expect_bytes + 5) as f64 {
         return Err(format!(
-            "{path}: {:.0} bytes per answer under h2load, expected {}: the calls are failing",
+            "{path}: {:.0} bytes per answer under h2load, expected {}: the calls are failing; the server's log ends:\n{}",
             h.bytes_per_response,
-            expect_bytes + 5
+            expect_bytes + 5,
+            server.log_tail()
         ));
     }
     Ok(Peak {
