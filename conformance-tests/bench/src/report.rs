@@ -12,6 +12,11 @@ use crate::{
 /// The section the blocks go under.
 pub const SECTION: &str = "## Gateway throughput and latency";
 
+/// Which closed-loop figures of a run a table row reads.
+type PickPeak = fn(&ServerRun) -> &Peak;
+/// Which one-at-a-time figures of a run a table row reads.
+type PickLatency = fn(&ServerRun) -> &Latency;
+
 /// About the run itself.
 #[derive(Debug)]
 pub struct RunInfo {
@@ -185,7 +190,7 @@ pub fn render(results: &Results, info: &RunInfo) -> String {
         ),
     );
     for (s, gw) in results.scenarios.iter().zip(&results.gateway) {
-        let picks: [(&str, fn(&ServerRun) -> &Peak); 2] = [
+        let picks: [(&str, PickPeak); 2] = [
             ("SearchPersons", |r| &r.search),
             ("GetRecords", |r| &r.records),
         ];
@@ -275,7 +280,7 @@ pub fn render(results: &Results, info: &RunInfo) -> String {
     );
     let _ = writeln!(out, "|---|---:|---:|---:|---:|---:|---:|");
     for (s, gw) in results.scenarios.iter().zip(&results.gateway) {
-        let picks: [(&str, fn(&ServerRun) -> &Latency); 2] = [
+        let picks: [(&str, PickLatency); 2] = [
             ("SearchPersons", |r| &r.serial_search),
             ("GetRecords", |r| &r.serial_records),
         ];
