@@ -517,10 +517,9 @@ figure of the same rounds, since the machine is shared and absolute figures drif
 **Commands**
 
 ```
-export CARGO_TARGET_DIR=/work/main/target   # or the default target/
 cargo build --release -p liaison-gateway -p liaison-bench
-$CARGO_TARGET_DIR/release/liaison-bench            # full: 3 rounds of 10 s runs, ~8 min
-$CARGO_TARGET_DIR/release/liaison-bench --quick    # smoke: 3 rounds of 1 s runs, under 2 min
+target/release/liaison-bench            # full: 3 rounds of 10 s runs, ~8 min
+target/release/liaison-bench --quick    # smoke: 3 rounds of 1 s runs, under 2 min
 ```
 
 `h2load` comes from `apt-get install nghttp2-client`; PostgreSQL is the local server
