@@ -12,7 +12,7 @@ use liaison_proto::v1::{
     sharing_service_server::SharingServiceServer,
 };
 use tokio::{net::TcpListener, sync::watch, task::JoinHandle};
-use tokio_stream::wrappers::TcpListenerStream;
+use tokio_stream::{StreamExt as _, wrappers::TcpListenerStream};
 use tower::ServiceBuilder;
 
 use crate::{
@@ -263,9 +263,18 @@ pub async fn start(
             let acceptor = Acceptor::new(tls, &cas, &config.base_dir)?;
             tokio::spawn(router.serve_with_incoming_shutdown(acceptor.incoming(listener), signal))
         }
-        None => tokio::spawn(
-            router.serve_with_incoming_shutdown(TcpListenerStream::new(listener), signal),
-        ),
+        None => {
+            // tonic's own `tcp_nodelay` does not reach connections it is
+            // handed; without it each answer's trailers wait for the
+            // client's delayed ACK (tens of milliseconds per call).
+            let incoming = TcpListenerStream::new(listener).map(|stream| {
+                if let Ok(stream) = &stream {
+                    let _ = stream.set_nodelay(true);
+                }
+                stream
+            });
+            tokio::spawn(router.serve_with_incoming_shutdown(incoming, signal))
+        }
     };
     let sealer = keys.signing.map(|key| {
         let mut options = SealerOptions::default();

@@ -220,6 +220,9 @@ impl Acceptor {
                 if tx.is_closed() {
                     return;
                 }
+                // Without it each answer's trailers wait for the client's
+                // delayed ACK: tens of milliseconds per call.
+                let _ = tcp.set_nodelay(true);
                 let this = self.clone();
                 let tx = tx.clone();
                 tokio::spawn(async move {
