@@ -97,16 +97,41 @@ pub struct Telemetry {
 }
 
 type Fmt = Box<dyn tracing_subscriber::Layer<Registry> + Send + Sync>;
-type WithFmt = tracing_subscriber::layer::Layered<reload::Layer<Fmt, Registry>, Registry>;
-type Otel =
-    Option<tracing_opentelemetry::OpenTelemetryLayer<WithFmt, opentelemetry_sdk::trace::Tracer>>;
 
-struct Handles {
-    fmt: reload::Handle<Fmt, Registry>,
-    otel: reload::Handle<Otel, WithFmt>,
+/// Reloads the log format once the configuration is read.
+static FMT: OnceLock<reload::Handle<Fmt, Registry>> = OnceLock::new();
+
+/// The tracer of the first gateway in this process configured to export.
+/// The OpenTelemetry layer is installed from the start, filtered off until
+/// this is set: a reloaded layer cannot be reached by
+/// `OpenTelemetrySpanExt`, which the server span needs to join the caller's
+/// trace.
+static TRACER: OnceLock<opentelemetry_sdk::trace::Tracer> = OnceLock::new();
+
+/// Hands spans to [`TRACER`].
+#[derive(Debug, Clone, Copy)]
+struct LateTracer;
+
+impl opentelemetry::trace::Tracer for LateTracer {
+    type Span = opentelemetry_sdk::trace::Span;
+
+    fn build_with_context(
+        &self,
+        builder: opentelemetry::trace::SpanBuilder,
+        parent_cx: &opentelemetry::Context,
+    ) -> Self::Span {
+        static OFF: OnceLock<opentelemetry_sdk::trace::Tracer> = OnceLock::new();
+        let tracer = TRACER.get().unwrap_or_else(|| {
+            OFF.get_or_init(|| {
+                SdkTracerProvider::builder()
+                    .with_sampler(opentelemetry_sdk::trace::Sampler::AlwaysOff)
+                    .build()
+                    .tracer("liaison")
+            })
+        });
+        tracer.build_with_context(builder, parent_cx)
+    }
 }
-
-static HANDLES: OnceLock<Handles> = OnceLock::new();
 
 fn default_service_name() -> String {
     "liaison".into()
@@ -130,7 +155,7 @@ fn fmt_layer(format: LogFormat) -> Fmt {
 /// text unless `LIAISON_LOG_FORMAT=json`, until [`start`] applies the
 /// configured format; the level comes from `RUST_LOG` (default `info`).
 pub fn init() {
-    if HANDLES.get().is_some() {
+    if FMT.get().is_some() {
         return;
     }
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
@@ -140,17 +165,16 @@ pub fn init() {
         LogFormat::Text
     };
     let (fmt, fmt_handle) = reload::Layer::new(fmt_layer(format));
-    let (otel, otel_handle) = reload::Layer::new(None);
+    let otel = tracing_opentelemetry::OpenTelemetryLayer::new(LateTracer).with_filter(
+        tracing_subscriber::filter::dynamic_filter_fn(|_, _| TRACER.get().is_some()),
+    );
     let installed = tracing_subscriber::registry()
         .with(fmt)
         .with(otel)
         .with(filter)
         .try_init();
     if installed.is_ok() {
-        let _ = HANDLES.set(Handles {
-            fmt: fmt_handle,
-            otel: otel_handle,
-        });
+        let _ = FMT.set(fmt_handle);
     }
 }
 
@@ -208,13 +232,13 @@ pub fn start(config: &TelemetryConfig) -> Result<Telemetry, TelemetryError> {
     opentelemetry::global::set_meter_provider(meter.clone());
     instruments::install(&meter);
 
-    if let Some(handles) = HANDLES.get() {
-        let _ = handles.fmt.reload(fmt_layer(config.log_format));
-        if let Some(provider) = &tracer {
-            opentelemetry::global::set_tracer_provider(provider.clone());
-            let layer = tracing_opentelemetry::layer().with_tracer(provider.tracer("liaison"));
-            let _ = handles.otel.reload(Some(layer));
-        }
+    if let Some(fmt) = FMT.get() {
+        let _ = fmt.reload(fmt_layer(config.log_format));
+    }
+    if let Some(provider) = &tracer {
+        opentelemetry::global::set_tracer_provider(provider.clone());
+        let _ = TRACER.set(provider.tracer("liaison"));
+        tracing::callsite::rebuild_interest_cache();
     }
     Ok(Telemetry {
         tracer,
