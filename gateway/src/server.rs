@@ -172,6 +172,9 @@ pub async fn start(
         })
         .collect();
     let registry = Arc::new(Registry::from_configs(&connectors).await?);
+    if let Some(metrics) = crate::telemetry::metrics() {
+        metrics.observe_connectors(registry.clone());
+    }
     let http = reqwest::Client::builder()
         .connect_timeout(Duration::from_secs(3))
         .redirect(reqwest::redirect::Policy::none())

@@ -396,3 +396,6 @@ impl TelemetryConfig {
         out
     }
 }
+
+#[cfg(test)]
+mod tests;

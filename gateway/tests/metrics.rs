@@ -97,6 +97,14 @@ async fn metrics_count_shares_denials_and_ledger_appends() {
     );
     assert!(sample(&text, "liaison_ledger_entries_total").unwrap() >= 2.0);
     assert!(text.contains("# TYPE liaison_ledger_append_duration histogram"));
+    assert_eq!(
+        sample(
+            &text,
+            &format!(r#"liaison_connector_circuit{{dataset="{DATASET}",state="closed"}}"#)
+        ),
+        Some(1.0),
+        "{text}"
+    );
 
     assert_eq!(get("/healthz").await.unwrap().status(), 200);
     assert_eq!(get("/readyz").await.unwrap().status(), 200);

@@ -115,6 +115,48 @@ impl Metrics {
         );
     }
 
+    /// Reports each connector's circuit breaker (1 for the state it is in,
+    /// 0 for the others) and its resilience counters, by dataset.
+    pub fn observe_connectors(&self, registry: std::sync::Arc<liaison_connectors::Registry>) {
+        use liaison_connectors::CircuitState;
+        let r = registry.clone();
+        let _ = self
+            .meter
+            .u64_observable_gauge("liaison.connector.circuit")
+            .with_description("Circuit breaker state by dataset: 1 for the current state")
+            .with_callback(move |o| {
+                for (dataset, stats) in r.all_stats() {
+                    for state in [
+                        CircuitState::Closed,
+                        CircuitState::Open,
+                        CircuitState::HalfOpen,
+                    ] {
+                        o.observe(
+                            u64::from(stats.circuit == state),
+                            &[
+                                KeyValue::new("dataset", dataset.to_owned()),
+                                KeyValue::new("state", state.as_str()),
+                            ],
+                        );
+                    }
+                }
+            })
+            .build();
+        let _ = self
+            .meter
+            .u64_observable_counter("liaison.connector.rejected")
+            .with_description("Connector calls refused at once because the circuit was open")
+            .with_callback(move |o| {
+                for (dataset, stats) in registry.all_stats() {
+                    o.observe(
+                        stats.rejected,
+                        &[KeyValue::new("dataset", dataset.to_owned())],
+                    );
+                }
+            })
+            .build();
+    }
+
     /// Reports the ledger writer's group-commit counters: transactions and
     /// entries (their ratio is the mean batch size) and the largest batch.
     pub fn observe_ledger(&self, ledger: std::sync::Arc<liaison_ledger::Ledger>) {
