@@ -97,7 +97,7 @@ async fn a_share_is_one_trace_of_its_stages_joined_to_the_callers_and_named_in_t
     );
     let world = World::start_with(None, |text| {
         format!(
-            "{text}\n[telemetry]\notlp_endpoint = \"{endpoint}\"\nservice_name = \"liaison-test\"\n"
+            "{text}\n[telemetry]\notlp_endpoint = \"{endpoint}\"\nservice_name = \"liaison-test\"\nlog_format = \"json\"\n"
         )
     })
     .await;
