@@ -18,7 +18,7 @@ mod prometheus;
 
 use std::{
     net::SocketAddr,
-    sync::{Arc, OnceLock},
+    sync::OnceLock,
     task::{Context, Poll},
     time::Duration,
 };
@@ -374,9 +374,6 @@ where
         Box::pin(future.instrument(span))
     }
 }
-
-/// A cheap handle the admin listener reads from.
-pub type TelemetryHandle = Arc<Telemetry>;
 
 impl TelemetryConfig {
     /// What is wrong, as `(key, message)`.
