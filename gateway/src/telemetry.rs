@@ -46,8 +46,8 @@ pub use instruments::{Metrics, metrics};
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TelemetryConfig {
-    /// The OTLP/gRPC collector to send traces and metrics to, e.g.
-    /// `http://otel-collector:4317`; the `OTEL_EXPORTER_OTLP_ENDPOINT`
+    /// The OTLP/gRPC collector to send traces and metrics to, in plaintext,
+    /// e.g. `http://otel-collector:4317`; the `OTEL_EXPORTER_OTLP_ENDPOINT`
     /// environment variable overrides it. Absent, nothing is pushed.
     #[serde(default)]
     pub otlp_endpoint: Option<String>,
@@ -380,11 +380,14 @@ impl TelemetryConfig {
     pub fn problems(&self) -> Vec<(&'static str, String)> {
         let mut out = Vec::new();
         if let Some(endpoint) = &self.otlp_endpoint
-            && !(endpoint.starts_with("http://") || endpoint.starts_with("https://"))
+            && !endpoint.starts_with("http://")
         {
+            // The exporter is built without a TLS stack of its own: it
+            // speaks to a collector beside the gateway (sidecar or node
+            // agent), which forwards over TLS.
             out.push((
                 "otlp_endpoint",
-                format!("`{endpoint}` must be an `http://` or `https://` URL"),
+                format!("`{endpoint}` must be an `http://` URL of a nearby collector"),
             ));
         }
         if self.service_name.trim().is_empty() {
