@@ -243,10 +243,10 @@ where
         let mut inner = std::mem::replace(&mut self.inner, clone);
         // Requests without a principal (health, reflection) pass: they
         // reach no data and cost next to nothing.
-        let admitted = req
-            .extensions()
-            .get::<Arc<Principal>>()
-            .map(|principal| self.gates.admit(principal));
+        let admitted = req.extensions().get::<Arc<Principal>>().map(|principal| {
+            let _span = tracing::info_span!("admit", agency = %principal.agency).entered();
+            self.gates.admit(principal)
+        });
         Box::pin(async move {
             match admitted {
                 None => inner.call(req).await,

@@ -10,6 +10,7 @@ use std::{
     sync::Arc,
     task::{Context, Poll},
 };
+use tracing::Instrument;
 
 use http::{Request, Response};
 use liaison_ledger::Ledger;
@@ -118,6 +119,7 @@ where
                                 token.trim(),
                                 peer.certificate_sha256.as_ref().map(|h| &h[..]),
                             )
+                            .instrument(tracing::info_span!("authenticate"))
                             .await
                     }
                     None => Err(GatewayError::Unauthenticated {

@@ -43,6 +43,9 @@ pub struct Config {
     /// The DPO web console on its own listener; absent, none is served.
     #[serde(default)]
     pub console: Option<crate::console::ConsoleConfig>,
+    /// Traces, metrics and log format; absent, nothing is exported.
+    #[serde(default)]
+    pub telemetry: Option<crate::telemetry::TelemetryConfig>,
     /// The directory relative paths are resolved against (the config file's).
     #[serde(skip)]
     pub base_dir: PathBuf,
@@ -529,6 +532,15 @@ impl Config {
         }
         if let Some(console) = &self.console {
             out.extend(console.validate(&self.issuers, text));
+        }
+        if let Some(telemetry) = &self.telemetry {
+            for (key, message) in telemetry.problems() {
+                out.push(Problem {
+                    line: find_line(text, key),
+                    key: format!("telemetry.{key}"),
+                    message,
+                });
+            }
         }
         out.sort_by_key(|p| p.line);
         out

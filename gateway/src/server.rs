@@ -67,6 +67,7 @@ pub struct Running {
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     task: JoinHandle<Result<(), tonic::transport::Error>>,
     sealer: Option<SealerHandle>,
+    telemetry: Option<crate::telemetry::Telemetry>,
 }
 
 impl Running {
@@ -88,6 +89,9 @@ impl Running {
         };
         if let Some(sealer) = self.sealer.take() {
             sealer.shutdown().await;
+        }
+        if let Some(telemetry) = self.telemetry.take() {
+            telemetry.shutdown().await;
         }
         served
     }
@@ -121,7 +125,37 @@ pub async fn start(
     stop: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<Running, StartError> {
     let config = Arc::new(config);
+    let telemetry = match &config.telemetry {
+        Some(tc) => {
+            Some(crate::telemetry::start(tc).map_err(|e| StartError::Other(e.to_string()))?)
+        }
+        None => None,
+    };
     let ledger = Arc::new(Ledger::connect(&config.ledger_url()).await?);
+    if let Some(metrics) = crate::telemetry::metrics() {
+        metrics.observe_ledger(ledger.clone());
+    }
+    let admin_listener = match (
+        &telemetry,
+        config.telemetry.as_ref().and_then(|t| t.admin_listen),
+    ) {
+        (Some(telemetry), Some(addr)) => {
+            let listener = TcpListener::bind(addr)
+                .await
+                .map_err(|e| StartError::Listen {
+                    addr,
+                    message: e.to_string(),
+                })?;
+            tracing::info!(addr = %addr, "admin listener serving /metrics, /healthz, /readyz");
+            let router = crate::telemetry::admin::router(telemetry.clone(), ledger.clone());
+            Some(tokio::spawn(async move {
+                if let Err(e) = axum::serve(listener, router).await {
+                    tracing::error!(error = %e, "admin listener stopped");
+                }
+            }))
+        }
+        _ => None,
+    };
     let keys = config.ledger_keys().map_err(StartError::Other)?;
     let engine = load_policy(&config).await?;
     let (_policy_tx, policy) = watch::channel(Arc::new(engine));
@@ -138,6 +172,9 @@ pub async fn start(
         })
         .collect();
     let registry = Arc::new(Registry::from_configs(&connectors).await?);
+    if let Some(metrics) = crate::telemetry::metrics() {
+        metrics.observe_connectors(registry.clone());
+    }
     let http = reqwest::Client::builder()
         .connect_timeout(Duration::from_secs(3))
         .redirect(reqwest::redirect::Policy::none())
@@ -222,6 +259,7 @@ pub async fn start(
 
     // The transport stack, in request order.
     let transport = ServiceBuilder::new()
+        .layer(crate::telemetry::TraceLayer)
         .layer(AuthnLayer::new(trust, ledger.clone()))
         .layer(AdmissionLayer::new(
             &config.server.limits,
@@ -251,6 +289,9 @@ pub async fn start(
             .await;
         if let Some(console) = console {
             console.abort();
+        }
+        if let Some(admin) = admin_listener {
+            admin.abort();
         }
     };
     let task = match &config.server.tls {
@@ -290,5 +331,6 @@ pub async fn start(
         shutdown: Some(tx),
         task,
         sealer,
+        telemetry,
     })
 }

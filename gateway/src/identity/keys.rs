@@ -240,6 +240,9 @@ impl Inner {
         let mut state = self.state.write().await;
         state.last_attempt = Some(Instant::now());
         state.fetches = state.fetches.saturating_add(1);
+        if let Some(m) = crate::telemetry::metrics() {
+            m.jwks_refresh(&self.issuer, fetched.is_ok());
+        }
         match fetched {
             Ok((jwks_uri, keys)) => {
                 state.keys = keys;

@@ -33,7 +33,8 @@ impl Caller {
                 .remote_addr
                 .map(|a| a.to_string())
                 .unwrap_or_default(),
-            trace_id: trace_id(request.metadata()),
+            trace_id: crate::telemetry::current_trace_id()
+                .unwrap_or_else(|| trace_id(request.metadata())),
             deadline: grpc_timeout(request.metadata()),
         })
     }

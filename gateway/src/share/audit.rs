@@ -14,6 +14,7 @@ use liaison_policy::Action;
 use liaison_proto::v1 as pb;
 use prost::Message;
 use tower::{Layer, Service};
+use tracing::Instrument;
 
 use super::{Answer, BoxFuture, Facts, Refused, ShareCall, Shared};
 use crate::{error::GatewayError, identity::Principal};
@@ -78,7 +79,15 @@ where
                 Err(never) => match never {},
             };
             let entry = entry_for(&call, &answer.facts, answer.result.as_ref().err());
-            let receipt = match append(&ledger, &entry).await {
+            let started = std::time::Instant::now();
+            let appended = append(&ledger, &entry)
+                .instrument(tracing::info_span!("audit-append", outcome = entry.outcome))
+                .await;
+            if let Some(m) = crate::telemetry::metrics() {
+                m.ledger_append(started.elapsed(), appended.is_ok());
+                record(m, &entry);
+            }
+            let receipt = match appended {
                 Ok(r) => r,
                 Err(e) => {
                     // INVARIANT: nothing is disclosed without a durable
@@ -148,6 +157,19 @@ pub async fn append(
         leaf_hash: hex::encode(receipt.leaf_hash),
         recorded_at: entry.recorded_at,
     })
+}
+
+/// Counts one share by method and outcome, and a denial by its reason.
+fn record(m: &crate::telemetry::Metrics, entry: &pb::AuditEntry) {
+    let outcome = pb::AuditOutcome::try_from(entry.outcome).unwrap_or_default();
+    let name = outcome
+        .as_str_name()
+        .trim_start_matches("AUDIT_OUTCOME_")
+        .to_ascii_lowercase();
+    m.share(&entry.method, &name);
+    if outcome == pb::AuditOutcome::Denied {
+        m.denial(&entry.error_reason);
+    }
 }
 
 /// The principal as recorded: never the token, only who it vouched for.

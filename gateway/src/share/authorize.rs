@@ -81,7 +81,8 @@ where
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let engine = self.policy.borrow().clone();
         Box::pin(async move {
-            let (plan, facts, denial) = decide(&engine, &validated);
+            let (plan, facts, denial) =
+                tracing::info_span!("authorise").in_scope(|| decide(&engine, &validated));
             if plan.is_empty() {
                 let error = denial.unwrap_or_else(|| GatewayError::Denied {
                     reason: "DATASET_NOT_COVERED",

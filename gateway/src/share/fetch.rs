@@ -13,6 +13,7 @@ use liaison_connectors::{Connector, PersonQuery, Registry};
 use liaison_proto::v1 as pb;
 use tokio::task::JoinSet;
 use tower::Service;
+use tracing::Instrument;
 
 use super::{Answer, Authorized, BoxFuture, Facts, Payload, ValidOperation};
 use crate::error::GatewayError;
@@ -75,11 +76,27 @@ async fn fetch(registry: Arc<Registry>, deadline: Duration, req: Authorized) -> 
         };
         let dataset = dataset.clone();
         let operation = req.validated.operation.clone();
-        tasks.spawn(async move {
-            let result =
-                tokio::time::timeout(deadline, consult(connector.as_ref(), &operation)).await;
-            (dataset, result)
-        });
+        let span = tracing::info_span!("fetch", dataset = %dataset);
+        tasks.spawn(
+            async move {
+                // The connector's source joins this span's trace.
+                let parent = crate::telemetry::current_trace_parent();
+                let started = std::time::Instant::now();
+                let consulted =
+                    tokio::time::timeout(deadline, consult(connector.as_ref(), &operation));
+                let result = liaison_connectors::trace::with_trace_parent(parent, consulted).await;
+                if let Some(m) = crate::telemetry::metrics() {
+                    let error = match &result {
+                        Err(_) => Some("deadline"),
+                        Ok(Err(_)) => Some("unavailable"),
+                        Ok(Ok(_)) => None,
+                    };
+                    m.connector(&dataset, started.elapsed(), error);
+                }
+                (dataset, result)
+            }
+            .instrument(span),
+        );
     }
     let mut found = Vec::new();
     let mut person = None;

@@ -114,7 +114,8 @@ where
         Box::pin(async move {
             let mut answer = inner.call(req).await?;
             if let Ok(payload) = &mut answer.result {
-                answer.facts.disclosures = minimise_payload(payload, &masks);
+                answer.facts.disclosures =
+                    tracing::info_span!("minimise").in_scope(|| minimise_payload(payload, &masks));
             }
             Ok(answer)
         })
