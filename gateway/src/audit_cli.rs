@@ -194,6 +194,14 @@ pub async fn verify(args: VerifyArgs) -> i32 {
         ledger.verify().await
     } else {
         let heads = match &witness {
+            // The sealer creates the witness with the first signed head.
+            Some(path) if !path.exists() => {
+                eprintln!(
+                    "note: witness file `{}` does not exist yet; nothing to compare against",
+                    path.display()
+                );
+                Vec::new()
+            }
             Some(path) => match read_witness_file(path, &ring) {
                 Ok(heads) => heads,
                 Err(e) => return broken_or_failed(&e, "witness"),
