@@ -153,6 +153,13 @@ pub fn config(listen: &str, ledger: &str, issuer: &str, rms: &Path, mapping: &Pa
 [server]
 listen = "{listen}"
 connector_deadline_ms = 5000
+# The bench measures what a share costs, not where admission refuses: the
+# limits are checked on every call but set beyond any load here.
+[server.limits]
+agency_requests_per_second = 100000000
+agency_burst = 100000000
+agency_max_concurrent = 100000
+max_in_flight = 100000
 [ledger]
 url = "{ledger}"
 [policy]
