@@ -137,6 +137,14 @@ fn witness_path(args: &VerifyArgs) -> Result<Option<PathBuf>, String> {
     }
 }
 
+/// The latest signed head, as the verify reports name it.
+fn describe_head(head: Option<&liaison_ledger::SignedTreeHead>) -> String {
+    head.map_or_else(
+        || "no signed head".to_owned(),
+        |h| format!("latest signed head at {} by key {}", h.size, h.key_id),
+    )
+}
+
 /// Reports a verification error with the exit code it deserves.
 fn broken_or_failed(e: &LedgerError, what: &str) -> i32 {
     match e {
@@ -167,10 +175,7 @@ pub async fn verify(args: VerifyArgs) -> i32 {
         }
         return match liaison_ledger::verify_export_file(export, &ring, witness.as_deref()) {
             Ok(report) => {
-                let signed = report.latest_head.map_or_else(
-                    || "no signed head".to_owned(),
-                    |h| format!("latest signed head at {} by key {}", h.size, h.key_id),
-                );
+                let signed = describe_head(report.latest_head.as_ref());
                 println!(
                     "export verifies: entries {}..={} ({} checked), {} signed heads ({signed}), {} witnessed heads matched, Merkle root {}",
                     report.first_seq,
@@ -212,10 +217,7 @@ pub async fn verify(args: VerifyArgs) -> i32 {
     };
     match result {
         Ok(report) => {
-            let signed = report.latest_head.map_or_else(
-                || "no signed head".to_owned(),
-                |h| format!("latest signed head at {} by key {}", h.size, h.key_id),
-            );
+            let signed = describe_head(report.latest_head.as_ref());
             println!(
                 "ledger verifies: {} entries, {signed}, chain head {}, Merkle root {}",
                 report.entries,
