@@ -424,6 +424,7 @@ fn share_context(c: ContextArgs) -> pb::ShareContext {
         case_reference: c.case_reference,
         on_behalf_of: None,
         correlation_id: String::new(),
+        break_glass: None,
     }
 }
 

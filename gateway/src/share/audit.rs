@@ -266,6 +266,8 @@ pub fn entry_for(call: &ShareCall, facts: &Facts, error: Option<&GatewayError>) 
         trace_id: call.trace_id.clone(),
         correlation_id,
         client_address: call.client_address.clone(),
+        break_glass: None,
+        target: String::new(),
     }
 }
 
