@@ -130,8 +130,28 @@ fn default_seal_interval_ms() -> Spanned<u64> {
 #[serde(deny_unknown_fields)]
 pub struct PolicyConfig {
     /// A TOML file of `[[agreement]]` and `[[rule]]` tables, relative to the
-    /// config file.
+    /// config file. Its agreements are imported into the register (the
+    /// ledger's database) as versions; its rules apply as they stand. Read
+    /// again whenever it changes, so a GitOps deployment only replaces it.
     pub file: Spanned<PathBuf>,
+    /// How often each replica checks the register and the file for changes,
+    /// in milliseconds (100–60000). On PostgreSQL a committed change is also
+    /// announced at once; this bounds how late a replica can be if the
+    /// announcement is lost.
+    #[serde(default = "default_reload_interval_ms")]
+    pub reload_interval_ms: Spanned<u64>,
+    /// The role that may propose and change its own agency's agreements
+    /// through `AdminService`.
+    #[serde(default = "default_governance_role")]
+    pub governance_role: String,
+}
+
+fn default_reload_interval_ms() -> Spanned<u64> {
+    Spanned::new(0..0, 1000)
+}
+
+fn default_governance_role() -> String {
+    "information-governance".into()
 }
 
 /// The kind of agency.
@@ -486,6 +506,16 @@ impl Config {
                     ),
                 );
             }
+        }
+        if !(100..=60_000).contains(self.policy.reload_interval_ms.get_ref()) {
+            problem(
+                self.policy.reload_interval_ms.span(),
+                "policy.reload_interval_ms".into(),
+                format!(
+                    "`{}` is out of range; between 100 and 60000 milliseconds",
+                    self.policy.reload_interval_ms.get_ref()
+                ),
+            );
         }
         let ledger = &self.ledger;
         if !(100..=60_000).contains(ledger.seal_interval_ms.get_ref()) {

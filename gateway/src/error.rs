@@ -72,6 +72,12 @@ pub enum GatewayError {
         /// What was looked for, in words.
         what: String,
     },
+    /// A change names a base version that is no longer current.
+    #[error("{message}")]
+    VersionConflict {
+        /// What changed meanwhile.
+        message: String,
+    },
     /// The ledger could not durably record the share, so nothing was sent.
     #[error("the audit ledger could not record this request, so nothing was disclosed")]
     AuditUnavailable,
@@ -125,6 +131,7 @@ impl GatewayError {
             Self::Denied { reason, .. } => reason,
             Self::FunctionNotPermitted { .. } => "FUNCTION_NOT_PERMITTED",
             Self::NotFound { .. } => "NOT_FOUND",
+            Self::VersionConflict { .. } => "VERSION_CONFLICT",
             Self::AuditUnavailable => "AUDIT_UNAVAILABLE",
             Self::SourcesUnavailable { .. } => "SOURCES_UNAVAILABLE",
             Self::DeadlineExceeded => "DEADLINE_EXCEEDED",
@@ -145,6 +152,7 @@ impl GatewayError {
             | Self::Denied { .. }
             | Self::FunctionNotPermitted { .. }
             | Self::NotFound { .. }
+            | Self::VersionConflict { .. }
             | Self::DeadlineExceeded
             | Self::RateLimited { .. } => Fault::Caller,
             Self::SourcesUnavailable { .. } => Fault::Connector,

@@ -11,7 +11,7 @@ use liaison_proto::v1::{
     admin_service_server::AdminServiceServer, oversight_service_server::OversightServiceServer,
     sharing_service_server::SharingServiceServer,
 };
-use tokio::{net::TcpListener, sync::watch, task::JoinHandle};
+use tokio::{net::TcpListener, task::JoinHandle};
 use tokio_stream::{StreamExt as _, wrappers::TcpListenerStream};
 use tower::ServiceBuilder;
 
@@ -157,8 +157,21 @@ pub async fn start(
         _ => None,
     };
     let keys = config.ledger_keys().map_err(StartError::Other)?;
-    let engine = load_policy(&config).await?;
-    let (_policy_tx, policy) = watch::channel(Arc::new(engine));
+    let policy_path = config.policy_path();
+    let policy_err = |message: String| StartError::Policy {
+        path: policy_path.display().to_string(),
+        message,
+    };
+    let store = crate::agreements::AgreementStore::open(&config.ledger_url())
+        .await
+        .map_err(|e| policy_err(e.to_string()))?;
+    let (source, policy) =
+        crate::agreements::PolicySource::start(store.clone(), ledger.clone(), policy_path.clone())
+            .await
+            .map_err(|e| policy_err(e.to_string()))?;
+    let reloader = source
+        .spawn(Duration::from_millis(*config.policy.reload_interval_ms.get_ref()))
+        .await;
     let connectors: Vec<ConnectorConfig> = config
         .connectors
         .iter()
@@ -223,7 +236,15 @@ pub async fn start(
     let oversight = OversightServiceServer::new(Oversight::new(ledger.clone(), keys.ring.clone()))
         .max_decoding_message_size(max)
         .max_encoding_message_size(max);
-    let admin = AdminServiceServer::new(Admin::new(config.clone(), policy.clone()))
+    let admin = AdminServiceServer::new(Admin::new(
+        config.clone(),
+        policy.clone(),
+        crate::services::admin::Register {
+            store,
+            ledger: ledger.clone(),
+            reloader,
+        },
+    ))
         .max_decoding_message_size(max)
         .max_encoding_message_size(max);
 

@@ -21,6 +21,7 @@ impl From<&GatewayError> for Code {
                 Code::PermissionDenied
             }
             GatewayError::NotFound { .. } => Code::NotFound,
+            GatewayError::VersionConflict { .. } => Code::Aborted,
             GatewayError::IssuerUnavailable { .. }
             | GatewayError::AuditUnavailable
             | GatewayError::SourcesUnavailable { .. } => Code::Unavailable,
@@ -126,6 +127,13 @@ mod tests {
                 },
                 Code::PermissionDenied,
                 "FUNCTION_NOT_PERMITTED",
+            ),
+            (
+                GatewayError::VersionConflict {
+                    message: "agreement `x` is at version 3, not 2".into(),
+                },
+                Code::Aborted,
+                "VERSION_CONFLICT",
             ),
             (
                 GatewayError::NotFound {

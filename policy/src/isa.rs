@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 ///
 /// A change to an agreement is a new version, so the version recorded in an audit entry names
 /// exactly the terms a share was decided under.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Agreement {
     /// For example `met-hackney-children`.
@@ -30,13 +30,23 @@ pub struct Agreement {
     pub legal_basis: String,
     pub datasets: Vec<DatasetTerms>,
     /// The first day the agreement is in force.
-    #[serde(deserialize_with = "date")]
+    #[serde(deserialize_with = "date", serialize_with = "write_date")]
     pub valid_from: time::Date,
     /// The last day the agreement is in force; open-ended when absent.
-    #[serde(default, deserialize_with = "optional_date")]
+    #[serde(
+        default,
+        deserialize_with = "optional_date",
+        serialize_with = "write_optional_date",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub valid_until: Option<time::Date>,
     /// When the DPOs must next review it; reported, never enforced.
-    #[serde(default, deserialize_with = "optional_date")]
+    #[serde(
+        default,
+        deserialize_with = "optional_date",
+        serialize_with = "write_optional_date",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub review_date: Option<time::Date>,
     pub status: AgreementStatus,
     #[serde(default)]
@@ -44,7 +54,7 @@ pub struct Agreement {
 }
 
 /// What an agreement releases from one dataset.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct DatasetTerms {
     /// For example `police.records`.
@@ -54,7 +64,7 @@ pub struct DatasetTerms {
     pub roles: Vec<RoleFields>,
     /// A handling instruction the recipient must follow, carried on every allowed share as an
     /// [`crate::Obligation::HandlingCaveat`].
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub handling_caveat: Option<String>,
     /// Whether the provider asked to be told of every disclosure under these terms.
     #[serde(default)]
@@ -62,7 +72,7 @@ pub struct DatasetTerms {
 }
 
 /// The fields one role may see.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RoleFields {
     pub role: String,
@@ -124,6 +134,29 @@ pub struct OperatorRule {
 }
 
 impl Agreement {
+    /// The agreement as a policy-file document holding just it (one `[[agreement]]` table), in
+    /// a canonical form: the same terms always give the same text, so its hash identifies them.
+    pub fn to_toml(&self) -> Result<String, crate::PolicyError> {
+        #[derive(Serialize)]
+        struct One<'a> {
+            agreement: [&'a Agreement; 1],
+        }
+        toml::to_string(&One { agreement: [self] }).map_err(|e| crate::PolicyError::Invalid {
+            problems: vec![crate::error::Problem {
+                subject: format!("agreement `{}`", self.id),
+                line: None,
+                message: format!("cannot be written as TOML: {e}"),
+            }],
+        })
+    }
+
+    /// `sha256:` and the hex SHA-256 of [`Agreement::to_toml`]: what a stored version is known by.
+    pub fn content_hash(&self) -> Result<String, crate::PolicyError> {
+        use sha2::Digest as _;
+        let digest = sha2::Sha256::digest(self.to_toml()?.as_bytes());
+        Ok(format!("sha256:{}", hex_lower(&digest)))
+    }
+
     /// The terms for one dataset, if the agreement covers it.
     pub fn dataset(&self, dataset: &str) -> Option<&DatasetTerms> {
         self.datasets.iter().find(|terms| terms.dataset == dataset)
@@ -211,6 +244,30 @@ impl fmt::Display for Effect {
     }
 }
 
+/// Writes a date as a bare TOML date, the form people write.
+fn write_date<S: serde::Serializer>(date: &time::Date, serializer: S) -> Result<S::Ok, S::Error> {
+    let value = toml::value::Datetime {
+        date: Some(toml::value::Date {
+            year: u16::try_from(date.year()).map_err(serde::ser::Error::custom)?,
+            month: u8::from(date.month()),
+            day: date.day(),
+        }),
+        time: None,
+        offset: None,
+    };
+    value.serialize(serializer)
+}
+
+fn write_optional_date<S: serde::Serializer>(
+    date: &Option<time::Date>,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    match date {
+        Some(date) => write_date(date, serializer),
+        None => serializer.serialize_none(),
+    }
+}
+
 /// Accepts a bare TOML date (`2026-04-01`), which is what people write, and a quoted one, which
 /// is what generated files often hold; `time`'s own serde support only takes the latter.
 fn date<'de, D: Deserializer<'de>>(deserializer: D) -> Result<time::Date, D::Error> {
@@ -255,4 +312,12 @@ fn to_date(value: &toml::value::Datetime) -> Result<time::Date, String> {
     let month = time::Month::try_from(date.month).map_err(|e| format!("`{value}`: {e}"))?;
     time::Date::from_calendar_date(i32::from(date.year), month, date.day)
         .map_err(|e| format!("`{value}`: {e}"))
+}
+
+fn hex_lower(bytes: &[u8]) -> String {
+    use fmt::Write as _;
+    bytes.iter().fold(String::with_capacity(bytes.len() * 2), |mut out, b| {
+        let _ = write!(out, "{b:02x}");
+        out
+    })
 }

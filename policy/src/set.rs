@@ -57,6 +57,33 @@ impl PolicySet {
         finish(agreements, rules, problems)
     }
 
+    /// Reads a document holding exactly one `[[agreement]]` table and no rules: what an
+    /// information-governance officer proposes through the admin API, checked as a policy file
+    /// is (every problem, with its line) before it can be stored as a new version.
+    pub fn one_agreement(text: &str) -> Result<Agreement, PolicyError> {
+        let set = Self::from_toml(text)?;
+        let only = |message: String| PolicyError::Invalid {
+            problems: vec![Problem {
+                subject: "proposal".into(),
+                line: None,
+                message,
+            }],
+        };
+        if !set.rules.is_empty() {
+            return Err(only(
+                "holds `[[rule]]` tables; operator rules live in the policy file".into(),
+            ));
+        }
+        let mut agreements = set.agreements.into_iter();
+        match (agreements.next(), agreements.next()) {
+            (Some(agreement), None) => Ok(agreement),
+            (None, _) => Err(only("holds no `[[agreement]]` table".into())),
+            (Some(_), Some(_)) => Err(only(
+                "holds more than one `[[agreement]]` table; propose one at a time".into(),
+            )),
+        }
+    }
+
     pub fn agreements(&self) -> &[Agreement] {
         &self.agreements
     }
@@ -393,5 +420,41 @@ mod tests {
         assert!(!is_identifier("*"));
         assert!(!is_identifier("a:b"));
         assert!(!is_identifier("a b"));
+    }
+}
+
+#[cfg(test)]
+mod one_agreement_tests {
+    use super::*;
+
+    const DEMO: &str = include_str!("../../deploy/demo/policy.toml");
+
+    #[test]
+    fn an_agreement_survives_its_canonical_form_and_hashes_stably() {
+        let set = PolicySet::from_toml(DEMO).unwrap();
+        for agreement in set.agreements() {
+            let text = agreement.to_toml().unwrap();
+            let again = PolicySet::one_agreement(&text).unwrap();
+            assert_eq!(&again, agreement, "{text}");
+            assert_eq!(again.content_hash().unwrap(), agreement.content_hash().unwrap());
+        }
+        let mut changed = set.agreements()[0].clone();
+        changed.purposes.push("another-purpose".into());
+        assert_ne!(
+            changed.content_hash().unwrap(),
+            set.agreements()[0].content_hash().unwrap()
+        );
+    }
+
+    #[test]
+    fn a_proposal_is_exactly_one_agreement() {
+        let set = PolicySet::from_toml(DEMO).unwrap();
+        let mut other = set.agreements()[0].clone();
+        other.id = "another-agreement".into();
+        let two = format!("{}\n{}", set.agreements()[0].to_toml().unwrap(), other.to_toml().unwrap());
+        let err = PolicySet::one_agreement(&two).unwrap_err().to_string();
+        assert!(err.contains("more than one"), "{err}");
+        let err = PolicySet::one_agreement("").unwrap_err().to_string();
+        assert!(err.contains("no `[[agreement]]`"), "{err}");
     }
 }

@@ -1,32 +1,230 @@
-//! `AdminService`: the trust registry and the agreement register, read-only.
+//! `AdminService`: the trust registry and the agreement register.
+//!
 //! Any authenticated principal may read them, so integrators can see the
-//! agreements they work under.
+//! agreements they work under. Changing an agreement is open only to the
+//! information-governance role of the agency that provides its data: a
+//! change is a new version (never an overwrite), is checked by compiling the
+//! whole register with it, is appended to the ledger before it takes effect,
+//! and is in force on this replica when the call returns and on every other
+//! within the reload interval. Refused attempts are audited too.
 
 use std::sync::Arc;
 
-use liaison_policy::{Agreement, AgreementStatus};
+use liaison_ledger::Ledger;
+use liaison_policy::{Agreement, AgreementStatus, PolicySet};
 use liaison_proto::v1::{self as pb, admin_service_server::AdminService};
 use tonic::{Request, Response, Status};
 
 use crate::{
+    agreements::{
+        AgreementStore, Change, Reloader, StoreError,
+        source::{change_entry, compiles_with, record},
+    },
     authn,
     config::{AgencyKind, Config},
     error::GatewayError,
-    share::authorize::PolicyHandle,
+    identity::Principal,
+    share::{audit, authorize::PolicyHandle},
 };
+
+/// The shortest justification a change to an agreement may carry.
+const MIN_JUSTIFICATION: usize = 10;
 
 /// The admin service.
 #[derive(Debug, Clone)]
 pub struct Admin {
     config: Arc<Config>,
     policy: PolicyHandle,
+    register: Register,
+}
+
+/// Where agreement changes are written, recorded and made to take effect.
+#[derive(Debug, Clone)]
+pub struct Register {
+    /// Every version of every agreement.
+    pub store: AgreementStore,
+    /// Where each change is recorded before it takes effect.
+    pub ledger: Arc<Ledger>,
+    /// Rebuilds this replica's policy after a change.
+    pub reloader: Reloader,
 }
 
 impl Admin {
-    /// Serves the registry in `config` and the agreements in `policy`.
-    pub fn new(config: Arc<Config>, policy: PolicyHandle) -> Self {
-        Self { config, policy }
+    /// Serves the registry in `config` and the agreements in `policy`, and
+    /// writes changes through `register`.
+    pub fn new(config: Arc<Config>, policy: PolicyHandle, register: Register) -> Self {
+        Self {
+            config,
+            policy,
+            register,
+        }
     }
+
+    /// Refuses unless `principal` may change agreements provided by
+    /// `provider`.
+    fn may_change(&self, principal: &Principal, provider: &str) -> Result<(), GatewayError> {
+        let role = &self.config.policy.governance_role;
+        if !principal.has_role(role) {
+            return Err(GatewayError::FunctionNotPermitted {
+                message: format!(
+                    "changing an agreement needs the `{role}` role of the agency that provides its data"
+                ),
+            });
+        }
+        if principal.agency != provider {
+            return Err(GatewayError::FunctionNotPermitted {
+                message: format!(
+                    "agency `{}` may change only agreements it provides data under; this one is provided by `{provider}`",
+                    principal.agency
+                ),
+            });
+        }
+        Ok(())
+    }
+
+    /// Checks, reserves, records and applies one new version.
+    async fn change(
+        &self,
+        call: &Call,
+        proposed: Agreement,
+        base: u32,
+    ) -> Result<(Agreement, pb::Receipt), GatewayError> {
+        let current = self
+            .register
+            .store
+            .latest(&proposed.id)
+            .await
+            .map_err(store_error)?;
+        if let Some(current) = &current {
+            self.may_change(&call.principal, &current.provider)?;
+            if current.status == AgreementStatus::Expired {
+                return Err(GatewayError::InvalidField {
+                    field: "isa_id".into(),
+                    message: format!(
+                        "agreement `{}` has expired and cannot change; propose a new agreement",
+                        current.id
+                    ),
+                });
+            }
+        }
+        self.may_change(&call.principal, &proposed.provider)?;
+        let rules = self.policy.borrow().rules().to_vec();
+        compiles_with(&self.register.store, rules, proposed.clone())
+            .await
+            .map_err(|e| GatewayError::InvalidField {
+                field: "agreement_toml".into(),
+                message: e.to_string(),
+            })?;
+        let change = Change {
+            agency: call.principal.agency.clone(),
+            by: call.principal.subject.clone(),
+            justification: call.justification.clone(),
+        };
+        let reserved = self
+            .register
+            .store
+            .reserve(proposed, base, &change)
+            .await
+            .map_err(store_error)?;
+        let entry = change_entry(
+            &reserved,
+            &change,
+            audit::audit_principal(&call.principal),
+            call.method,
+            call.client_address.clone(),
+            call.trace_id.clone(),
+        );
+        let receipt = record(&self.register.store, &self.register.ledger, &reserved, &entry).await?;
+        self.register.reloader.reload_now().await;
+        Ok((reserved.agreement, receipt))
+    }
+
+    /// Records a refused change, so attempts are as visible as changes.
+    async fn refused(&self, call: &Call, isa_id: &str, error: &GatewayError) {
+        let outcome = match error {
+            GatewayError::FunctionNotPermitted { .. } => pb::AuditOutcome::Denied,
+            GatewayError::InvalidField { .. } | GatewayError::VersionConflict { .. } => {
+                pb::AuditOutcome::Invalid
+            }
+            _ => pb::AuditOutcome::Failed,
+        };
+        let entry = pb::AuditEntry {
+            format_version: audit::FORMAT_VERSION,
+            entry_id: uuid::Uuid::now_v7().to_string(),
+            recorded_at: Some(audit::now()),
+            principal: Some(audit::audit_principal(&call.principal)),
+            recipient_agency_id: call.principal.agency.clone(),
+            action: pb::AuditAction::Administer as i32,
+            method: call.method.to_owned(),
+            justification: call.justification.clone(),
+            isa_id: isa_id.to_owned(),
+            outcome: outcome as i32,
+            error_reason: error.reason().to_owned(),
+            error_message: error.to_string(),
+            target: format!("agreement:{isa_id}"),
+            client_address: call.client_address.clone(),
+            trace_id: call.trace_id.clone(),
+            ..Default::default()
+        };
+        if let Err(e) = audit::append(&self.register.ledger, &entry).await {
+            tracing::error!(error = %e, "could not record a refused agreement change");
+        }
+    }
+}
+
+/// Who asked for a change, from where, and why.
+struct Call {
+    principal: Arc<Principal>,
+    method: &'static str,
+    justification: String,
+    client_address: String,
+    trace_id: String,
+}
+
+impl Call {
+    fn of<T>(request: &Request<T>, method: &'static str, justification: &str) -> Result<Self, Status> {
+        Ok(Self {
+            principal: authn::principal(request)?,
+            method,
+            justification: justification.trim().to_owned(),
+            client_address: crate::tls::peer(request.extensions())
+                .remote_addr
+                .map(|a| a.to_string())
+                .unwrap_or_default(),
+            trace_id: crate::telemetry::current_trace_id().unwrap_or_default(),
+        })
+    }
+
+    fn check_justification(&self) -> Result<(), GatewayError> {
+        if self.justification.chars().count() < MIN_JUSTIFICATION {
+            return Err(GatewayError::InvalidField {
+                field: "justification".into(),
+                message: format!(
+                    "say why the change is made, in at least {MIN_JUSTIFICATION} characters"
+                ),
+            });
+        }
+        Ok(())
+    }
+}
+
+fn store_error(e: StoreError) -> GatewayError {
+    match e {
+        StoreError::Conflict(message) => GatewayError::VersionConflict { message },
+        other => {
+            tracing::error!(error = %other, "agreement register unavailable");
+            GatewayError::AuditUnavailable
+        }
+    }
+}
+
+/// Whether an agreement may move from `from` to `to`.
+fn transition_allowed(from: AgreementStatus, to: AgreementStatus) -> bool {
+    use AgreementStatus::{Active, Draft, Expired, Suspended};
+    matches!(
+        (from, to),
+        (Draft, Active) | (Active | Suspended, Suspended | Active) | (Draft | Active | Suspended, Expired)
+    ) && from != to
 }
 
 #[tonic::async_trait]
@@ -113,6 +311,150 @@ impl AdminService for Admin {
             agreement: Some(to_proto(agreement)),
         }))
     }
+
+    async fn list_agreement_versions(
+        &self,
+        request: Request<pb::ListAgreementVersionsRequest>,
+    ) -> Result<Response<pb::ListAgreementVersionsResponse>, Status> {
+        authn::principal(&request)?;
+        let id = request.into_inner().isa_id;
+        let versions = self
+            .register
+            .store
+            .versions(&id)
+            .await
+            .map_err(store_error)?;
+        if versions.is_empty() {
+            return Err(GatewayError::NotFound {
+                what: format!("agreement `{id}`"),
+            }
+            .into());
+        }
+        let versions = versions
+            .into_iter()
+            .map(|v| pb::AgreementVersion {
+                agreement: Some(to_proto(&v.agreement)),
+                recorded_at: Some(prost_types::Timestamp {
+                    seconds: v.recorded_at_micros.div_euclid(1_000_000),
+                    nanos: i32::try_from(v.recorded_at_micros.rem_euclid(1_000_000) * 1_000)
+                        .unwrap_or(0),
+                }),
+                changed_by_agency_id: v.change.agency,
+                changed_by: v.change.by,
+                justification: v.change.justification,
+                content_hash: v.content_hash,
+                audit_entry_id: v.audit_entry_id,
+            })
+            .collect();
+        Ok(Response::new(pb::ListAgreementVersionsResponse { versions }))
+    }
+
+    async fn propose_agreement(
+        &self,
+        request: Request<pb::ProposeAgreementRequest>,
+    ) -> Result<Response<pb::ProposeAgreementResponse>, Status> {
+        const METHOD: &str = "/liaison.v1.AdminService/ProposeAgreement";
+        let call = Call::of(&request, METHOD, &request.get_ref().justification)?;
+        let body = request.into_inner();
+        let parsed = PolicySet::one_agreement(&body.agreement_toml).map_err(|e| {
+            GatewayError::InvalidField {
+                field: "agreement_toml".into(),
+                message: e.to_string(),
+            }
+        });
+        let isa_id = parsed.as_ref().map(|a| a.id.clone()).unwrap_or_default();
+        let result = async {
+            call.check_justification()?;
+            let mut proposed = parsed?;
+            proposed.version = body.base_version.checked_add(1).ok_or_else(|| {
+                GatewayError::InvalidField {
+                    field: "base_version".into(),
+                    message: "no versions left".into(),
+                }
+            })?;
+            self.change(&call, proposed, body.base_version).await
+        }
+        .await;
+        match result {
+            Ok((agreement, receipt)) => Ok(Response::new(pb::ProposeAgreementResponse {
+                agreement: Some(to_proto(&agreement)),
+                receipt: Some(receipt),
+            })),
+            Err(e) => {
+                if !matches!(e, GatewayError::AuditUnavailable) {
+                    self.refused(&call, &isa_id, &e).await;
+                }
+                Err(e.into())
+            }
+        }
+    }
+
+    async fn set_agreement_status(
+        &self,
+        request: Request<pb::SetAgreementStatusRequest>,
+    ) -> Result<Response<pb::SetAgreementStatusResponse>, Status> {
+        const METHOD: &str = "/liaison.v1.AdminService/SetAgreementStatus";
+        let call = Call::of(&request, METHOD, &request.get_ref().justification)?;
+        let body = request.into_inner();
+        let result = async {
+            call.check_justification()?;
+            let to = match pb::AgreementStatus::try_from(body.status) {
+                Ok(pb::AgreementStatus::Active) => AgreementStatus::Active,
+                Ok(pb::AgreementStatus::Suspended) => AgreementStatus::Suspended,
+                Ok(pb::AgreementStatus::Expired) => AgreementStatus::Expired,
+                _ => {
+                    return Err(GatewayError::InvalidField {
+                        field: "status".into(),
+                        message: "must be active, suspended or expired".into(),
+                    });
+                }
+            };
+            let current = self
+                .register
+                .store
+                .latest(&body.isa_id)
+                .await
+                .map_err(store_error)?
+                .ok_or_else(|| GatewayError::NotFound {
+                    what: format!("agreement `{}`", body.isa_id),
+                })?;
+            self.may_change(&call.principal, &current.provider)?;
+            if current.version != body.base_version {
+                return Err(GatewayError::VersionConflict {
+                    message: format!(
+                        "agreement `{}` is at version {}, not {}; read it again",
+                        current.id, current.version, body.base_version
+                    ),
+                });
+            }
+            if !transition_allowed(current.status, to) {
+                return Err(GatewayError::InvalidField {
+                    field: "status".into(),
+                    message: format!(
+                        "agreement `{}` cannot go from {} to {to}",
+                        current.id, current.status
+                    ),
+                });
+            }
+            let mut next = current;
+            next.status = to;
+            next.version = body.base_version.saturating_add(1);
+            self.change(&call, next, body.base_version).await
+        }
+        .await;
+        match result {
+            Ok((agreement, receipt)) => Ok(Response::new(pb::SetAgreementStatusResponse {
+                agreement: Some(to_proto(&agreement)),
+                receipt: Some(receipt),
+            })),
+            Err(e) => {
+                if !matches!(e, GatewayError::AuditUnavailable) {
+                    self.refused(&call, &body.isa_id, &e).await;
+                }
+                Err(e.into())
+            }
+        }
+    }
 }
 
 fn agency_kind(kind: AgencyKind) -> pb::AgencyKind {
@@ -177,5 +519,32 @@ fn connector_agency(c: &liaison_connectors::ConnectorConfig) -> Option<&str> {
     match c {
         liaison_connectors::ConnectorConfig::Sql(sql) => Some(&sql.agency),
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_lifecycle_moves_only_forward_or_between_active_and_suspended() {
+        use AgreementStatus::*;
+        let all = [Draft, Active, Suspended, Expired];
+        let allowed: Vec<_> = all
+            .iter()
+            .flat_map(|&f| all.iter().map(move |&t| (f, t)))
+            .filter(|&(f, t)| transition_allowed(f, t))
+            .collect();
+        assert_eq!(
+            allowed,
+            vec![
+                (Draft, Active),
+                (Draft, Expired),
+                (Active, Suspended),
+                (Active, Expired),
+                (Suspended, Active),
+                (Suspended, Expired),
+            ]
+        );
     }
 }

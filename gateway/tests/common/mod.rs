@@ -19,6 +19,8 @@ pub const DATASET: &str = "met-police.records";
 pub const SOCIAL_WORKER: (&str, &str) = ("hackney-mash-system", "test-fixture-secret-sw");
 pub const COUNCIL_DPO: (&str, &str) = ("hackney-dpo-console", "test-fixture-secret-dpo");
 pub const OFFICER: (&str, &str) = ("met-mash-system", "test-fixture-secret-officer");
+pub const MET_GOVERNANCE: (&str, &str) = ("met-ig-console", "test-fixture-secret-met-ig");
+pub const HACKNEY_GOVERNANCE: (&str, &str) = ("hackney-ig-console", "test-fixture-secret-hackney-ig");
 
 pub fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
@@ -59,6 +61,12 @@ impl World {
                     "Alex Morgan",
                     &["dpo"]
                 ),
+                client(
+                    MET_GOVERNANCE.0,
+                    MET_GOVERNANCE.1,
+                    "Dana Lee",
+                    &["information-governance"]
+                ),
             ]),
         )
         .await
@@ -74,6 +82,12 @@ impl World {
                     &["social-worker"]
                 ),
                 client(COUNCIL_DPO.0, COUNCIL_DPO.1, "Priya Shah", &["dpo"]),
+                client(
+                    HACKNEY_GOVERNANCE.0,
+                    HACKNEY_GOVERNANCE.1,
+                    "Chris Adeyemi",
+                    &["information-governance"]
+                ),
             ]),
         )
         .await
