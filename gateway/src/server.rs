@@ -170,7 +170,9 @@ pub async fn start(
             .await
             .map_err(|e| policy_err(e.to_string()))?;
     let reloader = source
-        .spawn(Duration::from_millis(*config.policy.reload_interval_ms.get_ref()))
+        .spawn(Duration::from_millis(
+            *config.policy.reload_interval_ms.get_ref(),
+        ))
         .await;
     let connectors: Vec<ConnectorConfig> = config
         .connectors
@@ -245,8 +247,8 @@ pub async fn start(
             reloader,
         },
     ))
-        .max_decoding_message_size(max)
-        .max_encoding_message_size(max);
+    .max_decoding_message_size(max)
+    .max_encoding_message_size(max);
 
     let (health_reporter, health) = tonic_health::server::health_reporter();
     health_reporter

@@ -110,7 +110,10 @@ async fn only_the_providers_governance_role_changes_an_agreement_and_every_chang
         .unwrap_err();
     assert_eq!(refused.code(), Code::PermissionDenied, "{refused:?}");
     assert_eq!(reason(&refused).0, "FUNCTION_NOT_PERMITTED");
-    assert!(refused.message().contains("information-governance"), "{refused:?}");
+    assert!(
+        refused.message().contains("information-governance"),
+        "{refused:?}"
+    );
     let refused = admin
         .set_agreement_status(authed(&hackney_ig, suspend(1, why)))
         .await
@@ -259,7 +262,12 @@ async fn only_the_providers_governance_role_changes_an_agreement_and_every_chang
     let refusals: Vec<_> = entries
         .iter()
         .filter(|e| e.outcome != pb::AuditOutcome::Recorded as i32)
-        .map(|e| (e.principal.clone().unwrap().agency_id, e.error_reason.clone()))
+        .map(|e| {
+            (
+                e.principal.clone().unwrap().agency_id,
+                e.error_reason.clone(),
+            )
+        })
         .collect();
     assert_eq!(
         refusals,
@@ -307,7 +315,10 @@ async fn only_the_providers_governance_role_changes_an_agreement_and_every_chang
     let text = std::fs::read_to_string(&policy).unwrap();
     std::fs::write(&policy, text.replace("version = 1", "version = 5")).unwrap();
     let started = Instant::now();
-    while search(&channel, &sw, "safeguarding-children").await.is_err() {
+    while search(&channel, &sw, "safeguarding-children")
+        .await
+        .is_err()
+    {
         assert!(
             started.elapsed() < Duration::from_secs(5),
             "the policy file's version 5 was not imported"
@@ -319,18 +330,21 @@ async fn only_the_providers_governance_role_changes_an_agreement_and_every_chang
     // A file that rewrites a recorded version refuses start-up, naming it.
     std::fs::write(
         &policy,
-        text.replace("version = 1", "version = 5")
-            .replace("missing-person\"]", "missing-person\", \"domestic-abuse-marac\"]"),
+        text.replace("version = 1", "version = 5").replace(
+            "missing-person\"]",
+            "missing-person\", \"domestic-abuse-marac\"]",
+        ),
     )
     .unwrap();
-    let err = server::start(
+    let Err(err) = server::start(
         config,
         Some(TcpListener::bind("127.0.0.1:0").await.unwrap()),
         std::future::pending(),
     )
     .await
-    .err()
-    .expect("a rewritten version must refuse start-up");
+    else {
+        panic!("a rewritten version must refuse start-up");
+    };
     let message = err.to_string();
     assert!(
         message.contains(ISA) && message.contains("version 5") && message.contains("new version"),

@@ -118,6 +118,13 @@ fn agreement(i: usize) -> Agreement {
         review_date: Some(date!(2026 - 12 - 01)),
         status: AgreementStatus::Active,
         dpo_contacts: Vec::new(),
+        controllership: None,
+        special_category: false,
+        law_enforcement: false,
+        rights_handling: None,
+        retention: None,
+        security_requirements: None,
+        sign_off: Vec::new(),
     }
 }
 

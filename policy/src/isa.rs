@@ -51,6 +51,52 @@ pub struct Agreement {
     pub status: AgreementStatus,
     #[serde(default)]
     pub dpo_contacts: Vec<String>,
+    /// Whether the parties are independent controllers (the usual case) or joint controllers
+    /// with a joint-controller arrangement (UK GDPR Art. 26).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub controllership: Option<Controllership>,
+    /// Whether special category data (UK GDPR Art. 9) may be shared under it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub special_category: bool,
+    /// Whether the sharing is law-enforcement processing under Part 3 of the Data Protection
+    /// Act 2018, which changes the rights and logging duties that apply.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub law_enforcement: bool,
+    /// How requests to exercise individual rights (access, rectification, erasure,
+    /// restriction, objection) are handled between the parties.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rights_handling: Option<String>,
+    /// How long recipients keep shared data and how they delete it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retention: Option<String>,
+    /// The security each party must maintain (for example a vetting level or a
+    /// classification's handling rules).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub security_requirements: Option<String>,
+    /// The senior officer who approved the agreement for each party.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sign_off: Vec<SignOff>,
+}
+
+/// Whether the parties to an agreement decide the purposes of processing alone or together.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Controllership {
+    Independent,
+    Joint,
+}
+
+/// A senior officer's approval of an agreement on behalf of one party.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct SignOff {
+    /// The party (agency id).
+    pub agency: String,
+    pub name: String,
+    /// For example `Senior Information Risk Owner`.
+    pub role: String,
+    #[serde(deserialize_with = "date", serialize_with = "write_date")]
+    pub date: time::Date,
 }
 
 /// What an agreement releases from one dataset.
@@ -316,8 +362,10 @@ fn to_date(value: &toml::value::Datetime) -> Result<time::Date, String> {
 
 fn hex_lower(bytes: &[u8]) -> String {
     use fmt::Write as _;
-    bytes.iter().fold(String::with_capacity(bytes.len() * 2), |mut out, b| {
-        let _ = write!(out, "{b:02x}");
-        out
-    })
+    bytes
+        .iter()
+        .fold(String::with_capacity(bytes.len() * 2), |mut out, b| {
+            let _ = write!(out, "{b:02x}");
+            out
+        })
 }

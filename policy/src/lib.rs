@@ -64,8 +64,8 @@ pub use engine::PolicyEngine;
 pub use error::{PolicyError, Problem};
 pub use explain::{Asked, Check, Explanation, explain};
 pub use isa::{
-    Action, Agreement, AgreementStatus, DatasetTerms, Effect, OperatorRule, RoleFields,
-    UnknownAction,
+    Action, Agreement, AgreementStatus, Controllership, DatasetTerms, Effect, OperatorRule,
+    RoleFields, SignOff, UnknownAction,
 };
 pub use lint::{CheckReport, KnownNames, Lint, LintCode, Severity, check, lint, lint_on};
 pub use mask::FieldMask;

@@ -436,7 +436,10 @@ mod one_agreement_tests {
             let text = agreement.to_toml().unwrap();
             let again = PolicySet::one_agreement(&text).unwrap();
             assert_eq!(&again, agreement, "{text}");
-            assert_eq!(again.content_hash().unwrap(), agreement.content_hash().unwrap());
+            assert_eq!(
+                again.content_hash().unwrap(),
+                agreement.content_hash().unwrap()
+            );
         }
         let mut changed = set.agreements()[0].clone();
         changed.purposes.push("another-purpose".into());
@@ -451,7 +454,11 @@ mod one_agreement_tests {
         let set = PolicySet::from_toml(DEMO).unwrap();
         let mut other = set.agreements()[0].clone();
         other.id = "another-agreement".into();
-        let two = format!("{}\n{}", set.agreements()[0].to_toml().unwrap(), other.to_toml().unwrap());
+        let two = format!(
+            "{}\n{}",
+            set.agreements()[0].to_toml().unwrap(),
+            other.to_toml().unwrap()
+        );
         let err = PolicySet::one_agreement(&two).unwrap_err().to_string();
         assert!(err.contains("more than one"), "{err}");
         let err = PolicySet::one_agreement("").unwrap_err().to_string();

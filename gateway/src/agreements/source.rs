@@ -234,7 +234,8 @@ impl Reloader {
 }
 
 async fn read(file: &Path) -> Result<(String, FileStamp), SourceError> {
-    let cannot = |e: std::io::Error| SourceError::File(format!("cannot read `{}`: {e}", file.display()));
+    let cannot =
+        |e: std::io::Error| SourceError::File(format!("cannot read `{}`: {e}", file.display()));
     let meta = tokio::fs::metadata(file).await.map_err(cannot)?;
     let text = tokio::fs::read_to_string(file).await.map_err(cannot)?;
     let stamp = FileStamp {
@@ -250,7 +251,8 @@ async fn compile(
     rules: Vec<OperatorRule>,
 ) -> Result<PolicyEngine, SourceError> {
     tokio::task::spawn_blocking(move || {
-        let set = PolicySet::new(agreements, rules).map_err(|e| SourceError::Compile(e.to_string()))?;
+        let set =
+            PolicySet::new(agreements, rules).map_err(|e| SourceError::Compile(e.to_string()))?;
         PolicyEngine::compile(&set).map_err(|e| SourceError::Compile(e.to_string()))
     })
     .await
@@ -426,7 +428,9 @@ pub async fn record(
                     entry_id = %receipt.entry_id,
                     "an agreement change is recorded in the ledger but could not be put in force"
                 );
-                return Err(GatewayError::internal("the change could not be put in force"));
+                return Err(GatewayError::internal(
+                    "the change could not be put in force",
+                ));
             }
             Err(e) => {
                 tracing::warn!(error = %e, attempt, "retrying an agreement commit");
@@ -435,5 +439,7 @@ pub async fn record(
             }
         }
     }
-    Err(GatewayError::internal("the change could not be put in force"))
+    Err(GatewayError::internal(
+        "the change could not be put in force",
+    ))
 }

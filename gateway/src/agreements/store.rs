@@ -312,10 +312,7 @@ impl AgreementStore {
         base: u32,
         change: &Change,
     ) -> Result<Reserved, StoreError> {
-        let latest = self
-            .latest(&agreement.id)
-            .await?
-            .map_or(0, |a| a.version);
+        let latest = self.latest(&agreement.id).await?.map_or(0, |a| a.version);
         if latest != base {
             return Err(StoreError::Conflict(format!(
                 "agreement `{}` is at version {latest}, not {base}; read it again",
@@ -334,8 +331,7 @@ impl AgreementStore {
             .map_err(|e| corrupt(&agreement, &e))?;
         let now = now_micros();
         let stale = now.saturating_sub(i64::try_from(STALE_RESERVATION.as_micros()).unwrap_or(0));
-        const CLEAR: &str =
-            "DELETE FROM agreement_versions WHERE isa_id = $1 AND committed = 0 AND recorded_at < $2";
+        const CLEAR: &str = "DELETE FROM agreement_versions WHERE isa_id = $1 AND committed = 0 AND recorded_at < $2";
         const INSERT: &str = "INSERT INTO agreement_versions (isa_id, version, body, \
             content_hash, provider, status, changed_by_agency, changed_by, justification, \
             recorded_at, committed) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 0)";
@@ -373,7 +369,11 @@ impl AgreementStore {
 
     /// Puts a reserved version in force, naming the audit entry that
     /// recorded it, and tells every replica.
-    pub async fn commit(&self, reserved: &Reserved, audit_entry_id: &str) -> Result<(), StoreError> {
+    pub async fn commit(
+        &self,
+        reserved: &Reserved,
+        audit_entry_id: &str,
+    ) -> Result<(), StoreError> {
         const COMMIT: &str = "UPDATE agreement_versions SET committed = 1, audit_entry_id = $3 \
             WHERE isa_id = $1 AND version = $2 AND committed = 0";
         const BUMP: &str = "UPDATE policy_epoch SET epoch = epoch + 1 WHERE id = 1";

@@ -134,7 +134,13 @@ impl Admin {
             call.client_address.clone(),
             call.trace_id.clone(),
         );
-        let receipt = record(&self.register.store, &self.register.ledger, &reserved, &entry).await?;
+        let receipt = record(
+            &self.register.store,
+            &self.register.ledger,
+            &reserved,
+            &entry,
+        )
+        .await?;
         self.register.reloader.reload_now().await;
         Ok((reserved.agreement, receipt))
     }
@@ -182,7 +188,11 @@ struct Call {
 }
 
 impl Call {
-    fn of<T>(request: &Request<T>, method: &'static str, justification: &str) -> Result<Self, Status> {
+    fn of<T>(
+        request: &Request<T>,
+        method: &'static str,
+        justification: &str,
+    ) -> Result<Self, Status> {
         Ok(Self {
             principal: authn::principal(request)?,
             method,
@@ -223,7 +233,9 @@ fn transition_allowed(from: AgreementStatus, to: AgreementStatus) -> bool {
     use AgreementStatus::{Active, Draft, Expired, Suspended};
     matches!(
         (from, to),
-        (Draft, Active) | (Active | Suspended, Suspended | Active) | (Draft | Active | Suspended, Expired)
+        (Draft, Active)
+            | (Active | Suspended, Suspended | Active)
+            | (Draft | Active | Suspended, Expired)
     ) && from != to
 }
 
@@ -346,7 +358,9 @@ impl AdminService for Admin {
                 audit_entry_id: v.audit_entry_id,
             })
             .collect();
-        Ok(Response::new(pb::ListAgreementVersionsResponse { versions }))
+        Ok(Response::new(pb::ListAgreementVersionsResponse {
+            versions,
+        }))
     }
 
     async fn propose_agreement(
@@ -366,12 +380,13 @@ impl AdminService for Admin {
         let result = async {
             call.check_justification()?;
             let mut proposed = parsed?;
-            proposed.version = body.base_version.checked_add(1).ok_or_else(|| {
-                GatewayError::InvalidField {
-                    field: "base_version".into(),
-                    message: "no versions left".into(),
-                }
-            })?;
+            proposed.version =
+                body.base_version
+                    .checked_add(1)
+                    .ok_or_else(|| GatewayError::InvalidField {
+                        field: "base_version".into(),
+                        message: "no versions left".into(),
+                    })?;
             self.change(&call, proposed, body.base_version).await
         }
         .await;
@@ -511,6 +526,29 @@ fn to_proto(a: &Agreement) -> pb::Agreement {
             AgreementStatus::Expired => pb::AgreementStatus::Expired,
         } as i32,
         dpo_contacts: a.dpo_contacts.clone(),
+        controllership: a
+            .controllership
+            .map(|c| match c {
+                liaison_policy::Controllership::Independent => "independent",
+                liaison_policy::Controllership::Joint => "joint",
+            })
+            .unwrap_or_default()
+            .to_owned(),
+        special_category: a.special_category,
+        law_enforcement: a.law_enforcement,
+        rights_handling: a.rights_handling.clone().unwrap_or_default(),
+        retention: a.retention.clone().unwrap_or_default(),
+        security_requirements: a.security_requirements.clone().unwrap_or_default(),
+        sign_off: a
+            .sign_off
+            .iter()
+            .map(|s| pb::SignOff {
+                agency_id: s.agency.clone(),
+                name: s.name.clone(),
+                role: s.role.clone(),
+                date: Some(date(s.date)),
+            })
+            .collect(),
     }
 }
 

@@ -20,7 +20,8 @@ pub const SOCIAL_WORKER: (&str, &str) = ("hackney-mash-system", "test-fixture-se
 pub const COUNCIL_DPO: (&str, &str) = ("hackney-dpo-console", "test-fixture-secret-dpo");
 pub const OFFICER: (&str, &str) = ("met-mash-system", "test-fixture-secret-officer");
 pub const MET_GOVERNANCE: (&str, &str) = ("met-ig-console", "test-fixture-secret-met-ig");
-pub const HACKNEY_GOVERNANCE: (&str, &str) = ("hackney-ig-console", "test-fixture-secret-hackney-ig");
+pub const HACKNEY_GOVERNANCE: (&str, &str) =
+    ("hackney-ig-console", "test-fixture-secret-hackney-ig");
 
 pub fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")

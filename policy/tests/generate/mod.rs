@@ -180,6 +180,13 @@ pub fn agreement(id: &'static str) -> impl Strategy<Value = Agreement> {
                     review_date: review.map(|days| valid_from + Duration::days(days)),
                     status,
                     dpo_contacts: Vec::new(),
+                    controllership: None,
+                    special_category: false,
+                    law_enforcement: false,
+                    rights_handling: None,
+                    retention: None,
+                    security_requirements: None,
+                    sign_off: Vec::new(),
                 }
             },
         )
