@@ -107,6 +107,53 @@ pub enum QueryCommand {
         /// The entry id from a receipt.
         entry_id: String,
     },
+    /// Read an agreement's history, or change it (changes need the
+    /// providing agency's `information-governance` role).
+    Agreement {
+        /// What to do.
+        #[command(subcommand)]
+        command: AgreementCommand,
+    },
+}
+
+/// `liaison query agreement …` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum AgreementCommand {
+    /// Every version of an agreement, who made it and why.
+    History {
+        /// The agreement's id.
+        isa_id: String,
+    },
+    /// Propose new terms from a file holding one `[[agreement]]` table.
+    Propose {
+        /// The file.
+        file: PathBuf,
+        /// The version these terms replace (0 for a new agreement).
+        #[arg(long)]
+        base: u32,
+        /// Why the change is made.
+        #[arg(long)]
+        justification: String,
+    },
+    /// Put an agreement (back) in force.
+    Activate(StatusArgs),
+    /// Stop all sharing under an agreement at once.
+    Suspend(StatusArgs),
+    /// End an agreement for good.
+    End(StatusArgs),
+}
+
+/// Which agreement, at which version, and why.
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// The agreement's id.
+    pub isa_id: String,
+    /// The version the change applies to, as you last read it.
+    #[arg(long)]
+    pub base: u32,
+    /// Why the change is made.
+    #[arg(long)]
+    pub justification: String,
 }
 
 /// Runs a query; returns the exit code.
@@ -321,6 +368,10 @@ async fn run_inner(args: QueryArgs) -> Result<String, String> {
                 );
             }
         }
+        QueryCommand::Agreement { command } => {
+            let mut client = AdminServiceClient::with_interceptor(channel, authed);
+            agreement(&mut client, command, &mut out).await?;
+        }
         QueryCommand::Entry { entry_id } => {
             let mut client = OversightServiceClient::with_interceptor(channel, authed);
             let le = client
@@ -414,6 +465,111 @@ async fn fetch_token(url: &str, client_id: &str, secret: &str) -> Result<String,
         .await
         .map(|t| t.access_token)
         .map_err(|e| format!("the identity provider's answer is not a token response: {e}"))
+}
+
+async fn agreement<S>(
+    client: &mut AdminServiceClient<S>,
+    command: AgreementCommand,
+    out: &mut String,
+) -> Result<(), String>
+where
+    S: tonic::client::GrpcService<tonic::body::Body>,
+    S::Error: Into<tonic::codegen::StdError>,
+    S::ResponseBody: tonic::codegen::Body<Data = tonic::codegen::Bytes> + Send + 'static,
+    <S::ResponseBody as tonic::codegen::Body>::Error: Into<tonic::codegen::StdError> + Send,
+{
+    let status = |args: StatusArgs, status: pb::AgreementStatus| pb::SetAgreementStatusRequest {
+        isa_id: args.isa_id,
+        base_version: args.base,
+        status: status as i32,
+        justification: args.justification,
+    };
+    let changed = match command {
+        AgreementCommand::History { isa_id } => {
+            let r = client
+                .list_agreement_versions(pb::ListAgreementVersionsRequest { isa_id })
+                .await
+                .map_err(explain)?
+                .into_inner();
+            for v in r.versions {
+                let a = v.agreement.unwrap_or_default();
+                let _ = writeln!(
+                    out,
+                    "v{:<3} {}  {:<10} by {} ({}): {}\n      {}  audit entry {}",
+                    a.version,
+                    v.recorded_at.map(fmt_ts).unwrap_or_default(),
+                    pb::AgreementStatus::try_from(a.status)
+                        .unwrap_or_default()
+                        .as_str_name()
+                        .trim_start_matches("AGREEMENT_STATUS_")
+                        .to_ascii_lowercase(),
+                    v.changed_by,
+                    v.changed_by_agency_id,
+                    v.justification,
+                    v.content_hash,
+                    v.audit_entry_id
+                );
+            }
+            return Ok(());
+        }
+        AgreementCommand::Propose {
+            file,
+            base,
+            justification,
+        } => {
+            let agreement_toml = std::fs::read_to_string(&file)
+                .map_err(|e| format!("cannot read `{}`: {e}", file.display()))?;
+            let r = client
+                .propose_agreement(pb::ProposeAgreementRequest {
+                    agreement_toml,
+                    base_version: base,
+                    justification,
+                })
+                .await
+                .map_err(explain)?
+                .into_inner();
+            (r.agreement, r.receipt)
+        }
+        AgreementCommand::Activate(args) => {
+            let r = client
+                .set_agreement_status(status(args, pb::AgreementStatus::Active))
+                .await
+                .map_err(explain)?
+                .into_inner();
+            (r.agreement, r.receipt)
+        }
+        AgreementCommand::Suspend(args) => {
+            let r = client
+                .set_agreement_status(status(args, pb::AgreementStatus::Suspended))
+                .await
+                .map_err(explain)?
+                .into_inner();
+            (r.agreement, r.receipt)
+        }
+        AgreementCommand::End(args) => {
+            let r = client
+                .set_agreement_status(status(args, pb::AgreementStatus::Expired))
+                .await
+                .map_err(explain)?
+                .into_inner();
+            (r.agreement, r.receipt)
+        }
+    };
+    let (agreement, receipt) = changed;
+    let a = agreement.unwrap_or_default();
+    let _ = writeln!(
+        out,
+        "{} is now version {} ({})",
+        a.isa_id,
+        a.version,
+        pb::AgreementStatus::try_from(a.status)
+            .unwrap_or_default()
+            .as_str_name()
+            .trim_start_matches("AGREEMENT_STATUS_")
+            .to_ascii_lowercase()
+    );
+    render_receipt(out, receipt.as_ref());
+    Ok(())
 }
 
 fn share_context(c: ContextArgs) -> pb::ShareContext {

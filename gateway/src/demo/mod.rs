@@ -101,6 +101,13 @@ const AGENCIES: &[AgencyDef] = &[
                 &["dpo"],
                 "the Met's Data Protection Officer",
             ),
+            (
+                "met-governance",
+                "met-ig-console",
+                "Dana Lee (Met Information Governance)",
+                &["information-governance"],
+                "the Met's information-governance officer, who may suspend its agreements",
+            ),
         ],
     },
     AgencyDef {
@@ -322,6 +329,9 @@ fn print_banner(state: &DemoState, idps: &[idp::DemoIdp], dir: &Path) {
         "  {exe} query --as hackney-social-worker records {DEMO_DATASET}:<id from the search> \\\n      --purpose safeguarding-children --isa {DEMO_ISA} \\\n      --justification \"Section 47 enquiry following a school referral\""
     );
     println!("  {exe} query --as hackney-dpo audit --limit 5");
+    println!(
+        "  {exe} query --as met-governance agreement suspend {DEMO_ISA} --base 1 \\\n      --justification \"Paused while a data breach is investigated\""
+    );
     println!(
         "  {exe} audit verify --config {}",
         dir.join("liaison.toml").display()
