@@ -64,6 +64,7 @@ impl Service<Authorized> for Fetch {
 async fn fetch(registry: Arc<Registry>, deadline: Duration, req: Authorized) -> Answer {
     let mut facts = Facts::default();
     let mut tasks = JoinSet::new();
+    let share = share_request(&req);
     for (dataset, _) in &req.plan {
         facts.sources.push(dataset.clone());
         let Some(connector) = registry.get(dataset).cloned() else {
@@ -76,6 +77,7 @@ async fn fetch(registry: Arc<Registry>, deadline: Duration, req: Authorized) -> 
         };
         let dataset = dataset.clone();
         let operation = req.validated.operation.clone();
+        let share = share.clone();
         let span = tracing::info_span!("fetch", dataset = %dataset);
         tasks.spawn(
             async move {
@@ -84,6 +86,7 @@ async fn fetch(registry: Arc<Registry>, deadline: Duration, req: Authorized) -> 
                 let started = std::time::Instant::now();
                 let consulted =
                     tokio::time::timeout(deadline, consult(connector.as_ref(), &operation));
+                let consulted = liaison_connectors::request::with_share_request(Some(share), consulted);
                 let result = liaison_connectors::trace::with_trace_parent(parent, consulted).await;
                 if let Some(m) = crate::telemetry::metrics() {
                     let error = match &result {
@@ -119,7 +122,7 @@ async fn fetch(registry: Arc<Registry>, deadline: Duration, req: Authorized) -> 
                 tracing::warn!(dataset = %dataset, error = %e, "connector failed");
                 facts
                     .gaps
-                    .push(gap(&dataset, "UNAVAILABLE", &e.to_string()));
+                    .push(gap(&dataset, gap_reason(&e), &e.to_string()));
             }
             Ok(Ok(SourceResult::Found(persons))) => {
                 found.extend(persons.into_iter().map(|p| (dataset.clone(), p)));
@@ -283,6 +286,41 @@ fn normalise(s: &str) -> String {
         .filter(|c| !c.is_whitespace())
         .flat_map(char::to_uppercase)
         .collect()
+}
+
+/// The share as a connector may pass it on (a peer gateway audits its own
+/// half from it). The practitioner is the caller, unless the caller is a
+/// system that said whom it acts for.
+fn share_request(req: &Authorized) -> liaison_connectors::request::ShareRequest {
+    let context = &req.validated.context;
+    let principal = &req.validated.call.principal;
+    let on_behalf_of = match &context.on_behalf_of {
+        Some(o) if principal.is_system => o.clone(),
+        _ => pb::OnBehalfOf {
+            agency_id: principal.agency.clone(),
+            subject: principal.subject.clone(),
+            display_name: principal.label().to_owned(),
+        },
+    };
+    liaison_connectors::request::ShareRequest {
+        purpose: context.purpose.clone(),
+        justification: context.justification.clone(),
+        isa_id: context.isa_id.clone(),
+        case_reference: context.case_reference.clone(),
+        correlation_id: context.correlation_id.clone(),
+        on_behalf_of,
+    }
+}
+
+/// A gap's reason, from the values `SourceGap.reason` documents.
+fn gap_reason(error: &liaison_connectors::ConnectorError) -> &'static str {
+    use liaison_connectors::ConnectorError as E;
+    match error {
+        E::Declined { .. } => "DECLINED",
+        E::DeadlineExceeded { .. } => "DEADLINE_EXCEEDED",
+        E::CircuitOpen { .. } => "CIRCUIT_OPEN",
+        _ => "UNAVAILABLE",
+    }
 }
 
 fn gap(dataset: &str, reason: &str, message: &str) -> pb::SourceGap {
