@@ -13,7 +13,8 @@
 //! client as principal and the social worker as `on_behalf_of`. When B's
 //! agreement does not cover the purpose, B refuses, A answers with a gap
 //! naming B as the source that declined, and both ledgers record it. With
-//! B stopped, A answers within its deadline with B as a gap.
+//! B stalled, and then stopped, A answers within its deadline with B as a
+//! gap.
 
 #![allow(
     clippy::unwrap_used,
@@ -421,8 +422,40 @@ deadline_ms = 2000
     );
     let declined_receipt = declined.receipt.unwrap().entry_id;
 
-    // 4. B stopped: A answers within its deadline, B a gap.
+    // 4. B stalls (its port accepts connections and never answers): A
+    // answers within its deadline, B a gap.
     let b_entries = b.stop_and_read().await;
+    let stall = tokio::net::TcpListener::bind(addr_b.as_str()).await.unwrap();
+    let held = tokio::spawn(async move {
+        let mut open = Vec::new();
+        while let Ok((socket, _)) = stall.accept().await {
+            open.push(socket);
+        }
+    });
+    let started = Instant::now();
+    let stalled = sharing
+        .search_persons(search_doyle(&token, "safeguarding-children"))
+        .await
+        .unwrap()
+        .into_inner();
+    let took = started.elapsed();
+    println!("with B stalled, A answered in {} ms", took.as_millis());
+    assert!(took < Duration::from_millis(A_DEADLINE_MS + 1_000), "{took:?}");
+    assert!(stalled.matches.is_empty());
+    assert_eq!(
+        stalled
+            .gaps
+            .iter()
+            .map(|g| (g.dataset_id.as_str(), g.reason.as_str()))
+            .collect::<Vec<_>>(),
+        vec![(FEDERATED, "DEADLINE_EXCEEDED")],
+        "{:?}",
+        stalled.gaps
+    );
+    held.abort();
+    let _ = held.await;
+
+    // 5. B stopped: the connection is refused, and B is a gap at once.
     let started = Instant::now();
     let down = sharing
         .search_persons(search_doyle(&token, "safeguarding-children"))

@@ -199,7 +199,7 @@ pub enum ConnectorError {
         /// The dataset.
         dataset: String,
         /// `search` or `fetch`.
-        operation: String,
+        operation: &'static str,
         /// The gRPC status code's name, such as `UNAVAILABLE`.
         code: &'static str,
         /// The peer's `ErrorInfo.reason`, or the code when it gave none.

@@ -218,7 +218,7 @@ impl LiaisonConnector {
     }
 
     /// What a peer's error status means here.
-    async fn refusal(&self, status: &Status, operation: &str) -> ConnectorError {
+    async fn refusal(&self, status: &Status, operation: &'static str) -> ConnectorError {
         let details = status.get_error_details();
         let reason = details
             .error_info()
@@ -246,19 +246,27 @@ impl LiaisonConnector {
                 self.tokens.forget().await;
                 ConnectorError::PeerStatus {
                     dataset,
-                    operation: operation.to_owned(),
+                    operation,
                     code: "UNAUTHENTICATED",
                     reason,
                     message,
                 }
             }
+            // The peer ran out of the time this call gave it, or tonic did
+            // (it reports its own timeout as CANCELLED; nothing else cancels
+            // a call this connector is still awaiting).
+            Code::DeadlineExceeded | Code::Cancelled => ConnectorError::DeadlineExceeded {
+                dataset,
+                operation,
+                after: self.call_timeout,
+            },
             Code::InvalidArgument => ConnectorError::InvalidQuery {
                 dataset,
                 reason: format!("the peer refused the request: {reason}: {message}"),
             },
             code => ConnectorError::PeerStatus {
                 dataset,
-                operation: operation.to_owned(),
+                operation,
                 code: code_name(code),
                 reason,
                 message,

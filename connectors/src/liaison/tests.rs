@@ -308,9 +308,17 @@ async fn refusals_map_to_declines_and_failures_to_gaps() {
     let err = c.refusal(&down, "fetch").await;
     assert_eq!((err.fault(), err.is_transient()), (Fault::Source, true));
 
-    let late = Status::new(Code::DeadlineExceeded, "late");
-    let err = c.refusal(&late, "fetch").await;
-    assert_eq!((err.fault(), err.is_transient()), (Fault::Source, false));
+    for late in [
+        Status::new(Code::DeadlineExceeded, "late"),
+        Status::cancelled("Timeout expired"),
+    ] {
+        let err = c.refusal(&late, "fetch").await;
+        assert!(
+            matches!(err, crate::ConnectorError::DeadlineExceeded { operation: "fetch", .. }),
+            "{err}"
+        );
+        assert_eq!((err.fault(), err.is_transient()), (Fault::Source, false));
+    }
 
     let unauthenticated = Status::with_error_details(
         Code::Unauthenticated,
