@@ -14,7 +14,9 @@
 //! agreement does not cover the purpose, B refuses, A answers with a gap
 //! naming B as the source that declined, and both ledgers record it. With
 //! B stalled, and then stopped, A answers within its deadline with B as a
-//! gap.
+//! gap. The connector kit runs through a liaison connector against B too;
+//! the checks a peer answers as any source must pass, and the rest fail
+//! for the peer's own documented reasons.
 
 #![allow(
     clippy::unwrap_used,
@@ -27,11 +29,18 @@ mod process;
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use liaison_conformance::kit::{KitExpectations, KitReport, run_kit};
 use liaison_conformance::oidc::{TestProvider, client};
+use liaison_connectors::request::{ShareRequest, with_share_request};
 use liaison_connectors::synthetic::council::write_council_export;
 use liaison_connectors::synthetic::generate_police_rms;
+use liaison_connectors::{
+    BoxFuture, Connector, ConnectorConfig, ConnectorError, DatasetDescriptor, Fetched, Found,
+    PersonQuery, Registry,
+};
 use liaison_proto::v1::{self as pb, sharing_service_client::SharingServiceClient};
 use prost::Message;
 use serde_json::json;
@@ -422,6 +431,12 @@ deadline_ms = 2000
     );
     let declined_receipt = declined.receipt.unwrap().entry_id;
 
+    // The connector kit, through a liaison connector built here the way the
+    // gateway builds it, each call inside a share under the mapped
+    // agreement (the kit's calls are shares B authorises and audits too).
+    let kit = kit_through(&addr_b, &hackney, &dir_a).await;
+    println!("{kit}");
+
     // 4. B stalls (its port accepts connections and never answers): A
     // answers within its deadline, B a gap.
     let b_entries = b.stop_and_read().await;
@@ -526,10 +541,122 @@ deadline_ms = 2000
     assert_eq!(b_declined[0].error_reason, "PURPOSE_NOT_PERMITTED");
     assert_eq!(b_declined[0].purpose, "missing-person");
 
-    // Three shares reached B; nothing else was asked of it.
+    // Three shares from A's users reached B, besides the kit's.
     let b_shares = b_entries
         .iter()
-        .filter(|e| e.action != pb::AuditAction::Authenticate as i32)
+        .filter(|e| {
+            e.action != pb::AuditAction::Authenticate as i32 && !e.correlation_id.starts_with("kit-")
+        })
         .count();
     assert_eq!(b_shares, 3, "{b_entries:#?}");
+    assert!(b_entries.iter().any(|e| e.correlation_id.starts_with("kit-")));
+    assert_kit(&kit);
+}
+
+/// A connector that makes every call inside one share.
+#[derive(Debug)]
+struct InShare(Arc<dyn Connector>, ShareRequest);
+
+impl Connector for InShare {
+    fn descriptor(&self) -> &DatasetDescriptor {
+        self.0.descriptor()
+    }
+
+    fn search<'a>(
+        &'a self,
+        query: &'a PersonQuery,
+        limit: usize,
+    ) -> BoxFuture<'a, Result<Found, ConnectorError>> {
+        Box::pin(with_share_request(Some(self.1.clone()), self.0.search(query, limit)))
+    }
+
+    fn fetch<'a>(
+        &'a self,
+        source_id: &'a str,
+        kinds: &'a [pb::RecordKind],
+    ) -> BoxFuture<'a, Result<Fetched, ConnectorError>> {
+        Box::pin(with_share_request(Some(self.1.clone()), self.0.fetch(source_id, kinds)))
+    }
+}
+
+async fn kit_through(addr_b: &str, hackney: &TestProvider, dir_a: &Path) -> KitReport {
+    let text = format!(
+        r#"
+kind = "liaison"
+id = "met-police.kit"
+agency = "met-police"
+title = "Met Police records, for the kit"
+system = "Liaison (Met Police)"
+endpoint = "http://{addr_b}"
+remote_dataset = "met-police.records"
+isa_map = {{ "{LOCAL_ISA}" = "{REMOTE_ISA}" }}
+[token]
+url = "{}/token"
+client_id = "{}"
+client_secret_file = "{}"
+"#,
+        hackney.issuer,
+        FEDERATION.0,
+        dir_a.join("federation-secret").display()
+    );
+    let config: ConnectorConfig = toml::from_str(&text).unwrap();
+    let registry = Registry::from_configs(&[config]).await.unwrap();
+    let connector = registry.get("met-police.kit").unwrap().clone();
+    let share = ShareRequest {
+        purpose: "safeguarding-children".into(),
+        justification: "Connector kit run against the force's gateway".into(),
+        isa_id: LOCAL_ISA.into(),
+        case_reference: "KIT".into(),
+        correlation_id: format!("kit-{}", std::process::id()),
+        on_behalf_of: pb::OnBehalfOf {
+            agency_id: "hackney-childrens".into(),
+            subject: SOCIAL_WORKER.0.into(),
+            display_name: "Sam Okoro (Social Worker, Hackney MASH)".into(),
+        },
+    };
+    let expectations = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("src/kit/datasets/police-rms.toml"),
+    )
+    .unwrap()
+    .replace("dataset = \"police-rms\"", "dataset = \"met-police.kit\"");
+    run_kit(
+        Arc::new(InShare(connector, share)),
+        KitExpectations::from_toml(&expectations).unwrap(),
+    )
+    .await
+}
+
+/// The kit's checks a peer gateway answers as a source must: ids, stable
+/// and of the local dataset; provenance; searches the peer's own rules
+/// allow; reads of every person and kind; deadlines and cancellation.
+/// The rest check what a peer deliberately does differently from a source
+/// it reads directly, each for a reason of its own, and must still fail for
+/// that reason (were one to pass, the peer's rules would have changed):
+const PEER_RULES: &[(&str, &str)] = &[
+    // Its own validation refuses a family or given name alone.
+    ("search.by_family_name", "QUERY_TOO_BROAD"),
+    ("search.by_given_name", "QUERY_TOO_BROAD"),
+    ("search.results_match", "QUERY_TOO_BROAD"),
+    ("search.limits", "QUERY_TOO_BROAD"),
+    // Its own agreement withholds identifiers and relationships from the role.
+    ("fetch.mapped", "identifier"),
+    ("fetch.kinds", "RECORD_KIND_RELATIONSHIP"),
+    // Its connector's refusal of an impossible id reaches here as a gap.
+    ("fetch.invalid_id", "SOURCES_UNAVAILABLE"),
+    // Its malformed rows are reported to its own operator, not to peers.
+    ("malformed.contained", "0 problems reported"),
+];
+
+fn assert_kit(report: &KitReport) {
+    assert!(report.checks.len() >= 30, "{report}");
+    for check in &report.checks {
+        match PEER_RULES.iter().find(|(p, _)| check.name.starts_with(p)) {
+            Some((_, why)) => assert!(
+                !check.passed && check.detail.contains(why),
+                "{} is expected to fail for `{why}`:\n{report}",
+                check.name
+            ),
+            None => assert!(check.passed, "{} failed:\n{report}", check.name),
+        }
+    }
 }
