@@ -252,8 +252,18 @@ async fn a_council_finds_a_person_held_only_by_the_force_and_both_ledgers_hold_t
         "hackney-childrens",
         "ES256",
         json!([
-            client(SOCIAL_WORKER.0, SOCIAL_WORKER.1, "Sam Okoro (Social Worker, Hackney MASH)", &["social-worker"]),
-            client(FEDERATION.0, FEDERATION.1, "Hackney Liaison gateway", &["social-worker"]),
+            client(
+                SOCIAL_WORKER.0,
+                SOCIAL_WORKER.1,
+                "Sam Okoro (Social Worker, Hackney MASH)",
+                &["social-worker"]
+            ),
+            client(
+                FEDERATION.0,
+                FEDERATION.1,
+                "Hackney Liaison gateway",
+                &["social-worker"]
+            ),
         ]),
     )
     .await
@@ -261,7 +271,12 @@ async fn a_council_finds_a_person_held_only_by_the_force_and_both_ledgers_hold_t
     let met = TestProvider::start(
         "met-police",
         "ES256",
-        json!([client("met-officer", "officer-secret", "PC Jordan Reid", &["officer"])]),
+        json!([client(
+            "met-officer",
+            "officer-secret",
+            "PC Jordan Reid",
+            &["officer"]
+        )]),
     )
     .await
     .unwrap();
@@ -279,7 +294,11 @@ async fn a_council_finds_a_person_held_only_by_the_force_and_both_ledgers_hold_t
         .unwrap();
     std::fs::write(
         dir_b.join("policy.toml"),
-        agreement(REMOTE_ISA, r#"["safeguarding-children"]"#, &["met-police.records"]),
+        agreement(
+            REMOTE_ISA,
+            r#"["safeguarding-children"]"#,
+            &["met-police.records"],
+        ),
     )
     .unwrap();
     let addr_b = free_addr();
@@ -312,7 +331,11 @@ async fn a_council_finds_a_person_held_only_by_the_force_and_both_ledgers_hold_t
         ),
     )
     .unwrap();
-    std::fs::write(dir_a.join("federation-secret"), format!("{}\n", FEDERATION.1)).unwrap();
+    std::fs::write(
+        dir_a.join("federation-secret"),
+        format!("{}\n", FEDERATION.1),
+    )
+    .unwrap();
     let addr_a = free_addr();
     let config_a = format!(
         r#"{}
@@ -376,7 +399,10 @@ deadline_ms = 2000
     assert_eq!(person.names[0].family_name, "Doyle");
     let provenance = person.provenance.as_ref().unwrap();
     assert_eq!(
-        (provenance.agency_id.as_str(), provenance.dataset_id.as_str()),
+        (
+            provenance.agency_id.as_str(),
+            provenance.dataset_id.as_str()
+        ),
         ("met-police", FEDERATED)
     );
     // A's own mask applies too: identifiers are not released to the role.
@@ -422,7 +448,10 @@ deadline_ms = 2000
     assert!(declined.matches.is_empty());
     assert_eq!(declined.gaps.len(), 1, "{:?}", declined.gaps);
     let gap = &declined.gaps[0];
-    assert_eq!((gap.dataset_id.as_str(), gap.reason.as_str()), (FEDERATED, "DECLINED"));
+    assert_eq!(
+        (gap.dataset_id.as_str(), gap.reason.as_str()),
+        (FEDERATED, "DECLINED")
+    );
     assert!(
         gap.message
             .starts_with("declined by met-police: PURPOSE_NOT_PERMITTED"),
@@ -440,7 +469,9 @@ deadline_ms = 2000
     // 4. B stalls (its port accepts connections and never answers): A
     // answers within its deadline, B a gap.
     let b_entries = b.stop_and_read().await;
-    let stall = tokio::net::TcpListener::bind(addr_b.as_str()).await.unwrap();
+    let stall = tokio::net::TcpListener::bind(addr_b.as_str())
+        .await
+        .unwrap();
     let held = tokio::spawn(async move {
         let mut open = Vec::new();
         while let Ok((socket, _)) = stall.accept().await {
@@ -455,7 +486,10 @@ deadline_ms = 2000
         .into_inner();
     let took = started.elapsed();
     println!("with B stalled, A answered in {} ms", took.as_millis());
-    assert!(took < Duration::from_millis(A_DEADLINE_MS + 1_000), "{took:?}");
+    assert!(
+        took < Duration::from_millis(A_DEADLINE_MS + 1_000),
+        "{took:?}"
+    );
     assert!(stalled.matches.is_empty());
     assert_eq!(
         stalled
@@ -479,12 +513,16 @@ deadline_ms = 2000
         .into_inner();
     let took = started.elapsed();
     println!("with B down, A answered in {} ms", took.as_millis());
-    assert!(took < Duration::from_millis(A_DEADLINE_MS + 1_000), "{took:?}");
+    assert!(
+        took < Duration::from_millis(A_DEADLINE_MS + 1_000),
+        "{took:?}"
+    );
     assert!(down.matches.is_empty());
     assert_eq!(down.gaps.len(), 1, "{:?}", down.gaps);
     assert_eq!(down.gaps[0].dataset_id, FEDERATED);
     assert!(
-        ["UNAVAILABLE", "DEADLINE_EXCEEDED", "CIRCUIT_OPEN"].contains(&down.gaps[0].reason.as_str()),
+        ["UNAVAILABLE", "DEADLINE_EXCEEDED", "CIRCUIT_OPEN"]
+            .contains(&down.gaps[0].reason.as_str()),
         "{:?}",
         down.gaps
     );
@@ -499,21 +537,36 @@ deadline_ms = 2000
         pb::AuditOutcome::Disclosed as i32,
         "{a_found:#?}"
     );
-    assert!(a_found.sources.contains(&FEDERATED.to_owned()), "{a_found:#?}");
+    assert!(
+        a_found.sources.contains(&FEDERATED.to_owned()),
+        "{a_found:#?}"
+    );
     assert_eq!(a_found.principal.as_ref().unwrap().subject, SOCIAL_WORKER.0);
     let b_found = halves(&b_entries, &correlation);
     assert_eq!(b_found.len(), 1, "{b_entries:#?}");
     let b_found = b_found[0];
     let principal = b_found.principal.as_ref().unwrap();
     assert_eq!(
-        (principal.agency_id.as_str(), principal.subject.as_str(), principal.is_system),
+        (
+            principal.agency_id.as_str(),
+            principal.subject.as_str(),
+            principal.is_system
+        ),
         ("hackney-childrens", FEDERATION.0, true),
         "{b_found:#?}"
     );
     let on_behalf_of = b_found.on_behalf_of.as_ref().unwrap();
     assert_eq!(
-        (on_behalf_of.agency_id.as_str(), on_behalf_of.subject.as_str(), on_behalf_of.display_name.as_str()),
-        ("hackney-childrens", SOCIAL_WORKER.0, "Sam Okoro (Social Worker, Hackney MASH)")
+        (
+            on_behalf_of.agency_id.as_str(),
+            on_behalf_of.subject.as_str(),
+            on_behalf_of.display_name.as_str()
+        ),
+        (
+            "hackney-childrens",
+            SOCIAL_WORKER.0,
+            "Sam Okoro (Social Worker, Hackney MASH)"
+        )
     );
     assert_eq!(b_found.isa_id, REMOTE_ISA);
     assert_eq!(b_found.purpose, "safeguarding-children");
@@ -545,11 +598,16 @@ deadline_ms = 2000
     let b_shares = b_entries
         .iter()
         .filter(|e| {
-            e.action != pb::AuditAction::Authenticate as i32 && !e.correlation_id.starts_with("kit-")
+            e.action != pb::AuditAction::Authenticate as i32
+                && !e.correlation_id.starts_with("kit-")
         })
         .count();
     assert_eq!(b_shares, 3, "{b_entries:#?}");
-    assert!(b_entries.iter().any(|e| e.correlation_id.starts_with("kit-")));
+    assert!(
+        b_entries
+            .iter()
+            .any(|e| e.correlation_id.starts_with("kit-"))
+    );
     assert_kit(&kit);
 }
 
@@ -567,7 +625,10 @@ impl Connector for InShare {
         query: &'a PersonQuery,
         limit: usize,
     ) -> BoxFuture<'a, Result<Found, ConnectorError>> {
-        Box::pin(with_share_request(Some(self.1.clone()), self.0.search(query, limit)))
+        Box::pin(with_share_request(
+            Some(self.1.clone()),
+            self.0.search(query, limit),
+        ))
     }
 
     fn fetch<'a>(
@@ -575,7 +636,10 @@ impl Connector for InShare {
         source_id: &'a str,
         kinds: &'a [pb::RecordKind],
     ) -> BoxFuture<'a, Result<Fetched, ConnectorError>> {
-        Box::pin(with_share_request(Some(self.1.clone()), self.0.fetch(source_id, kinds)))
+        Box::pin(with_share_request(
+            Some(self.1.clone()),
+            self.0.fetch(source_id, kinds),
+        ))
     }
 }
 

@@ -194,7 +194,9 @@ pub enum ConnectorError {
         message: String,
     },
     /// A peer gateway answered with an error status other than a refusal.
-    #[error("dataset `{dataset}`: the peer gateway answered `{operation}` with {code} ({reason}): {message}")]
+    #[error(
+        "dataset `{dataset}`: the peer gateway answered `{operation}` with {code} ({reason}): {message}"
+    )]
     PeerStatus {
         /// The dataset.
         dataset: String,

@@ -102,8 +102,9 @@ impl LiaisonConfig {
             }
         }
         match (&self.client_cert_file, &self.client_key_file) {
-            (Some(_), None) | (None, Some(_)) => problems
-                .push("client_cert_file: `client_cert_file` and `client_key_file` go together".into()),
+            (Some(_), None) | (None, Some(_)) => problems.push(
+                "client_cert_file: `client_cert_file` and `client_key_file` go together".into(),
+            ),
             _ => {}
         }
         for (key, file) in [
@@ -150,7 +151,10 @@ impl LiaisonConfig {
 
 fn missing(key: &str, path: &Path, problems: &mut Vec<String>) {
     if !path.is_file() {
-        problems.push(format!("{key}: `{}` is not a readable file", path.display()));
+        problems.push(format!(
+            "{key}: `{}` is not a readable file",
+            path.display()
+        ));
     }
 }
 

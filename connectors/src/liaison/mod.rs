@@ -31,9 +31,9 @@ use tonic::transport::{Channel, Endpoint};
 use tonic::{Code, Status};
 use tonic_types::StatusExt;
 
-pub use self::config::{LiaisonConfig, TokenConfig};
 use self::answer::Rekey;
 use self::config::check_url;
+pub use self::config::{LiaisonConfig, TokenConfig};
 use self::token::TokenSource;
 use crate::error::excerpt;
 use crate::request::ShareRequest;
@@ -96,7 +96,9 @@ impl LiaisonConnector {
             ]));
         }
         let identity = match (&config.client_cert_file, &config.client_key_file) {
-            (Some(cert), Some(key)) => Some(read_identity(cert, key).map_err(|e| invalid(vec![e]))?),
+            (Some(cert), Some(key)) => {
+                Some(read_identity(cert, key).map_err(|e| invalid(vec![e]))?)
+            }
             _ => None,
         };
         let connect_timeout = config
@@ -142,7 +144,9 @@ impl LiaisonConnector {
                 system: config.system.clone(),
             },
             isa_map: config.isa_map.clone(),
-            max_message_bytes: config.max_message_bytes.unwrap_or(DEFAULT_MAX_MESSAGE_BYTES),
+            max_message_bytes: config
+                .max_message_bytes
+                .unwrap_or(DEFAULT_MAX_MESSAGE_BYTES),
             call_timeout: Duration::from_millis(config.resilience.deadline_ms.max(1)),
         })
     }
@@ -164,8 +168,7 @@ impl LiaisonConnector {
         let Some(share) = crate::request::current() else {
             return Err(ConnectorError::InvalidQuery {
                 dataset: self.dataset(),
-                reason: "a peer gateway is only asked as part of a share, with its context"
-                    .into(),
+                reason: "a peer gateway is only asked as part of a share, with its context".into(),
             });
         };
         let ShareRequest {
@@ -437,7 +440,8 @@ fn read_identity(cert: &std::path::Path, key: &std::path::Path) -> Result<Identi
     if chain.is_empty() {
         return Err("client_cert_file: holds no certificate".into());
     }
-    let key = PrivateKeyDer::from_pem_slice(&key_pem).map_err(|e| format!("client_key_file: {e}"))?;
+    let key =
+        PrivateKeyDer::from_pem_slice(&key_pem).map_err(|e| format!("client_key_file: {e}"))?;
     let mut pem = cert_pem;
     pem.push(b'\n');
     pem.extend_from_slice(&key_pem);
@@ -520,8 +524,8 @@ fn token_client(
         .timeout(Duration::from_secs(10));
     if let Some(ca) = &config.ca_file {
         let pem = std::fs::read(ca).map_err(|e| format!("token.ca_file: cannot read: {e}"))?;
-        for cert in
-            reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| format!("token.ca_file: {e}"))?
+        for cert in reqwest::Certificate::from_pem_bundle(&pem)
+            .map_err(|e| format!("token.ca_file: {e}"))?
         {
             builder = builder.add_root_certificate(cert);
         }

@@ -1,4 +1,9 @@
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -129,11 +134,17 @@ fn person(id: &str) -> pb::Person {
 #[test]
 fn a_peers_people_are_rekeyed_checked_and_pinned_to_its_agency() {
     let mut skipped = Vec::new();
-    let p = rekey().person(person("met.records:42"), &mut skipped).unwrap();
+    let p = rekey()
+        .person(person("met.records:42"), &mut skipped)
+        .unwrap();
     assert_eq!(p.person_id, "met.fed:42");
     let prov = p.provenance.unwrap();
     assert_eq!(
-        (prov.agency_id.as_str(), prov.dataset_id.as_str(), prov.source_id.as_str()),
+        (
+            prov.agency_id.as_str(),
+            prov.dataset_id.as_str(),
+            prov.source_id.as_str()
+        ),
         ("met-police", "met.fed", "42")
     );
     assert_eq!(p.identifiers.len(), 1);
@@ -146,7 +157,11 @@ fn a_peers_people_are_rekeyed_checked_and_pinned_to_its_agency() {
     // Ids of another dataset, and people without a name, are not passed on.
     let mut skipped = Vec::new();
     assert!(rekey().person(person("other:42"), &mut skipped).is_none());
-    assert!(rekey().person(person("met.records:"), &mut skipped).is_none());
+    assert!(
+        rekey()
+            .person(person("met.records:"), &mut skipped)
+            .is_none()
+    );
     let mut nameless = person("met.records:43");
     nameless.names.clear();
     assert!(rekey().person(nameless, &mut skipped).is_none());
@@ -169,7 +184,11 @@ fn a_peers_records_must_be_about_the_person_and_of_their_kind() {
     let mut skipped = Vec::new();
     let ok = r
         .record(
-            record("met.records:r1", "met.records:42", pb::RecordKind::Relationship),
+            record(
+                "met.records:r1",
+                "met.records:42",
+                pb::RecordKind::Relationship,
+            ),
             "met.records:42",
             "met.fed:42",
             &mut skipped,
@@ -182,7 +201,11 @@ fn a_peers_records_must_be_about_the_person_and_of_their_kind() {
     };
     assert_eq!(rel.related_person_id, "met.fed:7");
     for bad in [
-        record("met.records:r2", "met.records:99", pb::RecordKind::Relationship),
+        record(
+            "met.records:r2",
+            "met.records:99",
+            pb::RecordKind::Relationship,
+        ),
         record("met.records:r3", "met.records:42", pb::RecordKind::Incident),
         record("x:r4", "met.records:42", pb::RecordKind::Relationship),
     ] {
@@ -314,7 +337,13 @@ async fn refusals_map_to_declines_and_failures_to_gaps() {
     ] {
         let err = c.refusal(&late, "fetch").await;
         assert!(
-            matches!(err, crate::ConnectorError::DeadlineExceeded { operation: "fetch", .. }),
+            matches!(
+                err,
+                crate::ConnectorError::DeadlineExceeded {
+                    operation: "fetch",
+                    ..
+                }
+            ),
             "{err}"
         );
         assert_eq!((err.fault(), err.is_transient()), (Fault::Source, false));
@@ -327,7 +356,11 @@ async fn refusals_map_to_declines_and_failures_to_gaps() {
     );
     let err = c.refusal(&unauthenticated, "search").await;
     assert_eq!(err.fault(), Fault::Configuration);
-    assert!(err.to_string().contains("UNAUTHENTICATED (ISSUER_UNTRUSTED)"), "{err}");
+    assert!(
+        err.to_string()
+            .contains("UNAUTHENTICATED (ISSUER_UNTRUSTED)"),
+        "{err}"
+    );
 }
 
 #[tokio::test]
@@ -340,7 +373,10 @@ async fn the_peer_is_asked_only_within_a_share_under_a_mapped_agreement() {
     };
     let err = c.search(&query, 5).await.unwrap_err();
     assert_eq!(err.fault(), Fault::Caller);
-    assert!(err.to_string().contains("only asked as part of a share"), "{err}");
+    assert!(
+        err.to_string().contains("only asked as part of a share"),
+        "{err}"
+    );
 
     let share = ShareRequest {
         purpose: "safeguarding-children".into(),

@@ -201,7 +201,10 @@ fn the_example_federation_connector_parses_when_uncommented_and_names_its_lines(
         ("endpoint", "connector[0].endpoint"),
         ("ca_file", "connector[0].ca_file"),
         ("isa_map", "connector[0].isa_map"),
-        ("client_secret_file", "connector[0].token.client_secret_file"),
+        (
+            "client_secret_file",
+            "connector[0].token.client_secret_file",
+        ),
     ] {
         assert!(
             found.contains(&(Some(line(needle)), key.to_owned())),

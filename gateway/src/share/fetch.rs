@@ -86,7 +86,8 @@ async fn fetch(registry: Arc<Registry>, deadline: Duration, req: Authorized) -> 
                 let started = std::time::Instant::now();
                 let consulted =
                     tokio::time::timeout(deadline, consult(connector.as_ref(), &operation));
-                let consulted = liaison_connectors::request::with_share_request(Some(share), consulted);
+                let consulted =
+                    liaison_connectors::request::with_share_request(Some(share), consulted);
                 let result = liaison_connectors::trace::with_trace_parent(parent, consulted).await;
                 if let Some(m) = crate::telemetry::metrics() {
                     let error = match &result {
@@ -337,8 +338,8 @@ mod tests {
 
     use liaison_connectors::request::ShareRequest;
     use liaison_connectors::{
-        BoxFuture as ConnectorFuture, Connector, ConnectorError, DatasetDescriptor, Fetched,
-        Found, PersonQuery, Registry,
+        BoxFuture as ConnectorFuture, Connector, ConnectorError, DatasetDescriptor, Fetched, Found,
+        PersonQuery, Registry,
     };
     use liaison_policy::{Action, Decision, Effect};
     use liaison_proto::v1 as pb;
