@@ -405,3 +405,214 @@ async fn the_peer_is_asked_only_within_a_share_under_a_mapped_agreement() {
     assert_eq!(context.correlation_id, "c-1");
     assert_eq!(context.purpose, "safeguarding-children");
 }
+
+/// A peer gateway that answers with whatever it is given, and remembers
+/// what it was asked and with which headers.
+#[derive(Clone, Default)]
+struct FakePeer {
+    matches: Vec<pb::PersonMatch>,
+    read: pb::GetRecordsResponse,
+    seen: Arc<parking_lot::Mutex<Vec<(HashMap<String, String>, pb::ShareContext)>>>,
+}
+
+impl FakePeer {
+    fn remember<T>(&self, request: &tonic::Request<T>, context: Option<&pb::ShareContext>) {
+        let headers = ["authorization", "traceparent", "grpc-timeout"]
+            .iter()
+            .filter_map(|h| {
+                let v = request.metadata().get(*h)?.to_str().ok()?;
+                Some(((*h).to_owned(), v.to_owned()))
+            })
+            .collect();
+        self.seen
+            .lock()
+            .push((headers, context.cloned().unwrap_or_default()));
+    }
+}
+
+#[tonic::async_trait]
+impl pb::sharing_service_server::SharingService for FakePeer {
+    async fn list_datasets(
+        &self,
+        _request: tonic::Request<pb::ListDatasetsRequest>,
+    ) -> Result<tonic::Response<pb::ListDatasetsResponse>, Status> {
+        Err(Status::unimplemented("not here"))
+    }
+
+    async fn search_persons(
+        &self,
+        request: tonic::Request<pb::SearchPersonsRequest>,
+    ) -> Result<tonic::Response<pb::SearchPersonsResponse>, Status> {
+        self.remember(&request, request.get_ref().context.as_ref());
+        Ok(tonic::Response::new(pb::SearchPersonsResponse {
+            matches: self.matches.clone(),
+            ..Default::default()
+        }))
+    }
+
+    async fn get_records(
+        &self,
+        request: tonic::Request<pb::GetRecordsRequest>,
+    ) -> Result<tonic::Response<pb::GetRecordsResponse>, Status> {
+        self.remember(&request, request.get_ref().context.as_ref());
+        Ok(tonic::Response::new(self.read.clone()))
+    }
+
+    type SubscribeStream =
+        tonic::codegen::tokio_stream::Empty<Result<pb::SubscribeResponse, Status>>;
+
+    async fn subscribe(
+        &self,
+        _request: tonic::Request<pb::SubscribeRequest>,
+    ) -> Result<tonic::Response<Self::SubscribeStream>, Status> {
+        Err(Status::unimplemented("not here"))
+    }
+}
+
+/// Serves `peer` on a loopback port and builds a connector to it whose
+/// answers are decoded up to `max_bytes`.
+async fn against(peer: FakePeer, max_bytes: usize) -> (LiaisonConnector, tempfile::TempDir) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    drop(listener);
+    tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(pb::sharing_service_server::SharingServiceServer::new(peer))
+            .serve(addr),
+    );
+    for _ in 0..50 {
+        if tokio::net::TcpStream::connect(addr).await.is_ok() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let (token_url, _) = token_server(300, 200).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = parse(&config_text(
+        dir.path(),
+        &format!("http://{addr}"),
+        &token_url,
+    ));
+    config.max_message_bytes = Some(max_bytes);
+    (LiaisonConnector::new(&config).await.unwrap(), dir)
+}
+
+fn share() -> ShareRequest {
+    ShareRequest {
+        purpose: "safeguarding-children".into(),
+        justification: "Section 47 enquiry".into(),
+        isa_id: "hackney-met".into(),
+        case_reference: "HCK-1".into(),
+        correlation_id: "corr-7".into(),
+        on_behalf_of: pb::OnBehalfOf {
+            agency_id: "hackney-childrens".into(),
+            subject: "sw-1".into(),
+            display_name: "Sam Okoro".into(),
+        },
+    }
+}
+
+#[tokio::test]
+async fn the_peer_is_asked_with_the_share_token_and_trace_and_its_strays_are_dropped() {
+    let peer = FakePeer {
+        matches: vec![
+            pb::PersonMatch {
+                person: Some(person("met-police.records:100003")),
+                ..Default::default()
+            },
+            pb::PersonMatch {
+                person: Some(person("elsewhere:9")),
+                ..Default::default()
+            },
+        ],
+        ..Default::default()
+    };
+    let seen = peer.seen.clone();
+    let (c, _dir) = against(peer, 1 << 20).await;
+    let query = PersonQuery {
+        family_name: Some("Doyle".into()),
+        ..PersonQuery::default()
+    };
+    let parent =
+        crate::trace::TraceParent::parse("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01");
+    let found = crate::trace::with_trace_parent(
+        parent,
+        with_share_request(Some(share()), c.search(&query, 10)),
+    )
+    .await
+    .unwrap();
+    let ids: Vec<&str> = found.persons.iter().map(|p| p.person_id.as_str()).collect();
+    assert_eq!(ids, vec!["met-police.federated:100003"]);
+    assert!(
+        found
+            .skipped
+            .iter()
+            .any(|p| p.problem.contains("not of its dataset")),
+        "{:?}",
+        found.skipped
+    );
+    let seen = seen.lock();
+    let (headers, context) = &seen[0];
+    assert_eq!(headers["authorization"], "Bearer tok-1");
+    assert_eq!(
+        headers["traceparent"],
+        "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+    );
+    assert!(headers.contains_key("grpc-timeout"), "{headers:?}");
+    assert_eq!(context.isa_id, "met-hackney-children");
+    assert_eq!(context.correlation_id, "corr-7");
+    assert_eq!(context.case_reference, "HCK-1");
+    assert_eq!(context.on_behalf_of.as_ref().unwrap().subject, "sw-1");
+}
+
+#[tokio::test]
+async fn an_oversized_answer_is_refused_and_the_connector_stays_usable() {
+    let mut big = person("met-police.records:100003");
+    big.names[0].given_names = "x".repeat(300 * 1024);
+    let peer = FakePeer {
+        matches: vec![pb::PersonMatch {
+            person: Some(big),
+            ..Default::default()
+        }],
+        read: pb::GetRecordsResponse {
+            person: Some(person("met-police.records:100003")),
+            records: vec![pb::Record {
+                record_id: "met-police.records:r1".into(),
+                person_id: "met-police.records:100001".into(),
+                kind: pb::RecordKind::Incident as i32,
+                body: Some(pb::record::Body::Incident(pb::Incident::default())),
+                ..Default::default()
+            }],
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let (c, _dir) = against(peer, 64 * 1024).await;
+    let query = PersonQuery {
+        family_name: Some("Doyle".into()),
+        ..PersonQuery::default()
+    };
+    let err = with_share_request(Some(share()), c.search(&query, 10))
+        .await
+        .unwrap_err();
+    assert_eq!(err.fault(), Fault::Source, "{err}");
+    assert!(err.to_string().contains("OUT_OF_RANGE"), "{err}");
+
+    // A record about another person is not passed on with this one.
+    let fetched = with_share_request(Some(share()), c.fetch("100003", &[]))
+        .await
+        .unwrap();
+    assert_eq!(
+        fetched.person.unwrap().person_id,
+        "met-police.federated:100003"
+    );
+    assert!(fetched.records.is_empty());
+    assert!(
+        fetched
+            .skipped
+            .iter()
+            .any(|p| p.problem.contains("about another person")),
+        "{:?}",
+        fetched.skipped
+    );
+}
