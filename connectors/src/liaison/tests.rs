@@ -406,13 +406,16 @@ async fn the_peer_is_asked_only_within_a_share_under_a_mapped_agreement() {
     assert_eq!(context.purpose, "safeguarding-children");
 }
 
+/// The headers a peer saw, and the share context.
+type Asked = (HashMap<String, String>, pb::ShareContext);
+
 /// A peer gateway that answers with whatever it is given, and remembers
 /// what it was asked and with which headers.
 #[derive(Clone, Default)]
 struct FakePeer {
     matches: Vec<pb::PersonMatch>,
     read: pb::GetRecordsResponse,
-    seen: Arc<parking_lot::Mutex<Vec<(HashMap<String, String>, pb::ShareContext)>>>,
+    seen: Arc<parking_lot::Mutex<Vec<Asked>>>,
 }
 
 impl FakePeer {
