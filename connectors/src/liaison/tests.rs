@@ -619,3 +619,146 @@ async fn an_oversized_answer_is_refused_and_the_connector_stays_usable() {
         fetched.skipped
     );
 }
+
+/// A certificate authority made for one test.
+struct TestCa {
+    params: rcgen::CertificateParams,
+    key: rcgen::KeyPair,
+    cert: rcgen::Certificate,
+}
+
+impl TestCa {
+    fn new() -> Self {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        params.key_usages = vec![
+            rcgen::KeyUsagePurpose::KeyCertSign,
+            rcgen::KeyUsagePurpose::CrlSign,
+        ];
+        let cert = params.self_signed(&key).unwrap();
+        Self { params, key, cert }
+    }
+}
+
+/// Accepted TLS connections, handed to tonic as in-memory pipes (tonic
+/// serves rustls streams only with a feature the workspace leaves off).
+struct Piped(tokio::sync::mpsc::Receiver<tokio::io::DuplexStream>);
+
+impl tonic::codegen::tokio_stream::Stream for Piped {
+    type Item = Result<tokio::io::DuplexStream, std::io::Error>;
+
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
+        self.0.poll_recv(cx).map(|s| s.map(Ok))
+    }
+}
+
+/// Serves `peer` over TLS 1.3 on loopback, demanding a client certificate
+/// from `ca`; returns the port.
+async fn serve_mutual_tls(peer: FakePeer, ca: &TestCa) -> u16 {
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let issuer = rcgen::Issuer::from_params(&ca.params, &ca.key);
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = rcgen::CertificateParams::new(vec!["localhost".to_owned()])
+        .unwrap()
+        .signed_by(&key, &issuer)
+        .unwrap();
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(ca.cert.der().clone()).unwrap();
+    let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+        Arc::new(roots),
+        provider.clone(),
+    )
+    .build()
+    .unwrap();
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .unwrap()
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(
+            vec![CertificateDer::from(cert.der().to_vec())],
+            PrivateKeyDer::try_from(key.serialize_der()).unwrap(),
+        )
+        .unwrap();
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (tx, rx) = tokio::sync::mpsc::channel(8);
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let (acceptor, tx) = (acceptor.clone(), tx.clone());
+            tokio::spawn(async move {
+                let Ok(mut tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let (mut near, far) = tokio::io::duplex(64 * 1024);
+                if tx.send(far).await.is_ok() {
+                    let _ = tokio::io::copy_bidirectional(&mut tls, &mut near).await;
+                }
+            });
+        }
+    });
+    tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(pb::sharing_service_server::SharingServiceServer::new(peer))
+            .serve_with_incoming(Piped(rx)),
+    );
+    port
+}
+
+#[tokio::test]
+async fn over_https_the_peer_is_reached_with_the_client_certificate_only() {
+    let ca = TestCa::new();
+    let peer = FakePeer {
+        matches: vec![pb::PersonMatch {
+            person: Some(person("met-police.records:100003")),
+            ..Default::default()
+        }],
+        ..Default::default()
+    };
+    let port = serve_mutual_tls(peer, &ca).await;
+
+    let dir = tempfile::tempdir().unwrap();
+    let issuer = rcgen::Issuer::from_params(&ca.params, &ca.key);
+    let client_key = rcgen::KeyPair::generate().unwrap();
+    let client_cert = rcgen::CertificateParams::new(vec!["hackney-gateway".to_owned()])
+        .unwrap()
+        .signed_by(&client_key, &issuer)
+        .unwrap();
+    std::fs::write(dir.path().join("ca.pem"), ca.cert.pem()).unwrap();
+    std::fs::write(dir.path().join("client.pem"), client_cert.pem()).unwrap();
+    std::fs::write(dir.path().join("client.key"), client_key.serialize_pem()).unwrap();
+    let (token_url, _) = token_server(300, 200).await;
+    let mut config = parse(&config_text(
+        dir.path(),
+        &format!("https://localhost:{port}"),
+        &token_url,
+    ));
+    config.ca_file = Some(dir.path().join("ca.pem"));
+    config.resilience.deadline_ms = 2_000;
+    let query = PersonQuery {
+        family_name: Some("Doyle".into()),
+        ..PersonQuery::default()
+    };
+
+    // Without a client certificate the peer's handshake refuses us.
+    let anonymous = LiaisonConnector::new(&config).await.unwrap();
+    let err = with_share_request(Some(share()), anonymous.search(&query, 5))
+        .await
+        .unwrap_err();
+    assert_eq!(err.fault(), Fault::Source, "{err}");
+
+    config.client_cert_file = Some(dir.path().join("client.pem"));
+    config.client_key_file = Some(dir.path().join("client.key"));
+    let mutual = LiaisonConnector::new(&config).await.unwrap();
+    let found = with_share_request(Some(share()), mutual.search(&query, 5))
+        .await
+        .unwrap();
+    assert_eq!(found.persons.len(), 1);
+    assert_eq!(found.persons[0].person_id, "met-police.federated:100003");
+}
