@@ -762,3 +762,39 @@ async fn over_https_the_peer_is_reached_with_the_client_certificate_only() {
     assert_eq!(found.persons.len(), 1);
     assert_eq!(found.persons[0].person_id, "met-police.federated:100003");
 }
+
+/// The federation example in the guide parses, so it cannot drift from the
+/// format; only its files are missing here.
+#[test]
+fn the_documented_federation_connector_parses() {
+    let doc = include_str!("../../../docs/connectors.md");
+    let block = doc
+        .split("```toml\n")
+        .skip(1)
+        .filter_map(|b| b.split("```").next())
+        .find(|b| b.contains("kind = \"liaison\""))
+        .expect("docs/connectors.md shows a liaison connector");
+    #[derive(serde::Deserialize)]
+    struct File {
+        connector: Vec<crate::ConnectorConfig>,
+    }
+    let file: File = toml::from_str(block).unwrap();
+    let [crate::ConnectorConfig::Liaison(config)] = file.connector.as_slice() else {
+        panic!("one liaison connector expected")
+    };
+    assert_eq!(
+        config
+            .isa_map
+            .get("hackney-met-federated")
+            .map(String::as_str),
+        Some("met-hackney-children")
+    );
+    let problems = config.problems();
+    assert_eq!(problems.len(), 4, "{problems:?}");
+    assert!(
+        problems
+            .iter()
+            .all(|p| p.ends_with("is not a readable file")),
+        "{problems:?}"
+    );
+}
