@@ -8,11 +8,11 @@ use serde::Deserialize;
 use crate::ConnectorError;
 use crate::csv::CsvFolderConfig;
 use crate::http::JsonHttpConfig;
+use crate::liaison::LiaisonConfig;
 use crate::mapping::Mapping;
 use crate::resilience::ResilienceConfig;
 
-/// One connector, tagged by `kind`; `liaison-grpc` is reserved for
-/// gateway-to-gateway federation.
+/// One connector, tagged by `kind`.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(tag = "kind", rename_all = "kebab-case")]
 #[non_exhaustive]
@@ -23,6 +23,9 @@ pub enum ConnectorConfig {
     JsonHttp(JsonHttpConfig),
     /// A folder of CSV exports, watched and indexed in memory.
     CsvFolder(CsvFolderConfig),
+    /// Another Liaison gateway's dataset, read through its
+    /// `SharingService` (federation).
+    Liaison(LiaisonConfig),
 }
 
 /// A SQL connector.
@@ -81,6 +84,7 @@ impl ConnectorConfig {
             Self::Sql(c) => &c.id,
             Self::JsonHttp(c) => &c.id,
             Self::CsvFolder(c) => &c.id,
+            Self::Liaison(c) => &c.id,
         }
     }
 
@@ -90,6 +94,7 @@ impl ConnectorConfig {
             Self::Sql(c) => &c.agency,
             Self::JsonHttp(c) => &c.agency,
             Self::CsvFolder(c) => &c.agency,
+            Self::Liaison(c) => &c.agency,
         }
     }
 
@@ -99,6 +104,18 @@ impl ConnectorConfig {
             Self::Sql(c) => &c.resilience,
             Self::JsonHttp(c) => &c.resilience,
             Self::CsvFolder(c) => &c.resilience,
+            Self::Liaison(c) => &c.resilience,
+        }
+    }
+
+    /// Problems a federation connector's configuration shows before it is
+    /// built, each as `key: what is wrong`, so the gateway's start-up check
+    /// can name their lines. Other kinds report theirs, with their
+    /// mapping's, when the registry builds them.
+    pub fn problems(&self) -> Vec<String> {
+        match self {
+            Self::Liaison(c) => c.problems(),
+            Self::Sql(_) | Self::JsonHttp(_) | Self::CsvFolder(_) => Vec::new(),
         }
     }
 
@@ -136,6 +153,7 @@ impl ConnectorConfig {
                 c.mapping_file.iter_mut().for_each(resolve);
                 resolve(&mut c.folder);
             }
+            Self::Liaison(c) => c.resolve_paths(base_dir),
         }
     }
 }

@@ -171,6 +171,44 @@ pub enum ConnectorError {
         /// The HTTP status code.
         status: u16,
     },
+    /// The identity provider would not issue the connector an access token
+    /// for a peer gateway.
+    #[error("dataset `{dataset}`: no access token for the peer gateway: {reason}")]
+    TokenRefused {
+        /// The dataset.
+        dataset: String,
+        /// Why, without the secret or the token.
+        reason: String,
+    },
+    /// A peer gateway refused the share under its own agreement: its half
+    /// of the decision, recorded in its own ledger.
+    #[error("declined by {agency}: {reason}: {message}")]
+    Declined {
+        /// The local dataset the peer serves.
+        dataset: String,
+        /// The peer's agency.
+        agency: String,
+        /// The peer's `ErrorInfo.reason`, such as `PURPOSE_NOT_PERMITTED`.
+        reason: String,
+        /// The peer's message, shortened.
+        message: String,
+    },
+    /// A peer gateway answered with an error status other than a refusal.
+    #[error(
+        "dataset `{dataset}`: the peer gateway answered `{operation}` with {code} ({reason}): {message}"
+    )]
+    PeerStatus {
+        /// The dataset.
+        dataset: String,
+        /// `search` or `fetch`.
+        operation: &'static str,
+        /// The gRPC status code's name, such as `UNAVAILABLE`.
+        code: &'static str,
+        /// The peer's `ErrorInfo.reason`, or the code when it gave none.
+        reason: String,
+        /// The peer's message, shortened.
+        message: String,
+    },
     /// The source answered with something the connector will not read: not
     /// JSON, larger than allowed, or a link to another host.
     #[error("dataset `{dataset}`: request `{request}` got an unusable answer: {reason}")]
@@ -188,9 +226,20 @@ impl ConnectorError {
     /// Whose fault the error is.
     pub fn fault(&self) -> Fault {
         match self {
+            // A peer's refusal is an answer about this share, not a sign
+            // the peer is failing: it must not open the circuit.
             Self::InvalidQuery { .. }
             | Self::InvalidSourceId { .. }
-            | Self::InvalidCursor { .. } => Fault::Caller,
+            | Self::InvalidCursor { .. }
+            | Self::Declined { .. } => Fault::Caller,
+            // Refused credentials and requests the peer does not understand
+            // are the operator's to fix; anything else is the peer failing.
+            Self::PeerStatus {
+                code: "UNAUTHENTICATED" | "UNIMPLEMENTED" | "FAILED_PRECONDITION" | "NOT_FOUND",
+                ..
+            }
+            | Self::TokenRefused { .. } => Fault::Configuration,
+            Self::PeerStatus { .. } => Fault::Source,
             Self::Unavailable { .. }
             | Self::QueryFailed { .. }
             | Self::Synthetic { .. }
@@ -225,6 +274,7 @@ impl ConnectorError {
         match self {
             Self::Unavailable { .. } | Self::Unreachable { .. } => true,
             Self::HttpStatus { status, .. } => matches!(status, 408 | 429 | 500..=599),
+            Self::PeerStatus { code, .. } => matches!(*code, "UNAVAILABLE" | "RESOURCE_EXHAUSTED"),
             _ => false,
         }
     }

@@ -21,7 +21,10 @@
 //! - [`JsonHttpConnector`] (`kind = "json-http"`): a JSON API, fields read
 //!   by JSON pointer;
 //! - [`CsvFolderConnector`] (`kind = "csv-folder"`): CSV exports dropped in
-//!   a watched folder, indexed in memory.
+//!   a watched folder, indexed in memory;
+//! - [`LiaisonConnector`] (`kind = "liaison"`): a dataset another Liaison
+//!   gateway serves, for federation between agencies; no mapping, since the
+//!   peer already answers in the common model.
 //!
 //! Source data is untrusted: malformed rows are skipped or trimmed and
 //! reported as [`RowProblem`]s, never allowed to fail a query or reach a
@@ -39,10 +42,12 @@ mod connector;
 pub mod csv;
 mod error;
 pub mod http;
+pub mod liaison;
 mod map;
 pub mod mapping;
 pub mod normalise;
 mod registry;
+pub mod request;
 pub mod resilience;
 pub mod sql;
 pub mod synthetic;
@@ -56,6 +61,7 @@ pub use connector::{
 pub use csv::{CsvFolderConfig, CsvFolderConnector};
 pub use error::{ConnectorError, Fault};
 pub use http::{JsonHttpConfig, JsonHttpConnector};
+pub use liaison::{LiaisonConfig, LiaisonConnector};
 #[cfg(feature = "fuzzing")]
 pub use map::row::Cell;
 pub use registry::Registry;

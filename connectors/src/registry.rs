@@ -4,6 +4,7 @@ use std::sync::Arc;
 use crate::config::ConnectorConfig;
 use crate::csv::CsvFolderConnector;
 use crate::http::JsonHttpConnector;
+use crate::liaison::LiaisonConnector;
 use crate::resilience::{ConnectorStats, ResilienceConfig, Resilient};
 use crate::sql::SqlConnector;
 use crate::{Connector, ConnectorError};
@@ -49,6 +50,7 @@ impl Registry {
                 ConnectorConfig::Sql(sql) => Arc::new(SqlConnector::new(sql).await?),
                 ConnectorConfig::JsonHttp(http) => Arc::new(JsonHttpConnector::new(http).await?),
                 ConnectorConfig::CsvFolder(csv) => Arc::new(CsvFolderConnector::new(csv).await?),
+                ConnectorConfig::Liaison(peer) => Arc::new(LiaisonConnector::new(peer).await?),
             };
             registry.insert_resilient(connector, config.resilience())?;
         }

@@ -560,6 +560,23 @@ impl Config {
                 message: "must be between 1 KiB and 64 MiB".into(),
             });
         }
+        for (i, connector) in self.connectors.iter().enumerate() {
+            // Checked with paths as the server will resolve them, so a file
+            // named relative to this file is looked for where it will be read.
+            let mut resolved = connector.clone();
+            resolved.resolve_paths(&self.base_dir);
+            for message in resolved.problems() {
+                let key = message.split(':').next().unwrap_or_default().to_owned();
+                out.push(Problem {
+                    line: connector_line(text, connector.id(), &key),
+                    key: format!("connector[{i}].{key}"),
+                    message: message
+                        .split_once(": ")
+                        .map_or(message.as_str(), |(_, m)| m)
+                        .to_owned(),
+                });
+            }
+        }
         if let Some(console) = &self.console {
             out.extend(console.validate(&self.issuers, text));
         }
@@ -677,6 +694,36 @@ fn line_of(text: &str, offset: usize) -> usize {
     text.get(..offset)
         .map(|s| s.bytes().filter(|b| *b == b'\n').count() + 1)
         .unwrap_or(1)
+}
+
+/// The line of `key` in the `[[connector]]` whose id is `id` (the first
+/// line from its id that starts with the key's last part, up to the next
+/// `[[connector]]`), or of its id when the key is not written out.
+fn connector_line(text: &str, id: &str, key: &str) -> Option<usize> {
+    let lines: Vec<&str> = text.lines().collect();
+    let id_line = lines.iter().position(|l| {
+        let l = l.trim_start();
+        l.starts_with("id") && l.contains(&format!("\"{id}\""))
+    })?;
+    let start = lines
+        .iter()
+        .take(id_line + 1)
+        .rposition(|l| l.trim_start().starts_with("[[connector]]"))
+        .unwrap_or(id_line);
+    let end = lines
+        .iter()
+        .skip(id_line + 1)
+        .position(|l| l.trim_start().starts_with("[[connector]]"))
+        .map_or(lines.len(), |n| id_line + 1 + n);
+    let field = key.rsplit('.').next().unwrap_or(key);
+    let found = lines
+        .iter()
+        .enumerate()
+        .take(end)
+        .skip(start)
+        .find(|(_, l)| l.trim_start().starts_with(field))
+        .map(|(n, _)| n);
+    Some(found.unwrap_or(id_line) + 1)
 }
 
 fn find_line(text: &str, key: &str) -> Option<usize> {

@@ -151,3 +151,67 @@ fn the_error_message_names_file_and_line() {
     let text = err.to_string();
     assert!(text.contains("test.toml:2: `version`"), "{text}");
 }
+
+#[test]
+fn the_example_federation_connector_parses_when_uncommented_and_names_its_lines() {
+    let example = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/liaison.example.toml"),
+    )
+    .unwrap();
+    let block: String = example
+        .lines()
+        .skip_while(|l| *l != "# kind = \"liaison\"")
+        .take_while(|l| l.starts_with('#'))
+        .filter_map(|l| l.strip_prefix("# "))
+        .filter(|l| l.starts_with('[') || l.contains(" = "))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    assert!(block.contains("isa_map"), "{block}");
+    let text = format!("{GOOD}\n[[connector]]\n{block}");
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("federation")).unwrap();
+    for file in ["kent-ca.pem", "client.pem", "client.key", "client-secret"] {
+        std::fs::write(dir.path().join("federation").join(file), "x").unwrap();
+    }
+    let c = Config::parse(&text, Path::new("test.toml"), dir.path()).unwrap();
+    assert_eq!(c.connectors[0].id(), "kent-police.records");
+
+    // Missing files, clear text off loopback and no agreement mapped are
+    // each refused, on the line that says so.
+    let bad = text
+        .replace("https://liaison.kent", "http://liaison.kent")
+        .replace(
+            "isa_map = { \"met-kent-children\" = \"kent-met-children\" }",
+            "isa_map = {}",
+        );
+    let empty = tempfile::tempdir().unwrap();
+    let err = Config::parse(&bad, Path::new("test.toml"), empty.path()).unwrap_err();
+    let line = |needle: &str| {
+        bad.lines()
+            .position(|l| l.starts_with(needle))
+            .map(|n| n + 1)
+            .unwrap()
+    };
+    let found: Vec<(Option<usize>, String)> = err
+        .problems
+        .iter()
+        .map(|p| (p.line, p.key.clone()))
+        .collect();
+    for (needle, key) in [
+        ("endpoint", "connector[0].endpoint"),
+        ("ca_file", "connector[0].ca_file"),
+        ("isa_map", "connector[0].isa_map"),
+        (
+            "client_secret_file",
+            "connector[0].token.client_secret_file",
+        ),
+    ] {
+        assert!(
+            found.contains(&(Some(line(needle)), key.to_owned())),
+            "{key} at line {}: {found:?}",
+            line(needle)
+        );
+    }
+    let shown = err.to_string();
+    assert!(shown.contains("must use https"), "{shown}");
+}

@@ -64,6 +64,7 @@ impl Service<Authorized> for Fetch {
 async fn fetch(registry: Arc<Registry>, deadline: Duration, req: Authorized) -> Answer {
     let mut facts = Facts::default();
     let mut tasks = JoinSet::new();
+    let share = share_request(&req);
     for (dataset, _) in &req.plan {
         facts.sources.push(dataset.clone());
         let Some(connector) = registry.get(dataset).cloned() else {
@@ -76,6 +77,7 @@ async fn fetch(registry: Arc<Registry>, deadline: Duration, req: Authorized) -> 
         };
         let dataset = dataset.clone();
         let operation = req.validated.operation.clone();
+        let share = share.clone();
         let span = tracing::info_span!("fetch", dataset = %dataset);
         tasks.spawn(
             async move {
@@ -84,6 +86,8 @@ async fn fetch(registry: Arc<Registry>, deadline: Duration, req: Authorized) -> 
                 let started = std::time::Instant::now();
                 let consulted =
                     tokio::time::timeout(deadline, consult(connector.as_ref(), &operation));
+                let consulted =
+                    liaison_connectors::request::with_share_request(Some(share), consulted);
                 let result = liaison_connectors::trace::with_trace_parent(parent, consulted).await;
                 if let Some(m) = crate::telemetry::metrics() {
                     let error = match &result {
@@ -119,7 +123,7 @@ async fn fetch(registry: Arc<Registry>, deadline: Duration, req: Authorized) -> 
                 tracing::warn!(dataset = %dataset, error = %e, "connector failed");
                 facts
                     .gaps
-                    .push(gap(&dataset, "UNAVAILABLE", &e.to_string()));
+                    .push(gap(&dataset, gap_reason(&e), &e.to_string()));
             }
             Ok(Ok(SourceResult::Found(persons))) => {
                 found.extend(persons.into_iter().map(|p| (dataset.clone(), p)));
@@ -285,10 +289,232 @@ fn normalise(s: &str) -> String {
         .collect()
 }
 
+/// The share as a connector may pass it on (a peer gateway audits its own
+/// half from it). The practitioner is the caller, unless the caller is a
+/// system that said whom it acts for.
+fn share_request(req: &Authorized) -> liaison_connectors::request::ShareRequest {
+    let context = &req.validated.context;
+    let principal = &req.validated.call.principal;
+    let on_behalf_of = match &context.on_behalf_of {
+        Some(o) if principal.is_system => o.clone(),
+        _ => pb::OnBehalfOf {
+            agency_id: principal.agency.clone(),
+            subject: principal.subject.clone(),
+            display_name: principal.label().to_owned(),
+        },
+    };
+    liaison_connectors::request::ShareRequest {
+        purpose: context.purpose.clone(),
+        justification: context.justification.clone(),
+        isa_id: context.isa_id.clone(),
+        case_reference: context.case_reference.clone(),
+        correlation_id: context.correlation_id.clone(),
+        on_behalf_of,
+    }
+}
+
+/// A gap's reason, from the values `SourceGap.reason` documents.
+fn gap_reason(error: &liaison_connectors::ConnectorError) -> &'static str {
+    use liaison_connectors::ConnectorError as E;
+    match error {
+        E::Declined { .. } => "DECLINED",
+        E::DeadlineExceeded { .. } => "DEADLINE_EXCEEDED",
+        E::CircuitOpen { .. } => "CIRCUIT_OPEN",
+        _ => "UNAVAILABLE",
+    }
+}
+
 fn gap(dataset: &str, reason: &str, message: &str) -> pb::SourceGap {
     pb::SourceGap {
         dataset_id: dataset.to_owned(),
         reason: reason.to_owned(),
         message: message.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use liaison_connectors::request::ShareRequest;
+    use liaison_connectors::{
+        BoxFuture as ConnectorFuture, Connector, ConnectorError, DatasetDescriptor, Fetched, Found,
+        PersonQuery, Registry,
+    };
+    use liaison_policy::{Action, Decision, Effect};
+    use liaison_proto::v1 as pb;
+    use tower::ServiceExt;
+
+    use super::*;
+    use crate::identity::Principal;
+    use crate::share::{Operation, ShareCall, validate::validate};
+
+    /// A source that remembers the share it was asked in, and declines it
+    /// if it is a peer told to.
+    #[derive(Debug)]
+    struct Declining {
+        descriptor: DatasetDescriptor,
+        decline: bool,
+        seen: std::sync::OnceLock<Option<ShareRequest>>,
+    }
+
+    impl Connector for Declining {
+        fn descriptor(&self) -> &DatasetDescriptor {
+            &self.descriptor
+        }
+
+        fn search<'a>(
+            &'a self,
+            _query: &'a PersonQuery,
+            _limit: usize,
+        ) -> ConnectorFuture<'a, Result<Found, ConnectorError>> {
+            let _ = self.seen.set(liaison_connectors::request::current());
+            if !self.decline {
+                return Box::pin(async { Ok(Found::default()) });
+            }
+            Box::pin(async {
+                Err(ConnectorError::Declined {
+                    dataset: "met.fed".into(),
+                    agency: "met-police".into(),
+                    reason: "PURPOSE_NOT_PERMITTED".into(),
+                    message: "not for this purpose".into(),
+                })
+            })
+        }
+
+        fn fetch<'a>(
+            &'a self,
+            _source_id: &'a str,
+            _kinds: &'a [pb::RecordKind],
+        ) -> ConnectorFuture<'a, Result<Fetched, ConnectorError>> {
+            Box::pin(async { Ok(Fetched::default()) })
+        }
+    }
+
+    fn authorized(is_system: bool, on_behalf_of: Option<pb::OnBehalfOf>) -> Authorized {
+        let validated = validate(ShareCall {
+            principal: Arc::new(Principal {
+                agency: "hackney-childrens".into(),
+                subject: "sw-1".into(),
+                display_name: Some("Sam Okoro".into()),
+                roles: vec!["social-worker".into()],
+                team: None,
+                vetting: None,
+                client_id: None,
+                issuer: "https://idp".into(),
+                is_system,
+            }),
+            method: "/liaison.v1.SharingService/SearchPersons",
+            action: Action::Search,
+            context: Some(pb::ShareContext {
+                purpose: "safeguarding-children".into(),
+                justification: "Section 47 enquiry after a school referral".into(),
+                isa_id: "hackney-met".into(),
+                on_behalf_of,
+                ..Default::default()
+            }),
+            operation: Operation::Search {
+                query: Some(pb::PersonQuery {
+                    family_name: "Doyle".into(),
+                    postcode: "N16 7AB".into(),
+                    ..Default::default()
+                }),
+                dataset_ids: vec![],
+                page_size: 0,
+            },
+            client_address: String::new(),
+            trace_id: String::new(),
+            deadline: None,
+        })
+        .unwrap();
+        let allow = Arc::new(Decision {
+            effect: Effect::Allow,
+            deny: None,
+            matched: vec![],
+            mask: Default::default(),
+            obligations: vec![],
+            policy_version: "sha256:test".into(),
+            isa_version: Some(1),
+            legal_basis: None,
+        });
+        Authorized {
+            validated,
+            plan: vec![
+                ("met.fed".into(), allow.clone()),
+                ("local".into(), allow.clone()),
+                ("absent".into(), allow),
+            ],
+        }
+    }
+
+    #[tokio::test]
+    async fn a_peer_sees_the_share_and_its_decline_is_a_named_gap() {
+        let source = |id: &str, decline| {
+            Arc::new(Declining {
+                descriptor: DatasetDescriptor {
+                    id: id.into(),
+                    agency: "met-police".into(),
+                    title: "t".into(),
+                    system: "s".into(),
+                    record_kinds: vec![],
+                },
+                decline,
+                seen: std::sync::OnceLock::new(),
+            })
+        };
+        let peer = source("met.fed", true);
+        let mut registry = Registry::default();
+        registry.insert(peer.clone()).unwrap();
+        registry.insert(source("local", false)).unwrap();
+        let req = authorized(false, None);
+        let correlation = req.validated.context.correlation_id.clone();
+        let answer = Fetch::new(Arc::new(registry), Duration::from_secs(2))
+            .oneshot(req)
+            .await
+            .unwrap();
+        let Ok(Payload::Search { matches, gaps }) = answer.result else {
+            panic!("{:?}", answer.result)
+        };
+        assert!(matches.is_empty());
+        let gaps: Vec<(&str, &str, &str)> = gaps
+            .iter()
+            .map(|g| (g.dataset_id.as_str(), g.reason.as_str(), g.message.as_str()))
+            .collect();
+        assert_eq!(
+            gaps,
+            vec![
+                ("absent", "UNAVAILABLE", "no connector serves this dataset"),
+                (
+                    "met.fed",
+                    "DECLINED",
+                    "declined by met-police: PURPOSE_NOT_PERMITTED: not for this purpose"
+                ),
+            ]
+        );
+        let seen = peer.seen.get().cloned().flatten().unwrap();
+        assert_eq!(seen.correlation_id, correlation);
+        assert_eq!(seen.isa_id, "hackney-met");
+        assert_eq!(
+            seen.on_behalf_of,
+            pb::OnBehalfOf {
+                agency_id: "hackney-childrens".into(),
+                subject: "sw-1".into(),
+                display_name: "Sam Okoro".into(),
+            }
+        );
+    }
+
+    #[test]
+    fn only_a_system_passes_on_whom_it_acts_for() {
+        let practitioner = pb::OnBehalfOf {
+            agency_id: "hackney-childrens".into(),
+            subject: "sw-9".into(),
+            display_name: "Ruth Adeyemi".into(),
+        };
+        let system = share_request(&authorized(true, Some(practitioner.clone())));
+        assert_eq!(system.on_behalf_of, practitioner);
+        // A person cannot name someone else as the one asking.
+        let person = share_request(&authorized(false, Some(practitioner)));
+        assert_eq!(person.on_behalf_of.subject, "sw-1");
     }
 }
