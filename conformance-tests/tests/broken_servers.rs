@@ -559,6 +559,47 @@ impl AdminService for Double {
             agreement: Some(agreement()),
         }))
     }
+
+    async fn list_agreement_versions(
+        &self,
+        req: Request<pb::ListAgreementVersionsRequest>,
+    ) -> Result<Response<pb::ListAgreementVersionsResponse>, Status> {
+        self.caller(&req)?;
+        Ok(Response::new(pb::ListAgreementVersionsResponse {
+            versions: vec![pb::AgreementVersion {
+                agreement: Some(agreement()),
+                ..Default::default()
+            }],
+        }))
+    }
+
+    // The checker never changes agreements: a double that refuses every
+    // change is as good as one that accepts them.
+    async fn propose_agreement(
+        &self,
+        req: Request<pb::ProposeAgreementRequest>,
+    ) -> Result<Response<pb::ProposeAgreementResponse>, Status> {
+        self.caller(&req)?;
+        Err(error(
+            Code::PermissionDenied,
+            "FUNCTION_NOT_PERMITTED",
+            None,
+            None,
+        ))
+    }
+
+    async fn set_agreement_status(
+        &self,
+        req: Request<pb::SetAgreementStatusRequest>,
+    ) -> Result<Response<pb::SetAgreementStatusResponse>, Status> {
+        self.caller(&req)?;
+        Err(error(
+            Code::PermissionDenied,
+            "FUNCTION_NOT_PERMITTED",
+            None,
+            None,
+        ))
+    }
 }
 
 struct Run {
