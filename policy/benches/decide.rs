@@ -228,6 +228,7 @@ fn request(ask: &Ask) -> DecisionRequest<'_> {
         purpose: &ask.purpose,
         isa_id: &ask.isa,
         at: datetime!(2026-06-01 10:00 UTC),
+        break_glass: false,
     }
 }
 
