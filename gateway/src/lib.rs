@@ -1,6 +1,7 @@
 #![doc = include_str!("../../README.md")]
 
 pub mod admission;
+pub mod alerts;
 pub mod audit_cli;
 pub mod authn;
 pub mod cli;

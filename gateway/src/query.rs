@@ -57,6 +57,12 @@ pub struct ContextArgs {
     /// Your case or referral reference.
     #[arg(long, default_value = "")]
     pub case_reference: String,
+    /// Invoke emergency access beyond your normal fields, for an immediate
+    /// risk to life or of serious harm, giving REASON (at least 20
+    /// characters). Honoured only where the agreement allows it for your
+    /// role; the share is marked in the ledger and a DPO must review it.
+    #[arg(long, value_name = "REASON")]
+    pub break_glass: Option<String>,
 }
 
 /// `liaison query …` subcommands.
@@ -424,7 +430,7 @@ fn share_context(c: ContextArgs) -> pb::ShareContext {
         case_reference: c.case_reference,
         on_behalf_of: None,
         correlation_id: String::new(),
-        break_glass: None,
+        break_glass: c.break_glass.map(|reason| pb::BreakGlass { reason }),
     }
 }
 

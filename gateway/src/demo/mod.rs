@@ -321,6 +321,9 @@ fn print_banner(state: &DemoState, idps: &[idp::DemoIdp], dir: &Path) {
     println!(
         "  {exe} query --as hackney-social-worker records {DEMO_DATASET}:<id from the search> \\\n      --purpose safeguarding-children --isa {DEMO_ISA} \\\n      --justification \"Section 47 enquiry following a school referral\""
     );
+    println!(
+        "  {exe} query --as hackney-team-manager records {DEMO_DATASET}:<id from the search> \\\n      --purpose safeguarding-children --isa {DEMO_ISA} \\\n      --justification \"Child missing overnight, strategy discussion\" \\\n      --break-glass \"Child missing overnight with a high-risk adult, police cannot wait\""
+    );
     println!("  {exe} query --as hackney-dpo audit --limit 5");
     println!(
         "  {exe} audit verify --config {}",
