@@ -32,12 +32,15 @@ use tonic::Code;
 const REASON: &str = "Child missing overnight, officers believe she is with a high-risk adult";
 const WEBHOOK_TOKEN: &str = "test-fixture-webhook-token";
 
+/// One POST as received: its `Authorization` header and its body.
+type Received = (Option<String>, BreakGlassAlert);
+
 /// A DPO's alert endpoint: records what it receives, and answers 503 while
 /// `up` is false.
 #[derive(Clone, Default)]
 struct Receiver {
     up: Arc<AtomicBool>,
-    received: Arc<Mutex<Vec<(Option<String>, BreakGlassAlert)>>>,
+    received: Arc<Mutex<Vec<Received>>>,
     refused: Arc<AtomicUsize>,
 }
 

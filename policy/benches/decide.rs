@@ -100,6 +100,7 @@ fn agreement(i: usize) -> Agreement {
             .collect(),
         handling_caveat: Some("OFFICIAL-SENSITIVE".to_owned()),
         notify_provider: i.is_multiple_of(2),
+        break_glass: Vec::new(),
     };
     Agreement {
         id: format!("isa-{i}"),
