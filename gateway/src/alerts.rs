@@ -339,6 +339,27 @@ mod tests {
     }
 
     #[test]
+    fn the_example_alerts_table_parses_when_uncommented() {
+        let example = std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/liaison.example.toml"),
+        )
+        .unwrap();
+        let table: String = example
+            .lines()
+            .skip_while(|l| *l != "# [alerts]")
+            .skip(1)
+            .take_while(|l| !l.is_empty())
+            .filter_map(|l| l.strip_prefix("# "))
+            .filter(|l| l.contains(" = "))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        let config: AlertsConfig = toml::from_str(&table).unwrap();
+        let url = config.webhook_url.as_ref().unwrap().get_ref();
+        assert!(webhook_url(url).is_ok(), "{url}");
+        assert!(config.token_file.is_some());
+    }
+
+    #[test]
     fn problems_name_the_key_and_span() {
         let text = "webhook_url = \"http://alerts.example/hook\"\ntoken_file = \"missing\"\n";
         let config: AlertsConfig = toml::from_str(text).unwrap();
