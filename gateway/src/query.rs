@@ -583,3 +583,48 @@ fn render_receipt(out: &mut String, r: Option<&pb::Receipt>) {
         );
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+    use crate::cli::{Cli, Command};
+
+    fn context_of(args: &[&str]) -> pb::ShareContext {
+        let cli = Cli::try_parse_from(args).unwrap();
+        let Command::Query(query) = cli.command else {
+            panic!("not a query: {args:?}");
+        };
+        match query.command {
+            QueryCommand::Records { context, .. } => share_context(context),
+            other => panic!("not a records query: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn break_glass_sends_its_reason_and_is_absent_unless_given() {
+        let base = [
+            "liaison",
+            "query",
+            "--as",
+            "hackney-team-manager",
+            "records",
+            "met-police.records:1",
+            "--purpose",
+            "safeguarding-children",
+        ];
+        assert_eq!(context_of(&base).break_glass, None);
+        let mut invoked = base.to_vec();
+        invoked.extend([
+            "--break-glass",
+            "Child missing overnight with a high-risk adult",
+        ]);
+        assert_eq!(
+            context_of(&invoked).break_glass,
+            Some(pb::BreakGlass {
+                reason: "Child missing overnight with a high-risk adult".into()
+            })
+        );
+    }
+}
