@@ -111,7 +111,7 @@ pub enum PolicyCommand {
     },
     /// Explain, in words a DPO understands, how policy decides one request
     /// (a YAML or TOML file with agency, roles, action, dataset, purpose,
-    /// isa and at).
+    /// isa and at, and `break_glass: true` for an emergency invocation).
     Explain {
         /// The request file.
         request: PathBuf,

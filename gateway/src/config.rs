@@ -46,6 +46,10 @@ pub struct Config {
     /// Traces, metrics and log format; absent, nothing is exported.
     #[serde(default)]
     pub telemetry: Option<crate::telemetry::TelemetryConfig>,
+    /// Where alerts a DPO must review (break-glass shares) are sent besides
+    /// the log and the metrics; absent, they are logged and counted only.
+    #[serde(default)]
+    pub alerts: Option<crate::alerts::AlertsConfig>,
     /// The directory relative paths are resolved against (the config file's).
     #[serde(skip)]
     pub base_dir: PathBuf,
@@ -579,6 +583,15 @@ impl Config {
         }
         if let Some(console) = &self.console {
             out.extend(console.validate(&self.issuers, text));
+        }
+        if let Some(alerts) = &self.alerts {
+            for (span, key, message) in alerts.problems(&self.base_dir) {
+                out.push(Problem {
+                    line: Some(line_of(text, span.start)),
+                    key,
+                    message,
+                });
+            }
         }
         if let Some(telemetry) = &self.telemetry {
             for (key, message) in telemetry.problems() {

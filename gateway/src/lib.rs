@@ -2,6 +2,7 @@
 
 pub mod admission;
 pub mod agreements;
+pub mod alerts;
 pub mod audit_cli;
 pub mod authn;
 pub mod cli;

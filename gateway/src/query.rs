@@ -57,6 +57,12 @@ pub struct ContextArgs {
     /// Your case or referral reference.
     #[arg(long, default_value = "")]
     pub case_reference: String,
+    /// Invoke emergency access beyond your normal fields, for an immediate
+    /// risk to life or of serious harm, giving REASON (at least 20
+    /// characters). Honoured only where the agreement allows it for your
+    /// role; the share is marked in the ledger and a DPO must review it.
+    #[arg(long, value_name = "REASON")]
+    pub break_glass: Option<String>,
 }
 
 /// `liaison query …` subcommands.
@@ -580,7 +586,7 @@ fn share_context(c: ContextArgs) -> pb::ShareContext {
         case_reference: c.case_reference,
         on_behalf_of: None,
         correlation_id: String::new(),
-        break_glass: None,
+        break_glass: c.break_glass.map(|reason| pb::BreakGlass { reason }),
     }
 }
 
@@ -730,6 +736,51 @@ fn render_receipt(out: &mut String, r: Option<&pb::Receipt>) {
             out,
             "\naudit receipt: entry {} (#{} in the ledger, leaf hash {})",
             r.entry_id, r.sequence, r.leaf_hash
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+    use crate::cli::{Cli, Command};
+
+    fn context_of(args: &[&str]) -> pb::ShareContext {
+        let cli = Cli::try_parse_from(args).unwrap();
+        let Command::Query(query) = cli.command else {
+            panic!("not a query: {args:?}");
+        };
+        match query.command {
+            QueryCommand::Records { context, .. } => share_context(context),
+            other => panic!("not a records query: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn break_glass_sends_its_reason_and_is_absent_unless_given() {
+        let base = [
+            "liaison",
+            "query",
+            "--as",
+            "hackney-team-manager",
+            "records",
+            "met-police.records:1",
+            "--purpose",
+            "safeguarding-children",
+        ];
+        assert_eq!(context_of(&base).break_glass, None);
+        let mut invoked = base.to_vec();
+        invoked.extend([
+            "--break-glass",
+            "Child missing overnight with a high-risk adult",
+        ]);
+        assert_eq!(
+            context_of(&invoked).break_glass,
+            Some(pb::BreakGlass {
+                reason: "Child missing overnight with a high-risk adult".into()
+            })
         );
     }
 }

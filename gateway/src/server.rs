@@ -220,11 +220,14 @@ pub async fn start(
         None => None,
     };
 
+    let alerts = crate::alerts::Alerts::start(config.alerts.as_ref(), &config.base_dir)
+        .map_err(|e| StartError::Other(e.to_string()))?;
     let stack = ShareStackBuilder {
         ledger: ledger.clone(),
         policy: policy.clone(),
         registry: registry.clone(),
         connector_deadline: Duration::from_millis(config.server.connector_deadline_ms),
+        alerts,
     }
     .build();
     let titles: BTreeMap<String, String> = registry

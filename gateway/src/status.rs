@@ -122,6 +122,22 @@ mod tests {
                 "PURPOSE_NOT_PERMITTED",
             ),
             (
+                GatewayError::ContextMissing {
+                    field: "context.break_glass.reason",
+                    reason: "BREAK_GLASS_REASON_MISSING",
+                },
+                Code::InvalidArgument,
+                "BREAK_GLASS_REASON_MISSING",
+            ),
+            (
+                GatewayError::Denied {
+                    reason: "BREAK_GLASS_NOT_PERMITTED",
+                    message: "no".into(),
+                },
+                Code::PermissionDenied,
+                "BREAK_GLASS_NOT_PERMITTED",
+            ),
+            (
                 GatewayError::FunctionNotPermitted {
                     message: "no".into(),
                 },

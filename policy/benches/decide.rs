@@ -100,6 +100,7 @@ fn agreement(i: usize) -> Agreement {
             .collect(),
         handling_caveat: Some("OFFICIAL-SENSITIVE".to_owned()),
         notify_provider: i.is_multiple_of(2),
+        break_glass: Vec::new(),
     };
     Agreement {
         id: format!("isa-{i}"),
@@ -235,6 +236,7 @@ fn request(ask: &Ask) -> DecisionRequest<'_> {
         purpose: &ask.purpose,
         isa_id: &ask.isa,
         at: datetime!(2026-06-01 10:00 UTC),
+        break_glass: false,
     }
 }
 

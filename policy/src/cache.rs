@@ -58,6 +58,7 @@ pub(crate) struct Key {
     purpose: Box<str>,
     action: Action,
     date: time::Date,
+    break_glass: bool,
 }
 
 impl DecisionCache {
@@ -86,6 +87,7 @@ impl DecisionCache {
             purpose: req.purpose.into(),
             action: req.action,
             date: req.at.date(),
+            break_glass: req.break_glass,
         })
     }
 
@@ -136,6 +138,7 @@ mod tests {
             deny: None,
             matched: Vec::new(),
             mask: FieldMask::empty(),
+            break_glass: false,
             obligations: Vec::new(),
             policy_version: String::new(),
             isa_version: Some(n),
@@ -158,6 +161,7 @@ mod tests {
             purpose: "p",
             isa_id: "i",
             at: datetime!(2026-06-01 10:00 +01:00),
+            break_glass: false,
         }
     }
 
@@ -185,6 +189,11 @@ mod tests {
             ..base
         };
         assert_ne!(Key::of(&base), Key::of(&other));
+        let invoked = DecisionRequest {
+            break_glass: true,
+            ..base
+        };
+        assert_ne!(Key::of(&base), Key::of(&invoked));
     }
 
     #[test]

@@ -21,11 +21,18 @@
 //!   - name: not for crime prevention
 //!     request: { purpose: crime-prevention }
 //!     expect: { decision: deny, reason: PURPOSE_NOT_PERMITTED }
+//!   - name: a team manager invokes break-glass
+//!     request: { roles: [team-manager], break_glass: true }
+//!     expect:
+//!       decision: allow
+//!       break_glass: true
+//!       fields: [person.names, incident.summary, intelligence.*]
 //! ```
 //!
 //! An `allow` must list the fields it releases, and a `deny` must name its reason code (and may
 //! name the operator `rule` behind a `POLICY_DENIED`), so a case always states what is disclosed
-//! and why not.
+//! and why not. A request invoking break-glass that is allowed must expect `break_glass: true`,
+//! so an emergency disclosure is never mistaken for a normal one.
 
 use std::collections::BTreeSet;
 use std::fmt;
@@ -43,7 +50,7 @@ use crate::mask::FieldMask;
 use crate::set::{PolicySet, line_column, one_line};
 
 /// The reason codes a case may expect, as [`DenyReason::reason`] gives them.
-pub const REASON_CODES: [&str; 9] = [
+pub const REASON_CODES: [&str; 10] = [
     "ISA_UNKNOWN",
     "ISA_NOT_ACTIVE",
     "ISA_EXPIRED",
@@ -53,6 +60,7 @@ pub const REASON_CODES: [&str; 9] = [
     "ACTION_NOT_PERMITTED",
     "ROLE_NOT_PERMITTED",
     "POLICY_DENIED",
+    "BREAK_GLASS_NOT_PERMITTED",
 ];
 
 /// A file of test cases, checked for completeness when read.
@@ -81,13 +89,18 @@ pub struct RequestSpec {
     pub purpose: String,
     pub isa: String,
     pub at: OffsetDateTime,
+    /// Whether the request invokes break-glass; false unless a file says so.
+    pub break_glass: bool,
 }
 
 /// What a case expects.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Expectation {
-    /// Allowed, releasing exactly these fields.
-    Allow { fields: FieldMask },
+    /// Allowed, releasing exactly these fields, under break-glass or not.
+    Allow {
+        fields: FieldMask,
+        break_glass: bool,
+    },
     /// Denied with this reason code, and by this operator rule when one is named.
     Deny {
         reason: String,
@@ -131,6 +144,8 @@ pub enum Mismatch {
         expected: String,
         got: Option<String>,
     },
+    /// Allowed, but under break-glass when a normal share was expected, or the other way round.
+    BreakGlass { expected: bool },
     /// Allowed, but releasing other fields.
     Fields {
         /// Expected and not released.
@@ -172,6 +187,8 @@ struct RawRequest {
     isa: Option<String>,
     #[serde(default, deserialize_with = "moment")]
     at: Option<OffsetDateTime>,
+    #[serde(default)]
+    break_glass: Option<bool>,
 }
 
 #[derive(Deserialize)]
@@ -184,6 +201,8 @@ struct RawExpectation {
     rule: Option<String>,
     #[serde(default)]
     fields: Option<Vec<String>>,
+    #[serde(default)]
+    break_glass: bool,
 }
 
 /// The file formats cases and requests may be written in.
@@ -323,6 +342,7 @@ impl RequestSpec {
             purpose: &self.purpose,
             isa_id: &self.isa,
             at: self.at,
+            break_glass: self.break_glass,
         }
     }
 
@@ -366,6 +386,7 @@ impl RawRequest {
             purpose: self.purpose.or(defaults.purpose),
             isa: self.isa.or(defaults.isa),
             at: self.at.or(defaults.at),
+            break_glass: self.break_glass.or(defaults.break_glass),
         }
     }
 
@@ -380,6 +401,7 @@ impl RawRequest {
                 purpose: Some(purpose),
                 isa: Some(isa),
                 at: Some(at),
+                break_glass,
             } => Ok(RequestSpec {
                 agency,
                 roles,
@@ -388,6 +410,7 @@ impl RawRequest {
                 purpose,
                 isa,
                 at,
+                break_glass: break_glass.unwrap_or(false),
             }),
             raw => {
                 let missing: Vec<&str> = [
@@ -418,6 +441,7 @@ impl RawExpectation {
                 match self.fields {
                     Some(fields) => Ok(Expectation::Allow {
                         fields: FieldMask::new(fields),
+                        break_glass: self.break_glass,
                     }),
                     None => Err("an expected allow must list the `fields` it releases".to_owned()),
                 }
@@ -425,6 +449,13 @@ impl RawExpectation {
             Effect::Deny => {
                 if self.fields.is_some_and(|f| !f.is_empty()) {
                     return Err("a deny releases no fields; remove `fields`".to_owned());
+                }
+                if self.break_glass {
+                    return Err(
+                        "a deny discloses nothing, under break-glass or not; remove \
+                         `break_glass` from `expect`"
+                            .to_owned(),
+                    );
                 }
                 match self.reason {
                     Some(reason) if REASON_CODES.contains(&reason.as_str()) => {
@@ -458,7 +489,18 @@ impl Expectation {
     pub fn compare(&self, decision: &Decision) -> Vec<Mismatch> {
         let mut mismatches = Vec::new();
         match (self, decision.is_allowed()) {
-            (Self::Allow { fields }, true) => {
+            (
+                Self::Allow {
+                    fields,
+                    break_glass,
+                },
+                true,
+            ) => {
+                if *break_glass != decision.break_glass {
+                    mismatches.push(Mismatch::BreakGlass {
+                        expected: *break_glass,
+                    });
+                }
                 if *fields != decision.mask {
                     let expected: BTreeSet<&str> = fields.paths().collect();
                     let got: BTreeSet<&str> = decision.mask.paths().collect();
@@ -559,6 +601,12 @@ impl fmt::Display for Mismatch {
                     "expected operator rule `{expected}` to deny, but no operator rule did"
                 ),
             },
+            Self::BreakGlass { expected: true } => {
+                f.write_str("expected an allow under break-glass, got a normal allow")
+            }
+            Self::BreakGlass { expected: false } => {
+                f.write_str("expected a normal allow, got an allow under break-glass")
+            }
             Self::Fields {
                 missing,
                 unexpected,
@@ -768,5 +816,10 @@ mod tests {
             assert_eq!(code, code.to_uppercase());
         }
         assert!(REASON_CODES.contains(&DenyReason::EvaluationFailed.reason()));
+        let refused = DenyReason::BreakGlassNotPermitted {
+            isa: "i".into(),
+            dataset: "d".into(),
+        };
+        assert!(REASON_CODES.contains(&refused.reason()));
     }
 }

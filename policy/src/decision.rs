@@ -19,6 +19,11 @@ pub struct DecisionRequest<'a> {
     /// When the share happens. Agreement dates are compared with `at.date()`, so pass `at` in
     /// the offset the agreements' dates are written in (UK local time for UK agreements).
     pub at: time::OffsetDateTime,
+    /// Whether the caller invokes emergency access. Honoured only where the agreement's
+    /// break-glass terms name one of the caller's granted roles; otherwise the share is refused
+    /// rather than quietly served at the normal field set, so the caller knows the emergency
+    /// route was closed to them.
+    pub break_glass: bool,
 }
 
 /// The policy's answer, with everything the gateway needs to enforce and audit it.
@@ -31,8 +36,11 @@ pub struct Decision {
     /// `isa:<id>@<version>:<dataset>:<agency>:<role>:<action>:<purpose>`, operator rules
     /// `rule:<id>`.
     pub matched: Vec<String>,
-    /// The fields released; empty on deny.
+    /// The fields released; empty on deny. Under break-glass, the normal fields and the
+    /// break-glass fields of the caller's roles that may invoke it.
     pub mask: FieldMask,
+    /// Whether the share is allowed under break-glass; always false on deny.
+    pub break_glass: bool,
     /// What the gateway must do when it discloses; empty on deny.
     pub obligations: Vec<Obligation>,
     /// The content hash of the policy that decided, for the audit entry.
@@ -91,6 +99,12 @@ pub enum DenyReason {
     ExplicitDeny {
         rule_id: String,
     },
+    /// The caller invoked break-glass, and the share would be allowed normally, but the
+    /// agreement lets none of the caller's roles invoke it on this dataset.
+    BreakGlassNotPermitted {
+        isa: String,
+        dataset: String,
+    },
     /// casbin failed while evaluating; the share is refused rather than guessed at.
     EvaluationFailed,
 }
@@ -148,6 +162,7 @@ impl DenyReason {
             Self::ActionNotPermitted { .. } => "ACTION_NOT_PERMITTED",
             Self::NoRoleGranted { .. } => "ROLE_NOT_PERMITTED",
             Self::ExplicitDeny { .. } | Self::EvaluationFailed => "POLICY_DENIED",
+            Self::BreakGlassNotPermitted { .. } => "BREAK_GLASS_NOT_PERMITTED",
         }
     }
 }
@@ -189,6 +204,11 @@ impl fmt::Display for DenyReason {
             Self::ExplicitDeny { rule_id } => {
                 write!(f, "operator rule `{rule_id}` denies this share")
             }
+            Self::BreakGlassNotPermitted { isa, dataset } => write!(
+                f,
+                "isa `{isa}` lets none of the caller's roles invoke break-glass on dataset \
+                 `{dataset}`"
+            ),
             Self::EvaluationFailed => {
                 f.write_str("policy evaluation failed, so the share is denied")
             }
@@ -280,6 +300,13 @@ mod tests {
                 "POLICY_DENIED",
             ),
             (DenyReason::EvaluationFailed, "POLICY_DENIED"),
+            (
+                DenyReason::BreakGlassNotPermitted {
+                    isa: isa(),
+                    dataset: "x".into(),
+                },
+                "BREAK_GLASS_NOT_PERMITTED",
+            ),
         ];
         for (reason, code) in cases {
             assert_eq!(reason.reason(), code, "{reason:?}");

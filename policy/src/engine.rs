@@ -38,6 +38,8 @@ struct CompiledAgreement {
 struct CompiledDataset {
     /// The fields each role of the agreement's terms releases.
     masks: HashMap<String, FieldMask>,
+    /// The fields break-glass adds, for each role that may invoke it.
+    break_glass: HashMap<String, FieldMask>,
     obligations: Vec<Obligation>,
     by_recipient: HashMap<String, Candidates>,
 }
@@ -89,6 +91,15 @@ impl PolicyEngine {
                     .iter()
                     .map(|grant| (grant.role.clone(), FieldMask::new(&grant.fields)))
                     .collect();
+                let break_glass = terms
+                    .break_glass
+                    .iter()
+                    .flat_map(|bg| bg.roles.iter())
+                    .filter_map(|role| {
+                        let fields = terms.break_glass_fields_for(role)?;
+                        Some((role.clone(), FieldMask::new(fields)))
+                    })
+                    .collect();
                 let mut obligations = Vec::new();
                 if let Some(caveat) = &terms.handling_caveat {
                     obligations.push(Obligation::HandlingCaveat(caveat.clone()));
@@ -107,6 +118,7 @@ impl PolicyEngine {
                     terms.dataset.clone(),
                     CompiledDataset {
                         masks,
+                        break_glass,
                         obligations,
                         by_recipient,
                     },
@@ -187,7 +199,7 @@ impl PolicyEngine {
         // The first unmet condition of the agreement, in the documented order. casbin decides;
         // this names the reason, and must agree with casbin before anything is allowed.
         let gap = grant_gap(agreement, req);
-        let matched = verdict.matched;
+        let mut matched = verdict.matched;
 
         if verdict.failed {
             return self.deny(Some(agreement), DenyReason::EvaluationFailed, matched);
@@ -242,10 +254,33 @@ impl PolicyEngine {
                 mask.union_with(fields);
             }
         }
+        // Break-glass is weighed last, on a share casbin has already allowed, and only widens
+        // the mask of roles casbin granted: it cannot lift any denial above.
+        if req.break_glass {
+            let mut invoked = false;
+            for role in &verdict.granted {
+                if let Some(fields) = dataset.break_glass.get(role) {
+                    mask.union_with(fields);
+                    matched.push(break_glass_id(agreement, req.dataset, role));
+                    invoked = true;
+                }
+            }
+            if !invoked {
+                return self.deny(
+                    Some(agreement),
+                    DenyReason::BreakGlassNotPermitted {
+                        isa: req.isa_id.to_owned(),
+                        dataset: req.dataset.to_owned(),
+                    },
+                    matched,
+                );
+            }
+        }
         Decision {
             effect: Effect::Allow,
             deny: None,
             matched,
+            break_glass: req.break_glass,
             mask,
             obligations: dataset.obligations.clone(),
             policy_version: self.version.clone(),
@@ -285,6 +320,7 @@ impl PolicyEngine {
                             purpose,
                             isa_id: &agreement.id,
                             at,
+                            break_glass: false,
                         });
                         if decision.is_allowed() {
                             purposes.insert(purpose.clone());
@@ -341,6 +377,7 @@ impl PolicyEngine {
             deny: Some(reason),
             matched,
             mask: FieldMask::empty(),
+            break_glass: false,
             obligations: Vec::new(),
             policy_version: self.version.clone(),
             isa_version: agreement.map(|a| a.version),
@@ -555,6 +592,14 @@ fn allow_id(
 ) -> String {
     format!(
         "isa:{}@{}:{dataset}:{recipient}:{role}:{action}:{purpose}",
+        agreement.id, agreement.version
+    )
+}
+
+/// Names the break-glass terms a decision used, for explain and the audit entry's matched rules.
+fn break_glass_id(agreement: &Agreement, dataset: &str, role: &str) -> String {
+    format!(
+        "break-glass:{}@{}:{dataset}:{role}",
         agreement.id, agreement.version
     )
 }

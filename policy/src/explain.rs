@@ -25,8 +25,10 @@ pub struct Explanation {
     /// The operator rule that refused the share, when one did.
     pub denied_by: Option<OperatorRule>,
     /// On allow, the fields each of the caller's roles releases; the decision's mask is their
-    /// union.
+    /// union with [`Explanation::break_glass_releases`].
     pub releases: Vec<(String, FieldMask)>,
+    /// On an allowed break-glass share, the further fields each invoking role receives.
+    pub break_glass_releases: Vec<(String, FieldMask)>,
 }
 
 /// The request, owned, as the explanation repeats it.
@@ -39,6 +41,7 @@ pub struct Asked {
     pub purpose: String,
     pub isa: String,
     pub date: time::Date,
+    pub break_glass: bool,
 }
 
 /// One condition of sharing and whether the request met it.
@@ -60,6 +63,7 @@ pub fn explain(engine: &PolicyEngine, req: &DecisionRequest<'_>) -> Explanation 
         purpose: req.purpose.to_owned(),
         isa: req.isa_id.to_owned(),
         date: req.at.date(),
+        break_glass: req.break_glass,
     };
     let agreement = engine.agreement(req.isa_id).cloned();
     let failed_at = decision.deny.as_ref().map(step_of);
@@ -71,7 +75,7 @@ pub fn explain(engine: &PolicyEngine, req: &DecisionRequest<'_>) -> Explanation 
     };
     let mut checks = Vec::new();
     if let Some(agreement) = &agreement {
-        for step in 0..STEPS {
+        for step in 0..steps(req.break_glass) {
             let passed = failed_at.is_none_or(|failed| step < failed);
             checks.push(Check {
                 passed,
@@ -90,23 +94,28 @@ pub fn explain(engine: &PolicyEngine, req: &DecisionRequest<'_>) -> Explanation 
             ),
         });
     }
-    let releases = match (&agreement, decision.is_allowed()) {
-        (Some(agreement), true) => agreement
-            .dataset(req.dataset)
-            .map(|terms| {
-                let mut roles: Vec<&String> = req.roles.iter().collect();
-                roles.sort();
-                roles.dedup();
-                roles
-                    .into_iter()
-                    .filter_map(|role| {
-                        terms
-                            .fields_for(role)
-                            .map(|fields| (role.clone(), FieldMask::new(fields)))
-                    })
-                    .collect()
-            })
-            .unwrap_or_default(),
+    let terms = agreement
+        .as_ref()
+        .filter(|_| decision.is_allowed())
+        .and_then(|a| a.dataset(req.dataset));
+    let mut roles: Vec<&String> = req.roles.iter().collect();
+    roles.sort();
+    roles.dedup();
+    let by_role = |fields_for: &dyn Fn(&str) -> Option<FieldMask>| -> Vec<(String, FieldMask)> {
+        roles
+            .iter()
+            .filter_map(|role| fields_for(role).map(|mask| ((*role).clone(), mask)))
+            .collect()
+    };
+    let releases = match terms {
+        Some(terms) => by_role(&|role| terms.fields_for(role).map(FieldMask::new)),
+        None => Vec::new(),
+    };
+    let break_glass_releases = match terms {
+        Some(terms) if decision.break_glass => by_role(&|role| {
+            terms.fields_for(role)?;
+            terms.break_glass_fields_for(role).map(FieldMask::new)
+        }),
         _ => Vec::new(),
     };
     Explanation {
@@ -116,12 +125,17 @@ pub fn explain(engine: &PolicyEngine, req: &DecisionRequest<'_>) -> Explanation 
         checks,
         denied_by,
         releases,
+        break_glass_releases,
     }
 }
 
 /// How many checks there are: active, in force, recipient, purpose, dataset, action, role,
-/// operator rules.
+/// operator rules; and break-glass when it was invoked.
 const STEPS: usize = 8;
+
+fn steps(break_glass: bool) -> usize {
+    STEPS + usize::from(break_glass)
+}
 
 /// The check a deny reason reports as failed.
 fn step_of(reason: &DenyReason) -> usize {
@@ -134,6 +148,7 @@ fn step_of(reason: &DenyReason) -> usize {
         DenyReason::ActionNotPermitted { .. } => 5,
         DenyReason::NoRoleGranted { .. } => 6,
         DenyReason::ExplicitDeny { .. } | DenyReason::EvaluationFailed => 7,
+        DenyReason::BreakGlassNotPermitted { .. } => 8,
     }
 }
 
@@ -235,6 +250,39 @@ fn finding(
                 )
             }
         }
+        (8, _) => {
+            let invokers: Vec<String> = a
+                .dataset(&r.dataset)
+                .map(|t| {
+                    t.break_glass
+                        .iter()
+                        .flat_map(|bg| bg.roles.iter().cloned())
+                        .collect()
+                })
+                .unwrap_or_default();
+            if passed {
+                format!(
+                    "The caller invoked break-glass (emergency access), and the agreement lets \
+                     {} do so on `{}`.",
+                    quoted(&invokers),
+                    r.dataset
+                )
+            } else if invokers.is_empty() {
+                format!(
+                    "The caller invoked break-glass (emergency access), but the agreement allows \
+                     no emergency access to `{}`; the caller should ask for the normal share \
+                     instead.",
+                    r.dataset
+                )
+            } else {
+                format!(
+                    "The caller invoked break-glass (emergency access), but the agreement lets \
+                     only {} do so on `{}`.",
+                    quoted(&invokers),
+                    r.dataset
+                )
+            }
+        }
         (_, true) => "No operator rule stops this share.".to_owned(),
         (_, false) => match denied_by {
             Some(rule) => format!(
@@ -279,6 +327,13 @@ impl fmt::Display for Explanation {
              on {}.",
             r.agency, r.action, r.dataset, r.purpose, r.isa, r.date
         )?;
+        if r.break_glass {
+            writeln!(
+                f,
+                "  They invoked break-glass: emergency access beyond their normal fields, for an \
+                 immediate risk to life or of serious harm."
+            )?;
+        }
 
         if let Some(a) = &self.agreement {
             writeln!(f, "\nThe agreement")?;
@@ -298,7 +353,8 @@ impl fmt::Display for Explanation {
             let mark = if check.passed { "yes" } else { "NO " };
             writeln!(f, "  {mark}  {}", check.finding)?;
         }
-        if self.checks.last().is_some_and(|c| !c.passed) && self.checks.len() < STEPS {
+        if self.checks.last().is_some_and(|c| !c.passed) && self.checks.len() < steps(r.break_glass)
+        {
             writeln!(f, "  The remaining checks were not needed.")?;
         }
 
@@ -307,7 +363,12 @@ impl fmt::Display for Explanation {
             for (role, fields) in &self.releases {
                 writeln!(f, "  To `{role}`: {fields}.")?;
             }
-            if self.releases.len() > 1 {
+            for (role, fields) in &self.break_glass_releases {
+                writeln!(f, "  Under break-glass, `{role}` also receives: {fields}.")?;
+            }
+            if !self.break_glass_releases.is_empty() {
+                writeln!(f, "  In all, the caller receives: {}.", self.decision.mask)?;
+            } else if self.releases.len() > 1 {
                 writeln!(
                     f,
                     "  The caller holds several roles, so receives all of these: {}.",
@@ -320,6 +381,13 @@ impl fmt::Display for Explanation {
             )?;
             if let Some(basis) = &self.decision.legal_basis {
                 writeln!(f, "  The disclosure is recorded under: {basis}")?;
+            }
+            if self.decision.break_glass {
+                writeln!(
+                    f,
+                    "  This is an emergency disclosure: the ledger marks it as break-glass and a \
+                     DPO must review it."
+                )?;
             }
             if !self.decision.obligations.is_empty() {
                 writeln!(f, "\nConditions on the recipient")?;

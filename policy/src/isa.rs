@@ -115,6 +115,24 @@ pub struct DatasetTerms {
     /// Whether the provider asked to be told of every disclosure under these terms.
     #[serde(default)]
     pub notify_provider: bool,
+    /// Emergency access: the roles that may invoke break-glass on this dataset and the further
+    /// fields they then see. Empty (the default) means break-glass is never honoured here.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub break_glass: Vec<BreakGlassTerms>,
+}
+
+/// Who may invoke break-glass on one dataset, and what it adds to their normal field set.
+///
+/// Break-glass only widens: every role listed must also have normal terms on the same dataset,
+/// so an invocation can never reach data the role could not see at all, and every check a normal
+/// share passes (agreement state, recipient, purpose, action, operator rules) still applies.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct BreakGlassTerms {
+    /// Roles that may invoke it, each also named in the dataset's `roles`.
+    pub roles: Vec<String>,
+    /// Field paths released on top of the role's normal fields while break-glass is invoked.
+    pub fields: Vec<String>,
 }
 
 /// The fields one role may see.
@@ -221,6 +239,21 @@ impl DatasetTerms {
             .iter()
             .find(|grant| grant.role == role)
             .map(|grant| grant.fields.as_slice())
+    }
+
+    /// The fields break-glass adds for `role`, if any of the terms lets it invoke break-glass.
+    pub fn break_glass_fields_for<'t>(&'t self, role: &str) -> Option<Vec<&'t str>> {
+        let mut fields = self
+            .break_glass
+            .iter()
+            .filter(|terms| terms.roles.iter().any(|r| r == role))
+            .peekable();
+        fields.peek()?;
+        Some(
+            fields
+                .flat_map(|terms| terms.fields.iter().map(String::as_str))
+                .collect(),
+        )
     }
 }
 

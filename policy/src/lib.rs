@@ -8,6 +8,22 @@
 //! the field mask (the union of the caller's roles' fields), the obligations, the rules that
 //! matched, and the policy's content hash for the audit entry.
 //!
+//! **Break-glass.** Dataset terms may list roles that can invoke emergency access and the further
+//! fields they then see:
+//!
+//! ```toml
+//! [[agreement.datasets.break_glass]]
+//! roles = ["team-manager"]     # each must also have normal terms on this dataset
+//! fields = ["incident.location", "warning_marker.description"]
+//! ```
+//!
+//! A request with [`DecisionRequest::break_glass`] set is decided exactly like a normal one; only
+//! if that allows is break-glass weighed: when some granted role of the caller is listed, the
+//! mask gains those roles' break-glass fields and [`Decision::break_glass`] is set; otherwise the
+//! share is refused with [`DenyReason::BreakGlassNotPermitted`]. So break-glass never lifts a
+//! denial and never widens beyond the normal fields and the listed ones, and terms that are not
+//! invoked change nothing.
+//!
 //! ```
 //! use liaison_policy::{Action, DecisionRequest, PolicyEngine, PolicySet};
 //!
@@ -22,6 +38,7 @@
 //!     purpose: "safeguarding-children",
 //!     isa_id: "met-hackney-children",
 //!     at: time::macros::datetime!(2026-06-01 10:00 +01:00),
+//!     break_glass: false,
 //! });
 //! assert!(decision.is_allowed());
 //! assert!(decision.mask.allows("person.names"));
@@ -64,8 +81,8 @@ pub use engine::PolicyEngine;
 pub use error::{PolicyError, Problem};
 pub use explain::{Asked, Check, Explanation, explain};
 pub use isa::{
-    Action, Agreement, AgreementStatus, Controllership, DatasetTerms, Effect, OperatorRule,
-    RoleFields, SignOff, UnknownAction,
+    Action, Agreement, AgreementStatus, BreakGlassTerms, Controllership, DatasetTerms, Effect,
+    OperatorRule, RoleFields, SignOff, UnknownAction,
 };
 pub use lint::{CheckReport, KnownNames, Lint, LintCode, Severity, check, lint, lint_on};
 pub use mask::FieldMask;

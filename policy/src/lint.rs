@@ -14,6 +14,7 @@ use std::str::FromStr;
 use crate::engine::PolicyEngine;
 use crate::error::PolicyError;
 use crate::isa::{Action, Agreement, AgreementStatus, DatasetTerms, Effect, OperatorRule};
+use crate::mask::FieldMask;
 use crate::model::validate_model;
 use crate::set::PolicySet;
 
@@ -87,6 +88,9 @@ pub enum LintCode {
     ActivePastEnd,
     /// An agreement whose review date has passed.
     ReviewOverdue,
+    /// Break-glass terms that release nothing beyond the role's normal fields, so invoking them
+    /// raises an alert for no wider access.
+    BreakGlassAddsNothing,
 }
 
 /// Everything `liaison policy check` reports about one policy file.
@@ -175,6 +179,7 @@ impl LintCode {
             Self::ShadowedGrant => "shadowed-grant",
             Self::ActivePastEnd => "active-past-end",
             Self::ReviewOverdue => "review-overdue",
+            Self::BreakGlassAddsNothing => "break-glass-adds-nothing",
         }
     }
 }
@@ -309,10 +314,13 @@ pub fn lint(set: &PolicySet, known: &KnownNames) -> Vec<Lint> {
 /// * Grants (warnings): a role whose grant under an agreement operator rules deny in every case.
 /// * Dates (warnings): an agreement still marked active after `valid_until`; a review date that
 ///   has passed.
+/// * Break-glass: its roles and fields are checked as names like any grant's (errors), and terms
+///   that add no field to a role's normal set are reported (warning).
 pub fn lint_on(set: &PolicySet, known: &KnownNames, today: time::Date) -> Vec<Lint> {
     let mut lints = Vec::new();
     for agreement in set.agreements() {
         unknown_in_agreement(agreement, known, &mut lints);
+        break_glass_terms(agreement, known, &mut lints);
     }
     for rule in set.rules() {
         unknown_in_rule(rule, known, &mut lints);
@@ -453,6 +461,67 @@ fn unknown_in_agreement(agreement: &Agreement, known: &KnownNames, lints: &mut V
                         "dataset `{}`: role `{}`: field `{field}` is not a field the gateway \
                          releases, so it grants nothing",
                         terms.dataset, grant.role
+                    ),
+                ));
+            }
+        }
+    }
+}
+
+/// Break-glass terms name roles and fields like normal terms do, and are checked the same way;
+/// they should also add something, or the emergency route only costs a DPO a review.
+fn break_glass_terms(agreement: &Agreement, known: &KnownNames, lints: &mut Vec<Lint>) {
+    let subject = agreement_subject(agreement);
+    for terms in &agreement.datasets {
+        for bg in &terms.break_glass {
+            for role in &bg.roles {
+                unknown(
+                    lints,
+                    known.roles.as_ref(),
+                    LintCode::UnknownRole,
+                    &subject,
+                    &format!("dataset `{}`: break_glass role", terms.dataset),
+                    role,
+                );
+            }
+            if let Some(fields) = &known.fields {
+                for field in bg
+                    .fields
+                    .iter()
+                    .filter(|f| !KnownNames::knows_field(fields, f))
+                {
+                    lints.push(Lint::new(
+                        Severity::Error,
+                        LintCode::UnknownField,
+                        &subject,
+                        format!(
+                            "dataset `{}`: break_glass field `{field}` is not a field the \
+                             gateway releases, so it grants nothing",
+                            terms.dataset
+                        ),
+                    ));
+                }
+            }
+        }
+        let mut invokers: Vec<&String> = terms
+            .break_glass
+            .iter()
+            .flat_map(|bg| bg.roles.iter())
+            .collect();
+        invokers.sort();
+        invokers.dedup();
+        for role in invokers {
+            let normal = FieldMask::new(terms.fields_for(role).unwrap_or_default());
+            let extra = terms.break_glass_fields_for(role).unwrap_or_default();
+            if extra.iter().all(|field| normal.allows(field)) {
+                lints.push(Lint::new(
+                    Severity::Warning,
+                    LintCode::BreakGlassAddsNothing,
+                    &subject,
+                    format!(
+                        "dataset `{}`: break-glass for role `{role}` releases nothing beyond its \
+                         normal fields",
+                        terms.dataset
                     ),
                 ));
             }

@@ -309,6 +309,37 @@ fn check_agreement(agreement: &Agreement, line: Option<usize>, problems: &mut Ve
                 ));
             }
         }
+        for bg in &terms.break_glass {
+            if bg.roles.is_empty() {
+                c.problem(format!(
+                    "dataset `{}`: break_glass has no roles, so no one could invoke it",
+                    terms.dataset
+                ));
+            }
+            if bg.fields.is_empty() {
+                c.problem(format!(
+                    "dataset `{}`: break_glass has no fields; remove it to add nothing",
+                    terms.dataset
+                ));
+            }
+            for role in &bg.roles {
+                c.name("break_glass role", role);
+                if !roles.contains(role.as_str()) {
+                    c.problem(format!(
+                        "dataset `{}`: break_glass role `{role}` has no normal terms here; \
+                         break-glass only widens a role's own field set",
+                        terms.dataset
+                    ));
+                }
+            }
+            for field in bg.fields.iter().filter(|f| !is_valid_path(f)) {
+                c.problem(format!(
+                    "dataset `{}`: break_glass field `{field}` is not a path such as \
+                     `person.names` or `incident.*`",
+                    terms.dataset
+                ));
+            }
+        }
         if let Some(caveat) = &terms.handling_caveat {
             c.not_blank(
                 &format!("dataset `{}`: handling_caveat", terms.dataset),

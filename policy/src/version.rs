@@ -9,7 +9,7 @@ use crate::isa::{Agreement, OperatorRule};
 use crate::mask::FieldMask;
 
 /// Bumped if the canonical form below ever changes, so old and new hashes never collide.
-const DOMAIN: &str = "liaison-policy/canonical/v1";
+const DOMAIN: &str = "liaison-policy/canonical/v2";
 
 /// `sha256:` and the hex digest of a canonical form of the model, agreements and rules.
 ///
@@ -61,6 +61,21 @@ pub(crate) fn policy_version(
             for grant in roles {
                 c.str(&grant.role);
                 let mask = FieldMask::new(&grant.fields);
+                c.len(mask.paths().len());
+                for path in mask.paths() {
+                    c.str(path);
+                }
+            }
+            // Break-glass by role, as enforced: how the terms group roles does not matter.
+            let invokers: BTreeSet<&str> = terms
+                .break_glass
+                .iter()
+                .flat_map(|bg| bg.roles.iter().map(String::as_str))
+                .collect();
+            c.len(invokers.len());
+            for role in invokers {
+                c.str(role);
+                let mask = FieldMask::new(terms.break_glass_fields_for(role).unwrap_or_default());
                 c.len(mask.paths().len());
                 for path in mask.paths() {
                     c.str(path);

@@ -23,21 +23,21 @@ fn examples() -> &'static Path {
 fn the_demo_cases_pass_against_the_demo() {
     let report = run_case_file(&examples().join("demo_cases.yaml"), None).unwrap();
     assert!(report.is_ok(), "{report}");
-    assert_eq!((report.passed(), report.failed()), (12, 0));
+    assert_eq!((report.passed(), report.failed()), (15, 0));
     let text = report.to_string();
     assert!(text.starts_with("policy sha256:"), "{text}");
     assert!(
         text.contains("ok    a team manager also sees who the child is connected to\n"),
         "{text}"
     );
-    assert!(text.ends_with("12 cases: 12 passed, 0 failed"), "{text}");
+    assert!(text.ends_with("15 cases: 15 passed, 0 failed"), "{text}");
 }
 
 #[test]
 fn the_negative_twin_fails_on_the_paused_purpose_only() {
     let report = run_case_file(&examples().join("demo_cases_deny.yaml"), None).unwrap();
     assert!(!report.is_ok());
-    assert_eq!((report.passed(), report.failed()), (11, 1));
+    assert_eq!((report.passed(), report.failed()), (14, 1));
     let failed: Vec<_> = report.results.iter().filter(|r| !r.passed()).collect();
     let [failure] = failed.as_slice() else {
         panic!("expected one failure: {report}");
@@ -60,7 +60,7 @@ fn the_negative_twin_fails_on_the_paused_purpose_only() {
         ),
         "{text}"
     );
-    assert!(text.ends_with("12 cases: 11 passed, 1 failed"), "{text}");
+    assert!(text.ends_with("15 cases: 14 passed, 1 failed"), "{text}");
 }
 
 #[test]
@@ -89,10 +89,20 @@ fn cases_inherit_defaults_and_override_them() {
             purpose: "missing-person".into(),
             isa: "met-hackney-children".into(),
             at: datetime!(2026-06-01 10:00 +01:00),
+            break_glass: false,
         }
     );
+    let invoked = &cases.cases[4];
+    assert!(invoked.request.break_glass);
+    assert!(matches!(
+        invoked.expect,
+        Expectation::Allow {
+            break_glass: true,
+            ..
+        }
+    ));
     // A plain date is midnight UTC.
-    assert_eq!(cases.cases[10].request.at, datetime!(2028-01-01 00:00 UTC));
+    assert_eq!(cases.cases[13].request.at, datetime!(2028-01-01 00:00 UTC));
 }
 
 /// The same cases as TOML; the format follows the file extension.
@@ -128,7 +138,8 @@ fn toml_cases_read_like_yaml_ones() {
     assert_eq!(
         cases.cases[0].expect,
         Expectation::Allow {
-            fields: FieldMask::new(["person", "relationship"])
+            fields: FieldMask::new(["person", "relationship"]),
+            break_glass: false,
         }
     );
 }
@@ -241,7 +252,7 @@ cases:
          case `made-up reason`: reason `NOT_TODAY` is not a reason code; expected one of \
          `ISA_UNKNOWN`, `ISA_NOT_ACTIVE`, `ISA_EXPIRED`, `AGENCY_NOT_RECIPIENT`, \
          `PURPOSE_NOT_PERMITTED`, `DATASET_NOT_COVERED`, `ACTION_NOT_PERMITTED`, \
-         `ROLE_NOT_PERMITTED`, `POLICY_DENIED`; \
+         `ROLE_NOT_PERMITTED`, `POLICY_DENIED`, `BREAK_GLASS_NOT_PERMITTED`; \
          case `rule without POLICY_DENIED`: `rule` only goes with reason `POLICY_DENIED`, not \
          `ISA_UNKNOWN`; \
          case `deny releasing fields`: a deny releases no fields; remove `fields`"
@@ -356,5 +367,49 @@ fn a_request_file_reads_alone() {
     assert_eq!(
         err.to_string(),
         "request is not valid: the request has no roles, action, dataset, purpose, isa, at"
+    );
+}
+
+#[test]
+fn a_break_glass_allow_must_be_expected_as_one() {
+    let yaml = r#"
+defaults:
+  agency: hackney-childrens
+  roles: [team-manager]
+  action: read
+  dataset: police.records
+  purpose: safeguarding-children
+  isa: met-hackney-children
+  at: 2026-06-01
+cases:
+  - name: expects a normal allow for an invocation
+    request: { break_glass: true }
+    expect: { decision: allow, fields: [person] }
+  - name: expects break-glass that was not invoked
+    expect: { decision: allow, break_glass: true, fields: [person] }
+"#;
+    let report = TestCases::from_yaml(yaml).unwrap().run(&engine(DEMO));
+    let first: Vec<String> = report.results[0]
+        .mismatches
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    assert_eq!(
+        first[0],
+        "expected a normal allow, got an allow under break-glass"
+    );
+    assert!(first[1].contains("incident.location"), "{first:?}");
+    assert_eq!(
+        report.results[1].mismatches[0].to_string(),
+        "expected an allow under break-glass, got a normal allow"
+    );
+    let refused = load_error(
+        "cases:\n  - name: x\n    request: { agency: a, roles: [r], action: read, dataset: d, \
+         purpose: p, isa: i, at: 2026-06-01 }\n    expect: { decision: deny, reason: \
+         BREAK_GLASS_NOT_PERMITTED, break_glass: true }\n",
+    );
+    assert!(
+        refused.contains("remove `break_glass` from `expect`"),
+        "{refused}"
     );
 }

@@ -236,14 +236,14 @@ fn unknown_names_are_errors() {
         "dataset `police.record` is not one this deployment knows"
     );
 
-    let policy = demo_with(r#"role = "team-manager""#, r#"role = "team-manger""#);
+    let policy = demo_with(r#"role = "social-worker""#, r#"role = "social-wroker""#);
     assert_eq!(
         one(&lints(&policy, TODAY)),
         (
             Severity::Error,
             LintCode::UnknownRole,
             ISA.to_owned(),
-            "dataset `police.records`: role `team-manger` is not one this deployment knows"
+            "dataset `police.records`: role `social-wroker` is not one this deployment knows"
                 .to_owned()
         )
     );
@@ -484,5 +484,63 @@ fn warnings_do_not_fail_a_check_errors_do() {
     assert!(
         report.to_string().ends_with("; 1 error, 0 warnings"),
         "{report}"
+    );
+}
+
+#[test]
+fn break_glass_fields_are_checked_like_any_grant() {
+    let policy = demo_with(
+        r#"fields = ["incident.location", "warning_marker.description"]"#,
+        r#"fields = ["incident.location", "incident.whereabouts"]"#,
+    );
+    assert_eq!(
+        one(&lints(&policy, TODAY)),
+        (
+            Severity::Error,
+            LintCode::UnknownField,
+            ISA.to_owned(),
+            "dataset `police.records`: break_glass field `incident.whereabouts` is not a field \
+             the gateway releases, so it grants nothing"
+                .to_owned()
+        )
+    );
+}
+
+#[test]
+fn break_glass_that_adds_nothing_is_reported() {
+    let policy = demo_with(
+        r#"fields = ["incident.location", "warning_marker.description"]"#,
+        r#"fields = ["incident.summary", "relationship.related_name"]"#,
+    );
+    assert_eq!(
+        one(&lints(&policy, TODAY)),
+        (
+            Severity::Warning,
+            LintCode::BreakGlassAddsNothing,
+            ISA.to_owned(),
+            "dataset `police.records`: break-glass for role `team-manager` releases nothing \
+             beyond its normal fields"
+                .to_owned()
+        )
+    );
+    assert_eq!(
+        LintCode::BreakGlassAddsNothing.as_str(),
+        "break-glass-adds-nothing"
+    );
+}
+
+#[test]
+fn break_glass_for_a_role_without_normal_terms_is_refused_when_loading() {
+    let policy = demo_with(
+        r#"roles = ["team-manager"]"#,
+        r#"roles = ["duty-inspector"]"#,
+    );
+    let e = PolicySet::from_toml(&policy).unwrap_err().to_string();
+    assert!(
+        e.contains(
+            "break_glass role `duty-inspector` has no normal terms here; break-glass only widens \
+             a role's own field set"
+        ),
+        "{e}"
     );
 }

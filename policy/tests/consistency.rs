@@ -32,6 +32,12 @@ fields = ["person.names", "incident"]
 [[agreement.datasets.roles]]
 role = "y"
 fields = ["person.date_of_birth", "incident.summary"]
+[[agreement.datasets.break_glass]]
+roles = ["x"]
+fields = ["relationship", "person.addresses"]
+[[agreement.datasets.break_glass]]
+roles = ["x", "y"]
+fields = ["warning_marker.marker"]
 
 [[agreement.datasets]]
 dataset = "d2"
@@ -77,6 +83,9 @@ fields = ["risk_assessment.level"]
 [[agreement.datasets.roles]]
 role = "x"
 fields = ["person.names"]
+[[agreement.datasets.break_glass]]
+roles = ["z"]
+fields = ["person"]
 
 [[rule]]
 id = "no-y-reads-of-d1"
@@ -113,6 +122,7 @@ struct Expected {
     effect: Effect,
     deny: Option<DenyReason>,
     mask: FieldMask,
+    break_glass: bool,
 }
 
 /// The documented semantics, checked in the documented order.
@@ -121,6 +131,7 @@ fn reference(set: &PolicySet, req: &DecisionRequest<'_>) -> Expected {
         effect: Effect::Deny,
         deny: Some(reason),
         mask: FieldMask::empty(),
+        break_glass: false,
     };
     let isa = req.isa_id.to_owned();
     let Some(a) = set.agreements().iter().find(|a| a.id == req.isa_id) else {
@@ -195,10 +206,27 @@ fn reference(set: &PolicySet, req: &DecisionRequest<'_>) -> Expected {
             rule_id: rule.id.clone(),
         });
     }
+    if req.break_glass {
+        let invoking: Vec<_> = terms
+            .break_glass
+            .iter()
+            .filter(|bg| bg.roles.iter().any(|role| req.roles.contains(role)))
+            .collect();
+        if invoking.is_empty() {
+            return deny(DenyReason::BreakGlassNotPermitted {
+                isa,
+                dataset: req.dataset.into(),
+            });
+        }
+        for bg in invoking {
+            mask.extend(&bg.fields);
+        }
+    }
     Expected {
         effect: Effect::Allow,
         deny: None,
         mask,
+        break_glass: req.break_glass,
     }
 }
 
@@ -235,7 +263,9 @@ fn casbin_agrees_with_the_reference_on_every_request() {
                 for action in Action::ALL {
                     for dataset in ["d1", "d2", "d3"] {
                         for purpose in ["p1", "p2", "p3"] {
-                            for at in moments {
+                            for (at, break_glass) in
+                                moments.into_iter().flat_map(|at| [(at, false), (at, true)])
+                            {
                                 let req = DecisionRequest {
                                     agency,
                                     roles,
@@ -244,12 +274,14 @@ fn casbin_agrees_with_the_reference_on_every_request() {
                                     purpose,
                                     isa_id,
                                     at,
+                                    break_glass,
                                 };
                                 let expected = reference(&set, &req);
                                 let decision = engine.decide(&req);
                                 assert_eq!(decision.effect, expected.effect, "{req:?}");
                                 assert_eq!(decision.deny, expected.deny, "{req:?}");
                                 assert_eq!(decision.mask, expected.mask, "{req:?}");
+                                assert_eq!(decision.break_glass, expected.break_glass, "{req:?}");
                                 if decision.is_allowed() {
                                     assert!(!decision.matched.is_empty(), "{req:?}");
                                 }
@@ -270,7 +302,7 @@ fn casbin_agrees_with_the_reference_on_every_request() {
     assert!(allowed > 50, "only {allowed} of {total} allowed");
     assert_eq!(
         reasons.len(),
-        10,
+        11,
         "every deny reason but EvaluationFailed is reached"
     );
 }

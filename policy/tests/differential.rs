@@ -27,6 +27,7 @@ fn cedar_and_the_engine_agree_on_every_generated_request() {
     });
     let (sets, requests, allowed) = (Cell::new(0u64), Cell::new(0u64), Cell::new(0u64));
     let operator_denied = Cell::new(0u64);
+    let (glass_allowed, glass_refused) = (Cell::new(0u64), Cell::new(0u64));
     let result = runner.run(&scenario(3, 4, REQUESTS_PER_SET), |(set, seeds)| {
         let engine = PolicyEngine::compile(&set)
             .map_err(|e| TestCaseError::fail(format!("compile failed: {e}")))?;
@@ -48,6 +49,12 @@ fn cedar_and_the_engine_agree_on_every_generated_request() {
             if decision.reason() == Some("POLICY_DENIED") {
                 operator_denied.set(operator_denied.get() + 1);
             }
+            if decision.break_glass {
+                glass_allowed.set(glass_allowed.get() + 1);
+            }
+            if decision.reason() == Some("BREAK_GLASS_NOT_PERMITTED") {
+                glass_refused.set(glass_refused.get() + 1);
+            }
         }
         sets.set(sets.get() + 1);
         Ok(())
@@ -57,9 +64,11 @@ fn cedar_and_the_engine_agree_on_every_generated_request() {
     }
     let (sets, requests, allowed) = (sets.get(), requests.get(), allowed.get());
     let operator_denied = operator_denied.get();
+    let (glass_allowed, glass_refused) = (glass_allowed.get(), glass_refused.get());
     eprintln!(
-        "{requests} requests over {sets} policy sets, {allowed} allowed, {operator_denied} \
-         denied by an operator rule: 0 divergences"
+        "{requests} requests over {sets} policy sets, {allowed} allowed ({glass_allowed} under \
+         break-glass), {operator_denied} denied by an operator rule, {glass_refused} refused \
+         break-glass: 0 divergences"
     );
     assert!(sets >= u64::from(POLICY_SETS), "only {sets} policy sets");
     assert!(requests >= 100_000, "only {requests} requests");
@@ -77,5 +86,15 @@ fn cedar_and_the_engine_agree_on_every_generated_request() {
     assert!(
         operator_denied * 200 > requests,
         "only {operator_denied} denied by an operator rule"
+    );
+    // Invocations both honoured and refused, where the two translations of break-glass terms
+    // could disagree.
+    assert!(
+        glass_allowed * 100 > requests,
+        "only {glass_allowed} allowed under break-glass"
+    );
+    assert!(
+        glass_refused * 100 > requests,
+        "only {glass_refused} refused break-glass"
     );
 }

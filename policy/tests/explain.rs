@@ -18,6 +18,7 @@ fn explained(policy: &str, ask: &support::Ask) -> liaison_policy::Explanation {
             purpose: &ask.purpose,
             isa_id: &ask.isa,
             at: ask.at,
+            break_glass: ask.break_glass,
         },
     )
 }
@@ -205,5 +206,72 @@ fn a_suspended_agreement_is_explained_as_such() {
              under it.\n  The remaining checks were not needed.\n"
         ),
         "{text}"
+    );
+}
+
+#[test]
+fn an_allowed_break_glass_share_says_what_it_adds_and_that_a_dpo_reviews_it() {
+    let explanation = explained(DEMO, &ask().roles(&["team-manager"]).break_glass());
+    assert!(explanation.decision.is_allowed());
+    assert!(explanation.decision.break_glass);
+    assert_eq!(explanation.checks.len(), 9);
+    assert!(explanation.checks.iter().all(|c| c.passed));
+    assert_eq!(
+        explanation.break_glass_releases,
+        vec![(
+            "team-manager".to_owned(),
+            FieldMask::new(["incident.location", "warning_marker.description"])
+        )]
+    );
+    let text = explanation.to_string();
+    for line in [
+        "  They invoked break-glass: emergency access beyond their normal fields, for an \
+         immediate risk to life or of serious harm.",
+        "  yes  The caller invoked break-glass (emergency access), and the agreement lets \
+         `team-manager` do so on `police.records`.",
+        "  Under break-glass, `team-manager` also receives: incident.location, \
+         warning_marker.description.",
+        "  This is an emergency disclosure: the ledger marks it as break-glass and a DPO must \
+         review it.",
+    ] {
+        assert!(text.contains(line), "missing {line:?} in\n{text}");
+    }
+    assert!(text.contains("break-glass:met-hackney-children@3:police.records:team-manager"));
+}
+
+#[test]
+fn a_refused_break_glass_share_names_who_may_invoke_it() {
+    let explanation = explained(DEMO, &ask().break_glass());
+    assert_eq!(
+        explanation.decision.reason(),
+        Some("BREAK_GLASS_NOT_PERMITTED")
+    );
+    assert_eq!(explanation.checks.len(), 9);
+    let last = explanation.checks.last().unwrap();
+    assert!(!last.passed);
+    assert_eq!(
+        last.finding,
+        "The caller invoked break-glass (emergency access), but the agreement lets only \
+         `team-manager` do so on `police.records`."
+    );
+    let text = explanation.to_string();
+    assert!(
+        text.contains("DENIED (BREAK_GLASS_NOT_PERMITTED)"),
+        "{text}"
+    );
+    assert!(text.contains("  Nothing."), "{text}");
+    // A denial before break-glass is weighed is told as before, without the extra check.
+    let earlier = explained(
+        DEMO,
+        &ask()
+            .roles(&["team-manager"])
+            .purpose("crime-prevention")
+            .break_glass(),
+    );
+    assert_eq!(earlier.decision.reason(), Some("PURPOSE_NOT_PERMITTED"));
+    assert!(
+        earlier
+            .to_string()
+            .contains("The remaining checks were not needed.")
     );
 }

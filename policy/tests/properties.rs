@@ -22,7 +22,8 @@ fn requests(set: &PolicySet, seeds: &[RequestSeed]) -> Vec<OwnedRequest> {
     seeds.iter().map(|seed| seed.resolve(set)).collect()
 }
 
-/// The union of the fields the named agreement releases, for `dataset`, to any of `roles`.
+/// The union of the fields the named agreement releases, for `dataset`, to any of `roles`, and,
+/// when the request invokes break-glass, the break-glass fields of those roles.
 fn ceiling(set: &PolicySet, request: &OwnedRequest) -> FieldMask {
     let mut mask = FieldMask::empty();
     let terms = set
@@ -35,9 +36,27 @@ fn ceiling(set: &PolicySet, request: &OwnedRequest) -> FieldMask {
             if let Some(fields) = terms.fields_for(role) {
                 mask.extend(fields);
             }
+            if request.break_glass
+                && let Some(fields) = terms.break_glass_fields_for(role)
+            {
+                mask.extend(fields);
+            }
         }
     }
     mask
+}
+
+/// `set` with every break-glass term removed.
+#[expect(
+    clippy::unwrap_used,
+    reason = "a test helper: removing break-glass terms keeps a set valid"
+)]
+fn without_break_glass(set: &PolicySet) -> PolicySet {
+    let mut agreements = set.agreements().to_vec();
+    for terms in agreements.iter_mut().flat_map(|a| a.datasets.iter_mut()) {
+        terms.break_glass.clear();
+    }
+    PolicySet::new(agreements, set.rules().to_vec()).unwrap()
 }
 
 proptest! {
@@ -115,6 +134,87 @@ proptest! {
         }
     }
 
+    /// Without invoking break-glass, break-glass terms change nothing: the same decisions, masks,
+    /// obligations and matched lines as the same policy without them.
+    #[test]
+    fn break_glass_terms_change_nothing_unless_invoked(
+        set in policy_set(3, 3),
+        seeds in vec(request_seed(), 64),
+    ) {
+        let (with, without) = (compile(&set), compile(&without_break_glass(&set)));
+        for mut request in requests(&set, &seeds) {
+            request.break_glass = false;
+            let req = request.as_request();
+            let (a, b) = (with.decide(&req), without.decide(&req));
+            prop_assert_eq!(a.effect, b.effect, "{:?}", request);
+            prop_assert_eq!(&a.deny, &b.deny);
+            prop_assert_eq!(&a.mask, &b.mask);
+            prop_assert_eq!(&a.obligations, &b.obligations);
+            prop_assert_eq!(&a.matched, &b.matched);
+            prop_assert!(!a.break_glass);
+        }
+    }
+
+    /// Invoking break-glass never lifts a denial (agreement state, recipient, purpose, dataset,
+    /// action, role or operator rule): it is refused for the same reason. When it is allowed, it
+    /// releases the normal fields and at most the break-glass fields of the caller's roles.
+    #[test]
+    fn break_glass_only_widens_an_allowed_share_by_its_terms(
+        set in policy_set(3, 4),
+        seeds in vec(request_seed(), 64),
+    ) {
+        let engine = compile(&set);
+        for request in requests(&set, &seeds) {
+            let mut normal = request.clone();
+            normal.break_glass = false;
+            let mut invoked = request;
+            invoked.break_glass = true;
+            let (was, now) = (
+                engine.decide(&normal.as_request()),
+                engine.decide(&invoked.as_request()),
+            );
+            if !was.is_allowed() {
+                prop_assert_eq!(now.effect, was.effect, "{:?}", invoked);
+                prop_assert_eq!(&now.deny, &was.deny);
+                prop_assert!(now.mask.is_empty());
+                continue;
+            }
+            if !now.is_allowed() {
+                prop_assert_eq!(now.reason(), Some("BREAK_GLASS_NOT_PERMITTED"));
+                prop_assert!(now.mask.is_empty());
+                continue;
+            }
+            prop_assert!(now.break_glass);
+            let ceiling = ceiling(&set, &invoked);
+            for path in LEAVES.iter().chain(FIELDS.iter()) {
+                prop_assert!(!now.mask.allows(path) || ceiling.allows(path), "{path}");
+                prop_assert!(!was.mask.allows(path) || now.mask.allows(path), "{path}");
+            }
+        }
+    }
+
+    /// A deny rule denies a share whether or not break-glass is invoked.
+    #[test]
+    fn a_deny_rule_still_denies_under_break_glass(
+        set in policy_set(3, 2),
+        extra in rule("extra".to_owned()),
+        seeds in vec(request_seed(), 64),
+    ) {
+        let mut rules = set.rules().to_vec();
+        rules.push(extra);
+        let ruled = compile(&PolicySet::new(set.agreements().to_vec(), rules).unwrap());
+        for mut request in requests(&set, &seeds) {
+            request.break_glass = false;
+            let normal = ruled.decide(&request.as_request());
+            request.break_glass = true;
+            let invoked = ruled.decide(&request.as_request());
+            if normal.reason() == Some("POLICY_DENIED") {
+                prop_assert_eq!(invoked.reason(), Some("POLICY_DENIED"), "{:?}", request);
+                prop_assert_eq!(&invoked.deny, &normal.deny);
+            }
+        }
+    }
+
     /// Adding a deny rule never widens access: every share allowed after the rule is added was
     /// allowed before, with the same fields.
     #[test]
@@ -135,7 +235,16 @@ proptest! {
                 prop_assert_eq!(&now.mask, &was.mask);
             }
             if !was.is_allowed() {
-                prop_assert_eq!(now.reason(), was.reason(), "{:?}", request);
+                // Break-glass is weighed after operator rules, so a refused invocation may now be
+                // refused by the new rule instead; every other reason stays.
+                if was.reason() == Some("BREAK_GLASS_NOT_PERMITTED") {
+                    prop_assert!(
+                        matches!(now.reason(), Some("BREAK_GLASS_NOT_PERMITTED" | "POLICY_DENIED")),
+                        "{:?}: {:?}", request, now
+                    );
+                } else {
+                    prop_assert_eq!(now.reason(), was.reason(), "{:?}", request);
+                }
             }
         }
     }

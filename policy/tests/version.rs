@@ -43,7 +43,18 @@ fn every_change_that_matters_changes_the_version() {
         ("valid_until = 2027-12-31", "valid_until = 2027-12-30"),
         ("review_date = 2026-12-01", "review_date = 2026-12-02"),
         (r#""incident.summary","#, ""),
-        (r#"role = "team-manager""#, r#"role = "senior-manager""#),
+        (
+            r#"role = "social-worker""#,
+            r#"role = "senior-practitioner""#,
+        ),
+        (
+            r#"roles = ["team-manager"]"#,
+            r#"roles = ["social-worker"]"#,
+        ),
+        (
+            r#"fields = ["incident.location", "warning_marker.description"]"#,
+            r#"fields = ["incident.location"]"#,
+        ),
         ("Children Act 1989 s.47;", "Children Act 1989 s.17;"),
         (
             r#"recipients = ["hackney-childrens"]"#,

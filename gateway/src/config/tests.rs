@@ -215,3 +215,26 @@ fn the_example_federation_connector_parses_when_uncommented_and_names_its_lines(
     let shown = err.to_string();
     assert!(shown.contains("must use https"), "{shown}");
 }
+
+#[test]
+fn an_alert_webhook_must_be_https_or_loopback_and_its_token_readable() {
+    let dir = tempfile::tempdir().unwrap();
+    let token = dir.path().join("hook.token");
+    std::fs::write(&token, "secret\n").unwrap();
+    let with = |table: &str| format!("{GOOD}\n[alerts]\n{table}");
+    let remote = problems(&with("webhook_url = \"http://alerts.example/hook\"\n"));
+    assert_eq!(remote.len(), 1, "{remote:?}");
+    assert_eq!(remote[0].key, "alerts.webhook_url");
+    assert_eq!(remote[0].line, Some(GOOD.lines().count() + 3));
+    assert!(remote[0].message.contains("https"), "{remote:?}");
+    let missing = problems(&with(
+        "webhook_url = \"https://alerts.example/hook\"\ntoken_file = \"/nonexistent/token\"\n",
+    ));
+    assert_eq!(missing.len(), 1, "{missing:?}");
+    assert_eq!(missing[0].key, "alerts.token_file");
+    parse(&with(&format!(
+        "webhook_url = \"http://127.0.0.1:9000/hook\"\ntoken_file = {:?}\n",
+        token.display().to_string()
+    )))
+    .unwrap();
+}

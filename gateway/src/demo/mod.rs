@@ -328,6 +328,9 @@ fn print_banner(state: &DemoState, idps: &[idp::DemoIdp], dir: &Path) {
     println!(
         "  {exe} query --as hackney-social-worker records {DEMO_DATASET}:<id from the search> \\\n      --purpose safeguarding-children --isa {DEMO_ISA} \\\n      --justification \"Section 47 enquiry following a school referral\""
     );
+    println!(
+        "  {exe} query --as hackney-team-manager records {DEMO_DATASET}:<id from the search> \\\n      --purpose safeguarding-children --isa {DEMO_ISA} \\\n      --justification \"Child missing overnight, strategy discussion\" \\\n      --break-glass \"Child missing overnight with a high-risk adult, police cannot wait\""
+    );
     println!("  {exe} query --as hackney-dpo audit --limit 5");
     println!(
         "  {exe} query --as met-governance agreement suspend {DEMO_ISA} --base 1 \\\n      --justification \"Paused while a data breach is investigated\""

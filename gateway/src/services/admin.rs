@@ -514,6 +514,14 @@ fn to_proto(a: &Agreement) -> pb::Agreement {
                         fields: r.fields.clone(),
                     })
                     .collect(),
+                break_glass: d
+                    .break_glass
+                    .iter()
+                    .map(|b| pb::BreakGlassTerms {
+                        roles: b.roles.clone(),
+                        fields: b.fields.clone(),
+                    })
+                    .collect(),
             })
             .collect(),
         valid_from: Some(date(a.valid_from)),

@@ -17,7 +17,11 @@ use tower::{Layer, Service};
 use tracing::Instrument;
 
 use super::{Answer, BoxFuture, Facts, Refused, ShareCall, Shared};
-use crate::{error::GatewayError, identity::Principal};
+use crate::{
+    alerts::{Alerts, BreakGlassAlert},
+    error::GatewayError,
+    identity::Principal,
+};
 
 /// The canonical form version written into every entry.
 pub const FORMAT_VERSION: u32 = 1;
@@ -26,12 +30,25 @@ pub const FORMAT_VERSION: u32 = 1;
 #[derive(Debug, Clone)]
 pub struct AuditLayer {
     ledger: Arc<Ledger>,
+    alerts: Alerts,
 }
 
 impl AuditLayer {
-    /// Appends every outcome to `ledger`.
+    /// Appends every outcome to `ledger`; break-glass alerts are logged and
+    /// counted only.
     pub fn new(ledger: Arc<Ledger>) -> Self {
-        Self { ledger }
+        Self {
+            ledger,
+            alerts: Alerts::log_only(),
+        }
+    }
+
+    /// Raises break-glass alerts through `alerts`. They are raised here, once
+    /// the entry is durable, so every alert names an entry a DPO can open.
+    #[must_use]
+    pub fn with_alerts(mut self, alerts: Alerts) -> Self {
+        self.alerts = alerts;
+        self
     }
 }
 
@@ -41,6 +58,7 @@ impl<S> Layer<S> for AuditLayer {
         Audit {
             inner,
             ledger: self.ledger.clone(),
+            alerts: self.alerts.clone(),
         }
     }
 }
@@ -50,6 +68,7 @@ impl<S> Layer<S> for AuditLayer {
 pub struct Audit<S> {
     inner: S,
     ledger: Arc<Ledger>,
+    alerts: Alerts,
 }
 
 impl<S> Service<ShareCall> for Audit<S>
@@ -73,6 +92,7 @@ where
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let ledger = self.ledger.clone();
+        let alerts = self.alerts.clone();
         Box::pin(async move {
             let answer = match inner.call(call.clone()).await {
                 Ok(a) => a,
@@ -99,6 +119,9 @@ where
                     });
                 }
             };
+            if answer.result.is_ok() && !answer.facts.break_glass_datasets.is_empty() {
+                raise_break_glass(&alerts, &entry, &receipt, &answer.facts);
+            }
             match answer.result {
                 Ok(payload) => Ok(Shared { payload, receipt }),
                 Err(error) => Err(Refused {
@@ -157,6 +180,49 @@ pub async fn append(
         leaf_hash: hex::encode(receipt.leaf_hash),
         recorded_at: entry.recorded_at,
     })
+}
+
+/// Raises the DPO alert for an allowed break-glass share whose entry is
+/// durable.
+fn raise_break_glass(
+    alerts: &Alerts,
+    entry: &pb::AuditEntry,
+    receipt: &pb::Receipt,
+    facts: &Facts,
+) {
+    let principal = entry.principal.clone().unwrap_or_default();
+    let recorded_at = receipt
+        .recorded_at
+        .and_then(|t| {
+            time::OffsetDateTime::from_unix_timestamp(t.seconds)
+                .ok()?
+                .replace_nanosecond(u32::try_from(t.nanos).ok()?)
+                .ok()
+        })
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_default();
+    let reason = entry
+        .break_glass
+        .as_ref()
+        .map(|b| b.reason.as_str())
+        .unwrap_or_default();
+    alerts.break_glass(
+        BreakGlassAlert {
+            kind: "break_glass".to_owned(),
+            entry_id: receipt.entry_id.clone(),
+            sequence: receipt.sequence,
+            agency: principal.agency_id,
+            subject: principal.subject,
+            isa_id: entry.isa_id.clone(),
+            dataset_ids: facts.break_glass_datasets.clone(),
+            recorded_at,
+            console_path: format!("/console/entries/{}", receipt.entry_id),
+        },
+        reason,
+    );
 }
 
 /// Counts one share by method and outcome, and a denial by its reason.
@@ -220,6 +286,16 @@ pub fn entry_for(call: &ShareCall, facts: &Facts, error: Option<&GatewayError>) 
                 bounded(&raw.correlation_id),
             ),
         };
+    // Every invocation is recorded, allowed, refused or malformed, so a DPO
+    // sees attempts as well as emergency disclosures.
+    let break_glass = match &facts.context {
+        Some(c) => c.break_glass.as_ref().map(|reason| pb::BreakGlass {
+            reason: reason.clone(),
+        }),
+        None => raw.break_glass.as_ref().map(|b| pb::BreakGlass {
+            reason: bounded(&b.reason),
+        }),
+    };
     let outcome = match error {
         None if facts.disclosures.is_empty() => pb::AuditOutcome::NothingFound,
         None => pb::AuditOutcome::Disclosed,
@@ -266,7 +342,7 @@ pub fn entry_for(call: &ShareCall, facts: &Facts, error: Option<&GatewayError>) 
         trace_id: call.trace_id.clone(),
         correlation_id,
         client_address: call.client_address.clone(),
-        break_glass: None,
+        break_glass,
         target: String::new(),
     }
 }

@@ -28,6 +28,7 @@ pub const POLICY_REASONS: &[&str] = &[
     "ACTION_NOT_PERMITTED",
     "ROLE_NOT_PERMITTED",
     "POLICY_DENIED",
+    "BREAK_GLASS_NOT_PERMITTED",
 ];
 
 /// The current policy, replaced as a whole when policy reloads.
@@ -147,6 +148,7 @@ fn decide(engine: &PolicyEngine, v: &Validated) -> (Plan, Facts, Option<GatewayE
             purpose: &v.context.purpose,
             isa_id: &v.context.isa_id,
             at: now,
+            break_glass: v.context.break_glass.is_some(),
         });
         if let Some(version) = decision.isa_version {
             facts.isa_version = version;
@@ -161,6 +163,9 @@ fn decide(engine: &PolicyEngine, v: &Validated) -> (Plan, Facts, Option<GatewayE
         }
         match &decision.deny {
             None if decision.effect == liaison_policy::Effect::Allow => {
+                if decision.break_glass {
+                    facts.break_glass_datasets.push(dataset.clone());
+                }
                 plan.push((dataset, Arc::new(decision)));
             }
             deny => {

@@ -83,6 +83,9 @@ pub struct ShareContext {
     pub on_behalf_of: Option<pb::OnBehalfOf>,
     /// Correlation id across federated gateways.
     pub correlation_id: String,
+    /// The reason given for invoking break-glass, trimmed; `None` when the
+    /// share is a normal one.
+    pub break_glass: Option<String>,
 }
 
 /// A validated operation.
@@ -144,6 +147,9 @@ pub struct Facts {
     pub legal_basis: String,
     /// Whether policy allowed.
     pub allowed: bool,
+    /// The datasets policy allowed under break-glass; empty for a normal
+    /// share and for a refused invocation.
+    pub break_glass_datasets: Vec<String>,
     /// The rules that matched.
     pub matched_rules: Vec<String>,
     /// What left, per person and dataset.

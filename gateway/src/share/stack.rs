@@ -6,6 +6,8 @@ use liaison_connectors::Registry;
 use liaison_ledger::Ledger;
 use tower::{ServiceBuilder, util::BoxCloneSyncService};
 
+use crate::alerts::Alerts;
+
 use super::{
     Refused, ShareCall, Shared,
     audit::AuditLayer,
@@ -29,6 +31,8 @@ pub struct ShareStackBuilder {
     pub registry: Arc<Registry>,
     /// The most time one connector may take.
     pub connector_deadline: Duration,
+    /// Where break-glass alerts go once their entries are durable.
+    pub alerts: Alerts,
 }
 
 impl ShareStackBuilder {
@@ -37,7 +41,7 @@ impl ShareStackBuilder {
     /// always runs in the gateway, whatever a connector did.
     pub fn build(self) -> ShareStack {
         let stack = ServiceBuilder::new()
-            .layer(AuditLayer::new(self.ledger))
+            .layer(AuditLayer::new(self.ledger).with_alerts(self.alerts))
             .layer(ValidateLayer)
             .layer(AuthorizeLayer::new(self.policy))
             .layer(MinimiseLayer)

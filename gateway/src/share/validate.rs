@@ -19,6 +19,9 @@ use crate::error::GatewayError;
 pub const MIN_JUSTIFICATION_CHARS: usize = 10;
 /// Longest justification kept.
 pub const MAX_JUSTIFICATION_CHARS: usize = 2_000;
+/// Shortest break-glass reason accepted: a DPO reviewing the share must be
+/// able to tell from it why the normal route could not wait.
+pub const MIN_BREAK_GLASS_REASON_CHARS: usize = 20;
 /// Largest page a search returns.
 pub const MAX_PAGE_SIZE: usize = 100;
 const DEFAULT_PAGE_SIZE: usize = 20;
@@ -173,6 +176,25 @@ impl TryFrom<pb::ShareContext> for ShareContext {
             short("context.on_behalf_of.subject", &o.subject)?;
             short("context.on_behalf_of.display_name", &o.display_name)?;
         }
+        let break_glass = match &c.break_glass {
+            None => None,
+            Some(b) => {
+                let reason = b.reason.trim();
+                if reason.chars().count() < MIN_BREAK_GLASS_REASON_CHARS {
+                    return Err(GatewayError::ContextMissing {
+                        field: "context.break_glass.reason",
+                        reason: "BREAK_GLASS_REASON_MISSING",
+                    });
+                }
+                if reason.chars().count() > MAX_JUSTIFICATION_CHARS {
+                    return Err(bad(
+                        "context.break_glass.reason",
+                        "must be at most 2000 characters",
+                    ));
+                }
+                Some(reason.to_owned())
+            }
+        };
         let correlation_id = if c.correlation_id.is_empty() {
             uuid::Uuid::now_v7().to_string()
         } else {
@@ -185,6 +207,7 @@ impl TryFrom<pb::ShareContext> for ShareContext {
             case_reference: c.case_reference.trim().to_owned(),
             on_behalf_of: c.on_behalf_of,
             correlation_id,
+            break_glass,
         })
     }
 }

@@ -19,6 +19,8 @@ pub struct Metrics {
     connector_errors: Counter<u64>,
     ledger_append: Histogram<f64>,
     jwks_refreshes: Counter<u64>,
+    break_glass: Counter<u64>,
+    alerts_dropped: Counter<u64>,
 }
 
 static METRICS: OnceLock<Metrics> = OnceLock::new();
@@ -64,6 +66,18 @@ pub(super) fn install(provider: &SdkMeterProvider) {
             .u64_counter("liaison.jwks.refreshes")
             .with_description("Issuer key set fetches, by issuer and result")
             .build(),
+        break_glass: meter
+            .u64_counter("liaison.break_glass")
+            .with_description(
+                "Shares allowed under break-glass, each awaiting DPO review, by agency",
+            )
+            .build(),
+        alerts_dropped: meter
+            .u64_counter("liaison.alerts.dropped")
+            .with_description(
+                "Alert webhook deliveries given up (queue_full, undeliverable, closed), by reason",
+            )
+            .build(),
         meter,
     });
 }
@@ -102,6 +116,18 @@ impl Metrics {
     pub fn ledger_append(&self, took: Duration, ok: bool) {
         self.ledger_append
             .record(took.as_secs_f64(), &[KeyValue::new("ok", ok)]);
+    }
+
+    /// One share allowed under break-glass.
+    pub fn break_glass(&self, agency: &str) {
+        self.break_glass
+            .add(1, &[KeyValue::new("agency", agency.to_owned())]);
+    }
+
+    /// One alert webhook delivery given up.
+    pub fn alert_dropped(&self, reason: &'static str) {
+        self.alerts_dropped
+            .add(1, &[KeyValue::new("reason", reason)]);
     }
 
     /// One fetch of an issuer's keys.

@@ -18,6 +18,7 @@ pub const ISA: &str = "met-hackney-children";
 pub const DATASET: &str = "met-police.records";
 pub const SOCIAL_WORKER: (&str, &str) = ("hackney-mash-system", "test-fixture-secret-sw");
 pub const COUNCIL_DPO: (&str, &str) = ("hackney-dpo-console", "test-fixture-secret-dpo");
+pub const TEAM_MANAGER: (&str, &str) = ("hackney-tm-system", "test-fixture-secret-tm");
 pub const OFFICER: (&str, &str) = ("met-mash-system", "test-fixture-secret-officer");
 pub const MET_GOVERNANCE: (&str, &str) = ("met-ig-console", "test-fixture-secret-met-ig");
 pub const HACKNEY_GOVERNANCE: (&str, &str) =
@@ -88,6 +89,12 @@ impl World {
                     HACKNEY_GOVERNANCE.1,
                     "Chris Adeyemi",
                     &["information-governance"]
+                ),
+                client(
+                    TEAM_MANAGER.0,
+                    TEAM_MANAGER.1,
+                    "Ruth Adeyemi",
+                    &["social-worker", "team-manager"]
                 ),
             ]),
         )

@@ -11,7 +11,8 @@
 //! * principal `User::"caller"` with `agency: Agency::"<id>"` and `roles: Set<String>`;
 //! * action `Action::"search" | "read" | "subscribe"`;
 //! * resource `Dataset::"<id>"`;
-//! * context `{ isa: Isa::"<id>", purpose: String, day: Long }`, where `day` is the Julian day
+//! * context `{ isa: Isa::"<id>", purpose: String, day: Long, break_glass: Bool }`, where `day`
+//!   is the Julian day
 //!   number of the request's date, and the entity `Isa::"<id>"`, when the agreement exists,
 //!   holds `status: String`, `valid_from: Long` and, when it ends, `valid_until: Long`.
 
@@ -115,6 +116,10 @@ impl CedarPolicy {
                 "day".to_owned(),
                 RestrictedExpression::new_long(i64::from(req.at.date().to_julian_day())),
             ),
+            (
+                "break_glass".to_owned(),
+                RestrictedExpression::new_bool(req.break_glass),
+            ),
         ])
         .expect("context");
         let request = Request::new(
@@ -144,7 +149,8 @@ impl CedarPolicy {
 
 /// One `permit` per dataset the agreement covers: the caller's agency is a recipient, the purpose
 /// is permitted, the action is one the terms list, and the caller holds a role the terms name;
-/// all under the named agreement, while it is active and in force.
+/// all under the named agreement, while it is active and in force. A caller invoking
+/// break-glass must also hold a role the terms' break-glass lists name.
 fn permits(out: &mut String, agreement: &Agreement) {
     let recipients = list(
         agreement
@@ -156,6 +162,13 @@ fn permits(out: &mut String, agreement: &Agreement) {
     for terms in &agreement.datasets {
         let actions = list(terms.actions.iter().map(|a| action_uid(*a)));
         let roles = list(terms.roles.iter().map(|grant| format!("{:?}", grant.role)));
+        let invokers = list(
+            terms
+                .break_glass
+                .iter()
+                .flat_map(|bg| bg.roles.iter())
+                .map(|role| format!("{role:?}")),
+        );
         let _ = write!(
             out,
             r#"permit (principal, action in {actions}, resource == Dataset::{dataset:?})
@@ -166,7 +179,8 @@ when {{
     (!(context.isa has valid_until) || context.day <= context.isa.valid_until) &&
     {recipients}.contains(principal.agency) &&
     {purposes}.contains(context.purpose) &&
-    principal.roles.containsAny({roles})
+    principal.roles.containsAny({roles}) &&
+    (!context.break_glass || principal.roles.containsAny({invokers}))
 }};
 "#,
             dataset = terms.dataset,

@@ -17,8 +17,8 @@
 )]
 
 use liaison_policy::{
-    Action, Agreement, AgreementStatus, DatasetTerms, DecisionRequest, Effect, OperatorRule,
-    PolicySet, RoleFields,
+    Action, Agreement, AgreementStatus, BreakGlassTerms, DatasetTerms, DecisionRequest, Effect,
+    OperatorRule, PolicySet, RoleFields,
 };
 use proptest::prelude::*;
 use proptest::sample::{Index, select, subsequence};
@@ -75,6 +75,7 @@ pub struct OwnedRequest {
     pub purpose: String,
     pub isa_id: String,
     pub at: OffsetDateTime,
+    pub break_glass: bool,
 }
 
 /// The random choices behind one request, resolved against a set by [`RequestSeed::resolve`].
@@ -98,6 +99,8 @@ pub struct RequestSeed {
     random: (Index, Index, Index, Index, Vec<Index>),
     /// Add a role no agreement names.
     stranger: bool,
+    /// Invoke break-glass.
+    break_glass: bool,
 }
 
 pub fn action() -> impl Strategy<Value = Action> {
@@ -124,21 +127,43 @@ fn terms(dataset: String) -> impl Strategy<Value = DatasetTerms> {
         proptest::collection::vec(subsequence(FIELDS.as_slice(), 1..=3), 3),
         any::<bool>(),
         any::<bool>(),
+        (
+            proptest::collection::vec(proptest::bool::weighted(0.4), 3),
+            subsequence(FIELDS.as_slice(), 1..=3),
+        ),
     )
         .prop_map(
-            move |(actions, roles, fields, caveat, notify)| DatasetTerms {
-                dataset: dataset.clone(),
-                actions,
-                roles: roles
-                    .into_iter()
-                    .zip(fields)
-                    .map(|(role, fields)| RoleFields {
-                        role: role.to_owned(),
-                        fields: fields.into_iter().map(str::to_owned).collect(),
-                    })
-                    .collect(),
-                handling_caveat: caveat.then(|| "OFFICIAL-SENSITIVE".to_owned()),
-                notify_provider: notify,
+            move |(actions, roles, fields, caveat, notify, (invokes, extra))| {
+                // Break-glass may only name roles the terms grant normally.
+                let invokers: Vec<String> = roles
+                    .iter()
+                    .zip(&invokes)
+                    .filter(|(_, invokes)| **invokes)
+                    .map(|(role, _)| (*role).to_owned())
+                    .collect();
+                let break_glass = if invokers.is_empty() {
+                    Vec::new()
+                } else {
+                    vec![BreakGlassTerms {
+                        roles: invokers,
+                        fields: extra.into_iter().map(str::to_owned).collect(),
+                    }]
+                };
+                DatasetTerms {
+                    dataset: dataset.clone(),
+                    actions,
+                    roles: roles
+                        .into_iter()
+                        .zip(fields)
+                        .map(|(role, fields)| RoleFields {
+                            role: role.to_owned(),
+                            fields: fields.into_iter().map(str::to_owned).collect(),
+                        })
+                        .collect(),
+                    handling_caveat: caveat.then(|| "OFFICIAL-SENSITIVE".to_owned()),
+                    notify_provider: notify,
+                    break_glass,
+                }
             },
         )
 }
@@ -261,7 +286,7 @@ pub fn request_seed() -> impl Strategy<Value = RequestSeed> {
             any::<Index>(),
             proptest::collection::vec(any::<Index>(), 0..=3),
         ),
-        proptest::bool::weighted(0.1),
+        (proptest::bool::weighted(0.1), proptest::bool::weighted(0.3)),
     )
         .prop_map(
             |(
@@ -269,7 +294,7 @@ pub fn request_seed() -> impl Strategy<Value = RequestSeed> {
                 (purpose, roles, action),
                 (day, hour, mutate, derived_action),
                 random,
-                stranger,
+                (stranger, break_glass),
             )| RequestSeed {
                 derived,
                 isa,
@@ -284,6 +309,7 @@ pub fn request_seed() -> impl Strategy<Value = RequestSeed> {
                 mutate,
                 random,
                 stranger,
+                break_glass,
             },
         )
 }
@@ -318,6 +344,7 @@ impl RequestSeed {
                 Time::from_hms(self.hour, 0, 0).unwrap(),
                 UtcOffset::UTC,
             ),
+            break_glass: self.break_glass,
         };
         let agreements = set.agreements();
         if self.derived && !agreements.is_empty() {
@@ -368,6 +395,7 @@ impl OwnedRequest {
             purpose: &self.purpose,
             isa_id: &self.isa_id,
             at: self.at,
+            break_glass: self.break_glass,
         }
     }
 }

@@ -33,6 +33,7 @@ pub struct Ask {
     pub purpose: String,
     pub isa: String,
     pub at: OffsetDateTime,
+    pub break_glass: bool,
 }
 
 /// The demo's allowed share: a Hackney social worker reading police records to safeguard a
@@ -46,6 +47,7 @@ pub fn ask() -> Ask {
         purpose: "safeguarding-children".into(),
         isa: "met-hackney-children".into(),
         at: IN_FORCE,
+        break_glass: false,
     }
 }
 
@@ -85,6 +87,12 @@ impl Ask {
         self
     }
 
+    /// Invokes break-glass.
+    pub fn break_glass(mut self) -> Self {
+        self.break_glass = true;
+        self
+    }
+
     pub fn decide(&self, engine: &PolicyEngine) -> Decision {
         engine.decide(&DecisionRequest {
             agency: &self.agency,
@@ -94,6 +102,7 @@ impl Ask {
             purpose: &self.purpose,
             isa_id: &self.isa,
             at: self.at,
+            break_glass: self.break_glass,
         })
     }
 }

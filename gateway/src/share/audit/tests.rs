@@ -46,6 +46,7 @@ fn disclosed() -> Facts {
             case_reference: "C1".into(),
             on_behalf_of: None,
             correlation_id: "corr".into(),
+            break_glass: None,
         }),
         policy_version: "sha256:abc".into(),
         isa_version: 3,
@@ -61,6 +62,7 @@ fn disclosed() -> Facts {
         }],
         sources: vec!["ds".into()],
         gaps: vec![],
+        break_glass_datasets: vec![],
     }
 }
 
@@ -101,6 +103,54 @@ fn an_invalid_share_records_what_was_sent() {
     assert_eq!(e.isa_id, "isa-1");
     assert_eq!(e.justification.chars().count(), 2_000, "bounded");
     assert!(!e.allowed);
+}
+
+#[test]
+fn every_break_glass_invocation_is_marked_allowed_refused_or_malformed() {
+    let reason = "Child missing overnight with a high-risk adult";
+    let mut facts = disclosed();
+    if let Some(c) = facts.context.as_mut() {
+        c.break_glass = Some(reason.into());
+    }
+    facts.break_glass_datasets = vec!["ds".into()];
+    let allowed = entry_for(&call(None), &facts, None);
+    assert_eq!(
+        allowed.break_glass,
+        Some(pb::BreakGlass {
+            reason: reason.into()
+        })
+    );
+    let denied = entry_for(
+        &call(None),
+        &facts,
+        Some(&GatewayError::Denied {
+            reason: "BREAK_GLASS_NOT_PERMITTED",
+            message: "no".into(),
+        }),
+    );
+    assert_eq!(denied.outcome, pb::AuditOutcome::Denied as i32);
+    assert_eq!(denied.break_glass, allowed.break_glass);
+    // Malformed: what was sent, bounded like the other free text.
+    let sent = pb::ShareContext {
+        break_glass: Some(pb::BreakGlass {
+            reason: "y".repeat(5_000),
+        }),
+        ..Default::default()
+    };
+    let invalid = entry_for(
+        &call(Some(sent)),
+        &Facts::default(),
+        Some(&GatewayError::ContextMissing {
+            field: "context.break_glass.reason",
+            reason: "BREAK_GLASS_REASON_MISSING",
+        }),
+    );
+    assert_eq!(
+        invalid.break_glass.map(|b| b.reason.chars().count()),
+        Some(2_000)
+    );
+    // A normal share carries no mark.
+    assert_eq!(entry_for(&call(None), &disclosed(), None).break_glass, None);
 }
 
 #[test]

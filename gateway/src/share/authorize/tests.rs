@@ -199,8 +199,71 @@ fn every_policy_reason_is_listed() {
         },
         D::ExplicitDeny { rule_id: isa() },
         D::EvaluationFailed,
+        D::BreakGlassNotPermitted {
+            isa: isa(),
+            dataset: isa(),
+        },
     ];
     for r in all {
         assert!(POLICY_REASONS.contains(&r.reason()), "{r:?}");
     }
+}
+
+fn invoking(mut v: Validated, roles: &[&str]) -> Validated {
+    let mut principal = (*v.call.principal).clone();
+    principal.roles = roles.iter().map(|r| (*r).to_owned()).collect();
+    v.call.principal = Arc::new(principal);
+    v.context.break_glass = Some("Child missing overnight with a high-risk adult".into());
+    v
+}
+
+#[tokio::test]
+async fn break_glass_is_passed_to_policy_and_noted_for_the_audit() {
+    let allowed = invoking(
+        call(
+            "hackney-childrens",
+            "safeguarding-children",
+            "met-hackney-children",
+        ),
+        &["team-manager"],
+    );
+    let (answer, calls, plan) = run(allowed).await;
+    assert!(answer.result.is_ok());
+    assert_eq!(calls, 1);
+    assert_eq!(plan, vec!["met-police.records".to_owned()]);
+    assert_eq!(
+        answer.facts.break_glass_datasets,
+        vec!["met-police.records".to_owned()]
+    );
+    assert!(
+        answer
+            .facts
+            .matched_rules
+            .iter()
+            .any(|r| r.starts_with("break-glass:"))
+    );
+
+    let refused = invoking(
+        call(
+            "hackney-childrens",
+            "safeguarding-children",
+            "met-hackney-children",
+        ),
+        &["social-worker"],
+    );
+    assert_eq!(denied(refused).await, "BREAK_GLASS_NOT_PERMITTED");
+
+    // Not invoked: a normal share, even for a role that could invoke it.
+    let mut normal = invoking(
+        call(
+            "hackney-childrens",
+            "safeguarding-children",
+            "met-hackney-children",
+        ),
+        &["team-manager"],
+    );
+    normal.context.break_glass = None;
+    let (answer, _, _) = run(normal).await;
+    assert!(answer.result.is_ok());
+    assert!(answer.facts.break_glass_datasets.is_empty());
 }

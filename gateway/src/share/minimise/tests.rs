@@ -255,6 +255,7 @@ fn read_payloads_are_minimised_per_dataset_and_disclosures_name_what_left() {
         deny: None,
         matched: vec![],
         mask: FieldMask::new(["person.names", "incident.category"]),
+        break_glass: false,
         obligations: vec![],
         policy_version: String::new(),
         isa_version: None,

@@ -207,3 +207,44 @@ fn a_read_needs_a_dataset_qualified_person_id() {
     };
     assert_eq!(missing(call).0, "kinds");
 }
+
+#[test]
+fn a_break_glass_reason_is_required_trimmed_and_at_least_20_characters() {
+    let with = |reason: &str| {
+        search(
+            Some(pb::ShareContext {
+                break_glass: Some(pb::BreakGlass {
+                    reason: reason.into(),
+                }),
+                ..context()
+            }),
+            marsh(),
+        )
+    };
+    let expected = (
+        "context.break_glass.reason".to_owned(),
+        "BREAK_GLASS_REASON_MISSING",
+    );
+    assert_eq!(missing(with("")), expected);
+    assert_eq!(missing(with("   it is urgent!!    ")), expected);
+    assert_eq!(missing(with(&"x".repeat(19))), expected);
+    assert_eq!(
+        missing(with(&"x".repeat(2_001))),
+        ("context.break_glass.reason".to_owned(), "INVALID_FIELD")
+    );
+    let v = validate(with("  Child missing overnight with a high-risk adult \n")).unwrap();
+    assert_eq!(
+        v.context.break_glass.as_deref(),
+        Some("Child missing overnight with a high-risk adult")
+    );
+    assert_eq!(
+        validate(with(&"x".repeat(20)))
+            .unwrap()
+            .context
+            .break_glass
+            .map(|r| r.len()),
+        Some(20)
+    );
+    let normal = validate(search(Some(context()), marsh())).unwrap();
+    assert_eq!(normal.context.break_glass, None);
+}
