@@ -1,9 +1,9 @@
 //! The console's front page: who is signed in, how sharing went over the
 //! last weeks, and whether the ledger holds together.
 //!
-//! Charts are SVG drawn here, on the server: the pages run no script, so the
-//! Content-Security-Policy stays `default-src 'none'`, and each chart has its
-//! numbers beside it as a table for people who do not see it.
+//! Charts are drawn on the server (`charts.rs`): the pages run no script, so
+//! the Content-Security-Policy stays `default-src 'none'`, and each chart has
+//! its numbers beside it as a table for people who do not see it.
 
 use std::collections::HashMap;
 
@@ -14,7 +14,7 @@ use liaison_ledger::{EntryFilter, Ledger, Order};
 use time::{Date, Duration, OffsetDateTime, Time};
 
 use super::{
-    ConsoleState,
+    ConsoleState, charts,
     entries::{Nav, gateway_error},
     error::ConsoleError,
     guard::SignedIn,
@@ -37,10 +37,6 @@ const BULK_PER_HOUR: u64 = 50;
 const MAX_FLAGS: usize = 50;
 /// Rows in each "top" list.
 const TOP: usize = 10;
-/// Chart geometry, in SVG user units.
-const CHART_W: u32 = 640;
-const CHART_H: u32 = 160;
-const BAR_W: u32 = 120;
 
 #[derive(Template)]
 #[template(path = "dashboard.html", config = "src/console/askama.toml")]
@@ -62,8 +58,8 @@ pub(super) struct Stats {
     pub denied: u64,
     pub partial: bool,
     pub days: Vec<Day>,
-    pub chart_w: u32,
-    pub chart_h: u32,
+    /// The daily chart's SVG, drawn once the labels are final.
+    pub chart: String,
     pub tables: Vec<CountTable>,
     pub flags: Vec<Flag>,
 }
@@ -82,28 +78,23 @@ pub(super) struct CountTable {
     pub title: &'static str,
     pub id: &'static str,
     pub rows: Vec<Count>,
+    /// The rows as a bar chart's SVG.
+    pub chart: String,
 }
 
-/// One day's column of the chart.
+/// One day's requests.
 #[derive(Debug)]
 pub(super) struct Day {
     pub date: String,
     pub total: u64,
     pub denied: u64,
-    pub x: u32,
-    pub w: u32,
-    pub y_total: u32,
-    pub h_total: u32,
-    pub y_denied: u32,
-    pub h_denied: u32,
 }
 
-/// A labelled count with its bar length.
+/// A labelled count.
 #[derive(Debug)]
 pub(super) struct Count {
     pub label: String,
     pub count: u64,
-    pub bar: u32,
 }
 
 /// The ledger's integrity, as cheaply as it can be known.
@@ -137,6 +128,7 @@ pub(super) async fn dashboard(
             {
                 c.label = state.agency_name(&c.label).to_owned();
             }
+            draw_charts(&mut stats)?;
             (Some(stats), Some(integrity(ledger).await?))
         }
         _ => (None, None),
@@ -252,30 +244,14 @@ pub(super) async fn stats(
         }
     }
     stats.from = first.to_string();
-    stats.chart_w = CHART_W;
-    stats.chart_h = CHART_H;
-    let max = per_day.values().map(|d| d.0).max().unwrap_or(0).max(1);
-    let slot = CHART_W / u32::try_from(DAYS).unwrap_or(30);
-    let height = |n: u64| -> u32 {
-        u32::try_from(n.saturating_mul(u64::from(CHART_H)) / max).unwrap_or(CHART_H)
-    };
     let mut date = first;
-    let mut x = 0;
     while date <= today {
         let (total, denied) = per_day.get(&date).copied().unwrap_or_default();
-        let (h_total, h_denied) = (height(total), height(denied));
         stats.days.push(Day {
             date: date.to_string(),
             total,
             denied,
-            x,
-            w: slot.saturating_sub(2),
-            y_total: CHART_H - h_total,
-            h_total,
-            y_denied: CHART_H - h_denied,
-            h_denied,
         });
-        x += slot;
         let Some(next) = date.next_day() else { break };
         date = next;
     }
@@ -327,49 +303,59 @@ pub(super) async fn stats(
             title: "By receiving agency",
             id: "by-agency",
             rows: ranked(agency, None),
+            chart: String::new(),
         },
         CountTable {
             title: "By purpose",
             id: "by-purpose",
             rows: ranked(purpose, None),
+            chart: String::new(),
         },
         CountTable {
             title: "By outcome",
             id: "by-outcome",
             rows: ranked(outcome, None),
+            chart: String::new(),
         },
         CountTable {
             title: "Denials by reason",
             id: "denials",
             rows: ranked(reasons, None),
+            chart: String::new(),
         },
         CountTable {
             title: "Most active users",
             id: "top-users",
             rows: ranked(users, Some(TOP)),
+            chart: String::new(),
         },
     ];
     Ok(stats)
 }
 
-/// Counts, largest first (then by label), each with a bar scaled to the
-/// largest.
+/// Counts, largest first (then by label).
 fn ranked(counts: HashMap<String, u64>, top: Option<usize>) -> Vec<Count> {
     let mut v: Vec<(String, u64)> = counts.into_iter().collect();
     v.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
     if let Some(n) = top {
         v.truncate(n);
     }
-    let max = v.first().map_or(1, |c| c.1.max(1));
     v.into_iter()
-        .map(|(label, count)| Count {
-            label,
-            count,
-            bar: u32::try_from(count.saturating_mul(u64::from(BAR_W)) / max)
-                .unwrap_or(BAR_W)
-                .max(1),
-        })
+        .map(|(label, count)| Count { label, count })
         .collect()
+}
+
+/// Draws the charts from the counts as the page will label them.
+fn draw_charts(stats: &mut Stats) -> Result<(), ConsoleError> {
+    stats.chart = charts::daily(
+        &stats.days,
+        &format!("Requests per day since {}", stats.from),
+        "Blue bars: every request that day. Red bars in front: those denied by policy. The numbers are in the table below.",
+    )?;
+    for t in &mut stats.tables {
+        t.chart = charts::ranked(t.id, &t.rows, t.title)?;
+    }
+    Ok(())
 }
 
 /// A cheap integrity check: the latest signed head's root must be the root

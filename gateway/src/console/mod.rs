@@ -23,6 +23,7 @@
 //! in number and time; replicas behind a load balancer need affinity for
 //! the console until sessions move to the shared database.
 
+mod charts;
 mod config;
 mod dashboard;
 mod entries;
