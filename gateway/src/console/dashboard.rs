@@ -5,25 +5,33 @@
 //! the Content-Security-Policy stays `default-src 'none'`, and each chart has
 //! its numbers beside it as a table for people who do not see it.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 
 use askama::Template;
 use axum::extract::State;
 use axum::response::{Html, IntoResponse, Redirect, Response};
-use liaison_ledger::{EntryFilter, Ledger, Order};
+use liaison_ledger::{EntryFilter, Ledger, Order, StoredEntry};
+use liaison_proto::v1 as pb;
 use time::{Date, Duration, OffsetDateTime, Time};
 
 use super::{
     ConsoleState, charts,
+    review,
     entries::{Nav, gateway_error},
     error::ConsoleError,
     guard::SignedIn,
-    record::outcome_words,
+    record::{outcome_words, rfc3339},
 };
 use crate::services::oversight::{self, OVERSIGHT_ROLES};
 
 /// Days the dashboard covers.
 pub(super) const DAYS: i64 = 30;
+/// Days the review queue covers: a break-glass share or a flag stays in
+/// it this long, reviewed or not.
+pub(crate) const QUEUE_DAYS: i64 = 90;
+/// The actions that are shares, as the ledger's index names them; the
+/// rest record oversight, administration and failed sign-ins.
+pub(crate) const SHARE_ACTIONS: &[&str] = &["search", "read", "subscribe"];
 /// Entries the dashboard reads at most; past this it says it counted a
 /// part, not the whole.
 pub(super) const MAX_SCAN: usize = 200_000;
@@ -48,6 +56,8 @@ struct DashboardPage<'a> {
     overseer: bool,
     stats: Option<Stats>,
     integrity: Option<Integrity>,
+    /// Break-glass shares no review names yet.
+    awaiting: Option<usize>,
 }
 
 /// Counts over the dashboard's window.
@@ -62,6 +72,11 @@ pub(super) struct Stats {
     pub chart: String,
     pub tables: Vec<CountTable>,
     pub flags: Vec<Flag>,
+    /// Break-glass shares over [`QUEUE_DAYS`], newest first.
+    pub break_glass: Vec<BreakGlassShare>,
+    /// Reviews over [`QUEUE_DAYS`] by the entry id they concern, newest
+    /// first.
+    pub reviews: HashMap<String, Vec<ReviewNote>>,
 }
 
 /// A pattern worth a DPO's look: not a finding, a prompt.
@@ -70,6 +85,37 @@ pub(super) struct Flag {
     pub kind: &'static str,
     pub subject: String,
     pub detail: String,
+    /// The newest entry behind the flag: a review names it, so activity
+    /// after the review raises the flag again.
+    pub newest: Newest,
+}
+
+/// An entry a queue item points at.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub(super) struct Newest {
+    pub seq: u64,
+    pub entry_id: String,
+    pub at: String,
+}
+
+/// A share that invoked emergency access.
+#[derive(Debug)]
+pub(super) struct BreakGlassShare {
+    pub newest: Newest,
+    pub user: String,
+    pub reason: String,
+    pub purpose: String,
+    pub isa: String,
+}
+
+/// A review recorded in the ledger.
+#[derive(Debug, Clone)]
+pub(crate) struct ReviewNote {
+    /// The review's own entry.
+    pub entry_id: String,
+    pub at: String,
+    pub reviewer: String,
+    pub note: String,
 }
 
 /// One ranked list.
@@ -116,7 +162,7 @@ pub(super) async fn dashboard(
     };
     let p = signed_in.principal.clone();
     let overseer = OVERSIGHT_ROLES.iter().any(|r| p.has_role(r));
-    let (stats, integrity) = match (&state.ledger, overseer) {
+    let (stats, integrity, awaiting) = match (&state.ledger, overseer) {
         (Some(ledger), true) => {
             let now = OffsetDateTime::now_utc();
             let mut stats = stats(ledger, oversight::visible_filter(&p), now).await?;
@@ -129,9 +175,10 @@ pub(super) async fn dashboard(
                 c.label = state.agency_name(&c.label).to_owned();
             }
             draw_charts(&mut stats)?;
-            (Some(stats), Some(integrity(ledger).await?))
+            let awaiting = review::queue_from(&stats).unreviewed_break_glass();
+            (Some(stats), Some(integrity(ledger).await?), Some(awaiting))
         }
-        _ => (None, None),
+        _ => (None, None, None),
     };
     let page = DashboardPage {
         nav: state.nav(&signed_in, "dashboard"),
@@ -141,15 +188,18 @@ pub(super) async fn dashboard(
         overseer,
         stats,
         integrity,
+        awaiting,
     }
     .render()
     .map_err(ConsoleError::internal)?;
     Ok(Html(page).into_response())
 }
 
-/// Counts the entries `visible` lets through over the last [`DAYS`] days
-/// to `now`. Only index columns are read, except for denials, whose
-/// reason is in the body.
+/// Counts the shares `visible` lets through over the last [`DAYS`] days
+/// to `now`, and gathers what the review queue needs over the last
+/// [`QUEUE_DAYS`]: break-glass shares and the reviews recorded. Only the
+/// ledger's own entries about oversight (searches, reviews, changes,
+/// failed sign-ins) are left out of the counts.
 pub(super) async fn stats(
     ledger: &Ledger,
     visible: EntryFilter,
@@ -157,8 +207,9 @@ pub(super) async fn stats(
 ) -> Result<Stats, ConsoleError> {
     let today = now.date();
     let first = today - Duration::days(DAYS - 1);
+    let window = first.with_time(Time::MIDNIGHT).assume_utc();
     let filter = EntryFilter {
-        from: Some(first.with_time(Time::MIDNIGHT).assume_utc()),
+        from: Some((today - Duration::days(QUEUE_DAYS - 1)).with_time(Time::MIDNIGHT).assume_utc()),
         order: Order::NewestFirst,
         ..visible
     };
@@ -168,10 +219,13 @@ pub(super) async fn stats(
     let mut outcome: HashMap<String, u64> = HashMap::new();
     let mut reasons: HashMap<String, u64> = HashMap::new();
     let mut users: HashMap<String, u64> = HashMap::new();
-    let mut denials_by_user: HashMap<String, u64> = HashMap::new();
-    let mut out_of_hours: HashMap<String, u64> = HashMap::new();
-    let mut per_hour: HashMap<(String, i64), u64> = HashMap::new();
-    let mut users_by_person: HashMap<String, std::collections::BTreeSet<String>> = HashMap::new();
+    // Each pattern keeps its count and the newest entry behind it (the
+    // scan runs newest first, so the first one seen), which a review of
+    // the flag names.
+    let mut denials_by_user: HashMap<String, (u64, Newest)> = HashMap::new();
+    let mut out_of_hours: HashMap<String, (u64, Newest)> = HashMap::new();
+    let mut per_hour: HashMap<(String, i64), (u64, Newest)> = HashMap::new();
+    let mut users_by_person: HashMap<String, (BTreeSet<String>, Newest)> = HashMap::new();
     let mut stats = Stats::default();
     let mut after = None;
     let mut scanned = 0usize;
@@ -185,6 +239,34 @@ pub(super) async fn stats(
             after = Some(e.seq);
             scanned += 1;
             let i = &e.index;
+            if i.action == "review" {
+                if let Ok(body) = oversight::decode(e) {
+                    stats
+                        .reviews
+                        .entry(body.target.clone())
+                        .or_default()
+                        .push(ReviewNote::new(e, body));
+                }
+                continue;
+            }
+            if !SHARE_ACTIONS.contains(&i.action.as_str()) {
+                continue;
+            }
+            let body = oversight::decode(e).ok();
+            if let Some(b) = &body
+                && let Some(glass) = &b.break_glass
+            {
+                stats.break_glass.push(BreakGlassShare {
+                    newest: Newest::of(e),
+                    user: i.subject.clone(),
+                    reason: glass.reason.clone(),
+                    purpose: i.purpose.clone(),
+                    isa: i.isa_id.clone(),
+                });
+            }
+            if e.recorded_at < window {
+                continue;
+            }
             let denied = i.outcome == "denied";
             let day = per_day.entry(e.recorded_at.date()).or_default();
             day.0 += 1;
@@ -192,9 +274,7 @@ pub(super) async fn stats(
             if denied {
                 day.1 += 1;
                 stats.denied += 1;
-                let reason = oversight::decode(e)
-                    .map(|b| b.error_reason)
-                    .unwrap_or_default();
+                let reason = body.map(|b| b.error_reason).unwrap_or_default();
                 *reasons
                     .entry(if reason.is_empty() {
                         "not stated".into()
@@ -216,22 +296,30 @@ pub(super) async fn stats(
                 .or_default() += 1;
             *users.entry(i.subject.clone()).or_default() += 1;
             if denied {
-                *denials_by_user.entry(i.subject.clone()).or_default() += 1;
+                denials_by_user
+                    .entry(i.subject.clone())
+                    .or_insert_with(|| (0, Newest::of(e)))
+                    .0 += 1;
             }
             let t = e.recorded_at;
             if t.hour() < 7
                 || t.hour() >= 20
                 || matches!(t.weekday(), time::Weekday::Saturday | time::Weekday::Sunday)
             {
-                *out_of_hours.entry(i.subject.clone()).or_default() += 1;
+                out_of_hours
+                    .entry(i.subject.clone())
+                    .or_insert_with(|| (0, Newest::of(e)))
+                    .0 += 1;
             }
-            *per_hour
+            per_hour
                 .entry((i.subject.clone(), t.unix_timestamp().div_euclid(3600)))
-                .or_default() += 1;
+                .or_insert_with(|| (0, Newest::of(e)))
+                .0 += 1;
             for person in &i.subjects {
                 users_by_person
                     .entry(person.clone())
-                    .or_default()
+                    .or_insert_with(|| (BTreeSet::new(), Newest::of(e)))
+                    .0
                     .insert(i.subject.clone());
             }
         }
@@ -256,43 +344,50 @@ pub(super) async fn stats(
         date = next;
     }
     let mut flags = Vec::new();
-    for (user, n) in denials_by_user {
+    for (user, (n, newest)) in denials_by_user {
         if n >= REPEATED_DENIALS {
             flags.push(Flag {
                 kind: "Repeated denials",
                 subject: user,
                 detail: format!("{n} requests denied by policy"),
+                newest,
             });
         }
     }
-    for (person, who) in users_by_person {
+    for (person, (who, newest)) in users_by_person {
         if who.len() >= MANY_USERS {
             flags.push(Flag {
                 kind: "Many users on one person",
                 subject: person,
                 detail: format!("looked at by {} different users", who.len()),
+                newest,
             });
         }
     }
-    let mut bulk: HashMap<String, u64> = HashMap::new();
-    for ((user, _), n) in per_hour {
+    let mut bulk: HashMap<String, (u64, Newest)> = HashMap::new();
+    for ((user, _), (n, newest)) in per_hour {
         if n >= BULK_PER_HOUR {
-            let worst = bulk.entry(user).or_default();
-            *worst = (*worst).max(n);
+            let worst = bulk.entry(user).or_insert((0, newest.clone()));
+            worst.0 = worst.0.max(n);
+            if newest.seq > worst.1.seq {
+                worst.1 = newest;
+            }
         }
     }
-    for (user, n) in bulk {
+    for (user, (n, newest)) in bulk {
         flags.push(Flag {
             kind: "Bulk look-ups",
             subject: user,
             detail: format!("up to {n} requests in one hour"),
+            newest,
         });
     }
-    for (user, n) in out_of_hours {
+    for (user, (n, newest)) in out_of_hours {
         flags.push(Flag {
             kind: "Out of hours",
             subject: user,
             detail: format!("{n} requests before 07:00, after 20:00 (UTC) or at weekends"),
+            newest,
         });
     }
     flags.sort();
@@ -343,6 +438,32 @@ fn ranked(counts: HashMap<String, u64>, top: Option<usize>) -> Vec<Count> {
     v.into_iter()
         .map(|(label, count)| Count { label, count })
         .collect()
+}
+
+impl Newest {
+    pub(super) fn of(e: &StoredEntry) -> Self {
+        Self {
+            seq: e.seq,
+            entry_id: e.entry_id.clone(),
+            at: rfc3339(e.recorded_at),
+        }
+    }
+}
+
+impl ReviewNote {
+    pub(super) fn new(e: &StoredEntry, body: pb::AuditEntry) -> Self {
+        let p = body.principal.unwrap_or_default();
+        Self {
+            entry_id: e.entry_id.clone(),
+            at: rfc3339(e.recorded_at),
+            reviewer: if p.display_name.is_empty() {
+                p.subject
+            } else {
+                p.display_name
+            },
+            note: body.justification,
+        }
+    }
 }
 
 /// Draws the charts from the counts as the page will label them.

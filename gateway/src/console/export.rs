@@ -27,6 +27,7 @@ use time::OffsetDateTime;
 use super::{
     ConsoleState,
     entries::{Search, find, overseer, person_in_url},
+    oversee::{self, Look},
     error::ConsoleError,
     guard::SignedIn,
     record::{Record, rfc3339},
@@ -98,6 +99,19 @@ async fn export(
         entries = found.records.len(),
         "console export"
     );
+    oversee::record(
+        state.ledger()?,
+        principal,
+        Look::answered(
+            "/console/entries/export",
+            format!(
+                "{format} export ({}); {} entries",
+                oversee::describe(&search.fields()),
+                found.records.len()
+            ),
+        ),
+    )
+    .await?;
     let now = OffsetDateTime::now_utc();
     let (body, content_type, extension) = match format {
         "csv" => (to_csv(&found.records)?, "text/csv; charset=utf-8", "csv"),

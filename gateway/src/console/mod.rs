@@ -30,9 +30,11 @@ mod entries;
 mod error;
 mod export;
 mod guard;
+mod oversee;
 mod pages;
 mod provider;
 mod record;
+pub(crate) mod review;
 mod store;
 
 use std::{collections::HashMap, sync::Arc, time::Duration};
@@ -339,6 +341,10 @@ pub fn router(state: ConsoleState) -> Router {
             get(export::export_get).post(export::export_post),
         )
         .route("/console/entries/{id}", get(entries::entry))
+        .route(
+            "/console/review",
+            get(review::queue_page).post(review::mark_reviewed),
+        )
         .route(
             "/console/subject",
             get(entries::subject_form).post(entries::subject_report),
