@@ -50,6 +50,7 @@ struct World {
     app: Router,
     state: ConsoleState,
     ledger: Arc<Ledger>,
+    url: String,
     _dir: tempfile::TempDir,
 }
 
@@ -159,6 +160,7 @@ impl World {
             app: router(state.clone()),
             state,
             ledger,
+            url: url.to_owned(),
             _dir: dir,
         }
     }
@@ -660,6 +662,336 @@ async fn only_dpos_and_auditors_read_the_ledger() {
         world.get(&auditor, "/console/entries").await.status,
         StatusCode::OK
     );
+}
+
+/// The decoded entries of one action, oldest first.
+async fn entries_of(ledger: &Ledger, action: &str) -> Vec<pb::AuditEntry> {
+    let filter = liaison_ledger::EntryFilter {
+        action: Some(action.into()),
+        order: liaison_ledger::Order::OldestFirst,
+        ..Default::default()
+    };
+    ledger
+        .list(&filter, 500, None)
+        .await
+        .unwrap()
+        .iter()
+        .map(|e| <pb::AuditEntry as prost::Message>::decode(e.body.as_slice()).unwrap())
+        .collect()
+}
+
+fn break_glass(mut e: pb::AuditEntry, reason: &str) -> pb::AuditEntry {
+    e.break_glass = Some(pb::BreakGlass {
+        reason: reason.into(),
+    });
+    e
+}
+
+const GLASS: &str = "00000000-0000-4000-8000-000000000500";
+
+async fn with_break_glass() -> World {
+    let world = seeded().await;
+    let mut extra = vec![
+        break_glass(
+            share(
+                500,
+                "met-police",
+                "u-night",
+                "missing-person",
+                pb::AuditOutcome::Disclosed,
+                &["P-5"],
+            ),
+            "child missing overnight, duty manager unreachable",
+        ),
+        // Another agency's emergency share: not this DPO's to review.
+        break_glass(
+            share(
+                501,
+                "hackney",
+                "u-h",
+                "missing-person",
+                pb::AuditOutcome::Disclosed,
+                &["P-6"],
+            ),
+            "hackney's own emergency",
+        ),
+    ];
+    for k in 0..3u32 {
+        extra.push(share(
+            400 + k,
+            "met-police",
+            "u-denied",
+            "crime-prevention",
+            pb::AuditOutcome::Denied,
+            &[],
+        ));
+    }
+    world.seed(&extra).await;
+    world
+}
+
+#[tokio::test]
+async fn break_glass_shares_and_flags_wait_in_the_queue_until_a_dpo_reviews_them() {
+    let world = with_break_glass().await;
+    let dpo = world.sign_in(&["dpo"]).await;
+
+    let home = world.get(&dpo, "/console/").await;
+    assert!(
+        home.body
+            .contains("<strong>1</strong> break-glass share awaits review"),
+        "{}",
+        home.body
+    );
+    let queue = world.get(&dpo, "/console/review").await;
+    assert_eq!(queue.status, StatusCode::OK, "{}", queue.body);
+    assert!(queue.body.contains("child missing overnight"), "{}", queue.body);
+    assert!(!queue.body.contains("hackney&#39;s own emergency"));
+    assert!(!queue.body.contains("hackney's own emergency"));
+    assert!(queue.body.contains("Repeated denials"));
+    let before: Vec<&str> = queue.body.matches("<tr data-entry=").collect();
+    assert!(before.len() >= 2);
+    assert!(!queue.body.contains(">Reviewed</span>"));
+
+    // Refusals, none of which marks anything.
+    let short = world
+        .post(&dpo, "/console/review", &[("entry", GLASS), ("note", "ok fine")])
+        .await;
+    assert_eq!(short.status, StatusCode::BAD_REQUEST);
+    assert!(short.body.contains("at least 10 characters"), "{}", short.body);
+    let tokenless = Signed {
+        cookie: dpo.cookie.clone(),
+        csrf: String::new(),
+    };
+    let forged = world
+        .post(
+            &tokenless,
+            "/console/review",
+            &[("entry", GLASS), ("note", "checked with the duty manager")],
+        )
+        .await;
+    assert_eq!(forged.status, StatusCode::FORBIDDEN);
+    let auditor = world.sign_in(&["auditor"]).await;
+    let by_auditor = world
+        .post(
+            &auditor,
+            "/console/review",
+            &[("entry", GLASS), ("note", "checked with the duty manager")],
+        )
+        .await;
+    assert_eq!(by_auditor.status, StatusCode::FORBIDDEN);
+    assert!(by_auditor.body.contains("needs the `dpo` role"));
+    let foreign = world
+        .post(
+            &dpo,
+            "/console/review",
+            &[
+                ("entry", "00000000-0000-4000-8000-000000000501"),
+                ("note", "checked with the duty manager"),
+            ],
+        )
+        .await;
+    assert_eq!(foreign.status, StatusCode::NOT_FOUND);
+    assert!(entries_of(&world.ledger, "review").await.is_empty());
+
+    let done = world
+        .post(
+            &dpo,
+            "/console/review",
+            &[("entry", GLASS), ("note", "  checked with the duty manager; justified  ")],
+        )
+        .await;
+    assert_eq!(done.status, StatusCode::SEE_OTHER, "{}", done.body);
+    let reviews = entries_of(&world.ledger, "review").await;
+    assert_eq!(reviews.len(), 1);
+    let r = &reviews[0];
+    assert_eq!(r.action, pb::AuditAction::Review as i32);
+    assert_eq!(r.outcome, pb::AuditOutcome::Recorded as i32);
+    assert_eq!(r.target, GLASS);
+    assert_eq!(r.justification, "checked with the duty manager; justified");
+    assert!(r.allowed);
+    let p = r.principal.as_ref().unwrap();
+    assert_eq!((p.agency_id.as_str(), p.subject.as_str()), ("met-police", "u-dpo"));
+    let location = done.headers[header::LOCATION].to_str().unwrap();
+    assert_eq!(
+        location,
+        format!("/console/review?done={}&entry={GLASS}", r.entry_id)
+    );
+
+    let after = world.get(&dpo, location).await;
+    assert!(after.body.contains(r#"id="review-done""#), "{}", after.body);
+    let rows: Vec<&str> = after.body.split("<tr data-entry=").skip(1).collect();
+    assert_eq!(rows.len(), before.len());
+    // Reviewed items follow every unreviewed one.
+    let last = rows.last().unwrap();
+    assert!(last.starts_with(&format!("\"{GLASS}\"")), "{}", after.body);
+    assert!(last.contains(">Reviewed</span>"));
+    assert!(last.contains("by Dana Okafor"));
+    let open = world
+        .get(&dpo, "/console/review?kind=break-glass&status=unreviewed")
+        .await;
+    assert!(open.body.contains(r#"id="queue-empty""#), "{}", open.body);
+    let flags = world.get(&dpo, "/console/review?kind=flag").await;
+    assert!(flags.body.contains("Repeated denials"));
+    assert!(!flags.body.contains("<strong>Break-glass</strong>"));
+    assert_eq!(
+        world.get(&dpo, "/console/review?status=maybe").await.status,
+        StatusCode::BAD_REQUEST
+    );
+
+    let home = world.get(&dpo, "/console/").await;
+    assert!(home.body.contains("<strong>0</strong> break-glass shares await review"));
+    let entry = world.get(&dpo, &format!("/console/entries/{GLASS}")).await;
+    assert!(entry.body.contains(r#"<p id="break-glass">The user invoked emergency access: child missing overnight"#), "{}", entry.body);
+    assert!(entry.body.contains("Dana Okafor: checked with the duty manager; justified"));
+    let review_page = world
+        .get(&dpo, &format!("/console/entries/{}", r.entry_id))
+        .await;
+    assert!(review_page.body.contains(&format!(r#"<a href="/console/entries/{GLASS}">"#)));
+}
+
+#[tokio::test]
+async fn a_review_that_cannot_be_made_durable_marks_nothing() {
+    let world = with_break_glass().await;
+    let dpo = world.sign_in(&["dpo"]).await;
+    let mut db = <sqlx::SqliteConnection as sqlx::Connection>::connect(&world.url)
+        .await
+        .unwrap();
+    sqlx::query(
+        "CREATE TRIGGER refuse BEFORE INSERT ON audit_entries BEGIN SELECT RAISE(ABORT, 'disk full'); END",
+    )
+    .execute(&mut db)
+    .await
+    .unwrap();
+    let failed = world
+        .post(
+            &dpo,
+            "/console/review",
+            &[("entry", GLASS), ("note", "checked with the duty manager")],
+        )
+        .await;
+    assert_eq!(failed.status, StatusCode::SERVICE_UNAVAILABLE, "{}", failed.body);
+    assert!(failed.body.contains("the audit ledger is unavailable"));
+    // A search is refused too: its record cannot be made.
+    let search = world.get(&dpo, "/console/entries?purpose=missing-person").await;
+    assert_eq!(search.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(!search.body.contains("/console/entries/0000"));
+    sqlx::query("DROP TRIGGER refuse")
+        .execute(&mut db)
+        .await
+        .unwrap();
+    assert!(entries_of(&world.ledger, "review").await.is_empty());
+    let queue = world.get(&dpo, "/console/review").await;
+    assert_eq!(queue.status, StatusCode::OK, "{}", queue.body);
+    assert!(!queue.body.contains(">Reviewed</span>"));
+}
+
+#[tokio::test]
+async fn every_look_at_the_ledger_is_itself_recorded() {
+    let world = seeded().await;
+    let dpo = world.sign_in(&["dpo"]).await;
+    assert_eq!(
+        world
+            .get(&dpo, "/console/entries?purpose=safeguarding-children&outcome=denied")
+            .await
+            .status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        world
+            .post(&dpo, "/console/entries", &[("subject", "P-1")])
+            .await
+            .status,
+        StatusCode::OK
+    );
+    let seven = "00000000-0000-4000-8000-000000000007";
+    assert_eq!(
+        world.get(&dpo, &format!("/console/entries/{seven}")).await.status,
+        StatusCode::OK
+    );
+    // Another agency's entry: not found, and the attempt is on record.
+    let theirs = "00000000-0000-4000-8000-000000000099";
+    assert_eq!(
+        world.get(&dpo, &format!("/console/entries/{theirs}")).await.status,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        world
+            .post(&dpo, "/console/subject", &[("person", "P-1")])
+            .await
+            .status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        world
+            .get(&dpo, "/console/entries/export?format=csv&outcome=denied")
+            .await
+            .status,
+        StatusCode::OK
+    );
+    let looks = entries_of(&world.ledger, "oversee").await;
+    let seen: Vec<(&str, &str, &str, i32, &str)> = looks
+        .iter()
+        .map(|e| {
+            (
+                e.method.as_str(),
+                e.justification.as_str(),
+                e.target.as_str(),
+                e.outcome,
+                e.error_reason.as_str(),
+            )
+        })
+        .collect();
+    let recorded = pb::AuditOutcome::Recorded as i32;
+    assert_eq!(
+        seen,
+        vec![
+            (
+                "/console/entries",
+                "ledger search (purpose=safeguarding-children, outcome=denied); 6 entries shown",
+                "",
+                recorded,
+                ""
+            ),
+            (
+                "/console/entries",
+                "ledger search (subject=P-1); 1 entries shown",
+                "",
+                recorded,
+                ""
+            ),
+            ("/console/entries/{id}", "entry view", seven, recorded, ""),
+            (
+                "/console/entries/{id}",
+                "entry view; not found or not visible",
+                theirs,
+                pb::AuditOutcome::Denied as i32,
+                "NOT_FOUND"
+            ),
+            (
+                "/console/subject",
+                "subject access report (person=P-1); 1 disclosures",
+                "",
+                recorded,
+                ""
+            ),
+            // Six denied shares and the refused look above.
+            (
+                "/console/entries/export",
+                "csv export (outcome=denied); 7 entries",
+                "",
+                recorded,
+                ""
+            ),
+        ]
+    );
+    for e in &looks {
+        assert_eq!(e.action, pb::AuditAction::Oversee as i32);
+        assert_eq!(e.principal.as_ref().unwrap().subject, "u-dpo");
+        assert!(e.disclosures.is_empty(), "a look discloses nothing itself");
+    }
+    // The looks are not counted as sharing.
+    let home = world.get(&dpo, "/console/").await;
+    assert!(home.body.contains("60 requests recorded, 6 denied by policy."), "{}", home.body);
 }
 
 /// Times filtered search pages, end to end through the router, over a
