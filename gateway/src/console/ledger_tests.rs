@@ -994,6 +994,55 @@ async fn every_look_at_the_ledger_is_itself_recorded() {
     assert!(home.body.contains("60 requests recorded, 6 denied by policy."), "{}", home.body);
 }
 
+#[tokio::test]
+async fn the_agreement_register_reads_the_enforced_policy_and_marks_overdue_reviews() {
+    use liaison_policy::{PolicyEngine, PolicySet};
+    // The demo policy, its dates moved to around today.
+    let today = time::OffsetDateTime::now_utc().date();
+    let days = |n: i64| (today + time::Duration::days(n)).to_string();
+    let (from, until) = (days(-700), days(1000));
+    let policy = |review: &str| {
+        let text = include_str!("../../../deploy/demo/policy.toml")
+            .replace("valid_from = 2026-01-01", &format!("valid_from = {from}"))
+            .replace("valid_until = 2028-12-31", &format!("valid_until = {until}"))
+            .replace("review_date = 2027-06-30", &format!("review_date = {review}"));
+        Arc::new(PolicyEngine::compile(&PolicySet::from_toml(&text).unwrap()).unwrap())
+    };
+    let (tx, rx) = tokio::sync::watch::channel(policy(&days(200)));
+    let mut world = World::start().await;
+    world.state = world.state.clone().with_policy(rx);
+    world.app = router(world.state.clone());
+    let dpo = world.sign_in(&["dpo"]).await;
+
+    let page = world.get(&dpo, "/console/agreements").await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    assert!(page.body.contains(r#"<tr id="isa-met-hackney-children">"#));
+    assert!(page.body.contains("Metropolitan Police and London Borough of Hackney: safeguarding children"));
+    assert!(page.body.contains("Provider: Metropolitan Police Service"), "{}", page.body);
+    assert!(page.body.contains("safeguarding-children, missing-person"));
+    assert!(page.body.contains("dpo@met.police.example, dpo@hackney.gov.example"));
+    assert!(page.body.contains(&format!("{from} to {until}")));
+    assert!(page.body.contains("Your agency is a party"));
+    assert!(page.body.contains("No review is overdue."));
+
+    // A reload of the policy shows at once: here the review date passes.
+    let overdue = days(-3);
+    tx.send(policy(&overdue)).unwrap();
+    let page = world.get(&dpo, "/console/agreements").await;
+    assert!(
+        page.body.contains(&format!(r#"<span class="badge todo">Overdue</span> {overdue}"#)),
+        "{}",
+        page.body
+    );
+    assert!(page.body.contains("<strong>1</strong> agreement is past its review date."));
+
+    let viewer = world.sign_in(&["viewer"]).await;
+    assert_eq!(
+        world.get(&viewer, "/console/agreements").await.status,
+        StatusCode::FORBIDDEN
+    );
+}
+
 /// Times filtered search pages, end to end through the router, over a
 /// ledger of 1,000,000 recorded shares on PostgreSQL (`BENCHMARKS.md`).
 /// `LIAISON_BENCH_ENTRIES` changes the size.

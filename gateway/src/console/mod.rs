@@ -34,6 +34,7 @@ mod oversee;
 mod pages;
 mod provider;
 mod record;
+mod register;
 pub(crate) mod review;
 mod store;
 
@@ -60,7 +61,7 @@ pub use export::MAX_EXPORT;
 pub use guard::{CSRF_FIELD, CSRF_HEADER, SignedIn};
 pub use store::{Clock, MAX_PENDING_SIGN_INS, MAX_SESSIONS, SIGN_IN_TIMEOUT, SystemClock};
 
-use crate::{config::Config, identity::TrustRegistry};
+use crate::{config::Config, identity::TrustRegistry, share::authorize::PolicyHandle};
 use provider::Provider;
 use store::{PendingSignIns, SessionKey, Sessions};
 
@@ -72,6 +73,8 @@ pub struct ConsoleState {
     /// The ledger the oversight pages read; without one they answer
     /// "unavailable" and sign-in still works.
     ledger: Option<Arc<Ledger>>,
+    /// The policy the gateway enforces, for the agreement register.
+    policy: Option<PolicyHandle>,
 }
 
 #[derive(Debug)]
@@ -224,12 +227,20 @@ impl ConsoleState {
             }),
             clock: Arc::new(SystemClock),
             ledger: None,
+            policy: None,
         })
     }
 
     /// Lets the oversight pages read `ledger`.
     pub fn with_ledger(mut self, ledger: Arc<Ledger>) -> Self {
         self.ledger = Some(ledger);
+        self
+    }
+
+    /// Lets the agreement register read the policy `policy` holds, as it
+    /// is reloaded.
+    pub fn with_policy(mut self, policy: PolicyHandle) -> Self {
+        self.policy = Some(policy);
         self
     }
 
@@ -341,6 +352,7 @@ pub fn router(state: ConsoleState) -> Router {
             get(export::export_get).post(export::export_post),
         )
         .route("/console/entries/{id}", get(entries::entry))
+        .route("/console/agreements", get(register::register))
         .route(
             "/console/review",
             get(review::queue_page).post(review::mark_reviewed),
