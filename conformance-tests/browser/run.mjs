@@ -147,6 +147,11 @@ try {
   await page.goto(`${base}/console/entries/${first}`);
   check((await page.textContent('#reviews'))?.includes('emergency access was justified'), 'the entry shows its review');
 
+  await page.goto(`${base}/console/agreements`);
+  check(await page.locator('#agreements tbody tr').count() > 0, 'the agreement register lists the policy\'s agreements');
+  await audit(page, 'agreements');
+  await shot(page, 'agreements');
+
   await page.goto(`${base}/console/subject`);
   await page.fill('#person', person);
   await Promise.all([page.waitForLoadState('load'), page.click('#report')]);

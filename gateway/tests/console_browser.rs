@@ -186,9 +186,17 @@ scopes = ["profile", "liaison"]
     }
 
     let registry = Arc::new(TrustRegistry::from_config(&config, reqwest::Client::new()).unwrap());
+    let policy = liaison_policy::PolicySet::from_toml(
+        &std::fs::read_to_string(workspace().join("deploy/demo/policy.toml")).unwrap(),
+    )
+    .unwrap();
+    let (_policy_tx, policy) = tokio::sync::watch::channel(Arc::new(
+        liaison_policy::PolicyEngine::compile(&policy).unwrap(),
+    ));
     let state = ConsoleState::new(&console, &config, registry)
         .unwrap()
-        .with_ledger(ledger);
+        .with_ledger(ledger)
+        .with_policy(policy);
     tokio::spawn(async move { axum::serve(listener, console::router(state)).await });
 
     let root = workspace();

@@ -27,9 +27,11 @@ use liaison_proto::v1 as pb;
 use serde::Deserialize;
 use time::OffsetDateTime;
 
+pub(crate) use super::dashboard::QUEUE_DAYS;
+
 use super::{
     ConsoleState,
-    dashboard::{self, MAX_SCAN, QUEUE_DAYS, ReviewNote, Stats},
+    dashboard::{self, MAX_SCAN, ReviewNote, Stats},
     entries::{Nav, gateway_error, overseer},
     error::ConsoleError,
     guard::SignedIn,
