@@ -139,6 +139,8 @@ try {
   await audit(page, 'entry-review');
   await Promise.all([page.waitForLoadState('load'), page.click('#mark-reviewed')]);
   check((await page.textContent('#review-done'))?.includes(first), 'the queue confirms the review once it is recorded');
+  await page.selectOption('#q-kind', 'break-glass');
+  await Promise.all([page.waitForLoadState('load'), page.click('#queue-filter')]);
   const order = await page.locator('#queue tbody tr').evaluateAll((rows) => rows.map((r) => r.getAttribute('data-entry')));
   check(order.length === 2 && order[1] === first, 'the reviewed share moves below the unreviewed one');
   check(await page.locator(`#queue tr[data-entry="${first}"] .badge.done`).count() === 1, 'the reviewed share is badged reviewed');

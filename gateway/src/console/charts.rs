@@ -11,6 +11,7 @@
 
 use plotters::{
     coord::ranged1d::{IntoSegmentedCoord, SegmentValue},
+    element::EmptyElement,
     prelude::*,
     style::text_anchor::{HPos, Pos, VPos},
 };
@@ -22,11 +23,16 @@ use super::{
 
 /// The daily chart's size, in SVG user units.
 const DAILY: (u32, u32) = (720, 220);
-/// A ranked chart's width, and the height of each of its rows.
-const RANKED_W: u32 = 520;
-const ROW_H: u32 = 26;
+/// A ranked chart's width, its labels' part of it, and the height of each
+/// of its rows: about the width of its column on the page, so its text
+/// shows at the page's size.
+const RANKED_W: u32 = 380;
+const LABEL_W: u32 = 180;
+const ROW_H: u32 = 24;
 /// Characters of a label the ranked chart shows; the table has the rest.
-const LABEL_CHARS: usize = 28;
+const LABEL_CHARS: usize = 22;
+/// Text size; plotters writes 1/1.24 of it into the SVG (13px).
+const FONT: f64 = 16.0;
 /// All requests, and the denied part of them: both at least 3:1 against
 /// the light and the dark page background (WCAG 1.4.11).
 const ALL: RGBColor = RGBColor(0x3b, 0x6f, 0xc0);
@@ -59,7 +65,7 @@ pub(super) fn daily(days: &[Day], title: &str, desc: &str) -> Result<String, Con
                     .unwrap_or_default(),
                 SegmentValue::Last => String::new(),
             })
-            .label_style(("sans-serif", 13))
+            .label_style(("sans-serif", FONT))
             .draw()
             .map_err(draw_error)?;
         for (colour, value) in [
@@ -90,63 +96,51 @@ pub(super) fn daily(days: &[Day], title: &str, desc: &str) -> Result<String, Con
     Ok(accessible(svg, "daily", title, desc))
 }
 
-/// One bar per row, largest first, each with its number past its end so
-/// the two never overlap.
+/// One bar per row, largest first from the top, each labelled at its
+/// left and with its number past its end, so the two never overlap.
 pub(super) fn ranked(id: &str, rows: &[Count], title: &str) -> Result<String, ConsoleError> {
     let mut svg = String::new();
     let n = u32::try_from(rows.len()).unwrap_or(u32::MAX).max(1);
     {
-        let size = (RANKED_W, n.saturating_mul(ROW_H).saturating_add(16));
+        let size = (RANKED_W, n.saturating_mul(ROW_H).saturating_add(8));
         let root = SVGBackend::with_string(&mut svg, size).into_drawing_area();
         let max = rows.iter().map(|c| c.count).max().unwrap_or(0).max(1);
         // Room past the longest bar for its number.
-        let right = max.saturating_add(max / 4).saturating_add(1);
-        let mut chart = ChartBuilder::on(&root)
-            .margin(8)
-            .y_label_area_size(210)
-            .build_cartesian_2d(0u64..right, (0..n).into_segmented())
+        let right = max.saturating_add(max / 3).saturating_add(1);
+        let (label_area, _) = root.split_horizontally(LABEL_W);
+        let plot = root.margin(4, 4, LABEL_W, 4);
+        let mut chart = ChartBuilder::on(&plot)
+            .build_cartesian_2d(0u64..right, 0f64..f64::from(n))
             .map_err(draw_error)?;
-        chart
-            .configure_mesh()
-            .disable_x_mesh()
-            .disable_y_mesh()
-            .disable_x_axis()
-            .y_labels(rows.len().max(1))
-            .y_label_formatter(&|v| match v {
-                SegmentValue::CenterOf(i) | SegmentValue::Exact(i) => usize::try_from(*i)
-                    .ok()
-                    .and_then(|i| rows.get(i))
-                    .map(|c| shorten(&c.label))
-                    .unwrap_or_default(),
-                SegmentValue::Last => String::new(),
-            })
-            .label_style(("sans-serif", 13))
-            .draw()
-            .map_err(draw_error)?;
+        let font = ("sans-serif", FONT).into_font();
+        let label = TextStyle::from(font.clone()).pos(Pos::new(HPos::Right, VPos::Center));
+        let number = TextStyle::from(font).pos(Pos::new(HPos::Left, VPos::Center));
+        // Row 0 at the top.
+        let middle = |i: u32| f64::from(n - i) - 0.5;
         chart
             .draw_series((0u32..).zip(rows).map(|(i, c)| {
-                let mut bar = Rectangle::new(
-                    [
-                        (0, SegmentValue::Exact(i)),
-                        (c.count, SegmentValue::Exact(i + 1)),
-                    ],
+                Rectangle::new(
+                    [(0, middle(i) - 0.32), (c.count, middle(i) + 0.32)],
                     ALL.filled(),
-                );
-                bar.set_margin(4, 4, 0, 0);
-                bar
-            }))
-            .map_err(draw_error)?;
-        let number = TextStyle::from(("sans-serif", 13).into_font())
-            .pos(Pos::new(HPos::Left, VPos::Center));
-        chart
-            .draw_series((0u32..).zip(rows).map(|(i, c)| {
-                Text::new(
-                    format!(" {}", c.count),
-                    (c.count, SegmentValue::CenterOf(i)),
-                    number.clone(),
                 )
             }))
             .map_err(draw_error)?;
+        chart
+            .draw_series((0u32..).zip(rows).map(|(i, c)| {
+                EmptyElement::at((c.count, middle(i)))
+                    + Text::new(c.count.to_string(), (4, 0), number.clone())
+            }))
+            .map_err(draw_error)?;
+        for (i, c) in (0u32..).zip(rows) {
+            let y = i32::try_from(i.saturating_mul(ROW_H) + ROW_H / 2 + 4).unwrap_or(i32::MAX);
+            label_area
+                .draw(&Text::new(
+                    shorten(&c.label),
+                    (i32::try_from(LABEL_W).unwrap_or(0) - 6, y),
+                    label.clone(),
+                ))
+                .map_err(draw_error)?;
+        }
         root.present().map_err(draw_error)?;
     }
     Ok(accessible(
@@ -255,10 +249,21 @@ mod tests {
         assert!(svg.contains("&lt;script&gt;"));
         assert!(!svg.contains("<script"));
         assert!(!svg.contains("style="));
-        assert!(!svg.contains(" width=\"520\""));
+        assert!(!svg.contains(" width=\"380\""));
         // Each number is drawn to the right of its bar's end, not on it.
         assert_eq!(svg.matches("<rect").count(), 2, "{svg}");
-        assert!(svg.contains(" 9\n</text>"), "{svg}");
+        let attr = |tag: &str, name: &str| -> f64 {
+            let at = tag.find(&format!(" {name}=\"")).unwrap() + name.len() + 3;
+            tag[at..].split('"').next().unwrap().parse().unwrap()
+        };
+        let bar = svg.split("<rect").nth(1).unwrap();
+        let end = attr(bar, "x") + attr(bar, "width");
+        let nine = svg
+            .split("<text")
+            .find(|t| t.contains(">\n9\n</text>"))
+            .unwrap();
+        assert!(attr(nine, "x") > end, "{svg}");
+        assert!((attr(nine, "y") - (attr(bar, "y") + attr(bar, "height") / 2.0)).abs() <= 1.0);
     }
 
     #[test]
