@@ -73,9 +73,12 @@ fn liaison(args: &[&str]) -> (i32, String, String) {
 async fn a_break_glass_share_waits_in_the_queue_until_reviewed_from_the_command_line() {
     let (url, _dir) = fresh_sqlite_db();
     let ledger = Ledger::connect(&url).await.unwrap();
-    audit::append(&ledger, &share(GLASS, "met-police", "child missing overnight"))
-        .await
-        .unwrap();
+    audit::append(
+        &ledger,
+        &share(GLASS, "met-police", "child missing overnight"),
+    )
+    .await
+    .unwrap();
     audit::append(&ledger, &share(THEIRS, "hackney", "their own emergency"))
         .await
         .unwrap();
@@ -90,30 +93,72 @@ async fn a_break_glass_share_waits_in_the_queue_until_reviewed_from_the_command_
     assert!(err.contains("1 unreviewed of 1 items"), "{err}");
 
     let (code, _, err) = liaison(&[
-        "audit", "review", GLASS, "--ledger", &url, "--agency", "met-police", "--reviewer",
-        "u-dpo-1", "--note", "fine",
+        "audit",
+        "review",
+        GLASS,
+        "--ledger",
+        &url,
+        "--agency",
+        "met-police",
+        "--reviewer",
+        "u-dpo-1",
+        "--note",
+        "fine",
     ]);
     assert_eq!(code, 1);
     assert!(err.contains("at least 10 characters"), "{err}");
     let (code, _, err) = liaison(&[
-        "audit", "review", THEIRS, "--ledger", &url, "--agency", "met-police", "--reviewer",
-        "u-dpo-1", "--note", "checked with the duty manager",
+        "audit",
+        "review",
+        THEIRS,
+        "--ledger",
+        &url,
+        "--agency",
+        "met-police",
+        "--reviewer",
+        "u-dpo-1",
+        "--note",
+        "checked with the duty manager",
     ]);
     assert_eq!(code, 1);
-    assert!(err.contains("was not found among agency `met-police`"), "{err}");
+    assert!(
+        err.contains("was not found among agency `met-police`"),
+        "{err}"
+    );
     let (code, _, err) = liaison(&[
-        "audit", "review", GLASS, "--ledger", &url, "--reviewer", "u-dpo-1", "--note",
+        "audit",
+        "review",
+        GLASS,
+        "--ledger",
+        &url,
+        "--reviewer",
+        "u-dpo-1",
+        "--note",
         "checked with the duty manager",
     ]);
     assert_eq!(code, 1);
     assert!(err.contains("give --agency"), "{err}");
 
     let (code, out, err) = liaison(&[
-        "audit", "review", GLASS, "--ledger", &url, "--agency", "met-police", "--reviewer",
-        "u-dpo-1", "--name", "Dana Okafor", "--note", "checked with the duty manager",
+        "audit",
+        "review",
+        GLASS,
+        "--ledger",
+        &url,
+        "--agency",
+        "met-police",
+        "--reviewer",
+        "u-dpo-1",
+        "--name",
+        "Dana Okafor",
+        "--note",
+        "checked with the duty manager",
     ]);
     assert_eq!(code, 0, "{err}");
-    assert!(out.starts_with(&format!("review of {GLASS} recorded as entry ")), "{out}");
+    assert!(
+        out.starts_with(&format!("review of {GLASS} recorded as entry ")),
+        "{out}"
+    );
 
     let reviews = ledger
         .list(
@@ -134,7 +179,11 @@ async fn a_break_glass_share_waits_in_the_queue_until_reviewed_from_the_command_
     assert!(r.allowed);
     let p = r.principal.unwrap();
     assert_eq!(
-        (p.agency_id.as_str(), p.subject.as_str(), p.display_name.as_str()),
+        (
+            p.agency_id.as_str(),
+            p.subject.as_str(),
+            p.display_name.as_str()
+        ),
         ("met-police", "u-dpo-1", "Dana Okafor")
     );
 
@@ -143,7 +192,13 @@ async fn a_break_glass_share_waits_in_the_queue_until_reviewed_from_the_command_
     assert!(out.is_empty(), "{out}");
     assert!(err.contains("0 unreviewed of 1 items"), "{err}");
     let (_, out, _) = liaison(&[
-        "audit", "queue", "--ledger", &url, "--agency", "met-police", "--all",
+        "audit",
+        "queue",
+        "--ledger",
+        &url,
+        "--agency",
+        "met-police",
+        "--all",
     ]);
     assert!(out.starts_with("reviewed\tBreak-glass\t"), "{out}");
 }

@@ -16,11 +16,11 @@ use time::{Date, Duration, OffsetDateTime, Time};
 
 use super::{
     ConsoleState, charts,
-    review,
     entries::{Nav, gateway_error},
     error::ConsoleError,
     guard::SignedIn,
     record::{outcome_words, rfc3339},
+    review,
 };
 use crate::services::oversight::{self, OVERSIGHT_ROLES};
 
@@ -209,7 +209,11 @@ pub(super) async fn stats(
     let first = today - Duration::days(DAYS - 1);
     let window = first.with_time(Time::MIDNIGHT).assume_utc();
     let filter = EntryFilter {
-        from: Some((today - Duration::days(QUEUE_DAYS - 1)).with_time(Time::MIDNIGHT).assume_utc()),
+        from: Some(
+            (today - Duration::days(QUEUE_DAYS - 1))
+                .with_time(Time::MIDNIGHT)
+                .assume_utc(),
+        ),
         order: Order::NewestFirst,
         ..visible
     };

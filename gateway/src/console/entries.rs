@@ -35,8 +35,8 @@ use super::{
     error::ConsoleError,
     guard::SignedIn,
     oversee::{self, Look},
-    review,
     record::{OUTCOMES, Record, outcome_words, rfc3339},
+    review,
 };
 use crate::{
     error::GatewayError,
@@ -494,17 +494,29 @@ pub(super) async fn entry(
         method: "/console/entries/{id}",
         what: format!(
             "entry view{}",
-            if stored.is_some() { "" } else { "; not found or not visible" }
+            if stored.is_some() {
+                ""
+            } else {
+                "; not found or not visible"
+            }
         ),
-        target: if well_formed { id.clone() } else { String::new() },
+        target: if well_formed {
+            id.clone()
+        } else {
+            String::new()
+        },
         refused: stored.is_none().then_some("NOT_FOUND"),
     };
     oversee::record(ledger, principal, look).await?;
     let stored = stored.ok_or_else(not_found)?;
     let record = Record::new(&stored, oversight::decode(&stored).map_err(gateway_error)?);
     let verdict = check_inclusion(ledger, &stored).await?;
-    let reviews =
-        review::reviews_of(ledger, oversight::visible_filter(principal), &record.entry_id).await?;
+    let reviews = review::reviews_of(
+        ledger,
+        oversight::visible_filter(principal),
+        &record.entry_id,
+    )
+    .await?;
     let page = EntryPage {
         reviews,
         may_review: review::may_review(principal),

@@ -27,9 +27,9 @@ use time::OffsetDateTime;
 use super::{
     ConsoleState,
     entries::{Search, find, overseer, person_in_url},
-    oversee::{self, Look},
     error::ConsoleError,
     guard::SignedIn,
+    oversee::{self, Look},
     record::{Record, rfc3339},
 };
 

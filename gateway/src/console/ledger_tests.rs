@@ -744,7 +744,11 @@ async fn break_glass_shares_and_flags_wait_in_the_queue_until_a_dpo_reviews_them
     );
     let queue = world.get(&dpo, "/console/review").await;
     assert_eq!(queue.status, StatusCode::OK, "{}", queue.body);
-    assert!(queue.body.contains("child missing overnight"), "{}", queue.body);
+    assert!(
+        queue.body.contains("child missing overnight"),
+        "{}",
+        queue.body
+    );
     assert!(!queue.body.contains("hackney&#39;s own emergency"));
     assert!(!queue.body.contains("hackney's own emergency"));
     assert!(queue.body.contains("Repeated denials"));
@@ -754,10 +758,18 @@ async fn break_glass_shares_and_flags_wait_in_the_queue_until_a_dpo_reviews_them
 
     // Refusals, none of which marks anything.
     let short = world
-        .post(&dpo, "/console/review", &[("entry", GLASS), ("note", "ok fine")])
+        .post(
+            &dpo,
+            "/console/review",
+            &[("entry", GLASS), ("note", "ok fine")],
+        )
         .await;
     assert_eq!(short.status, StatusCode::BAD_REQUEST);
-    assert!(short.body.contains("at least 10 characters"), "{}", short.body);
+    assert!(
+        short.body.contains("at least 10 characters"),
+        "{}",
+        short.body
+    );
     let tokenless = Signed {
         cookie: dpo.cookie.clone(),
         csrf: String::new(),
@@ -797,7 +809,10 @@ async fn break_glass_shares_and_flags_wait_in_the_queue_until_a_dpo_reviews_them
         .post(
             &dpo,
             "/console/review",
-            &[("entry", GLASS), ("note", "  checked with the duty manager; justified  ")],
+            &[
+                ("entry", GLASS),
+                ("note", "  checked with the duty manager; justified  "),
+            ],
         )
         .await;
     assert_eq!(done.status, StatusCode::SEE_OTHER, "{}", done.body);
@@ -810,7 +825,10 @@ async fn break_glass_shares_and_flags_wait_in_the_queue_until_a_dpo_reviews_them
     assert_eq!(r.justification, "checked with the duty manager; justified");
     assert!(r.allowed);
     let p = r.principal.as_ref().unwrap();
-    assert_eq!((p.agency_id.as_str(), p.subject.as_str()), ("met-police", "u-dpo"));
+    assert_eq!(
+        (p.agency_id.as_str(), p.subject.as_str()),
+        ("met-police", "u-dpo")
+    );
     let location = done.headers[header::LOCATION].to_str().unwrap();
     assert_eq!(
         location,
@@ -839,14 +857,31 @@ async fn break_glass_shares_and_flags_wait_in_the_queue_until_a_dpo_reviews_them
     );
 
     let home = world.get(&dpo, "/console/").await;
-    assert!(home.body.contains("<strong>0</strong> break-glass shares await review"));
+    assert!(
+        home.body
+            .contains("<strong>0</strong> break-glass shares await review")
+    );
     let entry = world.get(&dpo, &format!("/console/entries/{GLASS}")).await;
-    assert!(entry.body.contains(r#"<p id="break-glass">The user invoked emergency access: child missing overnight"#), "{}", entry.body);
-    assert!(entry.body.contains("Dana Okafor: checked with the duty manager; justified"));
+    assert!(
+        entry.body.contains(
+            r#"<p id="break-glass">The user invoked emergency access: child missing overnight"#
+        ),
+        "{}",
+        entry.body
+    );
+    assert!(
+        entry
+            .body
+            .contains("Dana Okafor: checked with the duty manager; justified")
+    );
     let review_page = world
         .get(&dpo, &format!("/console/entries/{}", r.entry_id))
         .await;
-    assert!(review_page.body.contains(&format!(r#"<a href="/console/entries/{GLASS}">"#)));
+    assert!(
+        review_page
+            .body
+            .contains(&format!(r#"<a href="/console/entries/{GLASS}">"#))
+    );
 }
 
 #[tokio::test]
@@ -869,10 +904,17 @@ async fn a_review_that_cannot_be_made_durable_marks_nothing() {
             &[("entry", GLASS), ("note", "checked with the duty manager")],
         )
         .await;
-    assert_eq!(failed.status, StatusCode::SERVICE_UNAVAILABLE, "{}", failed.body);
+    assert_eq!(
+        failed.status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "{}",
+        failed.body
+    );
     assert!(failed.body.contains("the audit ledger is unavailable"));
     // A search is refused too: its record cannot be made.
-    let search = world.get(&dpo, "/console/entries?purpose=missing-person").await;
+    let search = world
+        .get(&dpo, "/console/entries?purpose=missing-person")
+        .await;
     assert_eq!(search.status, StatusCode::SERVICE_UNAVAILABLE);
     assert!(!search.body.contains("/console/entries/0000"));
     sqlx::query("DROP TRIGGER refuse")
@@ -891,7 +933,10 @@ async fn every_look_at_the_ledger_is_itself_recorded() {
     let dpo = world.sign_in(&["dpo"]).await;
     assert_eq!(
         world
-            .get(&dpo, "/console/entries?purpose=safeguarding-children&outcome=denied")
+            .get(
+                &dpo,
+                "/console/entries?purpose=safeguarding-children&outcome=denied"
+            )
             .await
             .status,
         StatusCode::OK
@@ -905,13 +950,19 @@ async fn every_look_at_the_ledger_is_itself_recorded() {
     );
     let seven = "00000000-0000-4000-8000-000000000007";
     assert_eq!(
-        world.get(&dpo, &format!("/console/entries/{seven}")).await.status,
+        world
+            .get(&dpo, &format!("/console/entries/{seven}"))
+            .await
+            .status,
         StatusCode::OK
     );
     // Another agency's entry: not found, and the attempt is on record.
     let theirs = "00000000-0000-4000-8000-000000000099";
     assert_eq!(
-        world.get(&dpo, &format!("/console/entries/{theirs}")).await.status,
+        world
+            .get(&dpo, &format!("/console/entries/{theirs}"))
+            .await
+            .status,
         StatusCode::NOT_FOUND
     );
     assert_eq!(
@@ -991,7 +1042,12 @@ async fn every_look_at_the_ledger_is_itself_recorded() {
     }
     // The looks are not counted as sharing.
     let home = world.get(&dpo, "/console/").await;
-    assert!(home.body.contains("60 requests recorded, 6 denied by policy."), "{}", home.body);
+    assert!(
+        home.body
+            .contains("60 requests recorded, 6 denied by policy."),
+        "{}",
+        home.body
+    );
 }
 
 #[tokio::test]
@@ -1004,8 +1060,14 @@ async fn the_agreement_register_reads_the_enforced_policy_and_marks_overdue_revi
     let policy = |review: &str| {
         let text = include_str!("../../../deploy/demo/policy.toml")
             .replace("valid_from = 2026-01-01", &format!("valid_from = {from}"))
-            .replace("valid_until = 2028-12-31", &format!("valid_until = {until}"))
-            .replace("review_date = 2027-06-30", &format!("review_date = {review}"));
+            .replace(
+                "valid_until = 2028-12-31",
+                &format!("valid_until = {until}"),
+            )
+            .replace(
+                "review_date = 2027-06-30",
+                &format!("review_date = {review}"),
+            );
         Arc::new(PolicyEngine::compile(&PolicySet::from_toml(&text).unwrap()).unwrap())
     };
     let (tx, rx) = tokio::sync::watch::channel(policy(&days(200)));
@@ -1017,10 +1079,20 @@ async fn the_agreement_register_reads_the_enforced_policy_and_marks_overdue_revi
     let page = world.get(&dpo, "/console/agreements").await;
     assert_eq!(page.status, StatusCode::OK, "{}", page.body);
     assert!(page.body.contains(r#"<tr id="isa-met-hackney-children">"#));
-    assert!(page.body.contains("Metropolitan Police and London Borough of Hackney: safeguarding children"));
-    assert!(page.body.contains("Provider: Metropolitan Police Service"), "{}", page.body);
+    assert!(
+        page.body
+            .contains("Metropolitan Police and London Borough of Hackney: safeguarding children")
+    );
+    assert!(
+        page.body.contains("Provider: Metropolitan Police Service"),
+        "{}",
+        page.body
+    );
     assert!(page.body.contains("safeguarding-children, missing-person"));
-    assert!(page.body.contains("dpo@met.police.example, dpo@hackney.gov.example"));
+    assert!(
+        page.body
+            .contains("dpo@met.police.example, dpo@hackney.gov.example")
+    );
     assert!(page.body.contains(&format!("{from} to {until}")));
     assert!(page.body.contains("Your agency is a party"));
     assert!(page.body.contains("No review is overdue."));
@@ -1030,11 +1102,16 @@ async fn the_agreement_register_reads_the_enforced_policy_and_marks_overdue_revi
     tx.send(policy(&overdue)).unwrap();
     let page = world.get(&dpo, "/console/agreements").await;
     assert!(
-        page.body.contains(&format!(r#"<span class="badge todo">Overdue</span> {overdue}"#)),
+        page.body.contains(&format!(
+            r#"<span class="badge todo">Overdue</span> {overdue}"#
+        )),
         "{}",
         page.body
     );
-    assert!(page.body.contains("<strong>1</strong> agreement is past its review date."));
+    assert!(
+        page.body
+            .contains("<strong>1</strong> agreement is past its review date.")
+    );
 
     let viewer = world.sign_in(&["viewer"]).await;
     assert_eq!(
@@ -1044,8 +1121,9 @@ async fn the_agreement_register_reads_the_enforced_policy_and_marks_overdue_revi
 }
 
 /// Times filtered search pages, end to end through the router, over a
-/// ledger of 1,000,000 recorded shares on PostgreSQL (`BENCHMARKS.md`).
-/// `LIAISON_BENCH_ENTRIES` changes the size.
+/// ledger of 1,000,000 recorded shares on PostgreSQL, or on SQLite with
+/// `LIAISON_BENCH_SQLITE=1` (`BENCHMARKS.md`). `LIAISON_BENCH_ENTRIES`
+/// changes the size.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "a benchmark: fills a database with 1,000,000 entries"]
 async fn search_pages_over_a_million_entries() {
@@ -1054,9 +1132,17 @@ async fn search_pages_over_a_million_entries() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(1_000_000);
-    let (url, _db) = liaison_ledger::test_util::fresh_postgres_db().await;
-    let world = Arc::new(World::start_at(&url, tempfile::tempdir().unwrap()).await);
+    let sqlite = std::env::var("LIAISON_BENCH_SQLITE").is_ok();
+    let (url, _db, dir) = if sqlite {
+        let (url, dir) = fresh_sqlite_db();
+        (url, None, dir)
+    } else {
+        let (url, db) = liaison_ledger::test_util::fresh_postgres_db().await;
+        (url, Some(db), tempfile::tempdir().unwrap())
+    };
+    let world = Arc::new(World::start_at(&url, dir).await);
     let started = std::time::Instant::now();
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
     let next = Arc::new(AtomicU32::new(1));
     let purposes = [
         "safeguarding-children",
@@ -1079,7 +1165,7 @@ async fn search_pages_over_a_million_entries() {
                     pb::AuditOutcome::Disclosed
                 };
                 let person = format!("P-{}", i % 50_000);
-                let e = share(
+                let mut e = share(
                     i,
                     "met-police",
                     &format!("u-{}", i % 500),
@@ -1087,6 +1173,12 @@ async fn search_pages_over_a_million_entries() {
                     outcome,
                     &[&person],
                 );
+                // One a minute, in append order as a live ledger is: the
+                // newest entry is the latest.
+                e.recorded_at = Some(prost_types::Timestamp {
+                    seconds: now - i64::from(n - i) * 60,
+                    nanos: 0,
+                });
                 audit::append(&world.ledger, &e).await.unwrap();
             }
         }));
@@ -1098,14 +1190,25 @@ async fn search_pages_over_a_million_entries() {
     // What autovacuum's analyze would do shortly after a fill this size;
     // `LIAISON_BENCH_STALE=1` times the pages before it has.
     if std::env::var("LIAISON_BENCH_STALE").is_err() {
-        let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&url)
-            .await
-            .unwrap();
-        sqlx::query("ANALYZE").execute(&mut conn).await.unwrap();
+        if sqlite {
+            let mut conn = <sqlx::SqliteConnection as sqlx::Connection>::connect(&url)
+                .await
+                .unwrap();
+            sqlx::query("ANALYZE").execute(&mut conn).await.unwrap();
+        } else {
+            let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&url)
+                .await
+                .unwrap();
+            sqlx::query("ANALYZE").execute(&mut conn).await.unwrap();
+        }
     }
     let dpo = world.sign_in(&["dpo"]).await;
     type Form<'a> = &'a [(&'a str, &'a str)];
-    let cases: [(&str, &str, Form<'_>); 7] = [
+    let last_week = format!(
+        "/console/entries?from={}",
+        time::OffsetDateTime::now_utc().date() - time::Duration::days(6)
+    );
+    let cases: [(&str, &str, Form<'_>); 8] = [
         (
             "newest page, no filter",
             "/console/entries?order=newest",
@@ -1122,6 +1225,7 @@ async fn search_pages_over_a_million_entries() {
             "/console/entries?from=2025-12-01&until=2025-12-07",
             &[],
         ),
+        ("date range (the last seven days)", &last_week, &[]),
         (
             "deep page (after 500000)",
             "/console/entries?after=500000",

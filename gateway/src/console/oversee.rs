@@ -72,13 +72,10 @@ pub(super) async fn record(
 /// Appends an entry the console made; a failure is the ledger's being
 /// unavailable, whatever the cause, since the DPO can only try again.
 pub(super) async fn append(ledger: &Ledger, entry: &pb::AuditEntry) -> Result<(), ConsoleError> {
-    audit::append(ledger, entry)
-        .await
-        .map(|_| ())
-        .map_err(|e| {
-            tracing::error!(error = %e, method = %entry.method, "console audit append failed");
-            ConsoleError::LedgerUnavailable
-        })
+    audit::append(ledger, entry).await.map(|_| ()).map_err(|e| {
+        tracing::error!(error = %e, method = %entry.method, "console audit append failed");
+        ConsoleError::LedgerUnavailable
+    })
 }
 
 /// A search's filters in words, for its entry: `name=value` pairs as the

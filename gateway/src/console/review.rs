@@ -386,7 +386,11 @@ pub(super) async fn mark_reviewed(
             Look {
                 method: "/console/review",
                 what: "review of an entry not found or not visible".into(),
-                target: if well_formed { id.to_owned() } else { String::new() },
+                target: if well_formed {
+                    id.to_owned()
+                } else {
+                    String::new()
+                },
                 refused: Some("NOT_FOUND"),
             },
         )
