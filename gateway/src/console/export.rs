@@ -176,6 +176,8 @@ const HEADER: &[&str] = &[
     "fields_disclosed",
     "trace_id",
     "correlation_id",
+    "break_glass",
+    "target",
     "leaf_hash",
 ];
 
@@ -223,6 +225,8 @@ pub(super) fn to_csv(records: &[Record]) -> Result<Vec<u8>, ConsoleError> {
             fields.join("; "),
             r.trace_id.clone(),
             r.correlation_id.clone(),
+            r.break_glass.clone().unwrap_or_default(),
+            r.target.clone(),
             r.leaf_hash.clone(),
         ];
         out.write_record(row.into_iter().map(defuse))

@@ -874,6 +874,20 @@ async fn break_glass_shares_and_flags_wait_in_the_queue_until_a_dpo_reviews_them
             .body
             .contains("Dana Okafor: checked with the duty manager; justified")
     );
+    let csv = world
+        .post(
+            &dpo,
+            "/console/entries/export",
+            &[("format", "csv"), ("user", "u-night")],
+        )
+        .await;
+    assert!(csv.body.lines().next().unwrap().ends_with(",break_glass,target,leaf_hash"));
+    assert!(
+        csv.body
+            .contains("child missing overnight, duty manager unreachable"),
+        "{}",
+        csv.body
+    );
     let review_page = world
         .get(&dpo, &format!("/console/entries/{}", r.entry_id))
         .await;
