@@ -881,7 +881,13 @@ async fn break_glass_shares_and_flags_wait_in_the_queue_until_a_dpo_reviews_them
             &[("format", "csv"), ("user", "u-night")],
         )
         .await;
-    assert!(csv.body.lines().next().unwrap().ends_with(",break_glass,target,leaf_hash"));
+    assert!(
+        csv.body
+            .lines()
+            .next()
+            .unwrap()
+            .ends_with(",break_glass,target,leaf_hash")
+    );
     assert!(
         csv.body
             .contains("child missing overnight, duty manager unreachable"),
