@@ -905,6 +905,63 @@ async fn break_glass_shares_and_flags_wait_in_the_queue_until_a_dpo_reviews_them
 }
 
 #[tokio::test]
+async fn a_flag_review_names_its_newest_entry_and_new_activity_raises_it_again() {
+    let world = World::start().await;
+    let denial = |n| {
+        share(
+            n,
+            "met-police",
+            "u-denied",
+            "crime-prevention",
+            pb::AuditOutcome::Denied,
+            &[],
+        )
+    };
+    // Entries 603, 602, 601: the lower the number, the newer.
+    world.seed(&[denial(603), denial(602), denial(601)]).await;
+    let dpo = world.sign_in(&["dpo"]).await;
+    let row = |body: &str, id: &str| {
+        body.split("<tr data-entry=")
+            .find(|r| r.starts_with(&format!("\"{id}\"")) && r.contains("Repeated denials"))
+            .map(str::to_owned)
+    };
+    let newest = "00000000-0000-4000-8000-000000000601";
+    let queue = world.get(&dpo, "/console/review?kind=flag").await;
+    let flag = row(&queue.body, newest).expect("the flag names its newest entry");
+    assert!(flag.contains("3 requests denied by policy"));
+    assert!(flag.contains(">Unreviewed</span>"));
+
+    let done = world
+        .post(
+            &dpo,
+            "/console/review",
+            &[
+                ("entry", newest),
+                ("note", "spoke to the officer; training booked"),
+            ],
+        )
+        .await;
+    assert_eq!(done.status, StatusCode::SEE_OTHER, "{}", done.body);
+    let queue = world.get(&dpo, "/console/review?kind=flag").await;
+    assert!(
+        row(&queue.body, newest)
+            .unwrap()
+            .contains(">Reviewed</span>")
+    );
+
+    // Another denial after the review: the flag is back, unreviewed, and
+    // names the new entry.
+    world.seed(&[denial(600)]).await;
+    let queue = world
+        .get(&dpo, "/console/review?kind=flag&status=unreviewed")
+        .await;
+    let again =
+        row(&queue.body, "00000000-0000-4000-8000-000000000600").expect("the flag is raised again");
+    assert!(again.contains("4 requests denied by policy"));
+    assert!(again.contains(">Unreviewed</span>"));
+}
+
+#[tokio::test]
 async fn a_review_that_cannot_be_made_durable_marks_nothing() {
     let world = with_break_glass().await;
     let dpo = world.sign_in(&["dpo"]).await;
