@@ -130,7 +130,7 @@ try {
   await page.goto(`${base}/console/review?kind=break-glass`);
   const queued = page.locator('#queue tbody tr');
   check(await queued.count() === 2, `the queue lists both break-glass shares (${await queued.count()})`);
-  check(await page.locator('#queue .badge.todo').count() === 2, 'both are badged unreviewed');
+  check(await page.locator('#queue .badge.pending').count() === 2, 'both are badged unreviewed');
   await audit(page, 'review-queue');
   await shot(page, 'review-queue');
   const first = await queued.first().getAttribute('data-entry');

@@ -1180,7 +1180,7 @@ async fn the_agreement_register_reads_the_enforced_policy_and_marks_overdue_revi
     let page = world.get(&dpo, "/console/agreements").await;
     assert!(
         page.body.contains(&format!(
-            r#"<span class="badge todo">Overdue</span> {overdue}"#
+            r#"<span class="badge pending">Overdue</span> {overdue}"#
         )),
         "{}",
         page.body
