@@ -1,6 +1,7 @@
 // Drives the DPO console in headless Chromium as a person would: signs in
 // through the agency's real provider, searches the ledger, opens an entry,
-// produces a subject access report and exports a search; checks that a
+// produces a subject access report, exports a search and reviews a
+// break-glass share from the review queue; checks that a
 // person without an oversight role is refused; runs axe on every page and
 // fails on serious or critical violations (WCAG 2.2 AA rules) and on any
 // Content-Security-Policy violation. Screenshots go to SCREENSHOTS.
@@ -93,6 +94,9 @@ try {
   check(new URL(page.url()).pathname === '/console/', `the DPO lands on the dashboard (${page.url()})`);
   check((await page.textContent('#name'))?.trim().length > 0, 'the dashboard names the DPO');
   check(/Consistent|no signed tree head yet/.test(await page.textContent('#integrity') ?? ''), 'the dashboard shows the ledger integrity');
+  check(await page.locator('svg.chart[role="img"] title').count() >= 2, 'the dashboard\'s charts are labelled images');
+  const awaiting = (await page.textContent('#break-glass-count')) ?? '';
+  check(/\b2\b break-glass shares await review/.test(awaiting), `the dashboard counts unreviewed break-glass shares (${awaiting.trim()})`);
   await audit(page, 'dashboard');
   await shot(page, 'dashboard');
 
@@ -120,6 +124,35 @@ try {
   check(verdict.startsWith('Verified: included in tree of size'), `the entry's proof is verified (${verdict})`);
   await audit(page, 'entry');
   await shot(page, 'entry');
+
+  // The review queue: break-glass shares first while unreviewed; one is
+  // reviewed with a note and moves below the unreviewed ones.
+  await page.goto(`${base}/console/review?kind=break-glass`);
+  const queued = page.locator('#queue tbody tr');
+  check(await queued.count() === 2, `the queue lists both break-glass shares (${await queued.count()})`);
+  check(await page.locator('#queue .badge.pending').count() === 2, 'both are badged unreviewed');
+  await audit(page, 'review-queue');
+  await shot(page, 'review-queue');
+  const first = await queued.first().getAttribute('data-entry');
+  await Promise.all([page.waitForLoadState('load'), queued.first().locator('a').click()]);
+  await page.fill('#review-note', 'Checked with the duty manager; emergency access was justified.');
+  await audit(page, 'entry-review');
+  await Promise.all([page.waitForLoadState('load'), page.click('#mark-reviewed')]);
+  check((await page.textContent('#review-done'))?.includes(first), 'the queue confirms the review once it is recorded');
+  await page.selectOption('#q-kind', 'break-glass');
+  await Promise.all([page.waitForLoadState('load'), page.click('#queue-filter')]);
+  const order = await page.locator('#queue tbody tr').evaluateAll((rows) => rows.map((r) => r.getAttribute('data-entry')));
+  check(order.length === 2 && order[1] === first, 'the reviewed share moves below the unreviewed one');
+  check(await page.locator(`#queue tr[data-entry="${first}"] .badge.done`).count() === 1, 'the reviewed share is badged reviewed');
+  await audit(page, 'review-queue-after');
+  await shot(page, 'review-queue-after');
+  await page.goto(`${base}/console/entries/${first}`);
+  check((await page.textContent('#reviews'))?.includes('emergency access was justified'), 'the entry shows its review');
+
+  await page.goto(`${base}/console/agreements`);
+  check(await page.locator('#agreements tbody tr').count() > 0, 'the agreement register lists the policy\'s agreements');
+  await audit(page, 'agreements');
+  await shot(page, 'agreements');
 
   await page.goto(`${base}/console/subject`);
   await page.fill('#person', person);

@@ -1,5 +1,5 @@
 //! `liaison audit …`: keys, verification, export and retention of the
-//! audit ledger.
+//! audit ledger, and the DPO's review queue.
 //!
 //! Exit codes are the same for every command: 0 done (or the ledger
 //! verifies), 2 the ledger or export is broken (tampering or damage, named),
@@ -82,6 +82,46 @@ pub struct PruneArgs {
     /// export, verifiable offline). Required: nothing is removed unarchived.
     #[arg(long)]
     pub archive: PathBuf,
+}
+
+/// `liaison audit review`.
+#[derive(Debug, Args)]
+pub struct ReviewArgs {
+    /// The ledger to record the review in.
+    #[command(flatten)]
+    pub ledger: LedgerArgs,
+    /// The audit entry reviewed: a break-glass share, or the entry a flag
+    /// names (`liaison audit queue` lists them).
+    pub entry_id: String,
+    /// What was checked and concluded; at least 10 characters. It is kept
+    /// in the ledger for good.
+    #[arg(long)]
+    pub note: String,
+    /// The reviewing DPO's subject id at their agency's identity provider.
+    #[arg(long)]
+    pub reviewer: String,
+    /// The reviewer's name as it should appear beside the review.
+    #[arg(long)]
+    pub name: Option<String>,
+    /// The reviewer's agency; needed unless the configuration names exactly
+    /// one agency. Only that agency's entries can be reviewed.
+    #[arg(long)]
+    pub agency: Option<String>,
+}
+
+/// `liaison audit queue`.
+#[derive(Debug, Args)]
+pub struct QueueArgs {
+    /// The ledger to read.
+    #[command(flatten)]
+    pub ledger: LedgerArgs,
+    /// Whose queue: the agency whose users' entries are listed; needed
+    /// unless the configuration names exactly one agency.
+    #[arg(long)]
+    pub agency: Option<String>,
+    /// List reviewed items too, after the unreviewed ones.
+    #[arg(long)]
+    pub all: bool,
 }
 
 /// Opens the ledger named by `args`.
@@ -367,6 +407,136 @@ pub async fn prune(args: PruneArgs) -> i32 {
         }
         Err(e) => fail(&format!("cannot prune: {e}")),
     }
+}
+
+/// The agency a review or queue is for: the flag's, else the configured
+/// one when the configuration names exactly one.
+fn agency_of(ledger: &LedgerArgs, flag: Option<&String>) -> Result<String, String> {
+    if let Some(a) = flag {
+        return Ok(a.clone());
+    }
+    let agencies = match &ledger.config {
+        Some(path) => load_config(path)?
+            .agencies
+            .iter()
+            .map(|a| a.id.get_ref().clone())
+            .collect::<Vec<_>>(),
+        None => Vec::new(),
+    };
+    match agencies.as_slice() {
+        [one] => Ok(one.clone()),
+        [] => Err("give --agency: whose DPO is this?".into()),
+        _ => Err(format!(
+            "the configuration names {} agencies; give --agency",
+            agencies.len()
+        )),
+    }
+}
+
+/// Records a DPO's review of one entry, as the console's "Mark reviewed"
+/// does; exit 0 once it is durable.
+pub async fn review(args: ReviewArgs) -> i32 {
+    use crate::console::review::{check_note, review_entry};
+    let agency = match agency_of(&args.ledger, args.agency.as_ref()) {
+        Ok(a) => a,
+        Err(e) => return fail(&e),
+    };
+    let note = match check_note(&args.note) {
+        Ok(n) => n,
+        Err(e) => return fail(&e.to_string()),
+    };
+    if args.reviewer.trim().is_empty() {
+        return fail("give --reviewer: the reviewing DPO's subject id");
+    }
+    let ledger = match open(&args.ledger).await {
+        Ok(l) => l,
+        Err(e) => return fail(&e),
+    };
+    match ledger.get(&args.entry_id).await {
+        Ok(Some(e)) if e.index.agency == agency => {}
+        Ok(_) => {
+            return fail(&format!(
+                "audit entry `{}` was not found among agency `{agency}`'s entries",
+                args.entry_id
+            ));
+        }
+        Err(e) => return fail(&format!("cannot read the ledger: {e}")),
+    }
+    let reviewer = liaison_proto::v1::AuditPrincipal {
+        agency_id: agency,
+        subject: args.reviewer.trim().to_owned(),
+        display_name: args.name.unwrap_or_default(),
+        roles: vec![crate::console::review::REVIEWER_ROLE.to_owned()],
+        client_id: "liaison-cli".into(),
+        ..Default::default()
+    };
+    let entry = review_entry(reviewer, "liaison audit review", &args.entry_id, note);
+    match crate::share::audit::append(&ledger, &entry).await {
+        Ok(receipt) => {
+            println!(
+                "review of {} recorded as entry {} (sequence {})",
+                args.entry_id, receipt.entry_id, receipt.sequence
+            );
+            0
+        }
+        Err(e) => fail(&format!("the review was not recorded: {e}")),
+    }
+}
+
+/// Prints the review queue: unreviewed break-glass shares and flags, one
+/// per line, tab-separated (status, kind, entry id, time, user or person,
+/// what was seen).
+pub async fn queue(args: QueueArgs) -> i32 {
+    let agency = match agency_of(&args.ledger, args.agency.as_ref()) {
+        Ok(a) => a,
+        Err(e) => return fail(&e),
+    };
+    let ledger = match open(&args.ledger).await {
+        Ok(l) => l,
+        Err(e) => return fail(&e),
+    };
+    let visible = liaison_ledger::EntryFilter {
+        agency: Some(agency),
+        ..Default::default()
+    };
+    let queue =
+        match crate::console::review::queue(&ledger, visible, OffsetDateTime::now_utc()).await {
+            Ok(q) => q,
+            Err(e) => return fail(&format!("cannot read the ledger: {e}")),
+        };
+    let mut out = std::io::stdout().lock();
+    for item in queue.items.iter().filter(|i| args.all || !i.reviewed()) {
+        let status = if item.reviewed() {
+            "reviewed"
+        } else {
+            "unreviewed"
+        };
+        let line = [
+            status,
+            item.kind,
+            &item.entry_id,
+            &item.at,
+            &item.subject,
+            &item.detail,
+        ]
+        .map(|f| f.replace(['\t', '\n'], " "))
+        .join("\t");
+        if writeln!(out, "{line}").is_err() {
+            return 1;
+        }
+    }
+    let unreviewed = queue.items.iter().filter(|i| !i.reviewed()).count();
+    eprintln!(
+        "{unreviewed} unreviewed of {} items over the last {} days{}",
+        queue.items.len(),
+        crate::console::review::QUEUE_DAYS,
+        if queue.partial {
+            " (only the most recent entries were read)"
+        } else {
+            ""
+        }
+    );
+    0
 }
 
 fn fail(message: &str) -> i32 {

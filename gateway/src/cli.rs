@@ -83,6 +83,11 @@ pub enum AuditCommand {
     /// Remove entries past the retention period, after archiving them, up
     /// to a signed head that keeps the rest verifiable.
     Prune(audit_cli::PruneArgs),
+    /// Record a DPO's review of a break-glass share or a flagged entry,
+    /// with a note, as a REVIEW entry in the ledger.
+    Review(Box<audit_cli::ReviewArgs>),
+    /// List what awaits a DPO's review: break-glass shares and flags.
+    Queue(audit_cli::QueueArgs),
 }
 
 /// `liaison policy …`
@@ -186,6 +191,8 @@ pub async fn run(cli: Cli) -> i32 {
             AuditCommand::Keygen(args) => audit_cli::keygen(&args),
             AuditCommand::PublicKey(args) => audit_cli::public_key(&args),
             AuditCommand::Prune(args) => audit_cli::prune(args).await,
+            AuditCommand::Review(args) => audit_cli::review(*args).await,
+            AuditCommand::Queue(args) => audit_cli::queue(args).await,
         },
         Command::Policy { command } => policy_cli::run(command),
         Command::Config {

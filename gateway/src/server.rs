@@ -203,7 +203,8 @@ pub async fn start(
         Some(cc) => {
             let state = crate::console::ConsoleState::new(cc, &config, trust.clone())
                 .map_err(|e| StartError::Other(e.to_string()))?
-                .with_ledger(ledger.clone());
+                .with_ledger(ledger.clone())
+                .with_policy(policy.clone());
             let listener = TcpListener::bind(cc.listen)
                 .await
                 .map_err(|e| StartError::Listen {

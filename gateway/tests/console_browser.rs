@@ -1,8 +1,9 @@
 //! The DPO console in a real browser: a real `oidc-provider` for the Met,
 //! the console on loopback over a ledger holding recorded shares, and
 //! `conformance-tests/browser/run.mjs` driving headless Chromium through
-//! sign-in, search, an entry's proof, a subject access report and an
-//! export, with axe checking every page.
+//! sign-in, the dashboard's charts, search, an entry's proof, a subject
+//! access report, an export and the review of a break-glass share, with
+//! axe checking every page.
 //!
 //! Needs `npm ci` in `conformance-tests/oidc-provider`, `npm install
 //! --no-package-lock` in `conformance-tests/browser` and Chromium at
@@ -172,15 +173,30 @@ scopes = ["profile", "liaison"]
             "domestic-abuse-marac",
         ][usize::try_from(n % 3).unwrap()];
         let user = ["pc-4471", "ds-2210", "dc-9034", "pc-1187"][usize::try_from(n % 4).unwrap()];
-        audit::append(&ledger, &share(n, user, purpose, outcome))
-            .await
-            .unwrap();
+        let mut entry = share(n, user, purpose, outcome);
+        // Two emergency-access shares for the review queue.
+        if n == 36 || n == 38 {
+            entry.break_glass = Some(pb::BreakGlass {
+                reason: format!(
+                    "Child reported missing overnight; duty manager unreachable (call {n})"
+                ),
+            });
+        }
+        audit::append(&ledger, &entry).await.unwrap();
     }
 
     let registry = Arc::new(TrustRegistry::from_config(&config, reqwest::Client::new()).unwrap());
+    let policy = liaison_policy::PolicySet::from_toml(
+        &std::fs::read_to_string(workspace().join("deploy/demo/policy.toml")).unwrap(),
+    )
+    .unwrap();
+    let (_policy_tx, policy) = tokio::sync::watch::channel(Arc::new(
+        liaison_policy::PolicyEngine::compile(&policy).unwrap(),
+    ));
     let state = ConsoleState::new(&console, &config, registry)
         .unwrap()
-        .with_ledger(ledger);
+        .with_ledger(ledger)
+        .with_policy(policy);
     tokio::spawn(async move { axum::serve(listener, console::router(state)).await });
 
     let root = workspace();

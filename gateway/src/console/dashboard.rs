@@ -1,29 +1,37 @@
 //! The console's front page: who is signed in, how sharing went over the
 //! last weeks, and whether the ledger holds together.
 //!
-//! Charts are SVG drawn here, on the server: the pages run no script, so the
-//! Content-Security-Policy stays `default-src 'none'`, and each chart has its
-//! numbers beside it as a table for people who do not see it.
+//! Charts are drawn on the server (`charts.rs`): the pages run no script, so
+//! the Content-Security-Policy stays `default-src 'none'`, and each chart has
+//! its numbers beside it as a table for people who do not see it.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 
 use askama::Template;
 use axum::extract::State;
 use axum::response::{Html, IntoResponse, Redirect, Response};
-use liaison_ledger::{EntryFilter, Ledger, Order};
+use liaison_ledger::{EntryFilter, Ledger, Order, StoredEntry};
+use liaison_proto::v1 as pb;
 use time::{Date, Duration, OffsetDateTime, Time};
 
 use super::{
-    ConsoleState,
+    ConsoleState, charts,
     entries::{Nav, gateway_error},
     error::ConsoleError,
     guard::SignedIn,
-    record::outcome_words,
+    record::{outcome_words, rfc3339},
+    review,
 };
 use crate::services::oversight::{self, OVERSIGHT_ROLES};
 
 /// Days the dashboard covers.
 pub(super) const DAYS: i64 = 30;
+/// Days the review queue covers: a break-glass share or a flag stays in
+/// it this long, reviewed or not.
+pub(crate) const QUEUE_DAYS: i64 = 90;
+/// The actions that are shares, as the ledger's index names them; the
+/// rest record oversight, administration and failed sign-ins.
+pub(crate) const SHARE_ACTIONS: &[&str] = &["search", "read", "subscribe"];
 /// Entries the dashboard reads at most; past this it says it counted a
 /// part, not the whole.
 pub(super) const MAX_SCAN: usize = 200_000;
@@ -37,10 +45,6 @@ const BULK_PER_HOUR: u64 = 50;
 const MAX_FLAGS: usize = 50;
 /// Rows in each "top" list.
 const TOP: usize = 10;
-/// Chart geometry, in SVG user units.
-const CHART_W: u32 = 640;
-const CHART_H: u32 = 160;
-const BAR_W: u32 = 120;
 
 #[derive(Template)]
 #[template(path = "dashboard.html", config = "src/console/askama.toml")]
@@ -52,6 +56,8 @@ struct DashboardPage<'a> {
     overseer: bool,
     stats: Option<Stats>,
     integrity: Option<Integrity>,
+    /// Break-glass shares no review names yet.
+    awaiting: Option<usize>,
 }
 
 /// Counts over the dashboard's window.
@@ -62,10 +68,15 @@ pub(super) struct Stats {
     pub denied: u64,
     pub partial: bool,
     pub days: Vec<Day>,
-    pub chart_w: u32,
-    pub chart_h: u32,
+    /// The daily chart's SVG, drawn once the labels are final.
+    pub chart: String,
     pub tables: Vec<CountTable>,
     pub flags: Vec<Flag>,
+    /// Break-glass shares over [`QUEUE_DAYS`], newest first.
+    pub break_glass: Vec<BreakGlassShare>,
+    /// Reviews over [`QUEUE_DAYS`] by the entry id they concern, newest
+    /// first.
+    pub reviews: HashMap<String, Vec<ReviewNote>>,
 }
 
 /// A pattern worth a DPO's look: not a finding, a prompt.
@@ -74,6 +85,37 @@ pub(super) struct Flag {
     pub kind: &'static str,
     pub subject: String,
     pub detail: String,
+    /// The newest entry behind the flag: a review names it, so activity
+    /// after the review raises the flag again.
+    pub newest: Newest,
+}
+
+/// An entry a queue item points at.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub(super) struct Newest {
+    pub seq: u64,
+    pub entry_id: String,
+    pub at: String,
+}
+
+/// A share that invoked emergency access.
+#[derive(Debug)]
+pub(super) struct BreakGlassShare {
+    pub newest: Newest,
+    pub user: String,
+    pub reason: String,
+    pub purpose: String,
+    pub isa: String,
+}
+
+/// A review recorded in the ledger.
+#[derive(Debug, Clone)]
+pub(crate) struct ReviewNote {
+    /// The review's own entry.
+    pub entry_id: String,
+    pub at: String,
+    pub reviewer: String,
+    pub note: String,
 }
 
 /// One ranked list.
@@ -82,28 +124,23 @@ pub(super) struct CountTable {
     pub title: &'static str,
     pub id: &'static str,
     pub rows: Vec<Count>,
+    /// The rows as a bar chart's SVG.
+    pub chart: String,
 }
 
-/// One day's column of the chart.
+/// One day's requests.
 #[derive(Debug)]
 pub(super) struct Day {
     pub date: String,
     pub total: u64,
     pub denied: u64,
-    pub x: u32,
-    pub w: u32,
-    pub y_total: u32,
-    pub h_total: u32,
-    pub y_denied: u32,
-    pub h_denied: u32,
 }
 
-/// A labelled count with its bar length.
+/// A labelled count.
 #[derive(Debug)]
 pub(super) struct Count {
     pub label: String,
     pub count: u64,
-    pub bar: u32,
 }
 
 /// The ledger's integrity, as cheaply as it can be known.
@@ -125,7 +162,7 @@ pub(super) async fn dashboard(
     };
     let p = signed_in.principal.clone();
     let overseer = OVERSIGHT_ROLES.iter().any(|r| p.has_role(r));
-    let (stats, integrity) = match (&state.ledger, overseer) {
+    let (stats, integrity, awaiting) = match (&state.ledger, overseer) {
         (Some(ledger), true) => {
             let now = OffsetDateTime::now_utc();
             let mut stats = stats(ledger, oversight::visible_filter(&p), now).await?;
@@ -137,9 +174,11 @@ pub(super) async fn dashboard(
             {
                 c.label = state.agency_name(&c.label).to_owned();
             }
-            (Some(stats), Some(integrity(ledger).await?))
+            draw_charts(&mut stats)?;
+            let awaiting = review::queue_from(&stats).unreviewed_break_glass();
+            (Some(stats), Some(integrity(ledger).await?), Some(awaiting))
         }
-        _ => (None, None),
+        _ => (None, None, None),
     };
     let page = DashboardPage {
         nav: state.nav(&signed_in, "dashboard"),
@@ -149,15 +188,18 @@ pub(super) async fn dashboard(
         overseer,
         stats,
         integrity,
+        awaiting,
     }
     .render()
     .map_err(ConsoleError::internal)?;
     Ok(Html(page).into_response())
 }
 
-/// Counts the entries `visible` lets through over the last [`DAYS`] days
-/// to `now`. Only index columns are read, except for denials, whose
-/// reason is in the body.
+/// Counts the shares `visible` lets through over the last [`DAYS`] days
+/// to `now`, and gathers what the review queue needs over the last
+/// [`QUEUE_DAYS`]: break-glass shares and the reviews recorded. Only the
+/// ledger's own entries about oversight (searches, reviews, changes,
+/// failed sign-ins) are left out of the counts.
 pub(super) async fn stats(
     ledger: &Ledger,
     visible: EntryFilter,
@@ -165,8 +207,13 @@ pub(super) async fn stats(
 ) -> Result<Stats, ConsoleError> {
     let today = now.date();
     let first = today - Duration::days(DAYS - 1);
+    let window = first.with_time(Time::MIDNIGHT).assume_utc();
     let filter = EntryFilter {
-        from: Some(first.with_time(Time::MIDNIGHT).assume_utc()),
+        from: Some(
+            (today - Duration::days(QUEUE_DAYS - 1))
+                .with_time(Time::MIDNIGHT)
+                .assume_utc(),
+        ),
         order: Order::NewestFirst,
         ..visible
     };
@@ -176,10 +223,13 @@ pub(super) async fn stats(
     let mut outcome: HashMap<String, u64> = HashMap::new();
     let mut reasons: HashMap<String, u64> = HashMap::new();
     let mut users: HashMap<String, u64> = HashMap::new();
-    let mut denials_by_user: HashMap<String, u64> = HashMap::new();
-    let mut out_of_hours: HashMap<String, u64> = HashMap::new();
-    let mut per_hour: HashMap<(String, i64), u64> = HashMap::new();
-    let mut users_by_person: HashMap<String, std::collections::BTreeSet<String>> = HashMap::new();
+    // Each pattern keeps its count and the newest entry behind it (the
+    // scan runs newest first, so the first one seen), which a review of
+    // the flag names.
+    let mut denials_by_user: HashMap<String, (u64, Newest)> = HashMap::new();
+    let mut out_of_hours: HashMap<String, (u64, Newest)> = HashMap::new();
+    let mut per_hour: HashMap<(String, i64), (u64, Newest)> = HashMap::new();
+    let mut users_by_person: HashMap<String, (BTreeSet<String>, Newest)> = HashMap::new();
     let mut stats = Stats::default();
     let mut after = None;
     let mut scanned = 0usize;
@@ -193,6 +243,34 @@ pub(super) async fn stats(
             after = Some(e.seq);
             scanned += 1;
             let i = &e.index;
+            if i.action == "review" {
+                if let Ok(body) = oversight::decode(e) {
+                    stats
+                        .reviews
+                        .entry(body.target.clone())
+                        .or_default()
+                        .push(ReviewNote::new(e, body));
+                }
+                continue;
+            }
+            if !SHARE_ACTIONS.contains(&i.action.as_str()) {
+                continue;
+            }
+            let body = oversight::decode(e).ok();
+            if let Some(b) = &body
+                && let Some(glass) = &b.break_glass
+            {
+                stats.break_glass.push(BreakGlassShare {
+                    newest: Newest::of(e),
+                    user: i.subject.clone(),
+                    reason: glass.reason.clone(),
+                    purpose: i.purpose.clone(),
+                    isa: i.isa_id.clone(),
+                });
+            }
+            if e.recorded_at < window {
+                continue;
+            }
             let denied = i.outcome == "denied";
             let day = per_day.entry(e.recorded_at.date()).or_default();
             day.0 += 1;
@@ -200,9 +278,7 @@ pub(super) async fn stats(
             if denied {
                 day.1 += 1;
                 stats.denied += 1;
-                let reason = oversight::decode(e)
-                    .map(|b| b.error_reason)
-                    .unwrap_or_default();
+                let reason = body.map(|b| b.error_reason).unwrap_or_default();
                 *reasons
                     .entry(if reason.is_empty() {
                         "not stated".into()
@@ -224,22 +300,30 @@ pub(super) async fn stats(
                 .or_default() += 1;
             *users.entry(i.subject.clone()).or_default() += 1;
             if denied {
-                *denials_by_user.entry(i.subject.clone()).or_default() += 1;
+                denials_by_user
+                    .entry(i.subject.clone())
+                    .or_insert_with(|| (0, Newest::of(e)))
+                    .0 += 1;
             }
             let t = e.recorded_at;
             if t.hour() < 7
                 || t.hour() >= 20
                 || matches!(t.weekday(), time::Weekday::Saturday | time::Weekday::Sunday)
             {
-                *out_of_hours.entry(i.subject.clone()).or_default() += 1;
+                out_of_hours
+                    .entry(i.subject.clone())
+                    .or_insert_with(|| (0, Newest::of(e)))
+                    .0 += 1;
             }
-            *per_hour
+            per_hour
                 .entry((i.subject.clone(), t.unix_timestamp().div_euclid(3600)))
-                .or_default() += 1;
+                .or_insert_with(|| (0, Newest::of(e)))
+                .0 += 1;
             for person in &i.subjects {
                 users_by_person
                     .entry(person.clone())
-                    .or_default()
+                    .or_insert_with(|| (BTreeSet::new(), Newest::of(e)))
+                    .0
                     .insert(i.subject.clone());
             }
         }
@@ -252,71 +336,62 @@ pub(super) async fn stats(
         }
     }
     stats.from = first.to_string();
-    stats.chart_w = CHART_W;
-    stats.chart_h = CHART_H;
-    let max = per_day.values().map(|d| d.0).max().unwrap_or(0).max(1);
-    let slot = CHART_W / u32::try_from(DAYS).unwrap_or(30);
-    let height = |n: u64| -> u32 {
-        u32::try_from(n.saturating_mul(u64::from(CHART_H)) / max).unwrap_or(CHART_H)
-    };
     let mut date = first;
-    let mut x = 0;
     while date <= today {
         let (total, denied) = per_day.get(&date).copied().unwrap_or_default();
-        let (h_total, h_denied) = (height(total), height(denied));
         stats.days.push(Day {
             date: date.to_string(),
             total,
             denied,
-            x,
-            w: slot.saturating_sub(2),
-            y_total: CHART_H - h_total,
-            h_total,
-            y_denied: CHART_H - h_denied,
-            h_denied,
         });
-        x += slot;
         let Some(next) = date.next_day() else { break };
         date = next;
     }
     let mut flags = Vec::new();
-    for (user, n) in denials_by_user {
+    for (user, (n, newest)) in denials_by_user {
         if n >= REPEATED_DENIALS {
             flags.push(Flag {
                 kind: "Repeated denials",
                 subject: user,
                 detail: format!("{n} requests denied by policy"),
+                newest,
             });
         }
     }
-    for (person, who) in users_by_person {
+    for (person, (who, newest)) in users_by_person {
         if who.len() >= MANY_USERS {
             flags.push(Flag {
                 kind: "Many users on one person",
                 subject: person,
                 detail: format!("looked at by {} different users", who.len()),
+                newest,
             });
         }
     }
-    let mut bulk: HashMap<String, u64> = HashMap::new();
-    for ((user, _), n) in per_hour {
+    let mut bulk: HashMap<String, (u64, Newest)> = HashMap::new();
+    for ((user, _), (n, newest)) in per_hour {
         if n >= BULK_PER_HOUR {
-            let worst = bulk.entry(user).or_default();
-            *worst = (*worst).max(n);
+            let worst = bulk.entry(user).or_insert((0, newest.clone()));
+            worst.0 = worst.0.max(n);
+            if newest.seq > worst.1.seq {
+                worst.1 = newest;
+            }
         }
     }
-    for (user, n) in bulk {
+    for (user, (n, newest)) in bulk {
         flags.push(Flag {
             kind: "Bulk look-ups",
             subject: user,
             detail: format!("up to {n} requests in one hour"),
+            newest,
         });
     }
-    for (user, n) in out_of_hours {
+    for (user, (n, newest)) in out_of_hours {
         flags.push(Flag {
             kind: "Out of hours",
             subject: user,
             detail: format!("{n} requests before 07:00, after 20:00 (UTC) or at weekends"),
+            newest,
         });
     }
     flags.sort();
@@ -327,49 +402,85 @@ pub(super) async fn stats(
             title: "By receiving agency",
             id: "by-agency",
             rows: ranked(agency, None),
+            chart: String::new(),
         },
         CountTable {
             title: "By purpose",
             id: "by-purpose",
             rows: ranked(purpose, None),
+            chart: String::new(),
         },
         CountTable {
             title: "By outcome",
             id: "by-outcome",
             rows: ranked(outcome, None),
+            chart: String::new(),
         },
         CountTable {
             title: "Denials by reason",
             id: "denials",
             rows: ranked(reasons, None),
+            chart: String::new(),
         },
         CountTable {
             title: "Most active users",
             id: "top-users",
             rows: ranked(users, Some(TOP)),
+            chart: String::new(),
         },
     ];
     Ok(stats)
 }
 
-/// Counts, largest first (then by label), each with a bar scaled to the
-/// largest.
+/// Counts, largest first (then by label).
 fn ranked(counts: HashMap<String, u64>, top: Option<usize>) -> Vec<Count> {
     let mut v: Vec<(String, u64)> = counts.into_iter().collect();
     v.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
     if let Some(n) = top {
         v.truncate(n);
     }
-    let max = v.first().map_or(1, |c| c.1.max(1));
     v.into_iter()
-        .map(|(label, count)| Count {
-            label,
-            count,
-            bar: u32::try_from(count.saturating_mul(u64::from(BAR_W)) / max)
-                .unwrap_or(BAR_W)
-                .max(1),
-        })
+        .map(|(label, count)| Count { label, count })
         .collect()
+}
+
+impl Newest {
+    pub(super) fn of(e: &StoredEntry) -> Self {
+        Self {
+            seq: e.seq,
+            entry_id: e.entry_id.clone(),
+            at: rfc3339(e.recorded_at),
+        }
+    }
+}
+
+impl ReviewNote {
+    pub(super) fn new(e: &StoredEntry, body: pb::AuditEntry) -> Self {
+        let p = body.principal.unwrap_or_default();
+        Self {
+            entry_id: e.entry_id.clone(),
+            at: rfc3339(e.recorded_at),
+            reviewer: if p.display_name.is_empty() {
+                p.subject
+            } else {
+                p.display_name
+            },
+            note: body.justification,
+        }
+    }
+}
+
+/// Draws the charts from the counts as the page will label them.
+fn draw_charts(stats: &mut Stats) -> Result<(), ConsoleError> {
+    stats.chart = charts::daily(
+        &stats.days,
+        &format!("Requests per day since {}", stats.from),
+        "Blue bars: every request that day. Red bars in front: those denied by policy. The numbers are in the table below.",
+    )?;
+    for t in &mut stats.tables {
+        t.chart = charts::ranked(t.id, &t.rows, t.title)?;
+    }
+    Ok(())
 }
 
 /// A cheap integrity check: the latest signed head's root must be the root

@@ -31,9 +31,12 @@ use time::{Date, OffsetDateTime, Time, macros::format_description};
 
 use super::{
     ConsoleState,
+    dashboard::ReviewNote,
     error::ConsoleError,
     guard::SignedIn,
+    oversee::{self, Look},
     record::{OUTCOMES, Record, outcome_words, rfc3339},
+    review,
 };
 use crate::{
     error::GatewayError,
@@ -134,6 +137,9 @@ struct EntryPage<'a> {
     recipient: &'a str,
     datasets: String,
     verdict: Verdict,
+    reviews: Vec<ReviewNote>,
+    may_review: bool,
+    min_note: usize,
 }
 
 #[derive(Template)]
@@ -416,7 +422,17 @@ async fn search_page(
 ) -> Result<Response, ConsoleError> {
     let principal = overseer(signed_in)?;
     let criteria = search.criteria(principal)?;
-    let found = find(state.ledger()?, &criteria, PAGE, PAGE_SCAN).await?;
+    let ledger = state.ledger()?;
+    let found = find(ledger, &criteria, PAGE, PAGE_SCAN).await?;
+    let mut what = format!(
+        "ledger search ({}); {} entries shown",
+        oversee::describe(&search.fields()),
+        found.records.len()
+    );
+    if let Some(after) = criteria.after {
+        what.push_str(&format!(" after entry {after}"));
+    }
+    oversee::record(ledger, principal, Look::answered("/console/entries", what)).await?;
     let rows = found
         .records
         .iter()
@@ -460,19 +476,51 @@ pub(super) async fn entry(
     let not_found = || ConsoleError::NotFound {
         what: "this audit entry".into(),
     };
-    if id.is_empty() || id.len() > 64 || !id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
-    {
-        return Err(not_found());
-    }
-    let stored = ledger
-        .get(&id)
-        .await
-        .map_err(|e| gateway_error(oversight::ledger_fault(e)))?
-        .filter(|e| oversight::visible(principal, e))
-        .ok_or_else(not_found)?;
+    let well_formed = !id.is_empty()
+        && id.len() <= 64
+        && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
+    let stored = if well_formed {
+        ledger
+            .get(&id)
+            .await
+            .map_err(|e| gateway_error(oversight::ledger_fault(e)))?
+            .filter(|e| oversight::visible(principal, e))
+    } else {
+        None
+    };
+    // An attempt on an entry this DPO may not see is recorded as refused,
+    // so probing for other agencies' entry ids leaves a trace.
+    let look = Look {
+        method: "/console/entries/{id}",
+        what: format!(
+            "entry view{}",
+            if stored.is_some() {
+                ""
+            } else {
+                "; not found or not visible"
+            }
+        ),
+        target: if well_formed {
+            id.clone()
+        } else {
+            String::new()
+        },
+        refused: stored.is_none().then_some("NOT_FOUND"),
+    };
+    oversee::record(ledger, principal, look).await?;
+    let stored = stored.ok_or_else(not_found)?;
     let record = Record::new(&stored, oversight::decode(&stored).map_err(gateway_error)?);
     let verdict = check_inclusion(ledger, &stored).await?;
+    let reviews = review::reviews_of(
+        ledger,
+        oversight::visible_filter(principal),
+        &record.entry_id,
+    )
+    .await?;
     let page = EntryPage {
+        reviews,
+        may_review: review::may_review(principal),
+        min_note: review::MIN_NOTE_CHARS,
         nav: state.nav(&signed_in, "entries"),
         datasets: record.datasets().join(", "),
         agency: state.agency_name(&record.agency),
@@ -606,6 +654,18 @@ pub(super) async fn subject_report(
         disclosures = disclosures.len(),
         "console subject access report"
     );
+    oversee::record(
+        state.ledger()?,
+        principal,
+        Look::answered(
+            "/console/subject",
+            format!(
+                "subject access report (person={person}); {} disclosures",
+                disclosures.len()
+            ),
+        ),
+    )
+    .await?;
     let rows = disclosures
         .into_iter()
         .map(|d| SubjectRow {

@@ -29,6 +29,7 @@ use super::{
     entries::{Search, find, overseer, person_in_url},
     error::ConsoleError,
     guard::SignedIn,
+    oversee::{self, Look},
     record::{Record, rfc3339},
 };
 
@@ -98,6 +99,19 @@ async fn export(
         entries = found.records.len(),
         "console export"
     );
+    oversee::record(
+        state.ledger()?,
+        principal,
+        Look::answered(
+            "/console/entries/export",
+            format!(
+                "{format} export ({}); {} entries",
+                oversee::describe(&search.fields()),
+                found.records.len()
+            ),
+        ),
+    )
+    .await?;
     let now = OffsetDateTime::now_utc();
     let (body, content_type, extension) = match format {
         "csv" => (to_csv(&found.records)?, "text/csv; charset=utf-8", "csv"),
@@ -162,6 +176,8 @@ const HEADER: &[&str] = &[
     "fields_disclosed",
     "trace_id",
     "correlation_id",
+    "break_glass",
+    "target",
     "leaf_hash",
 ];
 
@@ -209,6 +225,8 @@ pub(super) fn to_csv(records: &[Record]) -> Result<Vec<u8>, ConsoleError> {
             fields.join("; "),
             r.trace_id.clone(),
             r.correlation_id.clone(),
+            r.break_glass.clone().unwrap_or_default(),
+            r.target.clone(),
             r.leaf_hash.clone(),
         ];
         out.write_record(row.into_iter().map(defuse))

@@ -23,15 +23,19 @@
 //! in number and time; replicas behind a load balancer need affinity for
 //! the console until sessions move to the shared database.
 
+mod charts;
 mod config;
 mod dashboard;
 mod entries;
 mod error;
 mod export;
 mod guard;
+mod oversee;
 mod pages;
 mod provider;
 mod record;
+mod register;
+pub(crate) mod review;
 mod store;
 
 use std::{collections::HashMap, sync::Arc, time::Duration};
@@ -57,7 +61,7 @@ pub use export::MAX_EXPORT;
 pub use guard::{CSRF_FIELD, CSRF_HEADER, SignedIn};
 pub use store::{Clock, MAX_PENDING_SIGN_INS, MAX_SESSIONS, SIGN_IN_TIMEOUT, SystemClock};
 
-use crate::{config::Config, identity::TrustRegistry};
+use crate::{config::Config, identity::TrustRegistry, share::authorize::PolicyHandle};
 use provider::Provider;
 use store::{PendingSignIns, SessionKey, Sessions};
 
@@ -69,6 +73,8 @@ pub struct ConsoleState {
     /// The ledger the oversight pages read; without one they answer
     /// "unavailable" and sign-in still works.
     ledger: Option<Arc<Ledger>>,
+    /// The policy the gateway enforces, for the agreement register.
+    policy: Option<PolicyHandle>,
 }
 
 #[derive(Debug)]
@@ -221,12 +227,20 @@ impl ConsoleState {
             }),
             clock: Arc::new(SystemClock),
             ledger: None,
+            policy: None,
         })
     }
 
     /// Lets the oversight pages read `ledger`.
     pub fn with_ledger(mut self, ledger: Arc<Ledger>) -> Self {
         self.ledger = Some(ledger);
+        self
+    }
+
+    /// Lets the agreement register read the policy `policy` holds, as it
+    /// is reloaded.
+    pub fn with_policy(mut self, policy: PolicyHandle) -> Self {
+        self.policy = Some(policy);
         self
     }
 
@@ -338,6 +352,11 @@ pub fn router(state: ConsoleState) -> Router {
             get(export::export_get).post(export::export_post),
         )
         .route("/console/entries/{id}", get(entries::entry))
+        .route("/console/agreements", get(register::register))
+        .route(
+            "/console/review",
+            get(review::queue_page).post(review::mark_reviewed),
+        )
         .route(
             "/console/subject",
             get(entries::subject_form).post(entries::subject_report),

@@ -43,6 +43,10 @@ pub(super) struct Record {
     pub trace_id: String,
     pub correlation_id: String,
     pub client_address: String,
+    /// Why emergency access was invoked, when it was.
+    pub break_glass: Option<String>,
+    /// What a review or administrative entry concerns.
+    pub target: String,
     pub leaf_hash: String,
 }
 
@@ -144,6 +148,8 @@ impl Record {
             trace_id: e.trace_id,
             correlation_id: e.correlation_id,
             client_address: e.client_address,
+            break_glass: e.break_glass.map(|b| b.reason),
+            target: e.target,
             leaf_hash: hex::encode(stored.leaf_hash),
         }
     }
