@@ -17,3 +17,4 @@ pub mod share;
 pub mod status;
 pub mod telemetry;
 pub mod tls;
+pub mod transport;
