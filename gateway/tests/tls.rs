@@ -37,9 +37,18 @@ impl Ca {
     }
 
     fn issue(&self, names: &[&str]) -> (CertificateDer<'static>, KeyPair) {
-        let params =
+        self.issue_with(names, |_| {})
+    }
+
+    fn issue_with(
+        &self,
+        names: &[&str],
+        adjust: impl FnOnce(&mut CertificateParams),
+    ) -> (CertificateDer<'static>, KeyPair) {
+        let mut params =
             CertificateParams::new(names.iter().map(|n| (*n).to_owned()).collect::<Vec<_>>())
                 .unwrap();
+        adjust(&mut params);
         let key = KeyPair::generate().unwrap();
         let issuer = Issuer::from_params(&self.params, &self.key);
         let cert = params.signed_by(&key, &issuer).unwrap();
