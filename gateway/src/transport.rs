@@ -296,6 +296,7 @@ mod tests {
         // Other frames still pass; the budget comes back with time.
         let mut watch = FrameWatch::new();
         watch.tokens = 0.0;
+        watch.refilled = now;
         watch.feed(&frame(0x1, 30), now).unwrap();
         let later = now + Duration::from_secs(1);
         for _ in 0..20 {
