@@ -827,9 +827,9 @@ async fn slowloris(addr: SocketAddr, stop: Arc<Signals>) -> String {
                     break;
                 }
                 // A read that ends (or fails) means the server closed it.
-                match tokio::time::timeout(Duration::from_secs(2), tcp.read(&mut sink)).await {
-                    Ok(Ok(0) | Err(_)) => break,
-                    _ => {}
+                let read = tokio::time::timeout(Duration::from_secs(2), tcp.read(&mut sink)).await;
+                if let Ok(Ok(0) | Err(_)) = read {
+                    break;
                 }
                 if opened.elapsed() > Duration::from_secs(30) {
                     return None;
