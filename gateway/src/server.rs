@@ -12,7 +12,6 @@ use liaison_proto::v1::{
     sharing_service_server::SharingServiceServer,
 };
 use tokio::{net::TcpListener, task::JoinHandle};
-use tokio_stream::{StreamExt as _, wrappers::TcpListenerStream};
 use tower::ServiceBuilder;
 
 use crate::{
@@ -23,6 +22,10 @@ use crate::{
     share::ShareStackBuilder,
     tls::Acceptor,
 };
+
+/// Streams one connection may have open at once; tonic would otherwise
+/// lift hyper's cap entirely.
+const MAX_STREAMS_PER_CONNECTION: u32 = 256;
 
 /// Why a gateway could not start.
 #[derive(Debug, thiserror::Error)]
@@ -294,8 +297,14 @@ pub async fn start(
         ));
     let router = tonic::transport::Server::builder()
         .timeout(Duration::from_millis(config.server.request_timeout_ms))
-        .max_concurrent_streams(Some(256))
+        .max_concurrent_streams(Some(MAX_STREAMS_PER_CONNECTION))
         .http2_max_header_list_size(Some(16 * 1024))
+        .max_frame_size(Some(16 * 1024))
+        // h2's defaults, stated: a peer that resets 20 streams before they
+        // are accepted, or makes the server reset 256 of its streams, gets
+        // GOAWAY. Resets of accepted streams are budgeted in `transport.rs`.
+        .http2_max_pending_accept_reset_streams(Some(20))
+        .http2_max_local_error_reset_streams(Some(256))
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
         .http2_keepalive_timeout(Some(Duration::from_secs(10)))
         .layer(transport)
@@ -332,14 +341,12 @@ pub async fn start(
             tokio::spawn(router.serve_with_incoming_shutdown(acceptor.incoming(listener), signal))
         }
         None => {
-            // tonic's own `tcp_nodelay` does not reach connections it is
-            // handed; without it each answer's trailers wait for the
-            // client's delayed ACK (tens of milliseconds per call).
-            let incoming = TcpListenerStream::new(listener).map(|stream| {
-                if let Ok(stream) = &stream {
-                    let _ = stream.set_nodelay(true);
-                }
-                stream
+            // The same deadline and reset budget as over TLS; `accept`
+            // also sets `TCP_NODELAY`, which tonic's own setting does not
+            // reach on connections it is handed.
+            let incoming = crate::transport::accept(listener, |mut tcp, _remote| async move {
+                crate::transport::read_preface(&mut tcp).await?;
+                Ok(crate::transport::Guarded::new(tcp))
             });
             tokio::spawn(router.serve_with_incoming_shutdown(incoming, signal))
         }

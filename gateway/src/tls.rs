@@ -3,9 +3,10 @@
 //! `X25519MLKEM768` preferred, and optional or required client certificates
 //! issued by each agency's own CA.
 //!
-//! Handshakes run in their own tasks with a deadline, so a slow or silent
-//! client cannot hold up the accept loop; only completed handshakes reach
-//! the gRPC server. Each connection carries a [`PeerInfo`]: the remote
+//! Handshakes run in their own tasks with a deadline that also covers the
+//! HTTP/2 preface (`transport.rs`), so a slow or silent client cannot hold
+//! up the accept loop; only completed handshakes reach the gRPC server.
+//! Each connection carries a [`PeerInfo`]: the remote
 //! address, the SHA-256 thumbprint of the client certificate (for
 //! certificate-bound tokens, RFC 8705) and the agency whose CA issued it.
 
@@ -16,7 +17,6 @@ use std::{
     pin::Pin,
     sync::Arc,
     task::{Context, Poll},
-    time::Duration,
 };
 
 use rustls::{
@@ -29,15 +29,13 @@ use sha2::{Digest, Sha256};
 use tokio::{
     io::{AsyncRead, AsyncWrite, ReadBuf},
     net::{TcpListener, TcpStream},
-    sync::mpsc,
 };
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::server::Connected;
 
-/// How long a client has to complete the TLS handshake.
-pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-/// Handshakes in progress at once; more wait in the kernel's backlog.
-const MAX_PENDING_HANDSHAKES: usize = 256;
+use crate::transport::{Guarded, read_preface};
+
+pub use crate::transport::HANDSHAKE_TIMEOUT;
 
 /// Whether clients must present certificates.
 #[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
@@ -99,7 +97,7 @@ pub struct PeerInfo {
 /// A TLS connection the gRPC server can serve.
 #[derive(Debug)]
 pub struct TlsConn {
-    inner: tokio_rustls::server::TlsStream<TcpStream>,
+    inner: Guarded<tokio_rustls::server::TlsStream<TcpStream>>,
     info: PeerInfo,
 }
 
@@ -200,52 +198,21 @@ impl Acceptor {
         })
     }
 
-    /// Turns a listener into a stream of completed TLS connections.
+    /// Turns a listener into a stream of connections that completed the
+    /// TLS handshake and sent the HTTP/2 preface in time.
     pub fn incoming(self, listener: TcpListener) -> ReceiverStream<Result<TlsConn, io::Error>> {
-        let (tx, rx) = mpsc::channel(64);
-        let pending = Arc::new(tokio::sync::Semaphore::new(MAX_PENDING_HANDSHAKES));
-        tokio::spawn(async move {
-            loop {
-                let Ok(permit) = pending.clone().acquire_owned().await else {
-                    return;
-                };
-                let (tcp, remote) = match listener.accept().await {
-                    Ok(a) => a,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "accept failed");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        continue;
-                    }
-                };
-                if tx.is_closed() {
-                    return;
-                }
-                // Without it each answer's trailers wait for the client's
-                // delayed ACK: tens of milliseconds per call.
-                let _ = tcp.set_nodelay(true);
-                let this = self.clone();
-                let tx = tx.clone();
-                tokio::spawn(async move {
-                    let _permit = permit;
-                    match tokio::time::timeout(HANDSHAKE_TIMEOUT, this.acceptor.accept(tcp)).await {
-                        Ok(Ok(stream)) => {
-                            let info = this.peer_info(&stream, remote);
-                            let _ = tx
-                                .send(Ok(TlsConn {
-                                    inner: stream,
-                                    info,
-                                }))
-                                .await;
-                        }
-                        Ok(Err(e)) => {
-                            tracing::info!(%remote, error = %e, "TLS handshake refused");
-                        }
-                        Err(_) => tracing::info!(%remote, "TLS handshake timed out"),
-                    }
-                });
+        crate::transport::accept(listener, move |tcp, remote| {
+            let this = self.clone();
+            async move {
+                let mut stream = this.acceptor.accept(tcp).await?;
+                let info = this.peer_info(&stream, remote);
+                read_preface(&mut stream).await?;
+                Ok(TlsConn {
+                    inner: Guarded::new(stream),
+                    info,
+                })
             }
-        });
-        ReceiverStream::new(rx)
+        })
     }
 
     fn peer_info(

@@ -37,9 +37,18 @@ impl Ca {
     }
 
     fn issue(&self, names: &[&str]) -> (CertificateDer<'static>, KeyPair) {
-        let params =
+        self.issue_with(names, |_| {})
+    }
+
+    fn issue_with(
+        &self,
+        names: &[&str],
+        adjust: impl FnOnce(&mut CertificateParams),
+    ) -> (CertificateDer<'static>, KeyPair) {
+        let mut params =
             CertificateParams::new(names.iter().map(|n| (*n).to_owned()).collect::<Vec<_>>())
                 .unwrap();
+        adjust(&mut params);
         let key = KeyPair::generate().unwrap();
         let issuer = Issuer::from_params(&self.params, &self.key);
         let cert = params.signed_by(&key, &issuer).unwrap();
@@ -297,6 +306,52 @@ async fn mutual_tls_admits_only_certificates_from_an_agency_ca() {
     );
     let err = other.list_datasets(authed(&bound)).await.unwrap_err();
     assert_eq!(err.code(), Code::Unauthenticated, "{err:?}");
+    gateway.shutdown().await.unwrap();
+}
+
+/// The kinds of bad client certificate not covered above, each refused at
+/// the handshake where mutual TLS is required, while a good one from the
+/// same CA is admitted (so each refusal is for the named defect alone).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn expired_future_and_wrong_purpose_client_certificates_are_refused_at_the_handshake() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = write_pki(dir.path());
+    let gateway = start(dir.path(), "http://127.0.0.1:1", "required", false).await;
+    let tls13: &[&'static rustls::SupportedProtocolVersion] = &[&rustls::version::TLS13];
+    let day = time::Duration::days(1);
+    let now = time::OffsetDateTime::now_utc();
+    let cases: Vec<(&str, (CertificateDer<'static>, KeyPair))> = vec![
+        (
+            "expired",
+            pki.met.issue_with(&["met-system"], |p| {
+                p.not_before = now - 30 * day;
+                p.not_after = now - day;
+            }),
+        ),
+        (
+            "not yet valid",
+            pki.met.issue_with(&["met-system"], |p| {
+                p.not_before = now + day;
+                p.not_after = now + 30 * day;
+            }),
+        ),
+        (
+            "server-only extended key usage",
+            pki.met.issue_with(&["met-system"], |p| {
+                p.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth];
+            }),
+        ),
+    ];
+    for (kind, identity) in cases {
+        let refused = health(gateway.addr, client_config(&pki, Some(identity), tls13)).await;
+        assert!(refused.is_err(), "{kind}: admitted");
+    }
+    let good = pki.met.issue_with(&["met-system"], |p| {
+        p.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
+    });
+    health(gateway.addr, client_config(&pki, Some(good), tls13))
+        .await
+        .unwrap();
     gateway.shutdown().await.unwrap();
 }
 
