@@ -46,6 +46,10 @@ pub struct Config {
     /// Traces, metrics and log format; absent, nothing is exported.
     #[serde(default)]
     pub telemetry: Option<crate::telemetry::TelemetryConfig>,
+    /// Change subscriptions (`Subscribe`): limits, polling and the key
+    /// that seals resume cursors.
+    #[serde(default)]
+    pub subscriptions: crate::subscription::SubscriptionConfig,
     /// The directory relative paths are resolved against (the config file's).
     #[serde(skip)]
     pub base_dir: PathBuf,
@@ -528,6 +532,22 @@ impl Config {
                 line: find_line(text, "max_message_bytes"),
                 key: "server.max_message_bytes".into(),
                 message: "must be between 1 KiB and 64 MiB".into(),
+            });
+        }
+        for (key, message) in self.subscriptions.problems() {
+            out.push(Problem {
+                line: find_line(text, key),
+                key: format!("subscriptions.{key}"),
+                message,
+            });
+        }
+        if self.subscriptions.cursor_key_file.is_some()
+            && let Err(message) = self.subscriptions.cursor_key(&self.base_dir)
+        {
+            out.push(Problem {
+                line: find_line(text, "cursor_key_file"),
+                key: "subscriptions.cursor_key_file".into(),
+                message,
             });
         }
         if let Some(console) = &self.console {

@@ -94,6 +94,10 @@ pub enum GatewayError {
         /// When a retry may succeed.
         retry_after: std::time::Duration,
     },
+    /// A subscriber did not read its stream as fast as changes arrived, and
+    /// its bounded queue filled; it may resume from its last cursor.
+    #[error("the subscriber did not keep up with its changes; resume from the last cursor")]
+    SubscriberTooSlow,
     /// The gateway holds as many requests as it may, and sheds this one
     /// rather than queue it.
     #[error("the gateway is at capacity; retry shortly")]
@@ -130,6 +134,7 @@ impl GatewayError {
             Self::DeadlineExceeded => "DEADLINE_EXCEEDED",
             Self::RateLimited { .. } => "RATE_LIMITED",
             Self::Overloaded => "OVERLOADED",
+            Self::SubscriberTooSlow => "SUBSCRIBER_TOO_SLOW",
             Self::NotImplemented { .. } => "NOT_IMPLEMENTED",
             Self::Internal { .. } => "INTERNAL",
         }
@@ -146,7 +151,8 @@ impl GatewayError {
             | Self::FunctionNotPermitted { .. }
             | Self::NotFound { .. }
             | Self::DeadlineExceeded
-            | Self::RateLimited { .. } => Fault::Caller,
+            | Self::RateLimited { .. }
+            | Self::SubscriberTooSlow => Fault::Caller,
             Self::SourcesUnavailable { .. } => Fault::Connector,
             Self::IssuerUnavailable { .. }
             | Self::Overloaded

@@ -15,5 +15,6 @@ pub mod server;
 pub mod services;
 pub mod share;
 pub mod status;
+pub mod subscription;
 pub mod telemetry;
 pub mod tls;

@@ -21,6 +21,7 @@ use crate::{
     identity::TrustRegistry,
     services::{admin::Admin, oversight::Oversight, sharing::Sharing},
     share::ShareStackBuilder,
+    subscription::Subscriptions,
     tls::Acceptor,
 };
 
@@ -68,6 +69,7 @@ pub struct Running {
     task: JoinHandle<Result<(), tonic::transport::Error>>,
     sealer: Option<SealerHandle>,
     telemetry: Option<crate::telemetry::Telemetry>,
+    policy: watch::Sender<Arc<PolicyEngine>>,
 }
 
 impl Running {
@@ -94,6 +96,12 @@ impl Running {
             telemetry.shutdown().await;
         }
         served
+    }
+
+    /// Puts `engine` in force at once: new shares are decided by it, and
+    /// every open subscription re-decides under it.
+    pub fn replace_policy(&self, engine: PolicyEngine) {
+        self.policy.send_replace(Arc::new(engine));
     }
 
     /// What this replica's sealer is doing; `None` when it has no signing
@@ -158,7 +166,7 @@ pub async fn start(
     };
     let keys = config.ledger_keys().map_err(StartError::Other)?;
     let engine = load_policy(&config).await?;
-    let (_policy_tx, policy) = watch::channel(Arc::new(engine));
+    let (policy_tx, policy) = watch::channel(Arc::new(engine));
     let connectors: Vec<ConnectorConfig> = config
         .connectors
         .iter()
@@ -217,7 +225,24 @@ pub async fn start(
         .map(|c| (c.descriptor().id.clone(), c.descriptor().title.clone()))
         .collect();
     let max = config.server.max_message_bytes;
-    let sharing = SharingServiceServer::new(Sharing::new(stack, policy.clone(), titles))
+    let cursor_key = config
+        .subscriptions
+        .cursor_key(&config.base_dir)
+        .map_err(StartError::Other)?;
+    let subscriptions = Subscriptions::new(
+        config.subscriptions.clone(),
+        cursor_key,
+        ledger.clone(),
+        registry.clone(),
+        policy.clone(),
+        Duration::from_millis(config.server.connector_deadline_ms),
+    );
+    let sharing = SharingServiceServer::new(Sharing::new(
+        stack,
+        policy.clone(),
+        titles,
+        subscriptions,
+    ))
         .max_decoding_message_size(max)
         .max_encoding_message_size(max);
     let oversight = OversightServiceServer::new(Oversight::new(ledger.clone(), keys.ring.clone()))
@@ -332,5 +357,6 @@ pub async fn start(
         task,
         sealer,
         telemetry,
+        policy: policy_tx,
     })
 }

@@ -25,7 +25,9 @@ impl From<&GatewayError> for Code {
             | GatewayError::AuditUnavailable
             | GatewayError::SourcesUnavailable { .. } => Code::Unavailable,
             GatewayError::DeadlineExceeded => Code::DeadlineExceeded,
-            GatewayError::RateLimited { .. } | GatewayError::Overloaded => Code::ResourceExhausted,
+            GatewayError::RateLimited { .. }
+            | GatewayError::Overloaded
+            | GatewayError::SubscriberTooSlow => Code::ResourceExhausted,
             GatewayError::NotImplemented { .. } => Code::Unimplemented,
             GatewayError::Internal { .. } => Code::Internal,
         }
