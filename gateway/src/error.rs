@@ -98,6 +98,9 @@ pub enum GatewayError {
     /// its bounded queue filled; it may resume from its last cursor.
     #[error("the subscriber did not keep up with its changes; resume from the last cursor")]
     SubscriberTooSlow,
+    /// This replica is stopping; open streams end with it.
+    #[error("this gateway is shutting down; resume from the last cursor")]
+    ShuttingDown,
     /// The gateway holds as many requests as it may, and sheds this one
     /// rather than queue it.
     #[error("the gateway is at capacity; retry shortly")]
@@ -135,6 +138,7 @@ impl GatewayError {
             Self::RateLimited { .. } => "RATE_LIMITED",
             Self::Overloaded => "OVERLOADED",
             Self::SubscriberTooSlow => "SUBSCRIBER_TOO_SLOW",
+            Self::ShuttingDown => "SHUTTING_DOWN",
             Self::NotImplemented { .. } => "NOT_IMPLEMENTED",
             Self::Internal { .. } => "INTERNAL",
         }
@@ -156,6 +160,7 @@ impl GatewayError {
             Self::SourcesUnavailable { .. } => Fault::Connector,
             Self::IssuerUnavailable { .. }
             | Self::Overloaded
+            | Self::ShuttingDown
             | Self::AuditUnavailable
             | Self::NotImplemented { .. }
             | Self::Internal { .. } => Fault::Gateway,

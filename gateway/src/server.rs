@@ -237,6 +237,7 @@ pub async fn start(
         policy.clone(),
         Duration::from_millis(config.server.connector_deadline_ms),
     );
+    let draining = subscriptions.clone();
     let sharing = SharingServiceServer::new(Sharing::new(
         stack,
         policy.clone(),
@@ -309,6 +310,7 @@ pub async fn start(
             _ = rx => {}
             () = stop => {}
         }
+        draining.drain();
         health_reporter
             .set_not_serving::<SharingServiceServer<Sharing>>()
             .await;

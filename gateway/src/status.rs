@@ -23,7 +23,8 @@ impl From<&GatewayError> for Code {
             GatewayError::NotFound { .. } => Code::NotFound,
             GatewayError::IssuerUnavailable { .. }
             | GatewayError::AuditUnavailable
-            | GatewayError::SourcesUnavailable { .. } => Code::Unavailable,
+            | GatewayError::SourcesUnavailable { .. }
+            | GatewayError::ShuttingDown => Code::Unavailable,
             GatewayError::DeadlineExceeded => Code::DeadlineExceeded,
             GatewayError::RateLimited { .. }
             | GatewayError::Overloaded
@@ -166,6 +167,16 @@ mod tests {
                 GatewayError::Overloaded,
                 Code::ResourceExhausted,
                 "OVERLOADED",
+            ),
+            (
+                GatewayError::SubscriberTooSlow,
+                Code::ResourceExhausted,
+                "SUBSCRIBER_TOO_SLOW",
+            ),
+            (
+                GatewayError::ShuttingDown,
+                Code::Unavailable,
+                "SHUTTING_DOWN",
             ),
             (
                 GatewayError::NotImplemented {

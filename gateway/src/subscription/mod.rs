@@ -157,6 +157,9 @@ pub struct Subscriptions {
     policy: PolicyHandle,
     connector_deadline: Duration,
     open: Arc<tokio::sync::Mutex<HashMap<String, Arc<Semaphore>>>>,
+    /// Set when the gateway stops: open streams end so that a graceful
+    /// shutdown, which waits for every open call, can finish.
+    draining: Arc<tokio::sync::watch::Sender<bool>>,
 }
 
 /// A place held for one open subscription of an agency.
@@ -194,7 +197,14 @@ impl Subscriptions {
             policy,
             connector_deadline,
             open: Arc::default(),
+            draining: Arc::new(tokio::sync::watch::Sender::new(false)),
         }
+    }
+
+    /// Ends every open subscription with `UNAVAILABLE` (`SHUTTING_DOWN`);
+    /// subscribers resume from their last cursor elsewhere or later.
+    pub fn drain(&self) {
+        self.draining.send_replace(true);
     }
 
     /// The key that seals and opens resume cursors.
@@ -304,6 +314,15 @@ struct Task {
     tx: mpsc::Sender<pb::SubscribeResponse>,
 }
 
+/// Resolves once the gateway starts to stop.
+async fn stopping(draining: &mut tokio::sync::watch::Receiver<bool>) {
+    if draining.wait_for(|d| *d).await.is_err() {
+        // The flag's owner outlives every subscription; without it there is
+        // nothing left to wait for.
+        std::future::pending::<()>().await;
+    }
+}
+
 impl Task {
     /// Runs until the subscriber leaves (`None`) or the stream must end
     /// with an error.
@@ -323,9 +342,13 @@ impl Task {
         let mut poll = tokio::time::interval(poll_every);
         poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut watching = true;
+        let mut draining = self.shared.draining.subscribe();
         loop {
             tokio::select! {
                 () = self.tx.closed() => return Ok(()),
+                () = stopping(&mut draining) => {
+                    return Err(GatewayError::ShuttingDown.into());
+                }
                 changed = self.policy.changed(), if watching => {
                     if changed.is_err() {
                         // No more reloads can come; the date is still
