@@ -238,14 +238,10 @@ pub async fn start(
         Duration::from_millis(config.server.connector_deadline_ms),
     );
     let draining = subscriptions.clone();
-    let sharing = SharingServiceServer::new(Sharing::new(
-        stack,
-        policy.clone(),
-        titles,
-        subscriptions,
-    ))
-        .max_decoding_message_size(max)
-        .max_encoding_message_size(max);
+    let sharing =
+        SharingServiceServer::new(Sharing::new(stack, policy.clone(), titles, subscriptions))
+            .max_decoding_message_size(max)
+            .max_encoding_message_size(max);
     let oversight = OversightServiceServer::new(Oversight::new(ledger.clone(), keys.ring.clone()))
         .max_decoding_message_size(max)
         .max_encoding_message_size(max);

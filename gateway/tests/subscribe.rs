@@ -158,10 +158,11 @@ impl Rms {
     /// Adds a DASH assessment for `nom_id` and logs the change; returns the
     /// record id the gateway gives it.
     async fn assess(&mut self, nom_id: i64, level: &str, notes: &str) -> String {
-        let risk_id: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(RISK_ID), 0) + 1 FROM DASH_RISK")
-            .fetch_one(&mut self.0)
-            .await
-            .unwrap();
+        let risk_id: i64 =
+            sqlx::query_scalar("SELECT COALESCE(MAX(RISK_ID), 0) + 1 FROM DASH_RISK")
+                .fetch_one(&mut self.0)
+                .await
+                .unwrap();
         sqlx::query(
             "INSERT INTO DASH_RISK (RISK_ID, NOM_ID, RISK_LVL, ASSESS_DT, NOTES) \
              VALUES (?, ?, ?, '05/12/2026 10:30', ?)",
@@ -212,7 +213,11 @@ async fn a_change_arrives_minimised_and_audited_and_a_resumed_subscriber_misses_
     assert!(batch.len() > 1, "{batch:?}");
     let receipt = batch[0].1.receipt.clone().unwrap();
     for (raw, message) in &batch {
-        assert_eq!(message.receipt.as_ref(), Some(&receipt), "one batch, one entry");
+        assert_eq!(
+            message.receipt.as_ref(),
+            Some(&receipt),
+            "one batch, one entry"
+        );
         let record = message.record.as_ref().unwrap();
         assert_eq!(record.person_id, LEAH);
         assert!(
@@ -221,8 +226,7 @@ async fn a_change_arrives_minimised_and_audited_and_a_resumed_subscriber_misses_
         );
     }
     let (_, message) = batch.last().unwrap();
-    let Some(pb::record::Body::RiskAssessment(assessment)) =
-        &message.record.as_ref().unwrap().body
+    let Some(pb::record::Body::RiskAssessment(assessment)) = &message.record.as_ref().unwrap().body
     else {
         panic!("{message:?}");
     };

@@ -49,18 +49,35 @@ pub(super) async fn first_message(
                 FIRST_MESSAGE.as_secs()
             ))
         })?
-        .map_err(|s| fail(format!("{what}: the stream failed: {:?}: {}", s.code(), s.message())))?
+        .map_err(|s| {
+            fail(format!(
+                "{what}: the stream failed: {:?}: {}",
+                s.code(),
+                s.message()
+            ))
+        })?
         .ok_or_else(|| fail(format!("{what}: the stream ended without a message")))?;
     ensure(!message.cursor.is_empty(), || {
         format!("{what}: a message carries no cursor")
     })?;
-    ensure(message.record.is_some() == message.receipt.is_some(), || {
-        format!(
-            "{what}: a {} {} a receipt",
-            if message.record.is_some() { "record" } else { "heartbeat" },
-            if message.receipt.is_some() { "carries" } else { "lacks" }
-        )
-    })?;
+    ensure(
+        message.record.is_some() == message.receipt.is_some(),
+        || {
+            format!(
+                "{what}: a {} {} a receipt",
+                if message.record.is_some() {
+                    "record"
+                } else {
+                    "heartbeat"
+                },
+                if message.receipt.is_some() {
+                    "carries"
+                } else {
+                    "lacks"
+                }
+            )
+        },
+    )?;
     Ok(message)
 }
 
@@ -80,7 +97,12 @@ pub async fn resume(t: Arc<Target>) -> CheckResult {
     let mut stream = match subscribe(&t, &person_id, "").await? {
         Ok(s) => s,
         Err(s) if s.code() == Code::Unimplemented => {
-            expect_error("Subscribe", Err::<(), _>(s), Code::Unimplemented, &["NOT_IMPLEMENTED"])?;
+            expect_error(
+                "Subscribe",
+                Err::<(), _>(s),
+                Code::Unimplemented,
+                &["NOT_IMPLEMENTED"],
+            )?;
             return Err(Verdict::Skip(
                 "this deployment does not offer Subscribe (NOT_IMPLEMENTED)".into(),
             ));

@@ -214,7 +214,9 @@ async fn open_feeds(
                     }),
                 };
             }
-            Ok(Err(e)) => facts.gaps.push(gap(&dataset, "UNAVAILABLE", &e.to_string())),
+            Ok(Err(e)) => facts
+                .gaps
+                .push(gap(&dataset, "UNAVAILABLE", &e.to_string())),
             Err(_) => facts.gaps.push(gap(
                 &dataset,
                 "DEADLINE_EXCEEDED",

@@ -123,7 +123,10 @@ impl CursorKey {
         hmac::verify(&self.key, &signed(agency, isa_id, &body), &tag).map_err(|_| forged())?;
         let body: Body = serde_json::from_slice(&body).map_err(|_| forged())?;
         if body.v != VERSION {
-            return Err(format!("has version {}; this gateway reads {VERSION}", body.v));
+            return Err(format!(
+                "has version {}; this gateway reads {VERSION}",
+                body.v
+            ));
         }
         Ok(SubscriptionCursor {
             datasets: body

@@ -495,11 +495,11 @@ impl Task {
             return Ok(false);
         }
         let before = self.cursors.get(dataset).cloned().unwrap_or_default();
-        let chunk = self.shared.config.buffer;
-        let chunks: Vec<Vec<(pb::Record, [u8; 32])>> = fresh
-            .chunks(chunk.max(1))
-            .map(<[_]>::to_vec)
-            .collect();
+        // Half the queue per batch, so a subscriber that is reading is not
+        // taken for a slow one because a heartbeat sits in the queue.
+        let chunk = (self.shared.config.buffer / 2).max(1);
+        let chunks: Vec<Vec<(pb::Record, [u8; 32])>> =
+            fresh.chunks(chunk).map(<[_]>::to_vec).collect();
         let last_chunk = chunks.len().saturating_sub(1);
         for (n, batch) in chunks.into_iter().enumerate() {
             // Room first: nothing is recorded as disclosed that could not
