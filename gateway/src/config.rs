@@ -50,6 +50,10 @@ pub struct Config {
     /// the log and the metrics; absent, they are logged and counted only.
     #[serde(default)]
     pub alerts: Option<crate::alerts::AlertsConfig>,
+    /// Change subscriptions (`Subscribe`): limits, polling and the key
+    /// that seals resume cursors.
+    #[serde(default)]
+    pub subscriptions: crate::subscription::SubscriptionConfig,
     /// The directory relative paths are resolved against (the config file's).
     #[serde(skip)]
     pub base_dir: PathBuf,
@@ -580,6 +584,22 @@ impl Config {
                         .to_owned(),
                 });
             }
+        }
+        for (key, message) in self.subscriptions.problems() {
+            out.push(Problem {
+                line: find_line(text, key),
+                key: format!("subscriptions.{key}"),
+                message,
+            });
+        }
+        if self.subscriptions.cursor_key_file.is_some()
+            && let Err(message) = self.subscriptions.cursor_key(&self.base_dir)
+        {
+            out.push(Problem {
+                line: find_line(text, "cursor_key_file"),
+                key: "subscriptions.cursor_key_file".into(),
+                message,
+            });
         }
         if let Some(console) = &self.console {
             out.extend(console.validate(&self.issuers, text));

@@ -100,6 +100,13 @@ pub enum GatewayError {
         /// When a retry may succeed.
         retry_after: std::time::Duration,
     },
+    /// A subscriber did not read its stream as fast as changes arrived, and
+    /// its bounded queue filled; it may resume from its last cursor.
+    #[error("the subscriber did not keep up with its changes; resume from the last cursor")]
+    SubscriberTooSlow,
+    /// This replica is stopping; open streams end with it.
+    #[error("this gateway is shutting down; resume from the last cursor")]
+    ShuttingDown,
     /// The gateway holds as many requests as it may, and sheds this one
     /// rather than queue it.
     #[error("the gateway is at capacity; retry shortly")]
@@ -137,6 +144,8 @@ impl GatewayError {
             Self::DeadlineExceeded => "DEADLINE_EXCEEDED",
             Self::RateLimited { .. } => "RATE_LIMITED",
             Self::Overloaded => "OVERLOADED",
+            Self::SubscriberTooSlow => "SUBSCRIBER_TOO_SLOW",
+            Self::ShuttingDown => "SHUTTING_DOWN",
             Self::NotImplemented { .. } => "NOT_IMPLEMENTED",
             Self::Internal { .. } => "INTERNAL",
         }
@@ -154,10 +163,12 @@ impl GatewayError {
             | Self::NotFound { .. }
             | Self::VersionConflict { .. }
             | Self::DeadlineExceeded
-            | Self::RateLimited { .. } => Fault::Caller,
+            | Self::RateLimited { .. }
+            | Self::SubscriberTooSlow => Fault::Caller,
             Self::SourcesUnavailable { .. } => Fault::Connector,
             Self::IssuerUnavailable { .. }
             | Self::Overloaded
+            | Self::ShuttingDown
             | Self::AuditUnavailable
             | Self::NotImplemented { .. }
             | Self::Internal { .. } => Fault::Gateway,

@@ -17,6 +17,7 @@ pub mod server;
 pub mod services;
 pub mod share;
 pub mod status;
+pub mod subscription;
 pub mod telemetry;
 pub mod tls;
 pub mod transport;

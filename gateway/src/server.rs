@@ -20,6 +20,7 @@ use crate::{
     identity::TrustRegistry,
     services::{admin::Admin, oversight::Oversight, sharing::Sharing},
     share::ShareStackBuilder,
+    subscription::Subscriptions,
     tls::Acceptor,
 };
 
@@ -239,9 +240,23 @@ pub async fn start(
         .map(|c| (c.descriptor().id.clone(), c.descriptor().title.clone()))
         .collect();
     let max = config.server.max_message_bytes;
-    let sharing = SharingServiceServer::new(Sharing::new(stack, policy.clone(), titles))
-        .max_decoding_message_size(max)
-        .max_encoding_message_size(max);
+    let cursor_key = config
+        .subscriptions
+        .cursor_key(&config.base_dir)
+        .map_err(StartError::Other)?;
+    let subscriptions = Subscriptions::new(
+        config.subscriptions.clone(),
+        cursor_key,
+        ledger.clone(),
+        registry.clone(),
+        policy.clone(),
+        Duration::from_millis(config.server.connector_deadline_ms),
+    );
+    let draining = subscriptions.clone();
+    let sharing =
+        SharingServiceServer::new(Sharing::new(stack, policy.clone(), titles, subscriptions))
+            .max_decoding_message_size(max)
+            .max_encoding_message_size(max);
     let oversight = OversightServiceServer::new(Oversight::new(ledger.clone(), keys.ring.clone()))
         .max_decoding_message_size(max)
         .max_encoding_message_size(max);
@@ -320,6 +335,7 @@ pub async fn start(
             _ = rx => {}
             () = stop => {}
         }
+        draining.drain();
         health_reporter
             .set_not_serving::<SharingServiceServer<Sharing>>()
             .await;

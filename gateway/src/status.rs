@@ -24,9 +24,12 @@ impl From<&GatewayError> for Code {
             GatewayError::VersionConflict { .. } => Code::Aborted,
             GatewayError::IssuerUnavailable { .. }
             | GatewayError::AuditUnavailable
-            | GatewayError::SourcesUnavailable { .. } => Code::Unavailable,
+            | GatewayError::SourcesUnavailable { .. }
+            | GatewayError::ShuttingDown => Code::Unavailable,
             GatewayError::DeadlineExceeded => Code::DeadlineExceeded,
-            GatewayError::RateLimited { .. } | GatewayError::Overloaded => Code::ResourceExhausted,
+            GatewayError::RateLimited { .. }
+            | GatewayError::Overloaded
+            | GatewayError::SubscriberTooSlow => Code::ResourceExhausted,
             GatewayError::NotImplemented { .. } => Code::Unimplemented,
             GatewayError::Internal { .. } => Code::Internal,
         }
@@ -188,6 +191,16 @@ mod tests {
                 GatewayError::Overloaded,
                 Code::ResourceExhausted,
                 "OVERLOADED",
+            ),
+            (
+                GatewayError::SubscriberTooSlow,
+                Code::ResourceExhausted,
+                "SUBSCRIBER_TOO_SLOW",
+            ),
+            (
+                GatewayError::ShuttingDown,
+                Code::Unavailable,
+                "SHUTTING_DOWN",
             ),
             (
                 GatewayError::NotImplemented {

@@ -121,21 +121,38 @@ pub async fn get_records(t: Arc<Target>) -> CheckResult {
 }
 
 /// Subscribe is a share: without `--allow-writes` it is sent without a
-/// purpose so it can only be refused (or be unimplemented).
+/// purpose so it can only be refused (or be unimplemented); with it, it
+/// follows the person the settings' search finds and must send a first
+/// message (a heartbeat at least) rather than hang.
 pub async fn subscribe(t: Arc<Target>) -> CheckResult {
     let mut context = t.share.context();
-    if !t.allow_writes {
+    let mut person_ids = vec![];
+    if t.allow_writes {
+        let found = search(&t, 0).await?;
+        person_ids.extend(
+            found
+                .matches
+                .iter()
+                .find_map(|m| m.person.as_ref())
+                .map(|p| p.person_id.clone()),
+        );
+    } else {
         context.purpose.clear();
     }
     let req = pb::SubscribeRequest {
         context: Some(context),
-        person_ids: vec![],
+        person_ids,
         resume_cursor: String::new(),
     };
-    let mut req = t.as_("sharer", req).await?;
-    req.set_timeout(std::time::Duration::from_secs(5));
+    let req = t.as_("sharer", req).await?;
     match sharing(&t).subscribe(req).await {
-        Ok(_) => Ok(()),
+        Ok(stream) if t.allow_writes => {
+            let mut stream = stream.into_inner();
+            super::stream::first_message("Subscribe", &mut stream)
+                .await
+                .map(|_| ())
+        }
+        Ok(_) => Err(fail("Subscribe without a purpose: the stream was opened")),
         Err(s) if s.code() == Code::Unimplemented => expect_error(
             "Subscribe",
             Err::<(), _>(s),

@@ -20,6 +20,7 @@ mod deny;
 mod minimise;
 mod paging;
 mod receipts;
+mod stream;
 
 pub use target::Target;
 
@@ -155,7 +156,7 @@ pub fn all() -> Vec<Check> {
             "contract.sharing.subscribe",
             READS,
             contract::subscribe,
-            "Subscribe streams or answers UNIMPLEMENTED (NOT_IMPLEMENTED), never hangs"
+            "Subscribe sends a first message with a cursor, or answers UNIMPLEMENTED (NOT_IMPLEMENTED); never hangs"
         ),
         check!(
             "contract.oversight.list_audit_entries",
@@ -306,6 +307,12 @@ pub fn all() -> Vec<Check> {
             READS,
             paging::one_millisecond,
             "a 1 ms deadline completes or is DEADLINE_EXCEEDED, nothing else"
+        ),
+        check!(
+            "stream.resume",
+            WRITES,
+            stream::resume,
+            "Subscribe resumes from its own cursor and refuses an edited or invented one as INVALID_ARGUMENT (INVALID_FIELD naming resume_cursor)"
         ),
     ]
 }

@@ -12,8 +12,12 @@ use tower::ServiceExt;
 use crate::{
     authn,
     error::GatewayError,
-    share::{Operation, Payload, Refused, ShareCall, ShareStack, authorize::PolicyHandle},
+    share::{
+        Operation, Payload, Refused, Resume, ShareCall, ShareStack, authorize::PolicyHandle,
+        validate,
+    },
     status,
+    subscription::{Started, Subscriptions},
 };
 
 /// What the transport knows about the caller of one RPC.
@@ -46,15 +50,23 @@ pub struct Sharing {
     stack: ShareStack,
     policy: PolicyHandle,
     titles: Arc<BTreeMap<String, String>>,
+    subscriptions: Subscriptions,
 }
 
 impl Sharing {
-    /// Serves shares through `stack`; `titles` names each dataset served.
-    pub fn new(stack: ShareStack, policy: PolicyHandle, titles: BTreeMap<String, String>) -> Self {
+    /// Serves shares through `stack` and subscriptions through
+    /// `subscriptions`; `titles` names each dataset served.
+    pub fn new(
+        stack: ShareStack,
+        policy: PolicyHandle,
+        titles: BTreeMap<String, String>,
+        subscriptions: Subscriptions,
+    ) -> Self {
         Self {
             stack,
             policy,
             titles: Arc::new(titles),
+            subscriptions,
         }
     }
 
@@ -140,7 +152,7 @@ impl SharingService for Sharing {
                 gaps,
                 receipt: Some(receipt),
             })),
-            Payload::Read { .. } => {
+            Payload::Read { .. } | Payload::Subscribed { .. } => {
                 Err(GatewayError::internal("search answered with records").into())
             }
         }
@@ -175,7 +187,7 @@ impl SharingService for Sharing {
                 gaps,
                 receipt: Some(receipt),
             })),
-            Payload::Search { .. } => {
+            Payload::Search { .. } | Payload::Subscribed { .. } => {
                 Err(GatewayError::internal("read answered with matches").into())
             }
         }
@@ -188,13 +200,68 @@ impl SharingService for Sharing {
         &self,
         request: Request<pb::SubscribeRequest>,
     ) -> Result<Response<Self::SubscribeStream>, Status> {
-        authn::principal(&request)?;
-        Err(GatewayError::NotImplemented {
-            message:
-                "change subscriptions are not offered by this deployment yet; poll `GetRecords`"
-                    .into(),
+        let caller = Caller::of(&request)?;
+        let slot = self
+            .subscriptions
+            .admit(&caller.principal.agency)
+            .await
+            .map_err(Status::from)?;
+        let mut r = request.into_inner();
+        // Every entry of one subscription carries the same correlation id.
+        if let Some(c) = r.context.as_mut()
+            && c.correlation_id.is_empty()
+        {
+            c.correlation_id = uuid::Uuid::now_v7().to_string();
         }
-        .into())
+        let isa_id = r
+            .context
+            .as_ref()
+            .map(|c| c.isa_id.trim())
+            .unwrap_or_default();
+        let resume = if r.resume_cursor.is_empty() {
+            Resume::Now
+        } else {
+            match self
+                .subscriptions
+                .key()
+                .open(&caller.principal.agency, isa_id, &r.resume_cursor)
+            {
+                Ok(cursor) => Resume::From(cursor),
+                Err(why) => Resume::Forged(why),
+            }
+        };
+        let call = ShareCall {
+            principal: caller.principal,
+            method: "/liaison.v1.SharingService/Subscribe",
+            action: Action::Subscribe,
+            context: r.context,
+            operation: Operation::Subscribe {
+                person_ids: r.person_ids,
+                resume,
+            },
+            client_address: caller.client_address,
+            trace_id: caller.trace_id,
+            deadline: caller.deadline,
+        };
+        let shared = match self.stack.clone().oneshot(call.clone()).await {
+            Ok(shared) => shared,
+            Err(Refused { error, receipt }) => {
+                return Err(status::refusal(error, receipt.as_ref()));
+            }
+        };
+        let Payload::Subscribed { plan, cursors, .. } = shared.payload else {
+            return Err(GatewayError::internal("subscription answered with data").into());
+        };
+        // The stack validated this call already; validation is pure, so
+        // this yields the same share for the subscription to re-decide.
+        let validated = validate::validate(call).map_err(Status::from)?;
+        let stream = self.subscriptions.run(Started {
+            validated,
+            plan,
+            cursors,
+            slot,
+        });
+        Ok(Response::new(Box::pin(stream)))
     }
 }
 

@@ -110,10 +110,12 @@ where
     }
 }
 
-type Plan = Vec<(String, Arc<liaison_policy::Decision>)>;
+/// The datasets a share may touch, each with its decision.
+pub type Plan = Vec<(String, Arc<liaison_policy::Decision>)>;
 
-/// Decides every dataset the share could touch.
-fn decide(engine: &PolicyEngine, v: &Validated) -> (Plan, Facts, Option<GatewayError>) {
+/// Decides every dataset the share could touch. An open subscription calls
+/// this again whenever policy changes, with the share it was started by.
+pub fn decide(engine: &PolicyEngine, v: &Validated) -> (Plan, Facts, Option<GatewayError>) {
     let principal = &v.call.principal;
     let candidates: Vec<String> = match &v.operation {
         ValidOperation::Search { dataset_ids, .. } if !dataset_ids.is_empty() => {
@@ -124,6 +126,7 @@ fn decide(engine: &PolicyEngine, v: &Validated) -> (Plan, Facts, Option<GatewayE
             .map(|a| a.datasets.iter().map(|d| d.dataset.clone()).collect())
             .unwrap_or_default(),
         ValidOperation::Read { dataset_id, .. } => vec![dataset_id.clone()],
+        ValidOperation::Subscribe { persons, .. } => persons.keys().cloned().collect(),
     };
     // An unknown agreement still gets a decision, so the refusal carries
     // policy's own reason and version.

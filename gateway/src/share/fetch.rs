@@ -62,6 +62,10 @@ impl Service<Authorized> for Fetch {
 }
 
 async fn fetch(registry: Arc<Registry>, deadline: Duration, req: Authorized) -> Answer {
+    if let ValidOperation::Subscribe { cursors, .. } = &req.validated.operation {
+        let cursors = cursors.clone();
+        return open_feeds(registry, deadline, req.plan, cursors).await;
+    }
     let mut facts = Facts::default();
     let mut tasks = JoinSet::new();
     let share = share_request(&req);
@@ -160,10 +164,90 @@ async fn fetch(registry: Arc<Registry>, deadline: Duration, req: Authorized) -> 
             records,
             gaps,
         },
+        ValidOperation::Subscribe { .. } => {
+            return Answer::refused(GatewayError::internal("subscription reached a read"));
+        }
     };
     Answer {
         facts,
         result: Ok(payload),
+    }
+}
+
+/// Finds where each allowed dataset's change feed starts: "now" for a new
+/// subscription, or the resumed cursor once its dataset has accepted it. A
+/// cursor a dataset refuses is the caller's fault; a dataset without a feed
+/// is a gap, and the subscription fails only if no dataset can be followed.
+async fn open_feeds(
+    registry: Arc<Registry>,
+    deadline: Duration,
+    plan: Vec<(String, Arc<liaison_policy::Decision>)>,
+    resumed: std::collections::BTreeMap<String, liaison_connectors::ChangeCursor>,
+) -> Answer {
+    let mut facts = Facts::default();
+    let mut cursors = std::collections::BTreeMap::new();
+    let mut followed = Vec::new();
+    for (dataset, decision) in plan {
+        facts.sources.push(dataset.clone());
+        let Some(connector) = registry.get(&dataset).cloned() else {
+            facts.gaps.push(gap(
+                &dataset,
+                "UNAVAILABLE",
+                "no connector serves this dataset",
+            ));
+            continue;
+        };
+        let after = resumed.get(&dataset);
+        let read = tokio::time::timeout(deadline, connector.changes(after, 1))
+            .instrument(tracing::info_span!("fetch", dataset = %dataset))
+            .await;
+        match read {
+            Ok(Ok(changes)) => {
+                // Resuming starts after the cursor given, not after the
+                // change just peeked at.
+                let cursor = after.cloned().unwrap_or(changes.cursor);
+                cursors.insert(dataset.clone(), cursor);
+                followed.push((dataset, decision));
+            }
+            Ok(Err(liaison_connectors::ConnectorError::InvalidCursor { .. })) => {
+                return Answer {
+                    facts,
+                    result: Err(GatewayError::InvalidField {
+                        field: "resume_cursor".into(),
+                        message: format!("dataset `{dataset}` cannot resume from it"),
+                    }),
+                };
+            }
+            Ok(Err(e)) => facts
+                .gaps
+                .push(gap(&dataset, "UNAVAILABLE", &e.to_string())),
+            Err(_) => facts.gaps.push(gap(
+                &dataset,
+                "DEADLINE_EXCEEDED",
+                &format!("no answer within {} ms", deadline.as_millis()),
+            )),
+        }
+    }
+    if followed.is_empty() {
+        let message = facts
+            .gaps
+            .iter()
+            .map(|g| format!("`{}` {}", g.dataset_id, g.message))
+            .collect::<Vec<_>>()
+            .join(", ");
+        return Answer {
+            facts,
+            result: Err(GatewayError::SourcesUnavailable { message }),
+        };
+    }
+    let gaps = facts.gaps.clone();
+    Answer {
+        facts,
+        result: Ok(Payload::Subscribed {
+            plan: followed,
+            cursors,
+            gaps,
+        }),
     }
 }
 
@@ -186,6 +270,7 @@ async fn consult(
             report_skipped(connector, &fetched.skipped);
             Ok(SourceResult::Fetched(fetched.person, fetched.records))
         }
+        ValidOperation::Subscribe { .. } => Ok(SourceResult::Found(Vec::new())),
     }
 }
 

@@ -178,6 +178,9 @@ pub fn minimise_payload(
                 disclosures.push(disclosure(&stub, records, fields));
             }
         }
+        // A subscription's start discloses nothing; each notification is
+        // minimised as a `Read` when it is sent.
+        Payload::Subscribed { .. } => {}
     }
     disclosures
 }

@@ -66,6 +66,27 @@ pub enum Operation {
         /// Record kinds to restrict to; all when empty.
         kinds: Vec<i32>,
     },
+    /// The start of a change subscription.
+    Subscribe {
+        /// The person references to follow, as sent.
+        person_ids: Vec<String>,
+        /// Where to resume, as checked at the edge.
+        resume: Resume,
+    },
+}
+
+/// Where a subscription resumes. The cursor's integrity is checked where it
+/// enters (it needs the gateway's key), but a forged one is refused by the
+/// validation stage, so the refusal is audited like any other.
+#[derive(Debug, Clone)]
+pub enum Resume {
+    /// From now.
+    Now,
+    /// After a cursor this gateway issued.
+    From(crate::subscription::SubscriptionCursor),
+    /// The cursor sent was not one this gateway issued for this caller and
+    /// agreement; why, for the caller.
+    Forged(String),
 }
 
 /// A share context that passed validation.
@@ -110,6 +131,13 @@ pub enum ValidOperation {
         person_id: String,
         /// Record kinds to restrict to; all when empty.
         kinds: Vec<pb::RecordKind>,
+    },
+    /// A subscription to changes about some people.
+    Subscribe {
+        /// The people followed, by dataset: source ids.
+        persons: std::collections::BTreeMap<String, std::collections::BTreeSet<String>>,
+        /// Each dataset's cursor to resume after; from now when absent.
+        cursors: std::collections::BTreeMap<String, liaison_connectors::ChangeCursor>,
     },
 }
 
@@ -183,6 +211,16 @@ pub enum Payload {
         /// Missing sources.
         gaps: Vec<pb::SourceGap>,
     },
+    /// A subscription that may start.
+    Subscribed {
+        /// The datasets to follow and the decision (with its field mask)
+        /// for each, made once at the start.
+        plan: Vec<(String, Arc<Decision>)>,
+        /// Each followed dataset's cursor to read changes after.
+        cursors: std::collections::BTreeMap<String, liaison_connectors::ChangeCursor>,
+        /// Datasets that cannot be followed.
+        gaps: Vec<pb::SourceGap>,
+    },
 }
 
 impl Payload {
@@ -193,6 +231,7 @@ impl Payload {
             Self::Read {
                 person, records, ..
             } => person.is_none() && records.is_empty(),
+            Self::Subscribed { .. } => true,
         }
     }
 }

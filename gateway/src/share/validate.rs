@@ -11,7 +11,9 @@ use std::{
 use liaison_proto::v1 as pb;
 use tower::{Layer, Service};
 
-use super::{Answer, BoxFuture, Operation, ShareCall, ShareContext, ValidOperation, Validated};
+use super::{
+    Answer, BoxFuture, Operation, Resume, ShareCall, ShareContext, ValidOperation, Validated,
+};
 use crate::error::GatewayError;
 
 /// Shortest justification accepted: enough for a sentence, so "n/a" or
@@ -24,6 +26,9 @@ pub const MAX_JUSTIFICATION_CHARS: usize = 2_000;
 pub const MIN_BREAK_GLASS_REASON_CHARS: usize = 20;
 /// Largest page a search returns.
 pub const MAX_PAGE_SIZE: usize = 100;
+/// Most people one subscription follows: a subscription is for the people
+/// in a caller's open cases, not a way to mirror a dataset.
+pub const MAX_FOLLOWED: usize = 100;
 const DEFAULT_PAGE_SIZE: usize = 20;
 const MAX_SHORT_FIELD: usize = 200;
 
@@ -103,15 +108,7 @@ pub fn validate(call: ShareCall) -> Result<Validated, GatewayError> {
         }
         Operation::Read { person_id, kinds } => {
             short("person_id", person_id)?;
-            let (dataset_id, source_id) = person_id
-                .split_once(':')
-                .filter(|(d, s)| !d.is_empty() && !s.is_empty())
-                .ok_or_else(|| {
-                    bad(
-                        "person_id",
-                        "must be a reference from a search, `<dataset>:<id>`",
-                    )
-                })?;
+            let (dataset_id, source_id) = split_person_id(person_id, "person_id")?;
             let kinds = kinds
                 .iter()
                 .map(|k| {
@@ -127,6 +124,29 @@ pub fn validate(call: ShareCall) -> Result<Validated, GatewayError> {
                 person_id: person_id.clone(),
                 kinds,
             }
+        }
+        Operation::Subscribe { person_ids, resume } => {
+            if person_ids.is_empty() {
+                return Err(bad("person_ids", "name at least one person to follow"));
+            }
+            if person_ids.len() > MAX_FOLLOWED {
+                return Err(bad("person_ids", "at most 100 people per subscription"));
+            }
+            let mut persons = std::collections::BTreeMap::<_, std::collections::BTreeSet<_>>::new();
+            for id in person_ids {
+                short("person_ids", id)?;
+                let (dataset_id, source_id) = split_person_id(id, "person_ids")?;
+                persons
+                    .entry(dataset_id.to_owned())
+                    .or_default()
+                    .insert(source_id.to_owned());
+            }
+            let cursors = match resume {
+                Resume::Now => Default::default(),
+                Resume::From(cursor) => cursor.datasets().clone(),
+                Resume::Forged(why) => return Err(bad("resume_cursor", why)),
+            };
+            ValidOperation::Subscribe { persons, cursors }
         }
     };
     Ok(Validated {
@@ -247,6 +267,13 @@ fn check_query(q: &pb::PersonQuery) -> Result<(), GatewayError> {
     } else {
         Err(GatewayError::QueryTooBroad)
     }
+}
+
+/// Splits a person reference into its dataset and source id.
+fn split_person_id<'a>(id: &'a str, field: &str) -> Result<(&'a str, &'a str), GatewayError> {
+    id.split_once(':')
+        .filter(|(d, s)| !d.is_empty() && !s.is_empty())
+        .ok_or_else(|| bad(field, "must be a reference from a search, `<dataset>:<id>`"))
 }
 
 fn short(field: &str, value: &str) -> Result<(), GatewayError> {

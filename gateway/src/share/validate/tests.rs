@@ -248,3 +248,73 @@ fn a_break_glass_reason_is_required_trimmed_and_at_least_20_characters() {
     let normal = validate(search(Some(context()), marsh())).unwrap();
     assert_eq!(normal.context.break_glass, None);
 }
+
+#[test]
+fn subscribe(person_ids: &[&str], resume: Resume) -> ShareCall {
+    ShareCall {
+        method: "/liaison.v1.SharingService/Subscribe",
+        action: Action::Subscribe,
+        operation: Operation::Subscribe {
+            person_ids: person_ids.iter().map(|p| (*p).to_owned()).collect(),
+            resume,
+        },
+        ..search(Some(context()), marsh())
+    }
+}
+
+fn refused_field(call: ShareCall) -> String {
+    match validate(call) {
+        Err(GatewayError::InvalidField { field, .. }) => field,
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn a_subscription_groups_its_people_by_dataset() {
+    let v = validate(subscribe(
+        &["police:1", "police:2", "council:C-9", "police:1"],
+        Resume::Now,
+    ))
+    .unwrap();
+    let ValidOperation::Subscribe { persons, cursors } = v.operation else {
+        panic!("{:?}", v.operation);
+    };
+    assert_eq!(persons["police"], ["1", "2"].map(str::to_owned).into());
+    assert_eq!(persons["council"], ["C-9"].map(str::to_owned).into());
+    assert!(cursors.is_empty(), "from now");
+}
+
+#[test]
+fn a_subscription_resumes_each_dataset_from_its_cursor() {
+    let cursor = crate::subscription::SubscriptionCursor::new(
+        [(
+            "police".to_owned(),
+            liaison_connectors::ChangeCursor("41".into()),
+        )]
+        .into(),
+    );
+    let v = validate(subscribe(&["police:1"], Resume::From(cursor.clone()))).unwrap();
+    let ValidOperation::Subscribe { cursors, .. } = v.operation else {
+        panic!("{:?}", v.operation);
+    };
+    assert_eq!(&cursors, cursor.datasets());
+}
+
+#[test]
+fn a_subscription_needs_people_references_and_an_issued_cursor() {
+    assert_eq!(refused_field(subscribe(&[], Resume::Now)), "person_ids");
+    assert_eq!(
+        refused_field(subscribe(&["no-dataset"], Resume::Now)),
+        "person_ids"
+    );
+    let many: Vec<String> = (0..=MAX_FOLLOWED).map(|i| format!("police:{i}")).collect();
+    let many: Vec<&str> = many.iter().map(String::as_str).collect();
+    assert_eq!(refused_field(subscribe(&many, Resume::Now)), "person_ids");
+    assert_eq!(
+        refused_field(subscribe(
+            &["police:1"],
+            Resume::Forged("is not a cursor this gateway issued".into())
+        )),
+        "resume_cursor"
+    );
+}
