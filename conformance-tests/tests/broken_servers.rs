@@ -282,6 +282,7 @@ fn agreement() -> pb::Agreement {
         datasets: vec![pb::DatasetTerms {
             dataset_id: DATASET.into(),
             actions: vec!["search".into(), "read".into()],
+            break_glass: vec![],
             roles: vec![
                 pb::RoleFields {
                     role: "social-worker".into(),

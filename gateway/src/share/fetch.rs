@@ -521,6 +521,7 @@ mod tests {
             policy_version: "sha256:test".into(),
             isa_version: Some(1),
             legal_basis: None,
+            break_glass: false,
         });
         Authorized {
             validated,

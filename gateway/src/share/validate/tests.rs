@@ -249,7 +249,6 @@ fn a_break_glass_reason_is_required_trimmed_and_at_least_20_characters() {
     assert_eq!(normal.context.break_glass, None);
 }
 
-#[test]
 fn subscribe(person_ids: &[&str], resume: Resume) -> ShareCall {
     ShareCall {
         method: "/liaison.v1.SharingService/Subscribe",
