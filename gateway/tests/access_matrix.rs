@@ -39,13 +39,13 @@ const SERVICES: &[&str] = &["SharingService", "OversightService", "AdminService"
 /// The matrix's columns, in order.
 const PRINCIPALS: [&str; 8] = [
     "unauthenticated",
-    "hackney social worker (ISA recipient)",
-    "met officer (provider)",
-    "hackney DPO",
-    "met DPO",
-    "met governance",
-    "hackney governance",
-    "camden social worker (no ISA)",
+    "Hackney social worker (ISA recipient)",
+    "Met officer (provider)",
+    "Hackney DPO",
+    "Met DPO",
+    "Met governance",
+    "Hackney governance",
+    "Camden social worker (no ISA)",
 ];
 
 const OK: Code = Code::Ok;
@@ -81,7 +81,7 @@ const fn row(rpc: &'static str, target: &'static str, expect: [Code; 8]) -> Row 
 const MATRIX: &[Row] = &[
     row("SharingService/ListDatasets", "own grants",
         [UNAUTH, OK, OK, OK, OK, OK, OK, OK]),
-    row("SharingService/SearchPersons", "met records under the ISA",
+    row("SharingService/SearchPersons", "Met records under the ISA",
         [UNAUTH, OK, DENIED, DENIED, DENIED, DENIED, DENIED, DENIED]),
     row("SharingService/GetRecords", "Leah under the ISA",
         [UNAUTH, OK, DENIED, DENIED, DENIED, DENIED, DENIED, DENIED]),
@@ -91,21 +91,21 @@ const MATRIX: &[Row] = &[
         [UNAUTH, OK, DENIED, DENIED, DENIED, DENIED, DENIED, DENIED]),
     row("OversightService/ListAuditEntries", "own agency",
         [UNAUTH, DENIED, DENIED, OK, OK, DENIED, DENIED, DENIED]),
-    row("OversightService/ListAuditEntries", "the other agency (agency_id)",
+    row("OversightService/ListAuditEntries", "the other agency (`agency_id`)",
         [UNAUTH, DENIED, DENIED, DENIED, DENIED, DENIED, DENIED, DENIED]),
-    row("OversightService/GetAuditEntry", "entry by a hackney user",
+    row("OversightService/GetAuditEntry", "entry by a Hackney user",
         [UNAUTH, DENIED, DENIED, OK, NOT_FOUND, DENIED, DENIED, DENIED]),
-    row("OversightService/GetAuditEntry", "entry by a met user",
+    row("OversightService/GetAuditEntry", "entry by a Met user",
         [UNAUTH, DENIED, DENIED, NOT_FOUND, OK, DENIED, DENIED, DENIED]),
     row("OversightService/GetTreeHead", "the ledger",
         [UNAUTH, DENIED, DENIED, OK, OK, DENIED, DENIED, DENIED]),
-    row("OversightService/GetInclusionProof", "entry by a hackney user",
+    row("OversightService/GetInclusionProof", "entry by a Hackney user",
         [UNAUTH, DENIED, DENIED, OK, NOT_FOUND, DENIED, DENIED, DENIED]),
-    row("OversightService/GetInclusionProof", "entry by a met user",
+    row("OversightService/GetInclusionProof", "entry by a Met user",
         [UNAUTH, DENIED, DENIED, NOT_FOUND, OK, DENIED, DENIED, DENIED]),
     row("OversightService/GetConsistencyProof", "the ledger",
         [UNAUTH, DENIED, DENIED, OK, OK, DENIED, DENIED, DENIED]),
-    row("OversightService/GetSubjectAccessReport", "Leah (disclosed to hackney)",
+    row("OversightService/GetSubjectAccessReport", "Leah (disclosed to Hackney)",
         [UNAUTH, DENIED, DENIED, OK, OK, DENIED, DENIED, DENIED]),
     row("AdminService/ListAgencies", "the registry",
         [UNAUTH, OK, OK, OK, OK, OK, OK, OK]),
@@ -113,13 +113,13 @@ const MATRIX: &[Row] = &[
         [UNAUTH, OK, OK, OK, OK, OK, OK, OK]),
     row("AdminService/ListAgreements", "the register",
         [UNAUTH, OK, OK, OK, OK, OK, OK, OK]),
-    row("AdminService/GetAgreement", "the met-provided ISA",
+    row("AdminService/GetAgreement", "the Met-provided ISA",
         [UNAUTH, OK, OK, OK, OK, OK, OK, OK]),
-    row("AdminService/ListAgreementVersions", "the met-provided ISA",
+    row("AdminService/ListAgreementVersions", "the Met-provided ISA",
         [UNAUTH, OK, OK, OK, OK, OK, OK, OK]),
-    row("AdminService/ProposeAgreement", "the met-provided ISA, stale base_version",
+    row("AdminService/ProposeAgreement", "the Met-provided ISA, stale `base_version`",
         [UNAUTH, DENIED, DENIED, DENIED, DENIED, ABORTED, DENIED, DENIED]),
-    row("AdminService/SetAgreementStatus", "the met-provided ISA, stale base_version",
+    row("AdminService/SetAgreementStatus", "the Met-provided ISA, stale `base_version`",
         [UNAUTH, DENIED, DENIED, DENIED, DENIED, ABORTED, DENIED, DENIED]),
 ];
 
@@ -174,8 +174,8 @@ async fn call(
     let mut oversight = OversightServiceClient::new(world.channel.clone());
     let mut admin = AdminServiceClient::new(world.channel.clone());
     let entry = |t: &str| match t {
-        "entry by a hackney user" => objects.hackney_entry.clone(),
-        "entry by a met user" => objects.met_entry.clone(),
+        "entry by a Hackney user" => objects.hackney_entry.clone(),
+        "entry by a Met user" => objects.met_entry.clone(),
         other => panic!("no entry for target `{other}`"),
     };
     match rpc {
