@@ -598,8 +598,10 @@ deadline_ms = 2000
     let b_shares = b_entries
         .iter()
         .filter(|e| {
-            e.action != pb::AuditAction::Authenticate as i32
-                && !e.correlation_id.starts_with("kit-")
+            matches!(
+                pb::AuditAction::try_from(e.action),
+                Ok(pb::AuditAction::Search | pb::AuditAction::Read)
+            ) && !e.correlation_id.starts_with("kit-")
         })
         .count();
     assert_eq!(b_shares, 3, "{b_entries:#?}");
