@@ -84,6 +84,13 @@ async fn every_check_passes_on_each_node_of_a_postgres_cluster() {
             String::from_utf8_lossy(&out.stderr)
         );
         assert!(table.contains("receipts.records"), "{table}");
+        // Streaming resumption is checked on every node, never skipped.
+        assert!(
+            table
+                .lines()
+                .any(|l| l.contains("stream.resume") && l.starts_with("PASS")),
+            "{table}"
+        );
     }
     for (_, mut child) in nodes {
         child.kill().await.unwrap();
