@@ -109,17 +109,12 @@ impl PolicySource {
     /// because of a bad edit.
     pub async fn refresh(&mut self) -> Result<bool, SourceError> {
         let mut changed = false;
-        if let Some(stamp) = self.file_changed().await {
+        if let Some((text, stamp)) = self.file_changed().await {
             changed = true;
-            match read(&self.file).await.and_then(|(text, stamp)| {
-                PolicySet::from_toml(&text)
-                    .map(|set| (set, stamp))
-                    .map_err(|e| SourceError::File(e.to_string()))
-            }) {
-                Ok((set, stamp)) => {
+            match PolicySet::from_toml(&text) {
+                Ok(set) => {
                     import(&self.store, &self.ledger, &self.file, set.agreements()).await?;
                     self.rules = set.rules().to_vec();
-                    self.stamp = Some(stamp);
                 }
                 Err(e) => {
                     tracing::error!(
@@ -127,9 +122,9 @@ impl PolicySource {
                         error = %e,
                         "the policy file changed but is not valid; the policy in force is kept"
                     );
-                    self.stamp = Some(stamp);
                 }
             }
+            self.stamp = Some(stamp);
         }
         let epoch = self.store.epoch().await?;
         if epoch != self.epoch {
@@ -153,16 +148,17 @@ impl PolicySource {
         Ok(true)
     }
 
-    /// The file's stamp when it differs from the last one read.
-    async fn file_changed(&self) -> Option<FileStamp> {
+    /// The file's text and stamp when its contents differ from the last
+    /// ones read; read once, so what is imported is what was compared.
+    async fn file_changed(&self) -> Option<(String, FileStamp)> {
         let meta = tokio::fs::metadata(&self.file).await.ok()?;
         let last = self.stamp.as_ref()?;
         let modified = meta.modified().ok();
         if modified == last.modified && meta.len() == last.len {
             return None;
         }
-        let (_, stamp) = read(&self.file).await.ok()?;
-        (stamp.digest != last.digest).then_some(stamp)
+        let (text, stamp) = read(&self.file).await.ok()?;
+        (stamp.digest != last.digest).then_some((text, stamp))
     }
 
     /// Runs the source until every reader of its engine is gone: rebuilds on
