@@ -504,11 +504,7 @@ where
                     "v{:<3} {}  {:<10} by {} ({}): {}\n      {}  audit entry {}",
                     a.version,
                     v.recorded_at.map(fmt_ts).unwrap_or_default(),
-                    pb::AgreementStatus::try_from(a.status)
-                        .unwrap_or_default()
-                        .as_str_name()
-                        .trim_start_matches("AGREEMENT_STATUS_")
-                        .to_ascii_lowercase(),
+                    status_name(a.status),
                     v.changed_by,
                     v.changed_by_agency_id,
                     v.justification,
@@ -568,14 +564,19 @@ where
         "{} is now version {} ({})",
         a.isa_id,
         a.version,
-        pb::AgreementStatus::try_from(a.status)
-            .unwrap_or_default()
-            .as_str_name()
-            .trim_start_matches("AGREEMENT_STATUS_")
-            .to_ascii_lowercase()
+        status_name(a.status)
     );
     render_receipt(out, receipt.as_ref());
     Ok(())
+}
+
+/// An agreement's status as its policy file spells it (`active`, …).
+fn status_name(status: i32) -> String {
+    pb::AgreementStatus::try_from(status)
+        .unwrap_or_default()
+        .as_str_name()
+        .trim_start_matches("AGREEMENT_STATUS_")
+        .to_ascii_lowercase()
 }
 
 fn share_context(c: ContextArgs) -> pb::ShareContext {
