@@ -115,7 +115,7 @@ where
                     // only good on a connection presenting that certificate.
                     Some(token) => {
                         registry
-                            .authenticate_bound(
+                            .authenticate_shared(
                                 token.trim(),
                                 peer.certificate_sha256.as_ref().map(|h| &h[..]),
                             )
@@ -140,7 +140,7 @@ where
             });
             match result {
                 Ok(principal) => {
-                    req.extensions_mut().insert(Arc::new(principal));
+                    req.extensions_mut().insert(principal);
                     inner.call(req).await
                 }
                 Err(error) => {

@@ -214,3 +214,95 @@ async fn an_unreachable_issuer_fails_closed_once_its_cached_keys_lapse_and_other
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
 }
+
+/// A token seen before is answered from the token cache, but only while
+/// what verified it still holds: a token that was not valid *yet* is
+/// accepted once it is, and a token whose key the provider has withdrawn is
+/// refused once the keys are re-read, though it was accepted before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verified_tokens_are_remembered_only_while_their_key_holds() {
+    let lab = Lab::start().await;
+    let k1 = SigningKey::ec("k1");
+    lab.publish("cache", vec![k1.jwk.clone()]).await;
+    let url = lab.issuer("cache");
+    let registry = Arc::new(registry(&issuer_toml(
+        &url,
+        "cache-agency",
+        &["ES256"],
+        "leeway_seconds = 0",
+    )));
+    let token = k1.sign(&claims(&url, "cache-agency"));
+
+    // The second answer is the first one's principal, not a copy: a hit.
+    let first = registry.authenticate_shared(&token, None).await.unwrap();
+    let second = registry.authenticate_shared(&token, None).await.unwrap();
+    assert!(Arc::ptr_eq(&first, &second), "the second check was a hit");
+    // Another certificate is another key: a certificate-bound check never
+    // borrows a bearer check's answer.
+    let with_cert = registry
+        .authenticate_shared(&token, Some(&[7u8; 32]))
+        .await
+        .unwrap();
+    assert!(!Arc::ptr_eq(&first, &with_cert));
+
+    // A forged signature is refused, and refused again from the cache with
+    // the same reason (each refusal is still the caller's to audit).
+    let mut forged = token.clone();
+    forged.truncate(forged.len() - 4);
+    forged.push_str("AAAA");
+    for _ in 0..2 {
+        let e = registry
+            .authenticate_shared(&forged, None)
+            .await
+            .unwrap_err();
+        assert_eq!(
+            (e.reason(), e.to_string().as_str()),
+            ("TOKEN_INVALID", "token signature does not verify")
+        );
+    }
+
+    // Not valid for two more seconds: refused, then accepted once it is,
+    // though the same token was refused before.
+    let mut early = claims(&url, "cache-agency");
+    early["nbf"] = json!(now() + 2);
+    early["jti"] = json!("j-early");
+    let early = k1.sign(&early);
+    let e = registry
+        .authenticate_shared(&early, None)
+        .await
+        .unwrap_err();
+    assert_eq!(e.to_string(), "token is not valid yet");
+    tokio::time::sleep(Duration::from_millis(3_100)).await;
+    registry.authenticate_shared(&early, None).await.unwrap();
+
+    // The provider withdraws k1 for k2. Until the keys are re-read the
+    // remembered token stands, as k1 itself would; once a token naming k2
+    // makes the gateway re-read them, the remembered token is refused.
+    let k2 = SigningKey::ec("k2");
+    lab.publish("cache", vec![k2.jwk.clone()]).await;
+    registry.authenticate_shared(&token, None).await.unwrap();
+    let new_token = k2.sign(&claims(&url, "cache-agency"));
+    let started = Instant::now();
+    while registry
+        .authenticate_shared(&new_token, None)
+        .await
+        .is_err()
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "k2 not picked up"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let e = registry
+        .authenticate_shared(&token, None)
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (e.reason(), e.to_string().as_str()),
+        (
+            "TOKEN_INVALID",
+            "token is signed with a key the issuer does not publish"
+        )
+    );
+}

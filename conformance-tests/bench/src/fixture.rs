@@ -144,10 +144,64 @@ description = "Paused by the operator ({i})"
     out
 }
 
+/// Where the dataset the requests read comes from.
+#[derive(Debug, Clone)]
+pub enum Source<'a> {
+    /// The SQL connector over a synthetic police records database, with the
+    /// shipped mapping.
+    Sql { rms: &'a Path, mapping: &'a Path },
+    /// The CSV folder connector over a synthetic children's services export,
+    /// which it holds in memory once read: the connector costs next to
+    /// nothing, so the figures are the gateway's own.
+    Memory { folder: &'a Path, mapping: &'a Path },
+}
+
+impl Source<'_> {
+    fn connector(&self) -> String {
+        match self {
+            Source::Sql { rms, mapping } => format!(
+                r#"[[connector]]
+kind = "sql"
+id = "{DATASET}"
+agency = "met-police"
+title = "Met Police records (synthetic)"
+system = "Synthetic RMS"
+url = "sqlite://{rms}?mode=ro"
+mapping_file = "{mapping}"
+# Queue rather than refuse under h2load's 256 concurrent calls: the default
+# (64 waiting) sheds the excess as partial answers, which would measure the
+# shedding, not the gateway.
+[connector.resilience]
+max_waiting = 1024
+"#,
+                rms = rms.display(),
+                mapping = mapping.display(),
+            ),
+            Source::Memory { folder, mapping } => format!(
+                r#"[[connector]]
+kind = "csv-folder"
+id = "{DATASET}"
+agency = "met-police"
+title = "Records held in memory (synthetic export)"
+system = "Synthetic export"
+folder = "{folder}"
+settle_ms = 0
+mapping_file = "{mapping}"
+[connector.resilience]
+max_waiting = 1024
+"#,
+                folder = folder.display(),
+                mapping = mapping.display(),
+            ),
+        }
+    }
+}
+
 /// The gateway's configuration: plaintext HTTP/2 on `listen`, the given
 /// ledger, the policy, the two agencies, the bench's issuer for the
-/// recipient, and one SQL connector over `rms` with the shipped mapping.
-pub fn config(listen: &str, ledger: &str, issuer: &str, rms: &Path, mapping: &Path) -> String {
+/// recipient, and one connector serving the requests' dataset.
+pub fn config(listen: &str, ledger: &str, issuer: &str, source: &Source<'_>) -> String {
+    let connector = source.connector();
     format!(
         r#"version = 1
 [server]
@@ -178,22 +232,7 @@ agency = "hackney-childrens"
 audiences = ["{AUDIENCE}"]
 algorithms = ["ES256"]
 allow_insecure_http = true
-[[connector]]
-kind = "sql"
-id = "{DATASET}"
-agency = "met-police"
-title = "Met Police records (synthetic)"
-system = "Synthetic RMS"
-url = "sqlite://{rms}?mode=ro"
-mapping_file = "{mapping}"
-# Queue rather than refuse under h2load's 256 concurrent calls: the default
-# (64 waiting) sheds the excess as partial answers, which would measure the
-# shedding, not the gateway.
-[connector.resilience]
-max_waiting = 1024
-"#,
-        rms = rms.display(),
-        mapping = mapping.display(),
+{connector}"#
     )
 }
 

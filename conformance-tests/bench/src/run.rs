@@ -8,7 +8,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use liaison_proto::v1::sharing_service_client::SharingServiceClient;
+use liaison_proto::v1::{self as pb, sharing_service_client::SharingServiceClient};
 use prost::Message;
 use tonic::{
     Request,
@@ -38,10 +38,22 @@ pub enum LedgerKind {
     Postgres,
 }
 
+/// Which connector serves the requests' dataset.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SourceKind {
+    /// The CSV folder connector, its export held in memory: isolates the
+    /// gateway.
+    Memory,
+    /// The SQL connector over a SQLite legacy database.
+    Sql,
+}
+
 /// One gateway configuration.
 #[derive(Debug, Clone)]
 pub struct Scenario {
-    /// People in the legacy database.
+    /// The connector.
+    pub source: SourceKind,
+    /// People in the legacy source.
     pub people: usize,
     /// The ledger.
     pub ledger: LedgerKind,
@@ -54,7 +66,14 @@ impl Scenario {
             LedgerKind::Sqlite => "SQLite ledger",
             LedgerKind::Postgres => "PostgreSQL ledger",
         };
-        format!("{} people, {ledger}", report::thousands(self.people as f64))
+        let source = match self.source {
+            SourceKind::Memory => "in-memory connector",
+            SourceKind::Sql => "SQL connector",
+        };
+        format!(
+            "{source}, {} people, {ledger}",
+            report::thousands(self.people as f64)
+        )
     }
 }
 
@@ -181,21 +200,27 @@ pub async fn bench(cli: &Cli) -> Result<(), String> {
     };
 
     let mut scenarios = vec![Scenario {
+        source: SourceKind::Memory,
         people: 1_000,
         ledger: LedgerKind::Sqlite,
     }];
     if !cli.no_postgres {
         scenarios.push(Scenario {
+            source: SourceKind::Memory,
             people: 1_000,
             ledger: LedgerKind::Postgres,
         });
     }
     scenarios.push(Scenario {
+        source: SourceKind::Sql,
         people: cli.people,
         ledger: LedgerKind::Sqlite,
     });
     for s in &scenarios {
-        legacy_db(&env, s.people).await?;
+        match s.source {
+            SourceKind::Memory => legacy_export(&env, s.people)?,
+            SourceKind::Sql => legacy_db(&env, s.people).await?,
+        };
     }
 
     let load_before = load_average();
@@ -245,6 +270,25 @@ pub async fn bench(cli: &Cli) -> Result<(), String> {
         eprintln!("appended to {}", cli.output.display());
     }
     Ok(())
+}
+
+/// The synthetic children's services export of `people`, written once and
+/// kept, in a folder of its own for the CSV folder connector to watch.
+fn legacy_export(env: &Env, people: usize) -> Result<PathBuf, String> {
+    let dir = env.data_dir.join(format!("council-export-{people}"));
+    if dir.exists() {
+        return Ok(dir);
+    }
+    eprintln!("writing a legacy export of {people} people");
+    let partial = env
+        .data_dir
+        .join(format!("council-export-{people}.partial"));
+    let _ = std::fs::remove_dir_all(&partial);
+    std::fs::create_dir_all(&partial).map_err(|e| e.to_string())?;
+    liaison_connectors::synthetic::council::write_council_export(&partial, people, 7, false)
+        .map_err(|e| e.to_string())?;
+    std::fs::rename(&partial, &dir).map_err(|e| e.to_string())?;
+    Ok(dir)
 }
 
 /// The synthetic legacy database of `people`, generated once and kept.
@@ -356,19 +400,28 @@ async fn gateway_round(env: &Env, scenario: &Scenario) -> Result<ServerRun, Stri
         }
     };
     let addr = process::free_addr()?;
-    let rms = legacy_db(env, scenario.people).await?;
     let config = dir.path().join("liaison.toml");
-    std::fs::write(
-        &config,
-        fixture::config(
+    let text = match scenario.source {
+        SourceKind::Memory => fixture::config(
             &addr.to_string(),
             &ledger,
             &env.issuer_url,
-            &rms,
-            &env.repo.join("connectors/examples/police-rms.toml"),
+            &fixture::Source::Memory {
+                folder: &legacy_export(env, scenario.people)?,
+                mapping: &env.repo.join("connectors/examples/council-csv.toml"),
+            },
         ),
-    )
-    .map_err(|e| e.to_string())?;
+        SourceKind::Sql => fixture::config(
+            &addr.to_string(),
+            &ledger,
+            &env.issuer_url,
+            &fixture::Source::Sql {
+                rms: &legacy_db(env, scenario.people).await?,
+                mapping: &env.repo.join("connectors/examples/police-rms.toml"),
+            },
+        ),
+    };
+    std::fs::write(&config, text).map_err(|e| e.to_string())?;
     let config_arg = config.display().to_string();
     let server = Server::spawn(
         &env.gateway_bin,
@@ -384,11 +437,19 @@ async fn gateway_round(env: &Env, scenario: &Scenario) -> Result<ServerRun, Stri
     // sizes the echo server will mirror.
     let ch = channel(addr).await?;
     let mut client = SharingServiceClient::new(ch.clone());
-    let found = client
-        .search_persons(authed(&env.auth, fixture::search()))
-        .await
-        .map_err(|s| format!("SearchPersons failed: {s:?}"))?
-        .into_inner();
+    // A folder connector reads its export once serving; wait for it.
+    let mut found = pb::SearchPersonsResponse::default();
+    for _ in 0..100 {
+        found = client
+            .search_persons(authed(&env.auth, fixture::search()))
+            .await
+            .map_err(|s| format!("SearchPersons failed: {s:?}"))?
+            .into_inner();
+        if !found.matches.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     let person_id = found
         .matches
         .first()

@@ -17,6 +17,7 @@
 //! (RFC 8705) must come with their certificate; and an issuer can only
 //! assert its own agency.
 
+mod cache;
 mod jose;
 mod keys;
 mod principal;
@@ -27,6 +28,7 @@ use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use jsonwebtoken::{Validation, errors::ErrorKind};
 use serde_json::{Map, Value};
 
+pub use cache::TOKEN_CACHE_ENTRIES;
 pub use jose::{MAX_HEADER_BYTES, MAX_TOKEN_BYTES};
 pub use keys::{KeyCache, MIN_REFRESH_INTERVAL};
 pub use principal::Principal;
@@ -40,10 +42,17 @@ use crate::{
 /// gateway trusts: an attacker's choice of text never reaches the ledger.
 pub const UNTRUSTED_ISSUER: &str = "untrusted";
 
+/// The refusal of a token whose `nbf` is still ahead: one of the two that
+/// time reverses, so never remembered by the token cache.
+const NOT_YET_VALID: &str = "token is not valid yet";
+/// The refusal of a token whose `iat` is still ahead (see [`NOT_YET_VALID`]).
+const ISSUED_IN_FUTURE: &str = "token was issued in the future";
+
 /// The trusted issuers, by issuer URL.
 #[derive(Debug)]
 pub struct TrustRegistry {
     issuers: HashMap<String, Arc<TrustedIssuer>>,
+    tokens: cache::TokenCache,
 }
 
 /// One issuer and what the gateway accepts from it.
@@ -96,7 +105,10 @@ impl TrustRegistry {
                 }),
             );
         }
-        Ok(Self { issuers })
+        Ok(Self {
+            issuers,
+            tokens: cache::TokenCache::new(TOKEN_CACHE_ENTRIES),
+        })
     }
 
     /// The trusted issuers.
@@ -126,6 +138,26 @@ impl TrustRegistry {
         token: &str,
         peer_cert_sha256: Option<&[u8]>,
     ) -> Result<Principal, GatewayError> {
+        self.authenticate_shared(token, peer_cert_sha256)
+            .await
+            .map(|p| Principal::clone(&p))
+    }
+
+    /// [`TrustRegistry::authenticate_bound`], answering a token seen before
+    /// from the token cache while what verified it still holds (see
+    /// `cache.rs`), and sharing the principal rather than copying it.
+    pub async fn authenticate_shared(
+        &self,
+        token: &str,
+        peer_cert_sha256: Option<&[u8]>,
+    ) -> Result<Arc<Principal>, GatewayError> {
+        let cache_key = cache::TokenCache::key(token, peer_cert_sha256);
+        if let Some(hit) = self.tokens.get(&cache_key) {
+            if let Some(answer) = hit.answer(self.issuers.get(hit.issuer_url())).await {
+                return answer;
+            }
+            self.tokens.remove(&cache_key);
+        }
         let compact = jose::Compact::parse(token)?;
         let issuer =
             self.issuers
@@ -134,7 +166,15 @@ impl TrustRegistry {
                     reason: "ISSUER_UNTRUSTED",
                     message: "token issuer is not trusted by this gateway".into(),
                 })?;
-        issuer.verify(token, &compact, peer_cert_sha256).await
+        let (kid, key) = issuer.key_for(&compact).await?;
+        let outcome = issuer.verify_with(token, &compact, &key, peer_cert_sha256);
+        match self
+            .tokens
+            .remember(cache_key, issuer, kid, &key.key, &outcome)
+        {
+            Some(principal) => Ok(principal),
+            None => outcome.map(|(principal, _)| Arc::new(principal)),
+        }
     }
 
     /// The issuer to record for a token that failed authentication: the
@@ -164,12 +204,12 @@ impl TrustedIssuer {
         principal::map_claims(self, claims)
     }
 
-    async fn verify(
+    /// The key the token names, fetched if need be, once its algorithm is
+    /// one this issuer may use; with the `kid` it was found under.
+    async fn key_for<'c>(
         &self,
-        token: &str,
-        compact: &jose::Compact,
-        peer_cert_sha256: Option<&[u8]>,
-    ) -> Result<Principal, GatewayError> {
+        compact: &'c jose::Compact,
+    ) -> Result<(&'c str, keys::VerifyingKey), GatewayError> {
         let alg = compact.alg;
         if !self.algorithms.contains(&alg) {
             return Err(invalid(format!(
@@ -182,6 +222,20 @@ impl TrustedIssuer {
             .filter(|k| !k.is_empty() && k.len() <= 256)
             .ok_or_else(|| invalid("token header has no usable `kid`"))?;
         let key = self.keys.key(kid).await?;
+        Ok((kid, key))
+    }
+
+    /// Checks the token's signature with `key`, then its claims; the
+    /// principal and the token's `exp`. Nothing here waits, so the token
+    /// cache can remember what it decides.
+    fn verify_with(
+        &self,
+        token: &str,
+        compact: &jose::Compact,
+        key: &keys::VerifyingKey,
+        peer_cert_sha256: Option<&[u8]>,
+    ) -> Result<(Principal, i64), GatewayError> {
+        let alg = compact.alg;
         if key.algorithm.is_some_and(|a| a != alg) || key.key.family() != alg.family() {
             return Err(invalid("token algorithm does not match its key"));
         }
@@ -203,7 +257,7 @@ impl TrustedIssuer {
                 },
                 ErrorKind::ImmatureSignature => GatewayError::Unauthenticated {
                     reason: "TOKEN_EXPIRED",
-                    message: "token is not valid yet".into(),
+                    message: NOT_YET_VALID.into(),
                 },
                 ErrorKind::InvalidAudience => invalid("token audience is not accepted"),
                 ErrorKind::InvalidIssuer => invalid("token issuer does not match"),
@@ -224,15 +278,15 @@ impl TrustedIssuer {
             },
         )?;
         let claims = &compact.claims;
-        self.check_times(claims)?;
+        let exp = self.check_times(claims)?;
         self.check_binding(claims, peer_cert_sha256)?;
-        principal::map_claims(self, claims)
+        Ok((principal::map_claims(self, claims)?, exp))
     }
 
     /// The time checks jsonwebtoken leaves out: `iat` is ignored by it, a
     /// null `nbf` passes as absent, and nothing bounds how far ahead `exp`
-    /// may be.
-    fn check_times(&self, claims: &Map<String, Value>) -> Result<(), GatewayError> {
+    /// may be. Answers the token's `exp`.
+    fn check_times(&self, claims: &Map<String, Value>) -> Result<i64, GatewayError> {
         let now = time::OffsetDateTime::now_utc().unix_timestamp();
         let leeway = i64::try_from(self.leeway).unwrap_or(30);
         // jsonwebtoken reads `"nbf": null` as no `nbf` at all.
@@ -245,7 +299,7 @@ impl TrustedIssuer {
         if let Some(iat) = claims.get("iat") {
             let iat = numeric_date(iat).ok_or_else(|| invalid("claim `iat` is malformed"))?;
             if iat > now.saturating_add(leeway) {
-                return Err(invalid("token was issued in the future"));
+                return Err(invalid(ISSUED_IN_FUTURE));
             }
         }
         // Present and well-formed: jsonwebtoken has checked both.
@@ -261,7 +315,7 @@ impl TrustedIssuer {
                 "token expires later than this issuer's tokens may live",
             ));
         }
-        Ok(())
+        Ok(exp)
     }
 
     /// RFC 8705 §3: a certificate-bound token is only good with the
