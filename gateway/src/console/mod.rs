@@ -139,7 +139,7 @@ impl ConsoleState {
             let url = client.issuer.get_ref();
             let (Some(issuer), true) = (
                 config.issuers.iter().find(|iss| iss.url.get_ref() == url),
-                registry.issuers().any(|iss| &iss.url == url),
+                registry.issuer(url).is_some(),
             ) else {
                 return Err(ConsoleError::Config {
                     message: format!("issuer `{url}` is not in the trust registry"),
