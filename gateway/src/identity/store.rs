@@ -10,7 +10,7 @@
 //! so a suspension and a reactivation leave it unchanged and the replicas
 //! can tell that an issuer's terms did not move.
 
-use std::{fmt, time::Duration};
+use std::fmt;
 
 use serde::{Deserialize, Serialize};
 use sha2::Digest as _;
@@ -494,5 +494,3 @@ fn parse(url: &str, version: i64, body: &str, status: &str) -> Result<IssuerVers
     IssuerVersion::new(issuer, version, status).map_err(corrupt)
 }
 
-/// How long a caller waits for another replica's import of the same issuer.
-pub(crate) const IMPORT_RETRY: Duration = Duration::from_millis(100);
