@@ -264,7 +264,7 @@ fn a_proposed_issuer_is_checked_as_the_files_issuers_are() {
         "{message}"
     );
     assert!(
-        message.contains("line 7: `issuer.leeway_seconds`: leeway of 300s is too generous"),
+        message.contains("line 6: `issuer.leeway_seconds`: leeway of 300s is too generous"),
         "{message}"
     );
     let elsewhere = IssuerConfig::parse_one(&good, &["hackney-childrens".to_owned()].into())
@@ -277,5 +277,5 @@ fn a_proposed_issuer_is_checked_as_the_files_issuers_are() {
     );
     let unknown = IssuerConfig::parse_one(&format!("{good}colour = \"blue\"\n"), &agencies)
         .unwrap_err();
-    assert!(unknown.starts_with("line 7:"), "{unknown}");
+    assert!(unknown.starts_with("line 6:"), "{unknown}");
 }
