@@ -377,7 +377,10 @@ impl IssuerConfig {
     /// `agencies` are the agencies it may speak for. The same checks apply
     /// to an issuer in the file and to one proposed through `AdminService`,
     /// so the registry can never hold terms the file could not.
-    pub fn problems(&self, agencies: &BTreeSet<String>) -> Vec<(Range<usize>, &'static str, String)> {
+    pub fn problems(
+        &self,
+        agencies: &BTreeSet<String>,
+    ) -> Vec<(Range<usize>, &'static str, String)> {
         let mut out = Vec::new();
         let mut push = |span: Range<usize>, key: &'static str, message: String| {
             out.push((span, key, message));
@@ -385,8 +388,7 @@ impl IssuerConfig {
         let url = self.url.get_ref();
         match reqwest::Url::parse(url) {
             Ok(u) => {
-                let loopback =
-                    matches!(u.host_str(), Some("127.0.0.1" | "localhost" | "[::1]"));
+                let loopback = matches!(u.host_str(), Some("127.0.0.1" | "localhost" | "[::1]"));
                 if u.scheme() == "http" && !(self.allow_insecure_http && loopback) {
                     push(
                         self.url.span(),
@@ -403,11 +405,7 @@ impl IssuerConfig {
                     );
                 }
             }
-            Err(e) => push(
-                self.url.span(),
-                "url",
-                format!("`{url}` is not a URL: {e}"),
-            ),
+            Err(e) => push(self.url.span(), "url", format!("`{url}` is not a URL: {e}")),
         }
         if !agencies.contains(self.agency.get_ref()) {
             push(
@@ -495,7 +493,10 @@ impl IssuerConfig {
             .problems(agencies)
             .into_iter()
             .map(|(span, key, message)| {
-                format!("line {}: `issuer.{key}`: {message}", line_of(text, span.start))
+                format!(
+                    "line {}: `issuer.{key}`: {message}",
+                    line_of(text, span.start)
+                )
             })
             .collect();
         if problems.is_empty() {
@@ -761,7 +762,10 @@ impl Config {
 
     /// The ids of the agencies in the trust registry.
     pub fn agency_ids(&self) -> BTreeSet<String> {
-        self.agencies.iter().map(|a| a.id.get_ref().clone()).collect()
+        self.agencies
+            .iter()
+            .map(|a| a.id.get_ref().clone())
+            .collect()
     }
 
     /// The policy file's path.

@@ -983,10 +983,17 @@ mod tests {
             };
             let request = issuer_status(args, status);
             assert_eq!(request.base_version, 3);
-            assert_eq!(request.issuer_url, "https://sso.hackney.example/realms/schools");
+            assert_eq!(
+                request.issuer_url,
+                "https://sso.hackney.example/realms/schools"
+            );
         }
         let history = Cli::try_parse_from([
-            "liaison", "query", "issuer", "history", "https://idp.example",
+            "liaison",
+            "query",
+            "issuer",
+            "history",
+            "https://idp.example",
         ])
         .unwrap();
         let Command::Query(query) = history.command else {
@@ -996,6 +1003,9 @@ mod tests {
             panic!("not an issuer command");
         };
         assert_eq!(command.requested_status(), None);
-        assert_eq!(issuer_status_name(pb::IssuerStatus::Suspended as i32), "suspended");
+        assert_eq!(
+            issuer_status_name(pb::IssuerStatus::Suspended as i32),
+            "suspended"
+        );
     }
 }

@@ -69,7 +69,11 @@ fn propose(toml: String, base_version: u32) -> pb::ProposeIssuerRequest {
     }
 }
 
-fn set_status(url: &str, base_version: u32, status: pb::IssuerStatus) -> pb::SetIssuerStatusRequest {
+fn set_status(
+    url: &str,
+    base_version: u32,
+    status: pb::IssuerStatus,
+) -> pb::SetIssuerStatusRequest {
     pb::SetIssuerStatusRequest {
         issuer_url: url.into(),
         base_version,
@@ -167,40 +171,58 @@ async fn an_agencys_identity_admin_onboards_and_suspends_its_own_issuer_at_run_t
     // Refusals: no role, another role, another agency, a stale base, and
     // terms the configuration file could not hold either.
     let refused = admin
-        .propose_issuer(authed(&sw, propose(issuer_toml(&url, "hackney-childrens"), 0)))
+        .propose_issuer(authed(
+            &sw,
+            propose(issuer_toml(&url, "hackney-childrens"), 0),
+        ))
         .await
         .unwrap_err();
     assert_eq!(refused.code(), Code::PermissionDenied, "{refused:?}");
     assert_eq!(reason(&refused).0, "FUNCTION_NOT_PERMITTED");
     assert!(refused.message().contains("identity-admin"), "{refused:?}");
     let refused = admin
-        .propose_issuer(authed(&hackney_ig, propose(issuer_toml(&url, "hackney-childrens"), 0)))
+        .propose_issuer(authed(
+            &hackney_ig,
+            propose(issuer_toml(&url, "hackney-childrens"), 0),
+        ))
         .await
         .unwrap_err();
     assert_eq!(refused.code(), Code::PermissionDenied, "{refused:?}");
     let refused = admin
-        .propose_issuer(authed(&met_idam, propose(issuer_toml(&url, "hackney-childrens"), 0)))
+        .propose_issuer(authed(
+            &met_idam,
+            propose(issuer_toml(&url, "hackney-childrens"), 0),
+        ))
         .await
         .unwrap_err();
     assert_eq!(refused.code(), Code::PermissionDenied, "{refused:?}");
-    assert!(refused.message().contains("hackney-childrens"), "{refused:?}");
+    assert!(
+        refused.message().contains("hackney-childrens"),
+        "{refused:?}"
+    );
     let refused = admin
-        .propose_issuer(authed(&hackney_idam, propose(issuer_toml(&url, "hackney-childrens"), 1)))
+        .propose_issuer(authed(
+            &hackney_idam,
+            propose(issuer_toml(&url, "hackney-childrens"), 1),
+        ))
         .await
         .unwrap_err();
     assert_eq!(refused.code(), Code::Aborted, "{refused:?}");
     assert_eq!(reason(&refused).0, "VERSION_CONFLICT");
-    let invalid = issuer_toml(&url, "hackney-childrens")
-        .replace(r#"["ES256"]"#, r#"["HS256"]"#)
+    let invalid = issuer_toml(&url, "hackney-childrens").replace(r#"["ES256"]"#, r#"["HS256"]"#)
         + "leeway_seconds = 300\n";
     let refused = admin
         .propose_issuer(authed(&hackney_idam, propose(invalid, 0)))
         .await
         .unwrap_err();
     assert_eq!(refused.code(), Code::InvalidArgument, "{refused:?}");
-    assert_eq!(reason(&refused), ("INVALID_FIELD".into(), vec!["issuer_toml".into()]));
+    assert_eq!(
+        reason(&refused),
+        ("INVALID_FIELD".into(), vec!["issuer_toml".into()])
+    );
     assert!(
-        refused.message().contains("`HS256` is HMAC") && refused.message().contains("leeway of 300s"),
+        refused.message().contains("`HS256` is HMAC")
+            && refused.message().contains("leeway of 300s"),
         "{refused:?}"
     );
     let insecure = issuer_toml("http://idp.schools.example", "hackney-childrens");
@@ -216,12 +238,18 @@ async fn an_agencys_identity_admin_onboards_and_suspends_its_own_issuer_at_run_t
     // returns, with no restart, and its people share under the agreements
     // their agency is party to.
     let onboarded = admin
-        .propose_issuer(authed(&hackney_idam, propose(issuer_toml(&url, "hackney-childrens"), 0)))
+        .propose_issuer(authed(
+            &hackney_idam,
+            propose(issuer_toml(&url, "hackney-childrens"), 0),
+        ))
         .await
         .unwrap()
         .into_inner();
     let issuer = onboarded.issuer.unwrap();
-    assert_eq!((issuer.version, issuer.status), (1, pb::IssuerStatus::Active as i32));
+    assert_eq!(
+        (issuer.version, issuer.status),
+        (1, pb::IssuerStatus::Active as i32)
+    );
     search(&world.channel, &schools_token).await.unwrap();
 
     // Nobody can move the issuer to another agency, nor touch another
@@ -234,7 +262,10 @@ async fn an_agencys_identity_admin_onboards_and_suspends_its_own_issuer_at_run_t
         assert_eq!(refused.code(), Code::PermissionDenied, "{who}: {refused:?}");
     }
     let refused = admin
-        .set_issuer_status(authed(&met_idam, set_status(&url, 1, pb::IssuerStatus::Suspended)))
+        .set_issuer_status(authed(
+            &met_idam,
+            set_status(&url, 1, pb::IssuerStatus::Suspended),
+        ))
         .await
         .unwrap_err();
     assert_eq!(refused.code(), Code::PermissionDenied, "{refused:?}");
@@ -242,7 +273,10 @@ async fn an_agencys_identity_admin_onboards_and_suspends_its_own_issuer_at_run_t
 
     // Suspension: refused at once, other issuers unaffected.
     let suspended = admin
-        .set_issuer_status(authed(&hackney_idam, set_status(&url, 1, pb::IssuerStatus::Suspended)))
+        .set_issuer_status(authed(
+            &hackney_idam,
+            set_status(&url, 1, pb::IssuerStatus::Suspended),
+        ))
         .await
         .unwrap()
         .into_inner();
@@ -252,7 +286,10 @@ async fn an_agencys_identity_admin_onboards_and_suspends_its_own_issuer_at_run_t
     list_datasets(&world.channel, &sw).await.unwrap();
     list_datasets(&world.channel, &officer).await.unwrap();
     let refused = admin
-        .set_issuer_status(authed(&hackney_idam, set_status(&url, 1, pb::IssuerStatus::Active)))
+        .set_issuer_status(authed(
+            &hackney_idam,
+            set_status(&url, 1, pb::IssuerStatus::Active),
+        ))
         .await
         .unwrap_err();
     assert_eq!(refused.code(), Code::Aborted, "{refused:?}");
@@ -315,7 +352,10 @@ async fn an_agencys_identity_admin_onboards_and_suspends_its_own_issuer_at_run_t
         .collect();
     let denied = |agency: &str| (agency.to_owned(), "FUNCTION_NOT_PERMITTED".to_owned());
     let invalid = ("hackney-childrens".to_owned(), "INVALID_FIELD".to_owned());
-    let conflict = ("hackney-childrens".to_owned(), "VERSION_CONFLICT".to_owned());
+    let conflict = (
+        "hackney-childrens".to_owned(),
+        "VERSION_CONFLICT".to_owned(),
+    );
     assert_eq!(
         refusals,
         vec![
@@ -438,7 +478,10 @@ async fn an_issuer_change_through_one_replica_reaches_another_within_two_seconds
     let mut admin = AdminServiceClient::new(world.channel.clone());
     let started = Instant::now();
     admin
-        .propose_issuer(authed(&hackney_idam, propose(issuer_toml(&url, "hackney-childrens"), 0)))
+        .propose_issuer(authed(
+            &hackney_idam,
+            propose(issuer_toml(&url, "hackney-childrens"), 0),
+        ))
         .await
         .unwrap();
     let onboarded = loop {
@@ -457,7 +500,10 @@ async fn an_issuer_change_through_one_replica_reaches_another_within_two_seconds
 
     let started = Instant::now();
     admin
-        .set_issuer_status(authed(&hackney_idam, set_status(&url, 1, pb::IssuerStatus::Removed)))
+        .set_issuer_status(authed(
+            &hackney_idam,
+            set_status(&url, 1, pb::IssuerStatus::Removed),
+        ))
         .await
         .unwrap();
     let removed = loop {

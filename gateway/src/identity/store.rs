@@ -182,7 +182,10 @@ pub fn canonical(issuer: &IssuerConfig) -> Result<(String, String), String> {
         issuer: vec![issuer.clone()],
     })
     .map_err(|e| format!("the issuer cannot be written as TOML: {e}"))?;
-    let hash = format!("sha256:{}", hex::encode(sha2::Sha256::digest(text.as_bytes())));
+    let hash = format!(
+        "sha256:{}",
+        hex::encode(sha2::Sha256::digest(text.as_bytes()))
+    );
     Ok((text, hash))
 }
 
@@ -272,7 +275,11 @@ impl IssuerStore {
 
     /// The latest committed version of one issuer made by `by` (the
     /// configuration file's imports, for instance).
-    pub async fn latest_by(&self, url: &str, by: &str) -> Result<Option<IssuerVersion>, StoreError> {
+    pub async fn latest_by(
+        &self,
+        url: &str,
+        by: &str,
+    ) -> Result<Option<IssuerVersion>, StoreError> {
         const SQL: &str = "SELECT version, body, status FROM issuer_versions \
             WHERE issuer_url = $1 AND changed_by = $2 AND committed = 1 \
             ORDER BY version DESC LIMIT 1";
@@ -357,11 +364,12 @@ impl IssuerStore {
                 next.version
             )));
         }
-        let (body, content_hash) = canonical(&next.issuer).map_err(|message| StoreError::Corrupt {
-            url: url.clone(),
-            version: next.version,
-            message,
-        })?;
+        let (body, content_hash) =
+            canonical(&next.issuer).map_err(|message| StoreError::Corrupt {
+                url: url.clone(),
+                version: next.version,
+                message,
+            })?;
         let now = now_micros();
         let stale = now.saturating_sub(i64::try_from(STALE_RESERVATION.as_micros()).unwrap_or(0));
         const CLEAR: &str = "DELETE FROM issuer_versions WHERE issuer_url = $1 AND committed = 0 \
@@ -493,4 +501,3 @@ fn parse(url: &str, version: i64, body: &str, status: &str) -> Result<IssuerVers
         IssuerStatus::parse(status).ok_or_else(|| corrupt(format!("unknown status `{status}`")))?;
     IssuerVersion::new(issuer, version, status).map_err(corrupt)
 }
-

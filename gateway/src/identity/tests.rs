@@ -290,19 +290,31 @@ async fn unchanged_issuers_are_kept_and_every_change_moves_the_generation() {
     assert!(!Arc::ptr_eq(&first, &replaced));
     assert_ne!(first.content_hash(), replaced.content_hash());
     assert!(replaced.keys().shares_state_with(first.keys()));
-    assert!(Arc::ptr_eq(&second, &registry.issuer("https://idp.other.example").unwrap()));
+    assert!(Arc::ptr_eq(
+        &second,
+        &registry.issuer("https://idp.other.example").unwrap()
+    ));
 
     // A different key lifetime is a different cache.
     let mut relaxed = widened.clone();
     relaxed.jwks_cache_seconds = toml::Spanned::new(0..0, 60);
     assert!(registry.replace([&relaxed, &other]));
-    assert!(!registry.issuer(URL).unwrap().keys().shares_state_with(first.keys()));
+    assert!(
+        !registry
+            .issuer(URL)
+            .unwrap()
+            .keys()
+            .shares_state_with(first.keys())
+    );
 
     // Dropped: its tokens name an issuer no longer trusted.
     assert!(registry.replace([&other]));
     assert_eq!(registry.generation(), 4);
     assert!(registry.issuer(URL).is_none());
-    match registry.authenticate(&token(json!({"alg": "RS256", "kid": "k"}), claims())).await {
+    match registry
+        .authenticate(&token(json!({"alg": "RS256", "kid": "k"}), claims()))
+        .await
+    {
         Err(GatewayError::Unauthenticated { reason, .. }) => assert_eq!(reason, "ISSUER_UNTRUSTED"),
         other => panic!("{other:?}"),
     }

@@ -73,12 +73,7 @@ impl Admin {
                 message,
             })?;
             self.may_change_issuer(call, proposed.agency.get_ref())?;
-            let current = self
-                .trust
-                .store
-                .latest(&url)
-                .await
-                .map_err(store_error)?;
+            let current = self.trust.store.latest(&url).await.map_err(store_error)?;
             if let Some(current) = &current {
                 self.may_change_issuer(call, current.agency())?;
             }
@@ -159,7 +154,9 @@ impl Admin {
                 return Err(GatewayError::InvalidField {
                     field: "status".into(),
                     message: if current.status == IssuerStatus::Removed {
-                        format!("issuer `{url}` is removed; propose its terms again to bring it back")
+                        format!(
+                            "issuer `{url}` is removed; propose its terms again to bring it back"
+                        )
                     } else {
                         format!("issuer `{url}` cannot go from {} to {to}", current.status)
                     },
@@ -241,13 +238,7 @@ impl Admin {
             call.client_address.clone(),
             call.trace_id.clone(),
         );
-        let receipt = record(
-            &self.trust.store,
-            &self.register.ledger,
-            &reserved,
-            &entry,
-        )
-        .await?;
+        let receipt = record(&self.trust.store, &self.register.ledger, &reserved, &entry).await?;
         self.trust.reloader.reload_now().await;
         Ok((reserved, receipt))
     }
