@@ -6,13 +6,15 @@
 //! documents every field and is tested to parse.
 
 use std::{
+    collections::BTreeSet,
     fmt,
     net::SocketAddr,
+    ops::Range,
     path::{Path, PathBuf},
 };
 
 use jsonwebtoken::Algorithm;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use toml::Spanned;
 
 /// The only configuration format version this gateway reads.
@@ -34,9 +36,14 @@ pub struct Config {
     /// The agencies in the trust registry.
     #[serde(default, rename = "agency")]
     pub agencies: Vec<AgencyConfig>,
-    /// The identity providers trusted, each speaking for one agency.
+    /// The identity providers trusted, each speaking for one agency. They
+    /// are imported into the trust registry at start; `AdminService` may add
+    /// and change issuers at run time.
     #[serde(default, rename = "issuer")]
     pub issuers: Vec<IssuerConfig>,
+    /// Who may change the trust registry at run time.
+    #[serde(default)]
+    pub identity: IdentityConfig,
     /// The legacy systems this gateway speaks for.
     #[serde(default, rename = "connector")]
     pub connectors: Vec<liaison_connectors::ConnectorConfig>,
@@ -162,6 +169,30 @@ fn default_governance_role() -> String {
     "information-governance".into()
 }
 
+/// Changes to the trust registry at run time.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IdentityConfig {
+    /// The role that may onboard, replace, suspend and remove its own
+    /// agency's issuers through `AdminService`. Kept apart from
+    /// `policy.governance_role` because whoever controls an issuer controls
+    /// every identity it vouches for.
+    #[serde(default = "default_registry_role")]
+    pub registry_role: String,
+}
+
+impl Default for IdentityConfig {
+    fn default() -> Self {
+        Self {
+            registry_role: default_registry_role(),
+        }
+    }
+}
+
+fn default_registry_role() -> String {
+    "identity-admin".into()
+}
+
 /// The kind of agency.
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "kebab-case")]
@@ -196,8 +227,9 @@ pub struct AgencyConfig {
     pub client_ca: Option<PathBuf>,
 }
 
-/// One trusted OpenID Connect issuer.
-#[derive(Debug, Clone, Deserialize)]
+/// One trusted OpenID Connect issuer. Serialized, it is the canonical text
+/// of its terms that the trust registry stores and hashes.
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct IssuerConfig {
     /// The issuer URL exactly as tokens carry it in `iss`.
@@ -244,7 +276,7 @@ pub struct IssuerConfig {
 
 /// Claim names (dot paths into the token's JSON) for each principal
 /// attribute, because every identity provider names them differently.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ClaimMapping {
     /// Claims holding roles, read in order and merged (e.g. `roles`,
@@ -340,6 +372,141 @@ impl Default for ClaimMapping {
     }
 }
 
+impl IssuerConfig {
+    /// Every problem with this issuer's terms, as (span, key, message);
+    /// `agencies` are the agencies it may speak for. The same checks apply
+    /// to an issuer in the file and to one proposed through `AdminService`,
+    /// so the registry can never hold terms the file could not.
+    pub fn problems(
+        &self,
+        agencies: &BTreeSet<String>,
+    ) -> Vec<(Range<usize>, &'static str, String)> {
+        let mut out = Vec::new();
+        let mut push = |span: Range<usize>, key: &'static str, message: String| {
+            out.push((span, key, message));
+        };
+        let url = self.url.get_ref();
+        match reqwest::Url::parse(url) {
+            Ok(u) => {
+                let loopback = matches!(u.host_str(), Some("127.0.0.1" | "localhost" | "[::1]"));
+                if u.scheme() == "http" && !(self.allow_insecure_http && loopback) {
+                    push(
+                        self.url.span(),
+                        "url",
+                        format!(
+                            "issuer `{url}` must use https (plain http is allowed only for a loopback issuer with `allow_insecure_http = true`)"
+                        ),
+                    );
+                } else if u.scheme() != "http" && u.scheme() != "https" {
+                    push(
+                        self.url.span(),
+                        "url",
+                        format!("issuer `{url}` must be an https URL"),
+                    );
+                }
+            }
+            Err(e) => push(self.url.span(), "url", format!("`{url}` is not a URL: {e}")),
+        }
+        if !agencies.contains(self.agency.get_ref()) {
+            push(
+                self.agency.span(),
+                "agency",
+                format!(
+                    "agency `{}` is not defined in any [[agency]]",
+                    self.agency.get_ref()
+                ),
+            );
+        }
+        if self.audiences.is_empty() {
+            push(
+                self.url.span(),
+                "audiences",
+                "at least one audience is required".into(),
+            );
+        }
+        if self.algorithms.get_ref().is_empty() {
+            push(
+                self.algorithms.span(),
+                "algorithms",
+                "at least one algorithm is required".into(),
+            );
+        }
+        for alg in self.algorithms.get_ref() {
+            if let Err(m) = parse_algorithm(alg) {
+                push(self.algorithms.span(), "algorithms", m);
+            }
+        }
+        if *self.leeway_seconds.get_ref() > 30 {
+            push(
+                self.leeway_seconds.span(),
+                "leeway_seconds",
+                format!(
+                    "leeway of {}s is too generous; at most 30s",
+                    self.leeway_seconds.get_ref()
+                ),
+            );
+        }
+        // Below the refresh interval, cached keys would lapse while the
+        // gateway may not yet ask the provider again.
+        if !(10..=604_800).contains(self.jwks_cache_seconds.get_ref()) {
+            push(
+                self.jwks_cache_seconds.span(),
+                "jwks_cache_seconds",
+                format!(
+                    "`{}` is out of range; between 10 and 604800 seconds",
+                    self.jwks_cache_seconds.get_ref()
+                ),
+            );
+        }
+        if !(60..=604_800).contains(self.max_token_lifetime_seconds.get_ref()) {
+            push(
+                self.max_token_lifetime_seconds.span(),
+                "max_token_lifetime_seconds",
+                format!(
+                    "`{}` is out of range; between 60 and 604800 seconds",
+                    self.max_token_lifetime_seconds.get_ref()
+                ),
+            );
+        }
+        out
+    }
+
+    /// Reads a TOML document holding exactly one `[[issuer]]` table, as
+    /// proposed through `AdminService`, and validates it as the file's
+    /// issuers are. Every problem is named with its line in `text`.
+    pub fn parse_one(text: &str, agencies: &BTreeSet<String>) -> Result<Self, String> {
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct One {
+            #[serde(default)]
+            issuer: Vec<IssuerConfig>,
+        }
+        let one: One = toml::from_str(text).map_err(|e| match e.span() {
+            Some(span) => format!("line {}: {}", line_of(text, span.start), e.message().trim()),
+            None => e.message().trim().to_owned(),
+        })?;
+        let mut issuers = one.issuer.into_iter();
+        let (Some(issuer), None) = (issuers.next(), issuers.next()) else {
+            return Err("the text must hold exactly one [[issuer]] table".into());
+        };
+        let problems: Vec<String> = issuer
+            .problems(agencies)
+            .into_iter()
+            .map(|(span, key, message)| {
+                format!(
+                    "line {}: `issuer.{key}`: {message}",
+                    line_of(text, span.start)
+                )
+            })
+            .collect();
+        if problems.is_empty() {
+            Ok(issuer)
+        } else {
+            Err(problems.join("; "))
+        }
+    }
+}
+
 impl Config {
     /// Reads, parses and validates a configuration file.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
@@ -427,92 +594,8 @@ impl Config {
                     format!("issuer `{url}` is defined twice"),
                 );
             }
-            match reqwest::Url::parse(url) {
-                Ok(u) => {
-                    let loopback =
-                        matches!(u.host_str(), Some("127.0.0.1" | "localhost" | "[::1]"));
-                    if u.scheme() == "http" && !(iss.allow_insecure_http && loopback) {
-                        problem(
-                            iss.url.span(),
-                            format!("issuer[{i}].url"),
-                            format!(
-                                "issuer `{url}` must use https (plain http is allowed only for a loopback issuer with `allow_insecure_http = true`)"
-                            ),
-                        );
-                    } else if u.scheme() != "http" && u.scheme() != "https" {
-                        problem(
-                            iss.url.span(),
-                            format!("issuer[{i}].url"),
-                            format!("issuer `{url}` must be an https URL"),
-                        );
-                    }
-                }
-                Err(e) => problem(
-                    iss.url.span(),
-                    format!("issuer[{i}].url"),
-                    format!("`{url}` is not a URL: {e}"),
-                ),
-            }
-            if !seen.contains(iss.agency.get_ref()) {
-                problem(
-                    iss.agency.span(),
-                    format!("issuer[{i}].agency"),
-                    format!(
-                        "agency `{}` is not defined in any [[agency]]",
-                        iss.agency.get_ref()
-                    ),
-                );
-            }
-            if iss.audiences.is_empty() {
-                problem(
-                    iss.url.span(),
-                    format!("issuer[{i}].audiences"),
-                    "at least one audience is required".into(),
-                );
-            }
-            if iss.algorithms.get_ref().is_empty() {
-                problem(
-                    iss.algorithms.span(),
-                    format!("issuer[{i}].algorithms"),
-                    "at least one algorithm is required".into(),
-                );
-            }
-            for alg in iss.algorithms.get_ref() {
-                if let Err(m) = parse_algorithm(alg) {
-                    problem(iss.algorithms.span(), format!("issuer[{i}].algorithms"), m);
-                }
-            }
-            if *iss.leeway_seconds.get_ref() > 30 {
-                problem(
-                    iss.leeway_seconds.span(),
-                    format!("issuer[{i}].leeway_seconds"),
-                    format!(
-                        "leeway of {}s is too generous; at most 30s",
-                        iss.leeway_seconds.get_ref()
-                    ),
-                );
-            }
-            // Below the refresh interval, cached keys would lapse while the
-            // gateway may not yet ask the provider again.
-            if !(10..=604_800).contains(iss.jwks_cache_seconds.get_ref()) {
-                problem(
-                    iss.jwks_cache_seconds.span(),
-                    format!("issuer[{i}].jwks_cache_seconds"),
-                    format!(
-                        "`{}` is out of range; between 10 and 604800 seconds",
-                        iss.jwks_cache_seconds.get_ref()
-                    ),
-                );
-            }
-            if !(60..=604_800).contains(iss.max_token_lifetime_seconds.get_ref()) {
-                problem(
-                    iss.max_token_lifetime_seconds.span(),
-                    format!("issuer[{i}].max_token_lifetime_seconds"),
-                    format!(
-                        "`{}` is out of range; between 60 and 604800 seconds",
-                        iss.max_token_lifetime_seconds.get_ref()
-                    ),
-                );
+            for (span, key, message) in iss.problems(&seen) {
+                problem(span, format!("issuer[{i}].{key}"), message);
             }
         }
         if !(100..=60_000).contains(self.policy.reload_interval_ms.get_ref()) {
@@ -675,6 +758,14 @@ impl Config {
             .witness_file
             .as_ref()
             .map(|f| self.base_dir.join(f.get_ref()))
+    }
+
+    /// The ids of the agencies in the trust registry.
+    pub fn agency_ids(&self) -> BTreeSet<String> {
+        self.agencies
+            .iter()
+            .map(|a| a.id.get_ref().clone())
+            .collect()
     }
 
     /// The policy file's path.

@@ -120,6 +120,66 @@ pub enum QueryCommand {
         #[command(subcommand)]
         command: AgreementCommand,
     },
+    /// Read an issuer's history in the trust registry, or change it
+    /// (changes need the `identity-admin` role of the issuer's agency).
+    Issuer {
+        /// What to do.
+        #[command(subcommand)]
+        command: IssuerCommand,
+    },
+}
+
+/// `liaison query issuer …` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum IssuerCommand {
+    /// Every version of an issuer's terms, who made it and why.
+    History {
+        /// The issuer URL, exactly as tokens carry it in `iss`.
+        issuer_url: String,
+    },
+    /// Onboard an issuer, or replace its terms, from a file holding one
+    /// `[[issuer]]` table as the configuration file writes it.
+    Propose {
+        /// The file.
+        file: PathBuf,
+        /// The version these terms replace (0 for a new issuer).
+        #[arg(long)]
+        base: u32,
+        /// Why the change is made.
+        #[arg(long)]
+        justification: String,
+    },
+    /// Trust a suspended issuer again.
+    Activate(IssuerStatusArgs),
+    /// Refuse an issuer's tokens at once, keeping its terms.
+    Suspend(IssuerStatusArgs),
+    /// Stop trusting an issuer; only a new proposal brings it back.
+    Remove(IssuerStatusArgs),
+}
+
+impl IssuerCommand {
+    /// The status a status change asks for; `None` for other commands.
+    fn requested_status(&self) -> Option<pb::IssuerStatus> {
+        match self {
+            Self::Activate(_) => Some(pb::IssuerStatus::Active),
+            Self::Suspend(_) => Some(pb::IssuerStatus::Suspended),
+            Self::Remove(_) => Some(pb::IssuerStatus::Removed),
+            Self::History { .. } | Self::Propose { .. } => None,
+        }
+    }
+}
+
+/// Which issuer, at which version, and why.
+#[derive(Debug, Args)]
+pub struct IssuerStatusArgs {
+    /// The issuer URL.
+    pub issuer_url: String,
+    /// The version the change applies to, as you last read it.
+    #[arg(long)]
+    pub base: u32,
+    /// Why the change is made.
+    #[arg(long)]
+    pub justification: String,
 }
 
 /// `liaison query agreement …` subcommands.
@@ -378,6 +438,10 @@ async fn run_inner(args: QueryArgs) -> Result<String, String> {
             let mut client = AdminServiceClient::with_interceptor(channel, authed);
             agreement(&mut client, command, &mut out).await?;
         }
+        QueryCommand::Issuer { command } => {
+            let mut client = AdminServiceClient::with_interceptor(channel, authed);
+            issuer(&mut client, command, &mut out).await?;
+        }
         QueryCommand::Entry { entry_id } => {
             let mut client = OversightServiceClient::with_interceptor(channel, authed);
             let le = client
@@ -568,6 +632,104 @@ where
     );
     render_receipt(out, receipt.as_ref());
     Ok(())
+}
+
+async fn issuer<S>(
+    client: &mut AdminServiceClient<S>,
+    command: IssuerCommand,
+    out: &mut String,
+) -> Result<(), String>
+where
+    S: tonic::client::GrpcService<tonic::body::Body>,
+    S::Error: Into<tonic::codegen::StdError>,
+    S::ResponseBody: tonic::codegen::Body<Data = tonic::codegen::Bytes> + Send + 'static,
+    <S::ResponseBody as tonic::codegen::Body>::Error: Into<tonic::codegen::StdError> + Send,
+{
+    let status = command.requested_status();
+    let changed = match command {
+        IssuerCommand::History { issuer_url } => {
+            let r = client
+                .list_issuer_versions(pb::ListIssuerVersionsRequest { issuer_url })
+                .await
+                .map_err(explain)?
+                .into_inner();
+            for v in r.versions {
+                let i = v.issuer.unwrap_or_default();
+                let _ = writeln!(
+                    out,
+                    "v{:<3} {}  {:<9} for {} by {} ({}): {}\n      {}  audit entry {}",
+                    i.version,
+                    v.recorded_at.map(fmt_ts).unwrap_or_default(),
+                    issuer_status_name(i.status),
+                    i.agency_id,
+                    v.changed_by,
+                    v.changed_by_agency_id,
+                    v.justification,
+                    v.content_hash,
+                    v.audit_entry_id
+                );
+            }
+            return Ok(());
+        }
+        IssuerCommand::Propose {
+            file,
+            base,
+            justification,
+        } => {
+            let issuer_toml = std::fs::read_to_string(&file)
+                .map_err(|e| format!("cannot read `{}`: {e}", file.display()))?;
+            let r = client
+                .propose_issuer(pb::ProposeIssuerRequest {
+                    issuer_toml,
+                    base_version: base,
+                    justification,
+                })
+                .await
+                .map_err(explain)?
+                .into_inner();
+            (r.issuer, r.receipt)
+        }
+        IssuerCommand::Activate(args)
+        | IssuerCommand::Suspend(args)
+        | IssuerCommand::Remove(args) => {
+            let r = client
+                .set_issuer_status(issuer_status(args, status.unwrap_or_default()))
+                .await
+                .map_err(explain)?
+                .into_inner();
+            (r.issuer, r.receipt)
+        }
+    };
+    let (issuer, receipt) = changed;
+    let i = issuer.unwrap_or_default();
+    let _ = writeln!(
+        out,
+        "{} ({}) is now version {} ({})",
+        i.issuer_url,
+        i.agency_id,
+        i.version,
+        issuer_status_name(i.status)
+    );
+    render_receipt(out, receipt.as_ref());
+    Ok(())
+}
+
+fn issuer_status(args: IssuerStatusArgs, status: pb::IssuerStatus) -> pb::SetIssuerStatusRequest {
+    pb::SetIssuerStatusRequest {
+        issuer_url: args.issuer_url,
+        base_version: args.base,
+        status: status as i32,
+        justification: args.justification,
+    }
+}
+
+/// An issuer's status as `liaison query` prints it (`active`, …).
+fn issuer_status_name(status: i32) -> String {
+    pb::IssuerStatus::try_from(status)
+        .unwrap_or_default()
+        .as_str_name()
+        .trim_start_matches("ISSUER_STATUS_")
+        .to_ascii_lowercase()
 }
 
 /// An agreement's status as its policy file spells it (`active`, …).
@@ -782,6 +944,68 @@ mod tests {
             Some(pb::BreakGlass {
                 reason: "Child missing overnight with a high-risk adult".into()
             })
+        );
+    }
+
+    #[test]
+    fn issuer_status_commands_send_the_status_they_name() {
+        for (verb, status) in [
+            ("suspend", pb::IssuerStatus::Suspended),
+            ("remove", pb::IssuerStatus::Removed),
+            ("activate", pb::IssuerStatus::Active),
+        ] {
+            let cli = Cli::try_parse_from([
+                "liaison",
+                "query",
+                "--as",
+                "hackney-identity-admin",
+                "issuer",
+                verb,
+                "https://sso.hackney.example/realms/schools",
+                "--base",
+                "3",
+                "--justification",
+                "Signing key reported compromised",
+            ])
+            .unwrap();
+            let Command::Query(query) = cli.command else {
+                panic!("not a query");
+            };
+            let QueryCommand::Issuer { command } = query.command else {
+                panic!("not an issuer command");
+            };
+            assert_eq!(command.requested_status(), Some(status), "{verb}");
+            let (IssuerCommand::Suspend(args)
+            | IssuerCommand::Remove(args)
+            | IssuerCommand::Activate(args)) = command
+            else {
+                panic!("not a status change");
+            };
+            let request = issuer_status(args, status);
+            assert_eq!(request.base_version, 3);
+            assert_eq!(
+                request.issuer_url,
+                "https://sso.hackney.example/realms/schools"
+            );
+        }
+        let history = Cli::try_parse_from([
+            "liaison",
+            "query",
+            "issuer",
+            "history",
+            "https://idp.example",
+        ])
+        .unwrap();
+        let Command::Query(query) = history.command else {
+            panic!("not a query");
+        };
+        let QueryCommand::Issuer { command } = query.command else {
+            panic!("not an issuer command");
+        };
+        assert_eq!(command.requested_status(), None);
+        assert_eq!(
+            issuer_status_name(pb::IssuerStatus::Suspended as i32),
+            "suspended"
         );
     }
 }

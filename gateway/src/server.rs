@@ -202,6 +202,24 @@ pub async fn start(
     let trust = Arc::new(
         TrustRegistry::from_config(&config, http).map_err(|e| StartError::Other(e.to_string()))?,
     );
+    // The file's issuers are imported into the trust registry, and the
+    // registry's committed versions are what this replica trusts.
+    let issuer_store = crate::identity::store::IssuerStore::open(&store)
+        .await
+        .map_err(|e| StartError::Other(e.to_string()))?;
+    let issuer_source = crate::identity::source::IssuerSource::start(
+        issuer_store.clone(),
+        &ledger,
+        &config,
+        &trust,
+    )
+    .await
+    .map_err(|e| StartError::Other(format!("trust registry: {e}")))?;
+    let issuer_reloader = issuer_source
+        .spawn(Duration::from_millis(
+            *config.policy.reload_interval_ms.get_ref(),
+        ))
+        .await;
 
     let console = match &config.console {
         Some(cc) => {
@@ -267,6 +285,11 @@ pub async fn start(
             store,
             ledger: ledger.clone(),
             reloader,
+        },
+        crate::services::admin::Trust {
+            store: issuer_store,
+            registry: trust.clone(),
+            reloader: issuer_reloader,
         },
     ))
     .max_decoding_message_size(max)

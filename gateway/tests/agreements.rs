@@ -68,7 +68,10 @@ async fn administer_entries(world: &World) -> Vec<pb::AuditEntry> {
     for seq in 1..=size {
         let stored = ledger.get_by_seq(seq).await.unwrap().unwrap();
         let entry = pb::AuditEntry::decode(stored.body.as_slice()).unwrap();
-        if entry.action == pb::AuditAction::Administer as i32 {
+        // The trust registry's changes are `ADMINISTER` entries too.
+        if entry.action == pb::AuditAction::Administer as i32
+            && entry.target.starts_with("agreement:")
+        {
             out.push(entry);
         }
     }

@@ -86,7 +86,8 @@ async fn a_flood_of_unknown_kids_fetches_keys_once_per_interval_and_rotation_nee
     let cold = started.elapsed();
     assert_eq!(lab.discovery_fetches("flood").await, 1);
     assert_eq!(lab.jwks_fetches("flood").await, 1);
-    let cache = registry.issuer(&url).unwrap().keys();
+    let issuer = registry.issuer(&url).unwrap();
+    let cache = issuer.keys();
     assert_eq!(cache.fetches().await, 1);
 
     // The provider rotates to a new key. Waves of invented kids keep coming

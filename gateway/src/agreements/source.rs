@@ -220,6 +220,11 @@ pub struct Reloader {
 }
 
 impl Reloader {
+    /// A reloader whose requests go to `requests` (another source's loop).
+    pub(crate) fn new(requests: mpsc::Sender<oneshot::Sender<()>>) -> Self {
+        Self { requests }
+    }
+
     /// Rebuilds and returns once the new engine is in force on this replica.
     pub async fn reload_now(&self) {
         let (reply, done) = oneshot::channel();

@@ -109,8 +109,11 @@ pub struct StoredVersion {
     pub audit_entry_id: String,
 }
 
+/// The register's pool, shared with the trust registry's store so both
+/// registers live in the ledger's database on one pool (SQLite has one
+/// writer anyway).
 #[derive(Debug, Clone)]
-enum Db {
+pub(crate) enum Db {
     Sqlite(SqlitePool),
     Postgres(PgPool),
 }
@@ -119,11 +122,12 @@ enum Db {
 macro_rules! on_db {
     ($db:expr, $pool:ident => $body:expr) => {
         match $db {
-            Db::Sqlite($pool) => $body,
-            Db::Postgres($pool) => $body,
+            $crate::agreements::store::Db::Sqlite($pool) => $body,
+            $crate::agreements::store::Db::Postgres($pool) => $body,
         }
     };
 }
+pub(crate) use on_db;
 
 /// The register of agreements.
 #[derive(Debug, Clone)]
@@ -192,6 +196,11 @@ impl AgreementStore {
             }
         }
         Ok(())
+    }
+
+    /// The pool and URL, for the other register kept in the same database.
+    pub(crate) fn database(&self) -> (Db, &str) {
+        (self.db.clone(), &self.url)
     }
 
     /// A listener for committed changes, on PostgreSQL; `None` on SQLite,
@@ -467,7 +476,7 @@ fn corrupt(agreement: &Agreement, e: &liaison_policy::PolicyError) -> StoreError
     }
 }
 
-fn now_micros() -> i64 {
+pub(crate) fn now_micros() -> i64 {
     let now = time::OffsetDateTime::now_utc();
     i64::try_from(now.unix_timestamp_nanos() / 1_000).unwrap_or(i64::MAX)
 }

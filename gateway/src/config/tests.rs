@@ -238,3 +238,50 @@ fn an_alert_webhook_must_be_https_or_loopback_and_its_token_readable() {
     )))
     .unwrap();
 }
+
+#[test]
+fn the_registry_role_defaults_to_identity_admin_and_can_be_named() {
+    assert_eq!(
+        parse(GOOD).unwrap().identity.registry_role,
+        "identity-admin"
+    );
+    let named = GOOD.replace(
+        "[[agency]]",
+        "[identity]\nregistry_role = \"idam\"\n\n[[agency]]",
+    );
+    assert_eq!(parse(&named).unwrap().identity.registry_role, "idam");
+}
+
+#[test]
+fn a_proposed_issuer_is_checked_as_the_files_issuers_are() {
+    let agencies: BTreeSet<String> = ["met-police".to_owned()].into();
+    let one = GOOD.split_once("[[issuer]]").unwrap().1;
+    let good = format!("[[issuer]]{one}");
+    let issuer = IssuerConfig::parse_one(&good, &agencies).unwrap();
+    assert_eq!(*issuer.leeway_seconds.get_ref(), 30);
+
+    let bad = good.replace("[\"RS256\"]", "[\"HS256\"]") + "leeway_seconds = 300\n";
+    let message = IssuerConfig::parse_one(&bad, &agencies).unwrap_err();
+    assert!(
+        message.contains("line 5: `issuer.algorithms`: algorithm `HS256` is HMAC"),
+        "{message}"
+    );
+    assert!(
+        message.contains("line 6: `issuer.leeway_seconds`: leeway of 300s is too generous"),
+        "{message}"
+    );
+    let elsewhere =
+        IssuerConfig::parse_one(&good, &["hackney-childrens".to_owned()].into()).unwrap_err();
+    assert!(
+        elsewhere.contains("agency `met-police` is not defined"),
+        "{elsewhere}"
+    );
+    let two = format!("{good}\n{good}");
+    assert_eq!(
+        IssuerConfig::parse_one(&two, &agencies).unwrap_err(),
+        "the text must hold exactly one [[issuer]] table"
+    );
+    let unknown =
+        IssuerConfig::parse_one(&format!("{good}colour = \"blue\"\n"), &agencies).unwrap_err();
+    assert!(unknown.starts_with("line 6:"), "{unknown}");
+}

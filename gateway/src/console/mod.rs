@@ -137,10 +137,10 @@ impl ConsoleState {
         let mut providers = Vec::new();
         for (i, client) in console.clients.iter().enumerate() {
             let url = client.issuer.get_ref();
-            let (Some(issuer), true) = (
-                config.issuers.iter().find(|iss| iss.url.get_ref() == url),
-                registry.issuers().any(|iss| &iss.url == url),
-            ) else {
+            // The file's issuers, not the registry's now: an issuer suspended
+            // at run time must not stop the gateway starting; sign-in checks
+            // the registry as it is then.
+            let Some(issuer) = config.issuers.iter().find(|iss| iss.url.get_ref() == url) else {
                 return Err(ConsoleError::Config {
                     message: format!("issuer `{url}` is not in the trust registry"),
                 });

@@ -201,9 +201,11 @@ pub(super) async fn callback(
     let issuer = state
         .inner
         .registry
-        .issuers()
-        .find(|i| i.url == provider.issuer)
-        .ok_or_else(|| ConsoleError::internal("the provider is not in the trust registry"))?;
+        .issuer(&provider.issuer)
+        .ok_or_else(|| ConsoleError::NotPermitted {
+            // The registry may have suspended or removed it since start-up.
+            message: format!("`{}` is not trusted by this gateway now", provider.issuer),
+        })?;
     let principal =
         issuer
             .principal_from_claims(&claims)

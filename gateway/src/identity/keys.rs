@@ -133,6 +133,12 @@ impl KeyCache {
         }
     }
 
+    /// Whether `other` is this very cache rather than one built alike.
+    #[cfg(test)]
+    pub(crate) fn shares_state_with(&self, other: &KeyCache) -> bool {
+        Arc::ptr_eq(&self.inner, &other.inner)
+    }
+
     /// How many times keys were fetched, successfully or not (for tests and
     /// metrics).
     pub async fn fetches(&self) -> u64 {

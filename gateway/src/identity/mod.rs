@@ -21,8 +21,17 @@ mod cache;
 mod jose;
 mod keys;
 mod principal;
+pub mod source;
+pub mod store;
 
-use std::{collections::HashMap, sync::Arc, time::Duration};
+use std::{
+    collections::HashMap,
+    sync::{
+        Arc, PoisonError, RwLock,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::Duration,
+};
 
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use jsonwebtoken::{Validation, errors::ErrorKind};
@@ -34,7 +43,7 @@ pub use keys::{KeyCache, MIN_REFRESH_INTERVAL};
 pub use principal::Principal;
 
 use crate::{
-    config::{ClaimMapping, Config, parse_algorithm},
+    config::{ClaimMapping, Config, IssuerConfig, parse_algorithm},
     error::GatewayError,
 };
 
@@ -48,12 +57,27 @@ const NOT_YET_VALID: &str = "token is not valid yet";
 /// The refusal of a token whose `iat` is still ahead (see [`NOT_YET_VALID`]).
 const ISSUED_IN_FUTURE: &str = "token was issued in the future";
 
-/// The trusted issuers, by issuer URL.
+/// The trusted issuers, by issuer URL, as the trust registry has them now.
+///
+/// The map is replaced whole when the registry changes (a version committed
+/// on any replica), never edited in place, so a token is always checked
+/// against one consistent set of issuers. An issuer whose terms did not
+/// change keeps its `Arc` and so its key cache: a change to one agency's
+/// issuer never makes the gateway fetch every other provider's keys again.
 #[derive(Debug)]
 pub struct TrustRegistry {
-    issuers: HashMap<String, Arc<TrustedIssuer>>,
+    /// Read briefly to take the current map; never held across an await.
+    issuers: RwLock<Arc<IssuerMap>>,
+    /// Moves on every change, so whatever derives from the registry can
+    /// tell it is out of date.
+    generation: AtomicU64,
+    http: reqwest::Client,
+    /// Verified tokens; an entry holds only while the registry still maps
+    /// its issuer's URL to the same `Arc<TrustedIssuer>` (see `cache.rs`).
     tokens: cache::TokenCache,
 }
+
+type IssuerMap = HashMap<String, Arc<TrustedIssuer>>;
 
 /// One issuer and what the gateway accepts from it.
 #[derive(Debug)]
@@ -68,6 +92,12 @@ pub struct TrustedIssuer {
     max_lifetime: u64,
     require_certificate_bound: bool,
     claims: ClaimMapping,
+    /// The hash of the terms this issuer was built from.
+    content_hash: String,
+    /// What the key cache was built with, so new terms that leave them
+    /// alone keep the cached keys.
+    jwks_hosts: Vec<String>,
+    jwks_cache_seconds: u64,
     keys: KeyCache,
 }
 
@@ -78,47 +108,87 @@ impl TrustRegistry {
     pub fn from_config(config: &Config, http: reqwest::Client) -> Result<Self, GatewayError> {
         let mut issuers = HashMap::new();
         for iss in &config.issuers {
-            let algorithms = iss
-                .algorithms
-                .get_ref()
-                .iter()
-                .map(|a| parse_algorithm(a).map_err(GatewayError::internal))
-                .collect::<Result<Vec<_>, _>>()?;
-            let url = iss.url.get_ref().clone();
-            issuers.insert(
-                url.clone(),
-                Arc::new(TrustedIssuer {
-                    keys: KeyCache::with_jwks_hosts(
-                        url.clone(),
-                        iss.jwks_hosts.clone(),
-                        http.clone(),
-                        Duration::from_secs(*iss.jwks_cache_seconds.get_ref()),
-                    ),
-                    url,
-                    agency: iss.agency.get_ref().clone(),
-                    audiences: iss.audiences.clone(),
-                    algorithms,
-                    leeway: *iss.leeway_seconds.get_ref(),
-                    max_lifetime: *iss.max_token_lifetime_seconds.get_ref(),
-                    require_certificate_bound: iss.require_certificate_bound,
-                    claims: iss.claims.clone(),
-                }),
-            );
+            let issuer = TrustedIssuer::build(iss, &http, None)?;
+            issuers.insert(issuer.url.clone(), Arc::new(issuer));
         }
         Ok(Self {
-            issuers,
+            issuers: RwLock::new(Arc::new(issuers)),
+            generation: AtomicU64::new(0),
+            http,
             tokens: cache::TokenCache::new(TOKEN_CACHE_ENTRIES),
         })
     }
 
-    /// The trusted issuers.
-    pub fn issuers(&self) -> impl Iterator<Item = &TrustedIssuer> {
-        self.issuers.values().map(AsRef::as_ref)
+    /// Makes `issuers` the trusted set. An issuer whose terms are unchanged
+    /// is kept as it is (the same `Arc`, the same key cache); one whose
+    /// terms changed is rebuilt, keeping its key cache when the settings
+    /// the keys depend on are unchanged; one not in `issuers` is dropped.
+    /// Terms that cannot be built (only a hand-edited database could hold
+    /// them) leave that issuer untrusted and are logged. Returns whether
+    /// anything changed; if so, [`TrustRegistry::generation`] has moved.
+    pub fn replace<'a>(&self, issuers: impl IntoIterator<Item = &'a IssuerConfig>) -> bool {
+        let mut guard = self.issuers.write().unwrap_or_else(PoisonError::into_inner);
+        let old = guard.clone();
+        let mut next = HashMap::new();
+        let mut changed = false;
+        for iss in issuers {
+            let url = iss.url.get_ref();
+            let hash = match store::canonical(iss) {
+                Ok((_, hash)) => hash,
+                Err(e) => {
+                    tracing::error!(issuer = %url, error = %e, "issuer terms unusable; it is not trusted");
+                    continue;
+                }
+            };
+            let existing = old.get(url);
+            if let Some(existing) = existing.filter(|e| e.content_hash == hash) {
+                next.insert(url.clone(), existing.clone());
+                continue;
+            }
+            let keys = existing
+                .filter(|e| e.same_key_source(iss))
+                .map(|e| e.keys.clone());
+            match TrustedIssuer::build(iss, &self.http, keys) {
+                Ok(issuer) => {
+                    next.insert(url.clone(), Arc::new(issuer));
+                    changed = true;
+                }
+                Err(e) => {
+                    tracing::error!(issuer = %url, error = %e, "issuer terms unusable; it is not trusted");
+                }
+            }
+        }
+        changed |= old.keys().any(|url| !next.contains_key(url));
+        if changed {
+            *guard = Arc::new(next);
+            self.generation.fetch_add(1, Ordering::AcqRel);
+        }
+        changed
+    }
+
+    /// A counter that moves whenever the trusted set changes.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
+    /// The trusted issuers now, by URL.
+    pub fn snapshot(&self) -> Arc<HashMap<String, Arc<TrustedIssuer>>> {
+        self.issuers
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// The trusted issuers now, in URL order.
+    pub fn issuers(&self) -> Vec<Arc<TrustedIssuer>> {
+        let mut issuers: Vec<_> = self.snapshot().values().cloned().collect();
+        issuers.sort_by(|a, b| a.url.cmp(&b.url));
+        issuers
     }
 
     /// The trusted issuer with this URL.
-    pub fn issuer(&self, url: &str) -> Option<&TrustedIssuer> {
-        self.issuers.get(url).map(AsRef::as_ref)
+    pub fn issuer(&self, url: &str) -> Option<Arc<TrustedIssuer>> {
+        self.snapshot().get(url).cloned()
     }
 
     /// Verifies a bearer token presented without a client certificate and
@@ -153,15 +223,14 @@ impl TrustRegistry {
     ) -> Result<Arc<Principal>, GatewayError> {
         let cache_key = cache::TokenCache::key(token, peer_cert_sha256);
         if let Some(hit) = self.tokens.get(&cache_key) {
-            if let Some(answer) = hit.answer(self.issuers.get(hit.issuer_url())).await {
+            if let Some(answer) = hit.answer(self.issuer(hit.issuer_url()).as_ref()).await {
                 return answer;
             }
             self.tokens.remove(&cache_key);
         }
         let compact = jose::Compact::parse(token)?;
         let issuer =
-            self.issuers
-                .get(compact.issuer()?)
+            self.issuer(compact.issuer()?)
                 .ok_or_else(|| GatewayError::Unauthenticated {
                     reason: "ISSUER_UNTRUSTED",
                     message: "token issuer is not trusted by this gateway".into(),
@@ -170,7 +239,7 @@ impl TrustRegistry {
         let outcome = issuer.verify_with(token, &compact, &key, peer_cert_sha256);
         match self
             .tokens
-            .remember(cache_key, issuer, kid, &key.key, &outcome)
+            .remember(cache_key, &issuer, kid, &key.key, &outcome)
         {
             Some(principal) => Ok(principal),
             None => outcome.map(|(principal, _)| Arc::new(principal)),
@@ -179,16 +248,69 @@ impl TrustRegistry {
 
     /// The issuer to record for a token that failed authentication: the
     /// trusted issuer URL it names, or [`UNTRUSTED_ISSUER`]. Only a URL from
-    /// configuration is ever returned, so the audit trail holds nothing the
+    /// the registry is ever returned, so the audit trail holds nothing the
     /// caller chose.
-    pub fn audit_issuer(&self, token: &str) -> &str {
+    pub fn audit_issuer(&self, token: &str) -> String {
+        let issuers = self.snapshot();
         jose::claimed_issuer(token)
-            .and_then(|iss| self.issuers.get_key_value(&iss).map(|(k, _)| k.as_str()))
-            .unwrap_or(UNTRUSTED_ISSUER)
+            .and_then(|iss| issuers.get_key_value(&iss).map(|(k, _)| k.clone()))
+            .unwrap_or_else(|| UNTRUSTED_ISSUER.to_owned())
     }
 }
 
 impl TrustedIssuer {
+    /// Builds an issuer from validated terms, with `keys` if the caller has
+    /// a cache for the same key source, else a new one.
+    fn build(
+        iss: &IssuerConfig,
+        http: &reqwest::Client,
+        keys: Option<KeyCache>,
+    ) -> Result<Self, GatewayError> {
+        let algorithms = iss
+            .algorithms
+            .get_ref()
+            .iter()
+            .map(|a| parse_algorithm(a).map_err(GatewayError::internal))
+            .collect::<Result<Vec<_>, _>>()?;
+        let (_, content_hash) = store::canonical(iss).map_err(GatewayError::internal)?;
+        let url = iss.url.get_ref().clone();
+        let jwks_cache_seconds = *iss.jwks_cache_seconds.get_ref();
+        Ok(Self {
+            keys: keys.unwrap_or_else(|| {
+                KeyCache::with_jwks_hosts(
+                    url.clone(),
+                    iss.jwks_hosts.clone(),
+                    http.clone(),
+                    Duration::from_secs(jwks_cache_seconds),
+                )
+            }),
+            url,
+            agency: iss.agency.get_ref().clone(),
+            audiences: iss.audiences.clone(),
+            algorithms,
+            leeway: *iss.leeway_seconds.get_ref(),
+            max_lifetime: *iss.max_token_lifetime_seconds.get_ref(),
+            require_certificate_bound: iss.require_certificate_bound,
+            claims: iss.claims.clone(),
+            content_hash,
+            jwks_hosts: iss.jwks_hosts.clone(),
+            jwks_cache_seconds,
+        })
+    }
+
+    /// Whether `iss` reads its keys exactly as this issuer does, so its
+    /// cache (and the keys in it) can carry over to new terms.
+    fn same_key_source(&self, iss: &IssuerConfig) -> bool {
+        self.url == *iss.url.get_ref()
+            && self.jwks_hosts == iss.jwks_hosts
+            && self.jwks_cache_seconds == *iss.jwks_cache_seconds.get_ref()
+    }
+
+    /// The hash of the terms this issuer was built from.
+    pub fn content_hash(&self) -> &str {
+        &self.content_hash
+    }
+
     /// This issuer's key cache (for metrics and tests).
     pub fn keys(&self) -> &KeyCache {
         &self.keys

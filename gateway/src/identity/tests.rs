@@ -31,7 +31,7 @@ fn registry() -> TrustRegistry {
 }
 
 fn issuer() -> Arc<TrustedIssuer> {
-    registry().issuers.into_values().next().unwrap()
+    registry().issuers().into_iter().next().unwrap()
 }
 
 fn token(header: serde_json::Value, claims: serde_json::Value) -> String {
@@ -257,4 +257,69 @@ fn certificate_binding_follows_rfc_8705() {
         )
     );
     assert_eq!(reason(strict.check_binding(bound, Some(&digest))), Ok(()));
+}
+
+#[tokio::test]
+async fn unchanged_issuers_are_kept_and_every_change_moves_the_generation() {
+    const URL: &str = "https://idp.met.example";
+    let config = Config::parse(CONFIG, Path::new("t.toml"), Path::new(".")).unwrap();
+    let registry = TrustRegistry::from_config(&config, reqwest::Client::new()).unwrap();
+    let first = registry.issuer(URL).unwrap();
+    assert_eq!(registry.generation(), 0);
+
+    // The same terms again: the same issuer, the same keys, no new generation.
+    assert!(!registry.replace(&config.issuers));
+    assert!(Arc::ptr_eq(&first, &registry.issuer(URL).unwrap()));
+    assert_eq!(registry.generation(), 0);
+
+    // A second issuer joins; the first is untouched.
+    let mut other = config.issuers[0].clone();
+    other.url = toml::Spanned::new(0..0, "https://idp.other.example".into());
+    assert!(registry.replace([&config.issuers[0], &other]));
+    assert_eq!(registry.generation(), 1);
+    assert!(Arc::ptr_eq(&first, &registry.issuer(URL).unwrap()));
+    let second = registry.issuer("https://idp.other.example").unwrap();
+
+    // New audiences: a new issuer, but its keys come from the same place,
+    // so the cache carries over; the other issuer is untouched.
+    let mut widened = config.issuers[0].clone();
+    widened.audiences.push("liaison-2".into());
+    assert!(registry.replace([&widened, &other]));
+    assert_eq!(registry.generation(), 2);
+    let replaced = registry.issuer(URL).unwrap();
+    assert!(!Arc::ptr_eq(&first, &replaced));
+    assert_ne!(first.content_hash(), replaced.content_hash());
+    assert!(replaced.keys().shares_state_with(first.keys()));
+    assert!(Arc::ptr_eq(
+        &second,
+        &registry.issuer("https://idp.other.example").unwrap()
+    ));
+
+    // A different key lifetime is a different cache.
+    let mut relaxed = widened.clone();
+    relaxed.jwks_cache_seconds = toml::Spanned::new(0..0, 60);
+    assert!(registry.replace([&relaxed, &other]));
+    assert!(
+        !registry
+            .issuer(URL)
+            .unwrap()
+            .keys()
+            .shares_state_with(first.keys())
+    );
+
+    // Dropped: its tokens name an issuer no longer trusted.
+    assert!(registry.replace([&other]));
+    assert_eq!(registry.generation(), 4);
+    assert!(registry.issuer(URL).is_none());
+    match registry
+        .authenticate(&token(json!({"alg": "RS256", "kid": "k"}), claims()))
+        .await
+    {
+        Err(GatewayError::Unauthenticated { reason, .. }) => assert_eq!(reason, "ISSUER_UNTRUSTED"),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(
+        registry.audit_issuer(&token(json!({"alg": "RS256"}), claims())),
+        UNTRUSTED_ISSUER
+    );
 }

@@ -23,6 +23,9 @@ pub const OFFICER: (&str, &str) = ("met-mash-system", "test-fixture-secret-offic
 pub const MET_GOVERNANCE: (&str, &str) = ("met-ig-console", "test-fixture-secret-met-ig");
 pub const HACKNEY_GOVERNANCE: (&str, &str) =
     ("hackney-ig-console", "test-fixture-secret-hackney-ig");
+pub const MET_IDENTITY_ADMIN: (&str, &str) = ("met-idam-console", "test-fixture-secret-met-idam");
+pub const HACKNEY_IDENTITY_ADMIN: (&str, &str) =
+    ("hackney-idam-console", "test-fixture-secret-hackney-idam");
 
 pub fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
@@ -69,6 +72,12 @@ impl World {
                     "Dana Lee",
                     &["information-governance"]
                 ),
+                client(
+                    MET_IDENTITY_ADMIN.0,
+                    MET_IDENTITY_ADMIN.1,
+                    "Jo Patel",
+                    &["identity-admin"]
+                ),
             ]),
         )
         .await
@@ -95,6 +104,12 @@ impl World {
                     TEAM_MANAGER.1,
                     "Ruth Adeyemi",
                     &["social-worker", "team-manager"]
+                ),
+                client(
+                    HACKNEY_IDENTITY_ADMIN.0,
+                    HACKNEY_IDENTITY_ADMIN.1,
+                    "Lee Carter",
+                    &["identity-admin"]
                 ),
             ]),
         )

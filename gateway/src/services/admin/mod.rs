@@ -6,7 +6,11 @@
 //! change is a new version (never an overwrite), is checked by compiling the
 //! whole register with it, is appended to the ledger before it takes effect,
 //! and is in force on this replica when the call returns and on every other
-//! within the reload interval. Refused attempts are audited too.
+//! within the reload interval. Refused attempts are audited too. Changes to
+//! the trust registry follow the same pattern under their own role
+//! ([`issuers`]).
+
+mod issuers;
 
 use std::sync::Arc;
 
@@ -23,7 +27,7 @@ use crate::{
     authn,
     config::{AgencyKind, Config},
     error::GatewayError,
-    identity::Principal,
+    identity::{Principal, TrustRegistry, store::IssuerStore},
     share::{audit, authorize::PolicyHandle},
 };
 
@@ -36,6 +40,19 @@ pub struct Admin {
     config: Arc<Config>,
     policy: PolicyHandle,
     register: Register,
+    trust: Trust,
+}
+
+/// Where trust registry changes are written, recorded (in the register's
+/// ledger) and made to take effect.
+#[derive(Debug, Clone)]
+pub struct Trust {
+    /// Every version of every issuer's terms.
+    pub store: IssuerStore,
+    /// The issuers this replica trusts now.
+    pub registry: Arc<TrustRegistry>,
+    /// Reloads this replica's registry after a change.
+    pub reloader: Reloader,
 }
 
 /// Where agreement changes are written, recorded and made to take effect.
@@ -50,13 +67,20 @@ pub struct Register {
 }
 
 impl Admin {
-    /// Serves the registry in `config` and the agreements in `policy`, and
-    /// writes changes through `register`.
-    pub fn new(config: Arc<Config>, policy: PolicyHandle, register: Register) -> Self {
+    /// Serves the agencies in `config`, the agreements in `policy` and the
+    /// issuers in `trust`, and writes changes through `register` and
+    /// `trust`.
+    pub fn new(
+        config: Arc<Config>,
+        policy: PolicyHandle,
+        register: Register,
+        trust: Trust,
+    ) -> Self {
         Self {
             config,
             policy,
             register,
+            trust,
         }
     }
 
@@ -246,6 +270,7 @@ impl AdminService for Admin {
         request: Request<pb::ListAgenciesRequest>,
     ) -> Result<Response<pb::ListAgenciesResponse>, Status> {
         authn::principal(&request)?;
+        let trusted = self.trust.registry.issuers();
         let agencies = self
             .config
             .agencies
@@ -254,12 +279,10 @@ impl AdminService for Admin {
                 agency_id: a.id.get_ref().clone(),
                 display_name: a.display_name.clone(),
                 kind: agency_kind(a.kind) as i32,
-                issuers: self
-                    .config
-                    .issuers
+                issuers: trusted
                     .iter()
-                    .filter(|i| i.agency.get_ref() == a.id.get_ref())
-                    .map(|i| i.url.get_ref().clone())
+                    .filter(|i| i.agency == *a.id.get_ref())
+                    .map(|i| i.url.clone())
                     .collect(),
                 dataset_ids: self
                     .config
@@ -278,18 +301,7 @@ impl AdminService for Admin {
         request: Request<pb::ListIssuersRequest>,
     ) -> Result<Response<pb::ListIssuersResponse>, Status> {
         authn::principal(&request)?;
-        let issuers = self
-            .config
-            .issuers
-            .iter()
-            .map(|i| pb::Issuer {
-                issuer_url: i.url.get_ref().clone(),
-                agency_id: i.agency.get_ref().clone(),
-                audiences: i.audiences.clone(),
-                algorithms: i.algorithms.get_ref().clone(),
-            })
-            .collect();
-        Ok(Response::new(pb::ListIssuersResponse { issuers }))
+        Ok(Response::new(self.issuers().await?))
     }
 
     async fn list_agreements(
@@ -469,6 +481,35 @@ impl AdminService for Admin {
                 Err(e.into())
             }
         }
+    }
+
+    async fn list_issuer_versions(
+        &self,
+        request: Request<pb::ListIssuerVersionsRequest>,
+    ) -> Result<Response<pb::ListIssuerVersionsResponse>, Status> {
+        authn::principal(&request)?;
+        let url = request.into_inner().issuer_url;
+        Ok(Response::new(self.issuer_versions(&url).await?))
+    }
+
+    async fn propose_issuer(
+        &self,
+        request: Request<pb::ProposeIssuerRequest>,
+    ) -> Result<Response<pb::ProposeIssuerResponse>, Status> {
+        const METHOD: &str = "/liaison.v1.AdminService/ProposeIssuer";
+        let call = Call::of(&request, METHOD, &request.get_ref().justification)?;
+        let body = request.into_inner();
+        Ok(Response::new(self.propose_issuer_terms(&call, body).await?))
+    }
+
+    async fn set_issuer_status(
+        &self,
+        request: Request<pb::SetIssuerStatusRequest>,
+    ) -> Result<Response<pb::SetIssuerStatusResponse>, Status> {
+        const METHOD: &str = "/liaison.v1.AdminService/SetIssuerStatus";
+        let call = Call::of(&request, METHOD, &request.get_ref().justification)?;
+        let body = request.into_inner();
+        Ok(Response::new(self.change_issuer_status(&call, body).await?))
     }
 }
 
