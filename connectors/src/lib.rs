@@ -55,7 +55,7 @@ pub mod trace;
 
 pub use config::{ConnectorConfig, SqlConnectorConfig};
 pub use connector::{
-    BoxFuture, Change, ChangeCursor, Changes, Connector, DatasetDescriptor, Fetched, Found,
+    BoxFuture, Change, ChangeCursor, Changes, Connector, DatasetDescriptor, Fetched, Found, PeerGap,
     PersonQuery, RowProblem,
 };
 pub use csv::{CsvFolderConfig, CsvFolderConnector};

@@ -37,8 +37,12 @@ impl Fetch {
     reason = "one short-lived value per connector call"
 )]
 enum SourceResult {
-    Found(Vec<pb::Person>),
-    Fetched(Option<pb::Person>, Vec<pb::Record>),
+    Found(Vec<pb::Person>, Vec<liaison_connectors::PeerGap>),
+    Fetched(
+        Option<pb::Person>,
+        Vec<pb::Record>,
+        Vec<liaison_connectors::PeerGap>,
+    ),
 }
 
 impl Service<Authorized> for Fetch {
@@ -109,6 +113,9 @@ async fn fetch(registry: Arc<Registry>, deadline: Duration, req: Authorized) -> 
     let mut found = Vec::new();
     let mut person = None;
     let mut records = Vec::new();
+    // Sources a peer reported missing from its answer: part of the answer's
+    // gaps, but not failures of a dataset asked here.
+    let mut behind = Vec::new();
     while let Some(joined) = tasks.join_next().await {
         let (dataset, result) = match joined {
             Ok(r) => r,
@@ -129,12 +136,14 @@ async fn fetch(registry: Arc<Registry>, deadline: Duration, req: Authorized) -> 
                     .gaps
                     .push(gap(&dataset, gap_reason(&e), &e.to_string()));
             }
-            Ok(Ok(SourceResult::Found(persons))) => {
+            Ok(Ok(SourceResult::Found(persons, gaps))) => {
                 found.extend(persons.into_iter().map(|p| (dataset.clone(), p)));
+                behind.extend(gaps);
             }
-            Ok(Ok(SourceResult::Fetched(p, r))) => {
+            Ok(Ok(SourceResult::Fetched(p, r, gaps))) => {
                 person = p.or(person);
                 records.extend(r);
+                behind.extend(gaps);
             }
         }
     }
@@ -146,11 +155,32 @@ async fn fetch(registry: Arc<Registry>, deadline: Duration, req: Authorized) -> 
             .map(|g| format!("`{}` {}", g.dataset_id, g.reason))
             .collect::<Vec<_>>()
             .join(", ");
+        // Declined everywhere is an answer, not an outage: retrying will
+        // not change it, so it is not `SOURCES_UNAVAILABLE`.
+        let error = if facts.gaps.iter().all(|g| g.reason == "DECLINED") {
+            GatewayError::SourcesDeclined {
+                datasets: facts.gaps.iter().map(|g| g.dataset_id.clone()).collect(),
+                message: facts
+                    .gaps
+                    .iter()
+                    .map(|g| format!("`{}` {}", g.dataset_id, g.message))
+                    .collect::<Vec<_>>()
+                    .join("; "),
+            }
+        } else {
+            GatewayError::SourcesUnavailable { message }
+        };
         return Answer {
             facts,
-            result: Err(GatewayError::SourcesUnavailable { message }),
+            result: Err(error),
         };
     }
+    let mut behind: Vec<pb::SourceGap> = behind
+        .into_iter()
+        .map(|g| gap(&g.source, &g.reason, &g.message))
+        .collect();
+    behind.sort_by(|a, b| a.dataset_id.cmp(&b.dataset_id));
+    facts.gaps.extend(behind);
     let gaps = facts.gaps.clone();
     let payload = match &req.validated.operation {
         ValidOperation::Search {
@@ -261,16 +291,20 @@ async fn consult(
         } => {
             let found = connector.search(&to_query(query), *page_size).await?;
             report_skipped(connector, &found.skipped);
-            Ok(SourceResult::Found(found.persons))
+            Ok(SourceResult::Found(found.persons, found.gaps))
         }
         ValidOperation::Read {
             source_id, kinds, ..
         } => {
             let fetched = connector.fetch(source_id, kinds).await?;
             report_skipped(connector, &fetched.skipped);
-            Ok(SourceResult::Fetched(fetched.person, fetched.records))
+            Ok(SourceResult::Fetched(
+                fetched.person,
+                fetched.records,
+                fetched.gaps,
+            ))
         }
-        ValidOperation::Subscribe { .. } => Ok(SourceResult::Found(Vec::new())),
+        ValidOperation::Subscribe { .. } => Ok(SourceResult::Found(Vec::new(), Vec::new())),
     }
 }
 
