@@ -637,4 +637,98 @@ mod tests {
         let person = share_request(&authorized(false, Some(practitioner)));
         assert_eq!(person.on_behalf_of.subject, "sw-1");
     }
+
+    /// A peer whose answer is missing one of its own sources.
+    #[derive(Debug)]
+    struct Partial(DatasetDescriptor);
+
+    impl Connector for Partial {
+        fn descriptor(&self) -> &DatasetDescriptor {
+            &self.0
+        }
+
+        fn search<'a>(
+            &'a self,
+            _query: &'a PersonQuery,
+            _limit: usize,
+        ) -> ConnectorFuture<'a, Result<Found, ConnectorError>> {
+            Box::pin(async {
+                Ok(Found {
+                    gaps: vec![liaison_connectors::PeerGap {
+                        source: "met-police/met-police.custody".into(),
+                        reason: "DEADLINE_EXCEEDED".into(),
+                        message: "no answer within 2000 ms".into(),
+                    }],
+                    ..Found::default()
+                })
+            })
+        }
+
+        fn fetch<'a>(
+            &'a self,
+            _source_id: &'a str,
+            _kinds: &'a [pb::RecordKind],
+        ) -> ConnectorFuture<'a, Result<Fetched, ConnectorError>> {
+            Box::pin(async { Ok(Fetched::default()) })
+        }
+    }
+
+    fn descriptor(id: &str) -> DatasetDescriptor {
+        DatasetDescriptor {
+            id: id.into(),
+            agency: "met-police".into(),
+            title: "t".into(),
+            system: "s".into(),
+            record_kinds: vec![],
+        }
+    }
+
+    #[tokio::test]
+    async fn a_peers_own_gaps_join_the_answer_and_declined_everywhere_is_a_refusal() {
+        let mut registry = Registry::default();
+        registry
+            .insert(Arc::new(Partial(descriptor("local"))))
+            .unwrap();
+        registry
+            .insert(Arc::new(Declining {
+                descriptor: descriptor("met.fed"),
+                decline: true,
+                seen: std::sync::OnceLock::new(),
+            }))
+            .unwrap();
+        let registry = Arc::new(registry);
+
+        // The peer answered, missing one of its sources: the answer says
+        // so, and the peer's gap does not count as a failed dataset.
+        let mut req = authorized(false, None);
+        req.plan.retain(|(d, _)| d == "local");
+        let answer = Fetch::new(registry.clone(), Duration::from_secs(2))
+            .oneshot(req)
+            .await
+            .unwrap();
+        let Ok(Payload::Search { gaps, .. }) = answer.result else {
+            panic!("{:?}", answer.result)
+        };
+        let gaps: Vec<(&str, &str)> = gaps
+            .iter()
+            .map(|g| (g.dataset_id.as_str(), g.reason.as_str()))
+            .collect();
+        assert_eq!(
+            gaps,
+            [("met-police/met-police.custody", "DEADLINE_EXCEEDED")]
+        );
+
+        // Every source declined: a refusal saying so, not "unavailable".
+        let mut req = authorized(false, None);
+        req.plan.retain(|(d, _)| d == "met.fed");
+        let answer = Fetch::new(registry, Duration::from_secs(2))
+            .oneshot(req)
+            .await
+            .unwrap();
+        let Err(GatewayError::SourcesDeclined { datasets, message }) = answer.result else {
+            panic!("{:?}", answer.result)
+        };
+        assert_eq!(datasets, ["met.fed"]);
+        assert!(message.contains("PURPOSE_NOT_PERMITTED"), "{message}");
+    }
 }
