@@ -138,7 +138,9 @@ async fn the_json_http_connector_passes_the_kit() {
     let token = dir.path().join("token");
     std::fs::write(&token, "kit-token").unwrap();
     // A history for the change-feed checks to walk, across page boundaries.
-    for patient in ["H1001", "H1002", "H2001", "H1001", "H2003", "H2002", "H1004"] {
+    for patient in [
+        "H1001", "H1002", "H2001", "H1001", "H2003", "H2002", "H1004",
+    ] {
         server.log_change(patient);
     }
     let connector = through_registry(&health_config(&server, &token)).await;
@@ -179,7 +181,10 @@ mapping_file = "{}"
     write_council_export(dir.path(), 50, 12, false).unwrap();
     let started = std::time::Instant::now();
     while connector.changes(None, 1).await.unwrap().cursor == before {
-        assert!(started.elapsed() < Duration::from_secs(10), "the new export was not read");
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "the new export was not read"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let mut expected = expectations("council-csv");
@@ -188,7 +193,11 @@ mapping_file = "{}"
     }
     let report = run_kit(connector, expected).await;
     assert_passed(&report);
-    let walk = report.checks.iter().find(|c| c.name == "changes.walk").unwrap();
+    let walk = report
+        .checks
+        .iter()
+        .find(|c| c.name == "changes.walk")
+        .unwrap();
     assert!(!walk.detail.starts_with("0 changes"), "{report}");
 }
 

@@ -55,8 +55,8 @@ pub mod trace;
 
 pub use config::{ConnectorConfig, SqlConnectorConfig};
 pub use connector::{
-    BoxFuture, Change, ChangeCursor, Changes, Connector, DatasetDescriptor, Fetched, Found, PeerGap,
-    PersonQuery, RowProblem,
+    BoxFuture, Change, ChangeCursor, Changes, Connector, DatasetDescriptor, Fetched, Found,
+    PeerGap, PersonQuery, RowProblem,
 };
 pub use csv::{CsvFolderConfig, CsvFolderConnector};
 pub use error::{ConnectorError, Fault};

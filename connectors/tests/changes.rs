@@ -4,9 +4,7 @@
 mod common;
 
 use common::*;
-use liaison_connectors::{
-    ChangeCursor, Connector, ConnectorError, Fault, SqlConnector,
-};
+use liaison_connectors::{ChangeCursor, Connector, ConnectorError, Fault, SqlConnector};
 use sqlx::{Connection, SqliteConnection};
 
 #[expect(

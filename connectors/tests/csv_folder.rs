@@ -487,7 +487,11 @@ async fn a_new_export_becomes_changes_for_exactly_the_people_who_differ() {
     let page = c.changes(Some(&now.cursor), 1).await.unwrap();
     assert_eq!(changed(&page), [council::LEAH_MARSH]);
     let rest = c.changes(Some(&page.cursor), 10).await.unwrap();
-    assert_eq!(changed(&rest), ["7001"], "Tyler and the others did not change");
+    assert_eq!(
+        changed(&rest),
+        ["7001"],
+        "Tyler and the others did not change"
+    );
     let end = c.changes(Some(&rest.cursor), 10).await.unwrap();
     assert!(end.changes.is_empty() && !end.resync);
     assert_eq!(end.cursor, c.changes(None, 1).await.unwrap().cursor);
@@ -515,7 +519,9 @@ async fn a_new_export_becomes_changes_for_exactly_the_people_who_differ() {
     // had not is told to resynchronise; one never issued is refused.
     replace(dir.path(), "CHILDREN.csv", &children);
     tokio::time::sleep(Duration::from_millis(80)).await;
-    let restarted = CsvFolderConnector::new(&config(dir.path(), "")).await.unwrap();
+    let restarted = CsvFolderConnector::new(&config(dir.path(), ""))
+        .await
+        .unwrap();
     assert!(restarted.report().is_some());
     let resumed = restarted.changes(Some(&rest.cursor), 10).await.unwrap();
     assert!(!resumed.resync && resumed.changes.is_empty(), "{resumed:?}");

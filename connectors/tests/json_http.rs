@@ -495,7 +495,9 @@ async fn the_change_feed_follows_the_apis_log_from_now_and_resumes_anywhere() {
     // Nothing logged yet: "now" is the start.
     let now = c.changes(None, 10).await.unwrap();
     assert_eq!(now, liaison_connectors::Changes::default());
-    let alert = f.server.add_alert(health::LEAH_MARSH, "VUL", "Vulnerable adult at home");
+    let alert = f
+        .server
+        .add_alert(health::LEAH_MARSH, "VUL", "Vulnerable adult at home");
     f.server.log_change(health::KERRY_MARSH);
     f.server.log_change(health::LEAH_MARSH);
 
@@ -539,7 +541,10 @@ async fn the_change_feed_follows_the_apis_log_from_now_and_resumes_anywhere() {
     f.server.fail_next(1);
     let err = c.changes(Some(&first.cursor), 2).await.unwrap_err();
     assert_eq!(err.fault(), Fault::Source, "{err:?}");
-    assert_eq!(c.changes(Some(&first.cursor), 2).await.unwrap().cursor.0, "3");
+    assert_eq!(
+        c.changes(Some(&first.cursor), 2).await.unwrap().cursor.0,
+        "3"
+    );
 }
 
 #[tokio::test]

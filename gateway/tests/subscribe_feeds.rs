@@ -141,12 +141,11 @@ impl Subscriber {
         let started = Instant::now();
         let mut last_record = Instant::now();
         let mut records = Vec::new();
-        let mut cursor = String::new();
         loop {
             assert!(started.elapsed() < limit, "the stream never went quiet");
             let message = self.next().await.unwrap();
             assert!(!message.cursor.is_empty(), "every message carries a cursor");
-            cursor = message.cursor;
+            let cursor = message.cursor;
             match message.record {
                 Some(record) => {
                     assert!(message.receipt.is_some(), "a record comes with its receipt");
@@ -300,7 +299,10 @@ async fn a_csv_folder_is_followed_export_by_export_and_a_restart_resends_rather_
     let Some(pb::record::Body::SafeguardingConcern(concern)) = &referral.body else {
         panic!("{referral:?}")
     };
-    assert_eq!(concern.status, "child-in-need", "the change made while down");
+    assert_eq!(
+        concern.status, "child-in-need",
+        "the change made while down"
+    );
     world.gateway.shutdown().await.unwrap();
 }
 
@@ -342,7 +344,9 @@ async fn a_json_api_is_followed_by_polling_and_an_outage_does_not_end_the_stream
         "{records:?}"
     );
     assert!(
-        records.iter().all(|r| r.record_id != format!("{HEALTH}:ALERT/{alert}")),
+        records
+            .iter()
+            .all(|r| r.record_id != format!("{HEALTH}:ALERT/{alert}")),
         "only what changed on this stream is sent again"
     );
     assert!(started.elapsed() < Duration::from_secs(15));

@@ -11,13 +11,19 @@ const MAX_WALK: usize = 2_000;
 /// A page large enough to read a walk's changes in few requests.
 const LARGE_PAGE: usize = 500;
 
-pub(super) async fn checks(c: &dyn Connector, known: Option<&KnownChanges>, report: &mut KitReport) {
+pub(super) async fn checks(
+    c: &dyn Connector,
+    known: Option<&KnownChanges>,
+    report: &mut KitReport,
+) {
     let head = match c.changes(None, 10).await {
         Err(ConnectorError::ChangesNotOffered { .. }) if known.is_none() => return,
         Err(ConnectorError::ChangesNotOffered { .. }) => {
             report.check(
                 "changes.head",
-                Err("the expectations describe a change feed, but the connector offers none".into()),
+                Err(
+                    "the expectations describe a change feed, but the connector offers none".into(),
+                ),
             );
             return;
         }
@@ -27,7 +33,8 @@ pub(super) async fn checks(c: &dyn Connector, known: Option<&KnownChanges>, repo
     if let Some(bad) = known.and_then(|k| k.invalid_cursor.as_deref()) {
         report.check("changes.invalid_cursor", invalid_cursor(c, bad).await);
     }
-    let Some((from, page)) = known.and_then(|k| Some((k.from.clone()?, k.page.unwrap_or(3).max(1))))
+    let Some((from, page)) =
+        known.and_then(|k| Some((k.from.clone()?, k.page.unwrap_or(3).max(1))))
     else {
         return;
     };
@@ -43,7 +50,10 @@ pub(super) async fn checks(c: &dyn Connector, known: Option<&KnownChanges>, repo
         "changes.walk",
         Ok(format!("{} changes in pages of {page}", walked.len())),
     );
-    report.check("changes.page_boundary", page_boundary(c, &from, &walked).await);
+    report.check(
+        "changes.page_boundary",
+        page_boundary(c, &from, &walked).await,
+    );
     report.check("changes.grows", grows(c, &walked).await);
 }
 
@@ -79,7 +89,11 @@ async fn invalid_cursor(c: &dyn Connector, bad: &str) -> Result<String, String> 
         Ok(page) => Err(format!(
             "accepted, with {} changes{}",
             page.changes.len(),
-            if page.resync { " and a resynchronisation" } else { "" }
+            if page.resync {
+                " and a resynchronisation"
+            } else {
+                ""
+            }
         )),
     }
 }

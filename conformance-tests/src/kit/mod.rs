@@ -49,8 +49,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 pub use expectations::{
-    ExpectationsError, KitExpectations, KnownChanges, KnownIdentifier, KnownPerson,
-    MalformedPerson,
+    ExpectationsError, KitExpectations, KnownChanges, KnownIdentifier, KnownPerson, MalformedPerson,
 };
 use liaison_connectors::{
     BoxFuture, Connector, ConnectorError, DatasetDescriptor, Fault, Fetched, Found, PersonQuery,

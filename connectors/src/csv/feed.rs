@@ -164,12 +164,7 @@ impl Feed {
             .filter(|(id, d)| before.get(*id) != Some(*d))
             .map(|(id, _)| id.clone())
             .collect();
-        changed.extend(
-            before
-                .keys()
-                .filter(|id| !after.contains_key(*id))
-                .cloned(),
-        );
+        changed.extend(before.keys().filter(|id| !after.contains_key(*id)).cloned());
         changed.sort_unstable();
         let seq = self.head().seq + 1;
         let count = changed.len();
@@ -313,12 +308,20 @@ mod tests {
             .collect()
     }
 
-    fn load(feed: &mut Feed, before: Option<&BTreeMap<String, Sha>>, after: &BTreeMap<String, Sha>) {
+    fn load(
+        feed: &mut Feed,
+        before: Option<&BTreeMap<String, Sha>>,
+        after: &BTreeMap<String, Sha>,
+    ) {
         feed.record(before, after, snapshot_digest(after));
     }
 
     fn ids(changes: &Changes) -> Vec<&str> {
-        changes.changes.iter().map(|c| c.source_id.as_str()).collect()
+        changes
+            .changes
+            .iter()
+            .map(|c| c.source_id.as_str())
+            .collect()
     }
 
     #[test]
@@ -403,7 +406,12 @@ mod tests {
         let current = restarted.changes(Some(&page.cursor), 10).unwrap();
         assert!(!current.resync && current.changes.is_empty());
         assert!(restarted.changes(Some(&at_a), 10).unwrap().resync);
-        assert!(restarted.changes(Some(&page.changes[0].cursor), 10).unwrap().resync);
+        assert!(
+            restarted
+                .changes(Some(&page.changes[0].cursor), 10)
+                .unwrap()
+                .resync
+        );
 
         // More changes in one export than the log keeps.
         let c = people(&[("1", 3), ("2", 3), ("3", 3), ("4", 3)]);
@@ -411,7 +419,9 @@ mod tests {
         assert!(feed.changes(Some(&page.cursor), 10).unwrap().resync);
 
         for bad in ["", "x", "1.2.3", "7.1.*.zz", "7.1.*.-.9"] {
-            let err = feed.changes(Some(&ChangeCursor(bad.into())), 1).unwrap_err();
+            let err = feed
+                .changes(Some(&ChangeCursor(bad.into())), 1)
+                .unwrap_err();
             assert!(matches!(err, ConnectorError::InvalidCursor { .. }), "{bad}");
         }
     }

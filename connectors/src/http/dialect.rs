@@ -124,7 +124,13 @@ pub(crate) fn changes(m: &ChangesMapping, problems: &mut Vec<String>) -> Option<
             c.problem(key, "is only read by `sql` connectors");
         }
     }
-    let changes = request(&mut c, "changes.request", m.request.as_ref(), CHANGE_PARAMS, true);
+    let changes = request(
+        &mut c,
+        "changes.request",
+        m.request.as_ref(),
+        CHANGE_PARAMS,
+        true,
+    );
     let uses_after = changes
         .segments
         .iter()
@@ -146,7 +152,11 @@ pub(crate) fn changes(m: &ChangesMapping, problems: &mut Vec<String>) -> Option<
         parts: vec![Part::Column(m.cursor.clone())],
     };
     let mut columns = Vec::new();
-    let person_source_id = c.template("changes.person_source_id", &m.person_source_id, &mut columns);
+    let person_source_id = c.template(
+        "changes.person_source_id",
+        &m.person_source_id,
+        &mut columns,
+    );
     pointers(&mut c, "changes.person_source_id", &columns);
     let found = c.into_problems();
     if !found.is_empty() {

@@ -310,8 +310,10 @@ impl Connector for LiaisonConnector {
                 Ok(answer) => answer.into_inner(),
                 Err(status) => return Err(self.refusal(&status, "search").await),
             };
-            let mut found = Found::default();
-            found.gaps = self.peer_gaps(&answer.gaps);
+            let mut found = Found {
+                gaps: self.peer_gaps(&answer.gaps),
+                ..Found::default()
+            };
             for m in answer.matches.into_iter().take(limit) {
                 if let Some(person) = m.person
                     && let Some(p) = self.rekey.person(person, &mut found.skipped)
@@ -348,8 +350,10 @@ impl Connector for LiaisonConnector {
                 Err(status) if status.code() == Code::NotFound => return Ok(Fetched::default()),
                 Err(status) => return Err(self.refusal(&status, "fetch").await),
             };
-            let mut fetched = Fetched::default();
-            fetched.gaps = self.peer_gaps(&answer.gaps);
+            let mut fetched = Fetched {
+                gaps: self.peer_gaps(&answer.gaps),
+                ..Fetched::default()
+            };
             let Some(person) = answer.person else {
                 return Ok(fetched);
             };
@@ -401,11 +405,7 @@ impl LiaisonConnector {
                     | "INVALID_DATA") => r,
                     _ => "UNAVAILABLE",
                 };
-                let source = format!(
-                    "{}/{}",
-                    self.descriptor.agency,
-                    excerpt(&g.dataset_id, 64)
-                );
+                let source = format!("{}/{}", self.descriptor.agency, excerpt(&g.dataset_id, 64));
                 tracing::warn!(
                     dataset = %self.descriptor.id,
                     source = %source,

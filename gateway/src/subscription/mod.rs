@@ -488,16 +488,17 @@ impl Task {
         let before = self.cursors.get(dataset).cloned().unwrap_or_default();
         let mut delivered = false;
         for (n, source_id) in people.iter().enumerate() {
-            let fetched =
-                match tokio::time::timeout(deadline, connector.fetch(source_id, &[])).await {
-                    Ok(Ok(f)) => f,
-                    _ => {
-                        // The cursor stays where it was, so the whole
-                        // resynchronisation is tried again at the next poll.
-                        tracing::warn!(dataset = %dataset, "reading a followed person failed; retrying at the next poll");
-                        return Ok(delivered);
-                    }
-                };
+            let fetched = match tokio::time::timeout(deadline, connector.fetch(source_id, &[]))
+                .await
+            {
+                Ok(Ok(f)) => f,
+                _ => {
+                    // The cursor stays where it was, so the whole
+                    // resynchronisation is tried again at the next poll.
+                    tracing::warn!(dataset = %dataset, "reading a followed person failed; retrying at the next poll");
+                    return Ok(delivered);
+                }
+            };
             // Only the last person's batch moves the cursor on.
             let after = if n + 1 == people.len() {
                 head.clone()
