@@ -137,8 +137,22 @@ async fn the_json_http_connector_passes_the_kit() {
     let dir = tempfile::tempdir().unwrap();
     let token = dir.path().join("token");
     std::fs::write(&token, "kit-token").unwrap();
+    // A history for the change-feed checks to walk, across page boundaries.
+    for patient in [
+        "H1001", "H1002", "H2001", "H1001", "H2003", "H2002", "H1004",
+    ] {
+        server.log_change(patient);
+    }
     let connector = through_registry(&health_config(&server, &token)).await;
-    assert_passed(&run_kit(connector, expectations("health-api")).await);
+    let report = run_kit(connector, expectations("health-api")).await;
+    assert_passed(&report);
+    assert!(
+        report
+            .checks
+            .iter()
+            .any(|c| c.name == "changes.walk" && c.detail.starts_with("7 changes")),
+        "{report}"
+    );
 }
 
 #[tokio::test]
@@ -161,7 +175,30 @@ mapping_file = "{}"
         example("council-csv.toml")
     );
     let connector = through_registry(&text).await;
-    assert_passed(&run_kit(connector, expectations("council-csv")).await);
+    // The next night's export: the generated children differ, the fixed
+    // ones do not. The kit walks the feed from before it.
+    let before = connector.changes(None, 1).await.unwrap().cursor;
+    write_council_export(dir.path(), 50, 12, false).unwrap();
+    let started = std::time::Instant::now();
+    while connector.changes(None, 1).await.unwrap().cursor == before {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "the new export was not read"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let mut expected = expectations("council-csv");
+    if let Some(changes) = expected.changes.as_mut() {
+        changes.from = Some(before.0);
+    }
+    let report = run_kit(connector, expected).await;
+    assert_passed(&report);
+    let walk = report
+        .checks
+        .iter()
+        .find(|c| c.name == "changes.walk")
+        .unwrap();
+    assert!(!walk.detail.starts_with("0 changes"), "{report}");
 }
 
 #[tokio::test]

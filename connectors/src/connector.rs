@@ -52,6 +52,8 @@ pub struct Fetched {
     pub records: Vec<Record>,
     /// Source rows that could not be mapped, or were mapped only in part.
     pub skipped: Vec<RowProblem>,
+    /// Sources behind this one that are missing from the answer.
+    pub gaps: Vec<PeerGap>,
 }
 
 /// The people a search found.
@@ -61,6 +63,25 @@ pub struct Found {
     pub persons: Vec<Person>,
     /// Source rows that could not be mapped, or were mapped only in part.
     pub skipped: Vec<RowProblem>,
+    /// Sources behind this one that are missing from the answer.
+    pub gaps: Vec<PeerGap>,
+}
+
+/// A source behind a connector that is missing from its answer: a peer
+/// gateway's own gap (its source was slow, failed or declined).
+///
+/// The answer is partial in a way the caller must be told about, as for a
+/// local source that fails, so the gateway names it in the share's gaps
+/// rather than only in its operator's log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerGap {
+    /// The missing source, named with whoever reported it:
+    /// `<peer agency>/<peer dataset>`.
+    pub source: String,
+    /// One of the reasons `SourceGap.reason` documents.
+    pub reason: String,
+    /// The peer's explanation, bounded.
+    pub message: String,
 }
 
 /// A source row that was skipped, or kept without a field, because its data
@@ -106,6 +127,13 @@ pub struct Changes {
     pub cursor: ChangeCursor,
     /// Change rows that could not be read.
     pub skipped: Vec<RowProblem>,
+    /// Set when the feed no longer remembers the cursor asked from (it was
+    /// issued before a restart, by another replica, or is older than the
+    /// changes kept): anyone may have changed since, so the caller treats
+    /// every person it follows as changed, then resumes from `cursor`.
+    /// `changes` is then empty. Re-sending on doubt keeps delivery at least
+    /// once; only feeds that keep their log in memory set it.
+    pub resync: bool,
 }
 
 /// A source of people and records, seen through the common data model.

@@ -56,7 +56,7 @@ pub mod trace;
 pub use config::{ConnectorConfig, SqlConnectorConfig};
 pub use connector::{
     BoxFuture, Change, ChangeCursor, Changes, Connector, DatasetDescriptor, Fetched, Found,
-    PersonQuery, RowProblem,
+    PeerGap, PersonQuery, RowProblem,
 };
 pub use csv::{CsvFolderConfig, CsvFolderConnector};
 pub use error::{ConnectorError, Fault};

@@ -77,8 +77,9 @@ pub struct Mapping {
     /// JSON over HTTP only: the most pages read for one list. Defaults to 10.
     #[serde(default)]
     pub max_pages: Option<usize>,
-    /// SQL only: the change feed, read by polling from a high-water mark.
-    /// Without it the dataset offers no change feed.
+    /// SQL and JSON over HTTP: the change feed, read by polling from a
+    /// high-water mark. Without it the dataset offers no change feed (a CSV
+    /// folder makes its own by comparing exports).
     #[serde(default)]
     pub changes: Option<ChangesMapping>,
     /// How people are found and read.
@@ -413,30 +414,44 @@ pub struct RelationshipFields {
     pub related_name: Option<FieldSpec>,
 }
 
-/// A change feed read by polling: each row of `sql` says that a person's
-/// data changed, with a cursor that only ever grows.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+/// A change feed read by polling: each row of `sql` (or item of
+/// `request`'s answer) says that a person's data changed, with a cursor
+/// that only ever grows.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ChangesMapping {
-    /// The changes after `:after` (NULL for "from the start"), in cursor
-    /// order, at most `:limit` rows, such as `SELECT CHANGE_SEQ, NOM_ID
-    /// FROM CHANGE_LOG WHERE (:after IS NULL OR CHANGE_SEQ > :after) ORDER
-    /// BY CHANGE_SEQ LIMIT :limit`.
-    pub sql: String,
-    /// One row holding the latest cursor value, for a feed that starts
-    /// "from now", such as `SELECT MAX(CHANGE_SEQ) AS CHANGE_SEQ FROM
-    /// CHANGE_LOG LIMIT :limit`.
-    pub head_sql: String,
-    /// The column holding each change's cursor. Its values MUST strictly
-    /// increase in the order changes happen (a sequence, not a time two
-    /// changes can share), or a change can be missed.
+    /// SQL only, required there: the changes after `:after` (NULL for
+    /// "from the start"), in cursor order, at most `:limit` rows, such as
+    /// `SELECT CHANGE_SEQ, NOM_ID FROM CHANGE_LOG WHERE (:after IS NULL OR
+    /// CHANGE_SEQ > :after) ORDER BY CHANGE_SEQ LIMIT :limit`.
+    #[serde(default)]
+    pub sql: Option<String>,
+    /// SQL only, required there: one row holding the latest cursor value,
+    /// for a feed that starts "from now", such as `SELECT MAX(CHANGE_SEQ)
+    /// AS CHANGE_SEQ FROM CHANGE_LOG LIMIT :limit`.
+    #[serde(default)]
+    pub head_sql: Option<String>,
+    /// JSON over HTTP only, required there: the request for the changes
+    /// after `{after}` (left out for "from the start"), in cursor order, at
+    /// most `{limit}`; `items` points at the array of changes.
+    #[serde(default)]
+    pub request: Option<HttpRequest>,
+    /// JSON over HTTP only, required there: the request whose answer (or
+    /// the object at its `item`) holds the latest cursor at `cursor`, for
+    /// a feed that starts "from now".
+    #[serde(default)]
+    pub head: Option<HttpRequest>,
+    /// The column (a JSON pointer for `json-http`) holding each change's
+    /// cursor. Its values MUST strictly increase in the order changes
+    /// happen (a sequence, not a time two changes can share), or a change
+    /// can be missed.
     pub cursor: String,
     /// Whether cursors are integers (bound as such) or text. Defaults to
     /// text.
     #[serde(default)]
     pub cursor_type: SourceIdType,
     /// The changed person's source id, as a template over the row's
-    /// columns, such as `{NOM_ID}`.
+    /// columns (JSON pointers for `json-http`), such as `{NOM_ID}`.
     pub person_source_id: String,
 }
 

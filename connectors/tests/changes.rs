@@ -4,9 +4,7 @@
 mod common;
 
 use common::*;
-use liaison_connectors::{
-    ChangeCursor, Connector, ConnectorError, Fault, JsonHttpConnector, SqlConnector,
-};
+use liaison_connectors::{ChangeCursor, Connector, ConnectorError, Fault, SqlConnector};
 use sqlx::{Connection, SqliteConnection};
 
 #[expect(
@@ -108,29 +106,33 @@ async fn datasets_without_a_feed_say_so() {
         "dataset `police-rms` offers no change feed"
     );
 
-    // Only SQL mappings may declare one for now.
-    let health: liaison_connectors::mapping::Mapping = toml::from_str(&format!(
+    // A CSV folder makes its own feed by comparing exports; a mapping
+    // cannot declare one.
+    let council: liaison_connectors::mapping::Mapping = toml::from_str(&format!(
         "{}\n[changes]\nsql = \"x\"\nhead_sql = \"y\"\ncursor = \"C\"\nperson_source_id = \"{{P}}\"\n",
         std::fs::read_to_string(
-            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/health-api.toml")
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/council-csv.toml")
         )
         .unwrap()
     ))
     .unwrap();
-    let http: liaison_connectors::JsonHttpConfig = toml::from_str(
+    let csv: liaison_connectors::CsvFolderConfig = toml::from_str(&format!(
         r#"
-id = "health-api"
+id = "council-csv"
 agency = "a"
 title = "t"
 system = "s"
-base_url = "http://127.0.0.1:9/fhir"
+folder = "{}"
 "#,
-    )
+        dir.path().display()
+    ))
     .unwrap();
-    let err = JsonHttpConnector::with_mapping(&http, &health).unwrap_err();
+    let err = liaison_connectors::CsvFolderConnector::with_mapping(&csv, &council)
+        .await
+        .unwrap_err();
     assert!(
         err.to_string()
-            .contains("changes: is only read by `sql` connectors"),
+            .contains("changes: is not read by `csv-folder` connectors"),
         "{err}"
     );
 }

@@ -431,3 +431,131 @@ async fn mappings_naming_other_kinds_keys_or_paths_are_refused() {
         ]
     );
 }
+
+/// Replaces one file of the export as an exporter should: written under
+/// another name, then renamed into place.
+fn replace(dir: &Path, name: &str, text: impl AsRef<[u8]>) {
+    let temporary = dir.join(format!(".{name}.partial"));
+    std::fs::write(&temporary, text).unwrap();
+    std::fs::rename(&temporary, dir.join(name)).unwrap();
+}
+
+fn changed(changes: &liaison_connectors::Changes) -> Vec<&str> {
+    changes
+        .changes
+        .iter()
+        .map(|c| c.source_id.as_str())
+        .collect()
+}
+
+#[tokio::test]
+async fn a_new_export_becomes_changes_for_exactly_the_people_who_differ() {
+    let (dir, c) = fixture().await;
+    let generation = c.report().unwrap().generation;
+    let now = c.changes(None, 10).await.unwrap();
+    assert!(now.changes.is_empty() && !now.resync);
+
+    // Leah's referral now has an outcome; a child is added; the rest of
+    // the export is rewritten row for row, only reordered.
+    // (The hostile referral's notes are not UTF-8, so the file is bytes.)
+    let referrals = std::fs::read(dir.path().join("REFERRALS.csv")).unwrap();
+    let mut lines: Vec<Vec<u8>> = referrals
+        .split(|b| *b == b'\n')
+        .filter(|l| !l.is_empty())
+        .map(|l| {
+            let from: &[u8] = b"R-1,5001,02/03/2024,N1,S47,";
+            if l.starts_with(from) {
+                [b"R-1,5001,02/03/2024,N1,CP,".as_slice(), &l[from.len()..]].concat()
+            } else {
+                l.to_vec()
+            }
+        })
+        .collect();
+    lines[1..].reverse();
+    let mut text = lines.join(&b'\n');
+    text.push(b'\n');
+    replace(dir.path(), "REFERRALS.csv", &text);
+    let mut children = std::fs::read_to_string(dir.path().join("CHILDREN.csv")).unwrap();
+    children.push_str(
+        "7001,Newcomer,Ada,01/01/2020,2,,,1 New Street,,London,E9 5AA,2024-07-01 10:00\n",
+    );
+    replace(dir.path(), "CHILDREN.csv", &children);
+    tokio::time::sleep(Duration::from_millis(80)).await;
+    let report = c.refresh().await.unwrap().unwrap();
+    assert!(report.generation > generation);
+
+    let page = c.changes(Some(&now.cursor), 1).await.unwrap();
+    assert_eq!(changed(&page), [council::LEAH_MARSH]);
+    let rest = c.changes(Some(&page.cursor), 10).await.unwrap();
+    assert_eq!(
+        changed(&rest),
+        ["7001"],
+        "Tyler and the others did not change"
+    );
+    let end = c.changes(Some(&rest.cursor), 10).await.unwrap();
+    assert!(end.changes.is_empty() && !end.resync);
+    assert_eq!(end.cursor, c.changes(None, 1).await.unwrap().cursor);
+
+    // The same export written again is read, but nobody changed.
+    let generation = c.report().unwrap().generation;
+    replace(dir.path(), "CHILDREN.csv", &children);
+    tokio::time::timeout(Duration::from_secs(5), c.changed_since(generation))
+        .await
+        .unwrap()
+        .unwrap();
+    let again = c.changes(Some(&rest.cursor), 10).await.unwrap();
+    assert!(again.changes.is_empty() && !again.resync, "{again:?}");
+
+    // A replacement that does not fit the mapping is refused: no changes,
+    // however different it is.
+    replace(dir.path(), "CHILDREN.csv", "PERSON_ID,SURNAME\n1,Renamed\n");
+    tokio::time::sleep(Duration::from_millis(80)).await;
+    c.refresh().await.unwrap_err();
+    let refused = c.changes(Some(&rest.cursor), 10).await.unwrap();
+    assert!(refused.changes.is_empty() && !refused.resync, "{refused:?}");
+
+    // A cursor from another process (a restarted gateway) that had seen
+    // every change of the export in service resumes as it is; one that
+    // had not is told to resynchronise; one never issued is refused.
+    replace(dir.path(), "CHILDREN.csv", &children);
+    tokio::time::sleep(Duration::from_millis(80)).await;
+    let restarted = CsvFolderConnector::new(&config(dir.path(), ""))
+        .await
+        .unwrap();
+    assert!(restarted.report().is_some());
+    let resumed = restarted.changes(Some(&rest.cursor), 10).await.unwrap();
+    assert!(!resumed.resync && resumed.changes.is_empty(), "{resumed:?}");
+    let behind = restarted.changes(Some(&now.cursor), 10).await.unwrap();
+    assert!(behind.resync && behind.changes.is_empty(), "{behind:?}");
+    assert_eq!(
+        behind.cursor,
+        restarted.changes(None, 1).await.unwrap().cursor
+    );
+    let err = c
+        .changes(Some(&liaison_connectors::ChangeCursor("1.2".into())), 10)
+        .await
+        .unwrap_err();
+    assert_eq!(err.fault(), Fault::Caller);
+}
+
+#[tokio::test]
+async fn a_feed_longer_than_its_log_resynchronises_rather_than_skipping() {
+    let dir = tempfile::tempdir().unwrap();
+    write_council_export(dir.path(), 20, 3, false).unwrap();
+    tokio::time::sleep(Duration::from_millis(80)).await;
+    let c = CsvFolderConnector::new(&config(dir.path(), "max_logged_changes = 5"))
+        .await
+        .unwrap();
+    let now = c.changes(None, 10).await.unwrap();
+    // Another night: every generated child differs.
+    let generation = c.report().unwrap().generation;
+    write_council_export(dir.path(), 20, 4, false).unwrap();
+    tokio::time::timeout(Duration::from_secs(5), c.changed_since(generation))
+        .await
+        .unwrap()
+        .unwrap();
+    let page = c.changes(Some(&now.cursor), 10).await.unwrap();
+    assert!(page.resync && page.changes.is_empty(), "{page:?}");
+    let after = c.changes(Some(&page.cursor), 10).await.unwrap();
+    assert!(!after.resync && after.changes.is_empty());
+}

@@ -487,3 +487,87 @@ async fn an_unreachable_api_is_the_sources_fault() {
     );
     assert!(!err.to_string().contains("127.0.0.1"), "{err}");
 }
+
+#[tokio::test]
+async fn the_change_feed_follows_the_apis_log_from_now_and_resumes_anywhere() {
+    let f = fixture().await;
+    let c = &f.connector;
+    // Nothing logged yet: "now" is the start.
+    let now = c.changes(None, 10).await.unwrap();
+    assert_eq!(now, liaison_connectors::Changes::default());
+    let alert = f
+        .server
+        .add_alert(health::LEAH_MARSH, "VUL", "Vulnerable adult at home");
+    f.server.log_change(health::KERRY_MARSH);
+    f.server.log_change(health::LEAH_MARSH);
+
+    let first = c.changes(Some(&now.cursor), 2).await.unwrap();
+    let seen: Vec<(&str, &str)> = first
+        .changes
+        .iter()
+        .map(|c| (c.source_id.as_str(), c.cursor.0.as_str()))
+        .collect();
+    assert_eq!(seen, [("H1001", "1"), ("H1002", "2")]);
+    assert_eq!(first.cursor.0, "2");
+    // The feed's requests carry the connector's credentials.
+    assert_eq!(
+        f.server.last_header("authorization").as_deref(),
+        Some("Bearer s3cret-token")
+    );
+    let rest = c.changes(Some(&first.cursor), 2).await.unwrap();
+    assert_eq!(rest.changes.len(), 1);
+    assert_eq!(rest.cursor.0, "3");
+    let end = c.changes(Some(&rest.cursor), 2).await.unwrap();
+    assert!(end.changes.is_empty());
+    assert_eq!(end.cursor, rest.cursor);
+    // "Now" is the latest change, and the changed person reads anew.
+    assert_eq!(c.changes(None, 1).await.unwrap().cursor.0, "3");
+    let leah = c.fetch(health::LEAH_MARSH, &[]).await.unwrap();
+    assert!(
+        leah.records
+            .iter()
+            .any(|r| r.record_id == format!("health-api:ALERT/{alert}")),
+        "{:?}",
+        leah.records
+    );
+
+    // A cursor that is not the feed's kind is the caller's fault; a source
+    // that fails is the source's, and the cursor is not lost.
+    let err = c
+        .changes(Some(&liaison_connectors::ChangeCursor("abc".into())), 2)
+        .await
+        .unwrap_err();
+    assert_eq!(err.fault(), Fault::Caller);
+    f.server.fail_next(1);
+    let err = c.changes(Some(&first.cursor), 2).await.unwrap_err();
+    assert_eq!(err.fault(), Fault::Source, "{err:?}");
+    assert_eq!(
+        c.changes(Some(&first.cursor), 2).await.unwrap().cursor.0,
+        "3"
+    );
+}
+
+#[tokio::test]
+async fn a_change_feed_mapping_is_checked_when_the_connector_is_built() {
+    let f = fixture().await;
+    let mut mapping: liaison_connectors::mapping::Mapping =
+        toml::from_str(&std::fs::read_to_string(example_mapping()).unwrap()).unwrap();
+    let changes = mapping.changes.as_mut().unwrap();
+    changes.request.as_mut().unwrap().query.clear();
+    changes.head = None;
+    changes.sql = Some("SELECT 1".into());
+    changes.cursor = "seq".into();
+    let err = JsonHttpConnector::with_mapping(&f.config, &mapping).unwrap_err();
+    let ConnectorError::InvalidConfig { problems, .. } = err else {
+        panic!("{err:?}")
+    };
+    assert_eq!(
+        problems,
+        [
+            "changes.sql: is only read by `sql` connectors",
+            "changes.request: does not use `{after}`, so the feed would never move on",
+            "changes.head: is required by `json-http` connectors",
+            "changes.cursor: `seq` is not a json pointer; pointers start with `/`",
+        ]
+    );
+}

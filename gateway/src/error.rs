@@ -81,6 +81,16 @@ pub enum GatewayError {
     /// The ledger could not durably record the share, so nothing was sent.
     #[error("the audit ledger could not record this request, so nothing was disclosed")]
     AuditUnavailable,
+    /// Every source the request needed declined it: the caller asked for
+    /// something their sources' owners do not share, which a retry will
+    /// not change.
+    #[error("every source declined: {message}")]
+    SourcesDeclined {
+        /// The datasets that declined.
+        datasets: Vec<String>,
+        /// Each one's reason.
+        message: String,
+    },
     /// Every source the request needed failed.
     #[error("no source could answer: {message}")]
     SourcesUnavailable {
@@ -141,6 +151,7 @@ impl GatewayError {
             Self::VersionConflict { .. } => "VERSION_CONFLICT",
             Self::AuditUnavailable => "AUDIT_UNAVAILABLE",
             Self::SourcesUnavailable { .. } => "SOURCES_UNAVAILABLE",
+            Self::SourcesDeclined { .. } => "SOURCES_DECLINED",
             Self::DeadlineExceeded => "DEADLINE_EXCEEDED",
             Self::RateLimited { .. } => "RATE_LIMITED",
             Self::Overloaded => "OVERLOADED",
@@ -164,6 +175,7 @@ impl GatewayError {
             | Self::VersionConflict { .. }
             | Self::DeadlineExceeded
             | Self::RateLimited { .. }
+            | Self::SourcesDeclined { .. }
             | Self::SubscriberTooSlow => Fault::Caller,
             Self::SourcesUnavailable { .. } => Fault::Connector,
             Self::IssuerUnavailable { .. }

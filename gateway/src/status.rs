@@ -17,9 +17,9 @@ impl From<&GatewayError> for Code {
             | GatewayError::InvalidField { .. }
             | GatewayError::QueryTooBroad => Code::InvalidArgument,
             GatewayError::Unauthenticated { .. } => Code::Unauthenticated,
-            GatewayError::Denied { .. } | GatewayError::FunctionNotPermitted { .. } => {
-                Code::PermissionDenied
-            }
+            GatewayError::Denied { .. }
+            | GatewayError::FunctionNotPermitted { .. }
+            | GatewayError::SourcesDeclined { .. } => Code::PermissionDenied,
             GatewayError::NotFound { .. } => Code::NotFound,
             GatewayError::VersionConflict { .. } => Code::Aborted,
             GatewayError::IssuerUnavailable { .. }
@@ -48,9 +48,12 @@ pub fn refusal(err: GatewayError, receipt: Option<&liaison_proto::v1::Receipt>) 
     {
         let code = Code::from(&err);
         let message = err.to_string();
-        let metadata: std::collections::HashMap<String, String> = receipt
+        let mut metadata: std::collections::HashMap<String, String> = receipt
             .map(|r| [("audit_entry_id".to_owned(), r.entry_id.clone())].into())
             .unwrap_or_default();
+        if let GatewayError::SourcesDeclined { datasets, .. } = &err {
+            metadata.insert("declined".to_owned(), datasets.join(","));
+        }
         let mut details = ErrorDetails::with_error_info(err.reason(), DOMAIN, metadata);
         match &err {
             GatewayError::ContextMissing { field, .. } => {
@@ -172,6 +175,14 @@ mod tests {
                 },
                 Code::Unavailable,
                 "SOURCES_UNAVAILABLE",
+            ),
+            (
+                GatewayError::SourcesDeclined {
+                    datasets: vec!["met-police.federated".into()],
+                    message: "x".into(),
+                },
+                Code::PermissionDenied,
+                "SOURCES_DECLINED",
             ),
             (
                 GatewayError::DeadlineExceeded,

@@ -31,6 +31,29 @@ pub struct KitExpectations {
     /// People whose source rows are known to be malformed.
     #[serde(default)]
     pub malformed: Vec<MalformedPerson>,
+    /// What the kit may rely on in the dataset's change feed. Without it
+    /// the feed, if the connector offers one, is checked only from "now".
+    #[serde(default)]
+    pub changes: Option<KnownChanges>,
+}
+
+/// What the kit is told about a change feed.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KnownChanges {
+    /// A cursor the feed can be read from, with changes after it, so the
+    /// kit can walk its history (`""` is "from the start" for SQL and
+    /// JSON over HTTP feeds).
+    #[serde(default)]
+    pub from: Option<String>,
+    /// The small page size the walk uses, so that page boundaries fall
+    /// between changes. Defaults to 3.
+    #[serde(default)]
+    pub page: Option<usize>,
+    /// A cursor the feed could never have issued, refused as the caller's
+    /// fault.
+    #[serde(default)]
+    pub invalid_cursor: Option<String>,
 }
 
 /// A person the dataset holds, and how they can be found.

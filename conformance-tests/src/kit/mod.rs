@@ -35,7 +35,13 @@
 //! | `deadline.middleware` | behind the resilience middleware a call to a stalled connector ends with a deadline error within the deadline |
 //! | `deadline.source_stall` | when the source itself can stall, that stall is bounded too |
 //! | `deadline.cancellation_safe` | after calls dropped mid-flight the connector still answers |
+//! | `changes.head` | where the connector offers a change feed: "now" is a cursor with no changes, and reading after it right away is neither an error nor a resynchronisation |
+//! | `changes.invalid_cursor` | a cursor the feed never issued is the caller's fault |
+//! | `changes.walk` | read from the expectations' `from` in small pages: pages are bounded, each ends at its last change's cursor, and the feed reaches its end |
+//! | `changes.page_boundary` | the same changes arrive in one large page as in the small ones: nothing is lost where a page ends |
+//! | `changes.grows` | resuming from any change's cursor yields exactly the changes after it, never an earlier one |
 
+mod changes;
 mod expectations;
 
 use std::fmt;
@@ -43,7 +49,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 pub use expectations::{
-    ExpectationsError, KitExpectations, KnownIdentifier, KnownPerson, MalformedPerson,
+    ExpectationsError, KitExpectations, KnownChanges, KnownIdentifier, KnownPerson, MalformedPerson,
 };
 use liaison_connectors::{
     BoxFuture, Connector, ConnectorError, DatasetDescriptor, Fault, Fetched, Found, PersonQuery,
@@ -185,6 +191,7 @@ pub async fn run_kit(connector: Arc<dyn Connector>, expectations: KitExpectation
         "deadline.cancellation_safe",
         cancellation_safe(c, &expectations).await,
     );
+    changes::checks(c, expectations.changes.as_ref(), &mut report).await;
     report
 }
 

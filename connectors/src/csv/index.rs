@@ -8,7 +8,11 @@ use std::time::{Duration, SystemTime};
 
 use liaison_proto::v1::{Person, Record, RecordKind};
 
+use prost::Message;
+use sha2::{Digest, Sha256};
+
 use super::dialect::{Csv, CsvFile};
+use super::feed::{Sha, snapshot_digest};
 use crate::map::compile::{Plan, RecordPlan};
 use crate::map::reader::RowReader;
 use crate::map::row::{Cell, ResultSet};
@@ -87,6 +91,11 @@ pub(crate) struct Index {
     by_identifier: HashMap<(i32, String), Vec<usize>>,
     /// By person source id, then kind in `RecordKind` order.
     records: HashMap<String, BTreeMap<i32, Vec<Indexed<Record>>>>,
+    /// Each person's content digest, by source id, for the change feed.
+    pub(crate) digests: BTreeMap<String, Sha>,
+    /// The digest of every person's, in source id order: two exports that
+    /// map to the same people have the same digest.
+    pub(crate) digest: Sha,
 }
 
 /// A mapped person or record with the problems its row had.
@@ -284,6 +293,8 @@ fn read(
         by_postcode: HashMap::new(),
         by_identifier: HashMap::new(),
         records: HashMap::new(),
+        digests: BTreeMap::new(),
+        digest: [0; 32],
     };
 
     let person_file = &plan.person.access;
@@ -352,7 +363,38 @@ fn read(
         read_records(settings, plan, record_plan, &mut index, &mut report)?;
     }
     index.report = report;
+    index.digests = person_digests(&index);
+    index.digest = snapshot_digest(&index.digests);
     Ok(index)
+}
+
+/// Each person's digest over what the mapping made of their rows: the
+/// person, then their records' encodings in sorted order, so reordering an
+/// export's rows or changing a column the mapping does not read is no
+/// change, and any mapped value that differs is.
+fn person_digests(index: &Index) -> BTreeMap<String, Sha> {
+    index
+        .by_id
+        .iter()
+        .filter_map(|(id, at)| {
+            let person = index.people.get(*at)?;
+            let mut hash = Sha256::new();
+            hash.update(person.value.encode_to_vec());
+            let mut records: Vec<Vec<u8>> = index
+                .records
+                .get(id)
+                .into_iter()
+                .flat_map(|kinds| kinds.values().flatten())
+                .map(|r| r.value.encode_to_vec())
+                .collect();
+            records.sort_unstable();
+            for record in records {
+                hash.update((record.len() as u64).to_be_bytes());
+                hash.update(record);
+            }
+            Some((id.clone(), hash.finalize().into()))
+        })
+        .collect()
 }
 
 fn read_records(

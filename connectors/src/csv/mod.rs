@@ -27,8 +27,17 @@
 //!
 //! A malformed row (wrong number of fields, a required value missing) is
 //! skipped and reported with its file and line; it never fails the load.
+//!
+//! # Change feed
+//!
+//! Each export read is compared with the one it replaces, person by
+//! person, and the people added, removed or changed become changes for
+//! `Subscribe`; an export that is refused changes nothing. The log is kept
+//! in memory and bounded, so a cursor it cannot honour asks the caller to
+//! re-read everyone it follows (`feed.rs`).
 
 mod dialect;
+mod feed;
 mod index;
 
 use std::path::PathBuf;
@@ -50,12 +59,16 @@ use crate::map::reader::MAX_SOURCE_ID_BYTES;
 use crate::map::search::SearchTerms;
 use crate::mapping::Mapping;
 use crate::resilience::ResilienceConfig;
-use crate::{BoxFuture, Connector, ConnectorError, DatasetDescriptor, Fetched, Found, PersonQuery};
+use crate::{
+    BoxFuture, ChangeCursor, Changes, Connector, ConnectorError, DatasetDescriptor, Fetched, Found,
+    PersonQuery,
+};
 
 const DEFAULT_SETTLE_MS: u64 = 2_000;
 const DEFAULT_POLL_MS: u64 = 5_000;
 const DEFAULT_MAX_ROWS: usize = 200_000;
 const DEFAULT_MAX_FILE_BYTES: u64 = 256 * 1024 * 1024;
+const DEFAULT_MAX_LOGGED_CHANGES: usize = 10_000;
 
 /// A CSV folder connector's configuration.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -95,6 +108,11 @@ pub struct CsvFolderConfig {
     /// The field delimiter, one ASCII character. Defaults to `,`.
     #[serde(default)]
     pub delimiter: Option<char>,
+    /// The most changes the change feed remembers for `Subscribe`. A
+    /// subscriber further behind is sent everyone it follows again rather
+    /// than the changes it missed. Defaults to 10000.
+    #[serde(default)]
+    pub max_logged_changes: Option<usize>,
     /// The mapping, inline.
     #[serde(default)]
     pub mapping: Option<Mapping>,
@@ -132,6 +150,8 @@ struct Shared {
     /// Why the last look at the folder failed, to answer calls with while
     /// no index is in service.
     last_error: Mutex<Option<Stored>>,
+    /// Who changed between the exports read, for `Subscribe`.
+    feed: Mutex<feed::Feed>,
 }
 
 /// A failure kept to be reported again; errors are not `Clone`.
@@ -195,6 +215,7 @@ impl CsvFolderConnector {
             ("max_rows", config.max_rows == Some(0)),
             ("max_file_bytes", config.max_file_bytes == Some(0)),
             ("poll_interval_ms", config.poll_interval_ms == Some(0)),
+            ("max_logged_changes", config.max_logged_changes == Some(0)),
         ] {
             if zero {
                 problems.push(format!("{key}: must be at least 1"));
@@ -237,6 +258,12 @@ impl CsvFolderConnector {
             changed: Notify::new(),
             recheck: Mutex::new(None),
             last_error: Mutex::new(None),
+            feed: Mutex::new(feed::Feed::new(
+                &config.id,
+                config
+                    .max_logged_changes
+                    .unwrap_or(DEFAULT_MAX_LOGGED_CHANGES),
+            )),
         });
         // A folder that is unreadable now is the source's problem, reported
         // when asked; it does not stop the connector being built.
@@ -373,6 +400,7 @@ impl Shared {
     async fn refresh(self: &Arc<Self>) -> Result<(), ConnectorError> {
         let _one_at_a_time = self.refreshing.lock().await;
         let current = self.index.borrow().clone();
+        let previous = current.index.clone();
         let shared = self.clone();
         let outcome = tokio::task::spawn_blocking(move || {
             index::refresh(
@@ -416,10 +444,18 @@ impl Shared {
                 }
                 *self.last_error.lock() = None;
                 let generation = index.report.generation;
+                let index: Arc<Index> = Arc::from(index);
+                // The new index is in service before its changes are
+                // logged, so whoever reads a change reads the new data.
                 self.index.send_replace(Snapshot {
-                    index: Some(Arc::from(index)),
+                    index: Some(index.clone()),
                     generation,
                 });
+                self.feed.lock().record(
+                    previous.as_ref().map(|i| &i.digests),
+                    &index.digests,
+                    index.digest,
+                );
                 Ok(())
             }
             Err(e) => {
@@ -500,6 +536,14 @@ impl Connector for CsvFolderConnector {
         kinds: &'a [RecordKind],
     ) -> BoxFuture<'a, Result<Fetched, ConnectorError>> {
         Box::pin(self.fetch_person(source_id, kinds))
+    }
+
+    fn changes<'a>(
+        &'a self,
+        after: Option<&'a ChangeCursor>,
+        limit: usize,
+    ) -> BoxFuture<'a, Result<Changes, ConnectorError>> {
+        Box::pin(async move { self.shared.feed.lock().changes(after, limit) })
     }
 
     fn check(&self) -> BoxFuture<'_, Result<(), ConnectorError>> {

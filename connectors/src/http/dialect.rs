@@ -2,8 +2,8 @@
 //! templated paths and query parameters, and JSON pointers.
 
 use crate::map::compile::{Compiler, Dialect, ListKeys, Part, RecordSource, Template};
-use crate::map::params::{PERSON_PARAMS, Param, SEARCH_PARAMS};
-use crate::mapping::{HttpRequest, PersonMapping};
+use crate::map::params::{CHANGE_PARAMS, HEAD_PARAMS, PERSON_PARAMS, Param, SEARCH_PARAMS};
+use crate::mapping::{ChangesMapping, HttpRequest, PersonMapping, SourceIdType};
 
 /// The JSON dialect of the mapping.
 #[derive(Debug)]
@@ -98,6 +98,78 @@ impl Dialect for Json {
         }
         request
     }
+}
+
+/// A compiled `[changes]`: a feed read by polling after a cursor.
+#[derive(Debug)]
+pub(crate) struct ChangesPlan {
+    /// The changes after `{after}`, at most `{limit}`.
+    pub(crate) changes: Request,
+    /// The latest cursor, for "from now".
+    pub(crate) head: Request,
+    /// `{<cursor pointer>}`, read from each change and from the head.
+    pub(crate) cursor: Template,
+    pub(crate) cursor_type: SourceIdType,
+    pub(crate) person_source_id: Template,
+}
+
+/// Compiles a mapping's `[changes]`, listing its problems in `problems`.
+pub(crate) fn changes(m: &ChangesMapping, problems: &mut Vec<String>) -> Option<ChangesPlan> {
+    let mut c = Compiler::detached();
+    for (key, present) in [
+        ("changes.sql", m.sql.is_some()),
+        ("changes.head_sql", m.head_sql.is_some()),
+    ] {
+        if present {
+            c.problem(key, "is only read by `sql` connectors");
+        }
+    }
+    let changes = request(
+        &mut c,
+        "changes.request",
+        m.request.as_ref(),
+        CHANGE_PARAMS,
+        true,
+    );
+    let uses_after = changes
+        .segments
+        .iter()
+        .chain(changes.query.iter().map(|(_, t)| t))
+        .any(|t| {
+            t.parts
+                .iter()
+                .any(|p| matches!(p, Part::Column(name) if name == "after"))
+        });
+    if m.request.is_some() && !uses_after {
+        c.problem(
+            "changes.request",
+            "does not use `{after}`, so the feed would never move on",
+        );
+    }
+    let head = request(&mut c, "changes.head", m.head.as_ref(), HEAD_PARAMS, false);
+    pointer(&mut c, "changes.cursor", &m.cursor);
+    let cursor = Template {
+        parts: vec![Part::Column(m.cursor.clone())],
+    };
+    let mut columns = Vec::new();
+    let person_source_id = c.template(
+        "changes.person_source_id",
+        &m.person_source_id,
+        &mut columns,
+    );
+    pointers(&mut c, "changes.person_source_id", &columns);
+    let found = c.into_problems();
+    if !found.is_empty() {
+        problems.extend(found);
+        return None;
+    }
+    Some(ChangesPlan {
+        changes,
+        head,
+        cursor,
+        cursor_type: m.cursor_type,
+        person_source_id,
+    })
 }
 
 /// Checks a JSON pointer's shape (RFC 6901: empty, or starting with `/`).

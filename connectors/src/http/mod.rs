@@ -24,7 +24,7 @@ use serde_json::Value;
 use tracing::Instrument;
 use url::Url;
 
-use self::dialect::{Json, Request};
+use self::dialect::{ChangesPlan, Json, Request};
 #[cfg(feature = "fuzzing")]
 pub use self::fuzzing::FuzzRead;
 use crate::config::{identity_problems, load_mapping};
@@ -38,8 +38,8 @@ use crate::map::search::SearchTerms;
 use crate::mapping::{Mapping, Pagination, SourceIdType};
 use crate::resilience::ResilienceConfig;
 use crate::{
-    BoxFuture, Connector, ConnectorError, DatasetDescriptor, Fetched, Found, PersonQuery,
-    RowProblem,
+    BoxFuture, Change, ChangeCursor, Changes, Connector, ConnectorError, DatasetDescriptor,
+    Fetched, Found, PersonQuery, RowProblem,
 };
 
 const DEFAULT_MAX_RESPONSE_BYTES: usize = 1024 * 1024;
@@ -113,6 +113,7 @@ pub struct JsonHttpConnector {
     max_response_bytes: usize,
     max_pages: usize,
     pagination: Option<Pagination>,
+    changes: Option<ChangesPlan>,
 }
 
 impl std::fmt::Debug for JsonHttpConnector {
@@ -171,6 +172,10 @@ impl JsonHttpConnector {
         }
         let plan = compile::compile::<Json>(mapping, &config.id, &config.agency, &config.system)
             .map_err(|found| problems.extend(found));
+        let changes = mapping
+            .changes
+            .as_ref()
+            .and_then(|m| dialect::changes(m, &mut problems));
         let (plan, base) = match (plan, base) {
             (Ok(plan), Some(base)) if problems.is_empty() => (plan, base),
             _ => {
@@ -210,6 +215,7 @@ impl JsonHttpConnector {
                 .unwrap_or(DEFAULT_MAX_RESPONSE_BYTES),
             max_pages: mapping.max_pages.unwrap_or(DEFAULT_MAX_PAGES),
             pagination: mapping.pagination.clone(),
+            changes,
         })
     }
 
@@ -712,6 +718,181 @@ impl JsonHttpConnector {
     }
 }
 
+impl JsonHttpConnector {
+    /// Reads the change feed: one request per call, paged by the cursor
+    /// itself (`{after}`, `{limit}`), so next links are not followed here.
+    async fn read_changes(
+        &self,
+        after: Option<&ChangeCursor>,
+        limit: usize,
+    ) -> Result<Changes, ConnectorError> {
+        let Some(plan) = &self.changes else {
+            return Err(ConnectorError::ChangesNotOffered {
+                dataset: self.dataset(),
+            });
+        };
+        let mut out = Changes::default();
+        let Some(after) = after else {
+            out.cursor = ChangeCursor(self.head(plan).await?);
+            return Ok(out);
+        };
+        let refuse = || ConnectorError::InvalidCursor {
+            dataset: self.dataset(),
+            cursor: excerpt(&after.0, 32),
+        };
+        if after.0.len() > MAX_SOURCE_ID_BYTES {
+            return Err(refuse());
+        }
+        let floor = match plan.cursor_type {
+            SourceIdType::Integer if after.0.is_empty() => None,
+            SourceIdType::Integer => Some(after.0.parse::<i64>().map_err(|_| refuse())?),
+            SourceIdType::Text => None,
+        };
+        out.cursor = after.clone();
+        let limit = limit.min(self.plan.max_records);
+        if limit == 0 {
+            return Ok(out);
+        }
+        let value = |name: &str| match Param::from_name(name)? {
+            // "From the start" leaves the parameter out.
+            Param::After => Some(after.0.clone()).filter(|a| !a.is_empty()),
+            Param::Limit => Some(limit.to_string()),
+            _ => None,
+        };
+        let request = &plan.changes;
+        let Some(body) = self.get(request, self.url(request, &value)?).await? else {
+            return Err(ConnectorError::HttpStatus {
+                dataset: self.dataset(),
+                request: request.name.clone(),
+                status: 404,
+            });
+        };
+        let items = match request.items.as_deref().map(|p| body.pointer(p)) {
+            None | Some(None | Some(Value::Null)) => Vec::new(),
+            Some(Some(Value::Array(items))) => items.clone(),
+            Some(Some(_)) => {
+                return Err(self.bad(request, "the items pointer does not point at an array"));
+            }
+        };
+        let mut last = floor;
+        for item in items.iter().take(limit) {
+            let Some(object) = item.pointer(&request.item) else {
+                out.skipped.push(RowProblem {
+                    source_id: String::new(),
+                    problem: format!(
+                        "`{}` item has nothing at `{}`; the feed stops before it",
+                        request.name, request.item
+                    ),
+                });
+                break;
+            };
+            let row = JsonRow(object);
+            let r = RowReader::new(&row, self.plan.offset);
+            let cursor = match self.change_cursor(plan, &r, last) {
+                Ok((cursor, number)) => {
+                    last = number.or(last);
+                    ChangeCursor(cursor)
+                }
+                Err(why) => {
+                    // Without a cursor that moves on, the feed cannot pass
+                    // the item safely; stop so it is read again next time.
+                    out.skipped.push(RowProblem {
+                        source_id: String::new(),
+                        problem: format!("`{}` item {why}; the feed stops before it", request.name),
+                    });
+                    break;
+                }
+            };
+            match r.source_id(&plan.person_source_id) {
+                Ok(source_id) => out.changes.push(Change {
+                    cursor: cursor.clone(),
+                    source_id,
+                }),
+                Err(why) => out.skipped.push(RowProblem {
+                    source_id: String::new(),
+                    problem: format!(
+                        "`{}` item at cursor `{}` names no person: {why}; item skipped",
+                        request.name,
+                        excerpt(&cursor.0, 32)
+                    ),
+                }),
+            }
+            out.cursor = cursor;
+        }
+        Ok(out)
+    }
+
+    /// A change's cursor, checked to grow past `last` when cursors are
+    /// integers.
+    fn change_cursor(
+        &self,
+        plan: &ChangesPlan,
+        r: &RowReader<'_>,
+        last: Option<i64>,
+    ) -> Result<(String, Option<i64>), String> {
+        let cursor = r
+            .source_id(&plan.cursor)
+            .map_err(|why| format!("has no usable cursor: {why}"))?;
+        match plan.cursor_type {
+            SourceIdType::Text => Ok((cursor, None)),
+            SourceIdType::Integer => {
+                let n: i64 = cursor
+                    .parse()
+                    .map_err(|_| "has a cursor that is not an integer".to_owned())?;
+                if last.is_some_and(|l| n <= l) {
+                    return Err("has a cursor that does not grow".to_owned());
+                }
+                Ok((n.to_string(), Some(n)))
+            }
+        }
+    }
+
+    /// The feed's latest cursor, for a subscription starting "now"; empty
+    /// (the start) when the source says it has had no changes.
+    async fn head(&self, plan: &ChangesPlan) -> Result<String, ConnectorError> {
+        let request = &plan.head;
+        let value = |name: &str| match Param::from_name(name)? {
+            Param::Limit => Some("1".to_owned()),
+            _ => None,
+        };
+        let Some(body) = self.get(request, self.url(request, &value)?).await? else {
+            return Err(ConnectorError::HttpStatus {
+                dataset: self.dataset(),
+                request: request.name.clone(),
+                status: 404,
+            });
+        };
+        let Some(object) = body.pointer(&request.item) else {
+            return Err(self.bad(
+                request,
+                format!("the answer has nothing at `{}`", request.item),
+            ));
+        };
+        let row = JsonRow(object);
+        let r = RowReader::new(&row, self.plan.offset);
+        match r.source_id(&plan.cursor) {
+            Ok(cursor) => match plan.cursor_type {
+                SourceIdType::Text => Ok(cursor),
+                SourceIdType::Integer => cursor
+                    .parse::<i64>()
+                    .map(|n| n.to_string())
+                    .map_err(|_| self.bad(request, "the latest cursor is not an integer")),
+            },
+            Err(_) if cursor_absent(object, &plan.cursor) => Ok(String::new()),
+            Err(why) => Err(self.bad(request, format!("the latest cursor: {why}"))),
+        }
+    }
+}
+
+/// Whether the template's one pointer is absent or null in `object`: a
+/// feed with no changes yet.
+fn cursor_absent(object: &Value, cursor: &Template) -> bool {
+    cursor.parts.iter().all(|p| match p {
+        Part::Column(pointer) => object.pointer(pointer).is_none_or(Value::is_null),
+        Part::Text(_) => true,
+    })
+}
+
 impl Connector for JsonHttpConnector {
     fn descriptor(&self) -> &DatasetDescriptor {
         &self.descriptor
@@ -731,6 +912,14 @@ impl Connector for JsonHttpConnector {
         kinds: &'a [RecordKind],
     ) -> BoxFuture<'a, Result<Fetched, ConnectorError>> {
         Box::pin(self.fetch_person(source_id, kinds))
+    }
+
+    fn changes<'a>(
+        &'a self,
+        after: Option<&'a ChangeCursor>,
+        limit: usize,
+    ) -> BoxFuture<'a, Result<Changes, ConnectorError>> {
+        Box::pin(self.read_changes(after, limit))
     }
 }
 

@@ -38,7 +38,7 @@ use self::token::TokenSource;
 use crate::error::excerpt;
 use crate::request::ShareRequest;
 use crate::{
-    BoxFuture, Connector, ConnectorError, DatasetDescriptor, Fetched, Found, PersonQuery,
+    BoxFuture, Connector, ConnectorError, DatasetDescriptor, Fetched, Found, PeerGap, PersonQuery,
     RowProblem,
 };
 
@@ -310,8 +310,10 @@ impl Connector for LiaisonConnector {
                 Ok(answer) => answer.into_inner(),
                 Err(status) => return Err(self.refusal(&status, "search").await),
             };
-            let mut found = Found::default();
-            peer_gaps(&answer.gaps, &mut found.skipped);
+            let mut found = Found {
+                gaps: self.peer_gaps(&answer.gaps),
+                ..Found::default()
+            };
             for m in answer.matches.into_iter().take(limit) {
                 if let Some(person) = m.person
                     && let Some(p) = self.rekey.person(person, &mut found.skipped)
@@ -348,8 +350,10 @@ impl Connector for LiaisonConnector {
                 Err(status) if status.code() == Code::NotFound => return Ok(Fetched::default()),
                 Err(status) => return Err(self.refusal(&status, "fetch").await),
             };
-            let mut fetched = Fetched::default();
-            peer_gaps(&answer.gaps, &mut fetched.skipped);
+            let mut fetched = Fetched {
+                gaps: self.peer_gaps(&answer.gaps),
+                ..Fetched::default()
+            };
             let Some(person) = answer.person else {
                 return Ok(fetched);
             };
@@ -387,19 +391,39 @@ impl Connector for LiaisonConnector {
     }
 }
 
-/// The peer's own missing sources, passed on as problems for the operator.
-fn peer_gaps(gaps: &[pb::SourceGap], skipped: &mut Vec<RowProblem>) {
-    for g in gaps.iter().take(16) {
-        skipped.push(RowProblem {
-            source_id: String::new(),
-            problem: format!(
-                "the peer's source `{}` is missing from its answer: {}",
-                excerpt(&g.dataset_id, 64),
-                excerpt(&g.reason, 32)
-            ),
-        });
+impl LiaisonConnector {
+    /// The peer's own missing sources, named with the peer's agency so the
+    /// caller can tell them from this gateway's. The peer is untrusted: at
+    /// most 16 are kept, each bounded, and a reason outside the published
+    /// set is read as `UNAVAILABLE`.
+    fn peer_gaps(&self, gaps: &[pb::SourceGap]) -> Vec<PeerGap> {
+        gaps.iter()
+            .take(MAX_PEER_GAPS)
+            .map(|g| {
+                let reason = match g.reason.as_str() {
+                    r @ ("DEADLINE_EXCEEDED" | "UNAVAILABLE" | "CIRCUIT_OPEN" | "DECLINED"
+                    | "INVALID_DATA") => r,
+                    _ => "UNAVAILABLE",
+                };
+                let source = format!("{}/{}", self.descriptor.agency, excerpt(&g.dataset_id, 64));
+                tracing::warn!(
+                    dataset = %self.descriptor.id,
+                    source = %source,
+                    reason,
+                    "the peer's answer is missing one of its sources"
+                );
+                PeerGap {
+                    source,
+                    reason: reason.to_owned(),
+                    message: excerpt(&g.message, 200),
+                }
+            })
+            .collect()
     }
 }
+
+/// The most of a peer's own gaps passed on.
+const MAX_PEER_GAPS: usize = 16;
 
 fn code_name(code: Code) -> &'static str {
     match code {

@@ -798,3 +798,46 @@ fn the_documented_federation_connector_parses() {
         "{problems:?}"
     );
 }
+
+#[tokio::test]
+async fn a_peers_own_gaps_are_passed_on_named_with_the_peer() {
+    let peer = FakePeer {
+        read: pb::GetRecordsResponse {
+            person: Some(person("met-police.records:100003")),
+            gaps: vec![
+                pb::SourceGap {
+                    dataset_id: "met-police.custody".into(),
+                    reason: "DEADLINE_EXCEEDED".into(),
+                    message: "no answer within 2000 ms".into(),
+                },
+                pb::SourceGap {
+                    dataset_id: "met-police.intel".into(),
+                    reason: "SOMETHING_INVENTED".into(),
+                    message: "x".repeat(5_000),
+                },
+            ],
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let (c, _dir) = against(peer, 1 << 20).await;
+    let fetched = with_share_request(Some(share()), c.fetch("100003", &[]))
+        .await
+        .unwrap();
+    assert!(fetched.person.is_some());
+    let gaps: Vec<(&str, &str)> = fetched
+        .gaps
+        .iter()
+        .map(|g| (g.source.as_str(), g.reason.as_str()))
+        .collect();
+    assert_eq!(
+        gaps,
+        [
+            ("met-police/met-police.custody", "DEADLINE_EXCEEDED"),
+            // A reason outside the published set is read as unavailable.
+            ("met-police/met-police.intel", "UNAVAILABLE"),
+        ]
+    );
+    assert_eq!(fetched.gaps[0].message, "no answer within 2000 ms");
+    assert!(fetched.gaps[1].message.chars().count() <= 201, "bounded");
+}

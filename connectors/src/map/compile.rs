@@ -414,6 +414,23 @@ impl<'m> Compiler<'m> {
         c
     }
 
+    /// A compiler for parts of a mapping outside the common plan (a
+    /// `json-http` change feed's requests), whose problems the caller
+    /// collects with [`Compiler::into_problems`].
+    pub(crate) fn detached() -> Compiler<'static> {
+        Compiler {
+            problems: Vec::new(),
+            formats: BTreeMap::new(),
+            code_lists: BTreeMap::new(),
+            max_text_bytes: DEFAULT_MAX_TEXT_BYTES,
+        }
+    }
+
+    /// The problems found.
+    pub(crate) fn into_problems(self) -> Vec<String> {
+        self.problems
+    }
+
     pub(crate) fn problem(&mut self, key: &str, why: impl std::fmt::Display) {
         self.problems.push(format!("{key}: {why}"));
     }
@@ -480,7 +497,12 @@ impl<'m> Compiler<'m> {
             self.problem("handling_instructions", "holds an empty instruction");
         }
         self.only_for::<D>("pagination", m.pagination.is_some(), "json-http");
-        self.only_for::<D>("changes", m.changes.is_some(), "sql");
+        if m.changes.is_some() && D::KIND == "csv-folder" {
+            self.problem(
+                "changes",
+                "is not read by `csv-folder` connectors, which compare exports instead",
+            );
+        }
         self.only_for::<D>("max_pages", m.max_pages.is_some(), "json-http");
         if m.max_pages == Some(0) {
             self.problem("max_pages", "must be at least 1");

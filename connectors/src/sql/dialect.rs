@@ -44,6 +44,25 @@ pub(crate) struct ChangesPlan {
 /// Compiles a mapping's `[changes]`, listing its problems in `problems`.
 pub(crate) fn changes(m: &ChangesMapping, problems: &mut Vec<String>) -> Option<ChangesPlan> {
     let before = problems.len();
+    for (key, present) in [
+        ("changes.sql", m.sql.is_some()),
+        ("changes.head_sql", m.head_sql.is_some()),
+    ] {
+        if !present {
+            problems.push(format!("{key}: is required by `sql` connectors"));
+        }
+    }
+    for (key, present) in [
+        ("changes.request", m.request.is_some()),
+        ("changes.head", m.head.is_some()),
+    ] {
+        if present {
+            problems.push(format!("{key}: is only read by `json-http` connectors"));
+        }
+    }
+    if problems.len() > before {
+        return None;
+    }
     let mut translate =
         |key: &str, sql: &str, allowed: &[Param], columns: Vec<String>| match params::translate(
             sql, allowed,
@@ -59,10 +78,15 @@ pub(crate) fn changes(m: &ChangesMapping, problems: &mut Vec<String>) -> Option<
     if let Ok(t) = &template {
         columns.extend(t.columns().map(str::to_owned));
     }
-    let changes = translate("changes.sql", &m.sql, CHANGE_PARAMS, columns);
+    let changes = translate(
+        "changes.sql",
+        m.sql.as_deref().unwrap_or_default(),
+        CHANGE_PARAMS,
+        columns,
+    );
     let head = translate(
         "changes.head_sql",
-        &m.head_sql,
+        m.head_sql.as_deref().unwrap_or_default(),
         HEAD_PARAMS,
         vec![m.cursor.clone()],
     );

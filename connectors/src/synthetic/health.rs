@@ -13,6 +13,12 @@
 //! | `GET /fhir/patients/{id}` | a patient: `{ "id", "nhsNo", "name": [{ "use", "family", "given": [] }], "gender", "birthDate", "address": [{ "line": [], "city", "postalCode", "period": { "start", "end" } }], "meta": { "lastUpdated" } }`, or 404 |
 //! | `GET /fhir/patients/{id}/alerts` | `{ "alerts": [{ "alertId", "code" (CPP, SH, VUL, DV), "text", "period" }], "link": [] }` |
 //! | `GET /fhir/patients/{id}/safeguarding` | `{ "items": [{ "ref", "category", "summary", "raisedAt", "status", "lead" }], "link": [] }` |
+//! | `GET /fhir/changes?since=&_count=` | `{ "changes": [{ "seq", "patient", "at" }] }`: the change log after `since` (from the start without it), oldest first, at most `_count` (1 to 100) |
+//! | `GET /fhir/changes/latest` | `{ "seq" }`, the latest change's sequence number, `null` before any |
+//!
+//! The change log starts empty; [`HealthServer::add_alert`] adds an alert
+//! to a patient and logs the change, [`HealthServer::log_change`] logs one
+//! without changing anything.
 //!
 //! # The fixed patients
 //!
@@ -75,6 +81,10 @@ struct ServerState {
     fail_next: AtomicU32,
     requests: AtomicU64,
     last_headers: Mutex<HeaderMap>,
+    /// Alerts added since the server started, by patient id.
+    added_alerts: Mutex<HashMap<String, Vec<Value>>>,
+    /// The change log: sequence number and patient id, oldest first.
+    changes: Mutex<Vec<(u64, String)>>,
 }
 
 #[derive(Debug, Clone)]
@@ -96,12 +106,16 @@ impl HealthServer {
             fail_next: AtomicU32::new(0),
             requests: AtomicU64::new(0),
             last_headers: Mutex::new(HeaderMap::new()),
+            added_alerts: Mutex::new(HashMap::new()),
+            changes: Mutex::new(Vec::new()),
         });
         let app = Router::new()
             .route("/fhir/patients", get(search))
             .route("/fhir/patients/{id}", get(patient))
             .route("/fhir/patients/{id}/alerts", get(alerts))
             .route("/fhir/patients/{id}/safeguarding", get(safeguarding))
+            .route("/fhir/changes", get(changes))
+            .route("/fhir/changes/latest", get(latest_change))
             .with_state(state.clone());
         let task = tokio::spawn(async move {
             if let Err(e) = axum::serve(listener, app).await {
@@ -144,6 +158,32 @@ impl HealthServer {
     /// How many patients it serves, the fixed ones included.
     pub fn patients(&self) -> usize {
         self.state.patients.len()
+    }
+
+    /// Adds an alert (`code` as the API spells it, such as `VUL`) to a
+    /// patient and logs the change; returns the alert's id.
+    pub fn add_alert(&self, patient: &str, code: &str, text: &str) -> String {
+        let alert_id = {
+            let mut added = self.state.added_alerts.lock();
+            let count: usize = added.values().map(Vec::len).sum();
+            let alert_id = format!("AL-N{}", count + 1);
+            added.entry(patient.to_owned()).or_default().push(json!({
+                "alertId": alert_id, "code": code, "text": text,
+                "period": { "start": "2026-12-05" },
+            }));
+            alert_id
+        };
+        self.log_change(patient);
+        alert_id
+    }
+
+    /// Logs a change to a patient without changing their data, as a
+    /// system that logs every save does; returns its sequence number.
+    pub fn log_change(&self, patient: &str) -> u64 {
+        let mut log = self.state.changes.lock();
+        let seq = log.last().map_or(1, |(seq, _)| seq + 1);
+        log.push((seq, patient.to_owned()));
+        seq
     }
 }
 
@@ -360,7 +400,13 @@ async fn alerts(
         return failed;
     }
     match find(&state, &id) {
-        Ok(p) => axum::Json(json!({ "alerts": p.alerts, "link": [] })).into_response(),
+        Ok(p) => {
+            let mut alerts = p.alerts.clone();
+            if let Some(added) = state.added_alerts.lock().get(&id) {
+                alerts.extend(added.iter().cloned());
+            }
+            axum::Json(json!({ "alerts": alerts, "link": [] })).into_response()
+        }
         Err(response) => *response,
     }
 }
@@ -377,6 +423,49 @@ async fn safeguarding(
         Ok(p) => axum::Json(json!({ "items": p.safeguarding, "link": [] })).into_response(),
         Err(response) => *response,
     }
+}
+
+async fn changes(
+    State(state): State<Arc<ServerState>>,
+    headers: HeaderMap,
+    Query(params): Query<HashMap<String, String>>,
+) -> Response {
+    if let Some(failed) = arrive(&state, &headers) {
+        return failed;
+    }
+    let since: u64 = match params.get("since").map(|s| s.parse()) {
+        None => 0,
+        Some(Ok(since)) => since,
+        Some(Err(_)) => {
+            return (
+                StatusCode::BAD_REQUEST,
+                axum::Json(json!({ "error": "since is a sequence number" })),
+            )
+                .into_response();
+        }
+    };
+    let count = params
+        .get("_count")
+        .and_then(|c| c.parse::<usize>().ok())
+        .unwrap_or(100)
+        .clamp(1, 100);
+    let changes: Vec<Value> = state
+        .changes
+        .lock()
+        .iter()
+        .filter(|(seq, _)| *seq > since)
+        .take(count)
+        .map(|(seq, patient)| json!({ "seq": seq, "patient": patient, "at": "2026-12-05T10:30:00Z" }))
+        .collect();
+    axum::Json(json!({ "changes": changes })).into_response()
+}
+
+async fn latest_change(State(state): State<Arc<ServerState>>, headers: HeaderMap) -> Response {
+    if let Some(failed) = arrive(&state, &headers) {
+        return failed;
+    }
+    let seq = state.changes.lock().last().map(|(seq, _)| *seq);
+    axum::Json(json!({ "seq": seq })).into_response()
 }
 
 #[expect(

@@ -299,7 +299,9 @@ pub fn entry_for(call: &ShareCall, facts: &Facts, error: Option<&GatewayError>) 
     let outcome = match error {
         None if facts.disclosures.is_empty() => pb::AuditOutcome::NothingFound,
         None => pb::AuditOutcome::Disclosed,
-        Some(GatewayError::Denied { .. }) => pb::AuditOutcome::Denied,
+        Some(GatewayError::Denied { .. } | GatewayError::SourcesDeclined { .. }) => {
+            pb::AuditOutcome::Denied
+        }
         Some(
             GatewayError::ContextMissing { .. }
             | GatewayError::InvalidField { .. }

@@ -37,8 +37,12 @@ impl Fetch {
     reason = "one short-lived value per connector call"
 )]
 enum SourceResult {
-    Found(Vec<pb::Person>),
-    Fetched(Option<pb::Person>, Vec<pb::Record>),
+    Found(Vec<pb::Person>, Vec<liaison_connectors::PeerGap>),
+    Fetched(
+        Option<pb::Person>,
+        Vec<pb::Record>,
+        Vec<liaison_connectors::PeerGap>,
+    ),
 }
 
 impl Service<Authorized> for Fetch {
@@ -109,6 +113,9 @@ async fn fetch(registry: Arc<Registry>, deadline: Duration, req: Authorized) -> 
     let mut found = Vec::new();
     let mut person = None;
     let mut records = Vec::new();
+    // Sources a peer reported missing from its answer: part of the answer's
+    // gaps, but not failures of a dataset asked here.
+    let mut behind = Vec::new();
     while let Some(joined) = tasks.join_next().await {
         let (dataset, result) = match joined {
             Ok(r) => r,
@@ -129,12 +136,14 @@ async fn fetch(registry: Arc<Registry>, deadline: Duration, req: Authorized) -> 
                     .gaps
                     .push(gap(&dataset, gap_reason(&e), &e.to_string()));
             }
-            Ok(Ok(SourceResult::Found(persons))) => {
+            Ok(Ok(SourceResult::Found(persons, gaps))) => {
                 found.extend(persons.into_iter().map(|p| (dataset.clone(), p)));
+                behind.extend(gaps);
             }
-            Ok(Ok(SourceResult::Fetched(p, r))) => {
+            Ok(Ok(SourceResult::Fetched(p, r, gaps))) => {
                 person = p.or(person);
                 records.extend(r);
+                behind.extend(gaps);
             }
         }
     }
@@ -146,11 +155,32 @@ async fn fetch(registry: Arc<Registry>, deadline: Duration, req: Authorized) -> 
             .map(|g| format!("`{}` {}", g.dataset_id, g.reason))
             .collect::<Vec<_>>()
             .join(", ");
+        // Declined everywhere is an answer, not an outage: retrying will
+        // not change it, so it is not `SOURCES_UNAVAILABLE`.
+        let error = if facts.gaps.iter().all(|g| g.reason == "DECLINED") {
+            GatewayError::SourcesDeclined {
+                datasets: facts.gaps.iter().map(|g| g.dataset_id.clone()).collect(),
+                message: facts
+                    .gaps
+                    .iter()
+                    .map(|g| format!("`{}` {}", g.dataset_id, g.message))
+                    .collect::<Vec<_>>()
+                    .join("; "),
+            }
+        } else {
+            GatewayError::SourcesUnavailable { message }
+        };
         return Answer {
             facts,
-            result: Err(GatewayError::SourcesUnavailable { message }),
+            result: Err(error),
         };
     }
+    let mut behind: Vec<pb::SourceGap> = behind
+        .into_iter()
+        .map(|g| gap(&g.source, &g.reason, &g.message))
+        .collect();
+    behind.sort_by(|a, b| a.dataset_id.cmp(&b.dataset_id));
+    facts.gaps.extend(behind);
     let gaps = facts.gaps.clone();
     let payload = match &req.validated.operation {
         ValidOperation::Search {
@@ -261,16 +291,20 @@ async fn consult(
         } => {
             let found = connector.search(&to_query(query), *page_size).await?;
             report_skipped(connector, &found.skipped);
-            Ok(SourceResult::Found(found.persons))
+            Ok(SourceResult::Found(found.persons, found.gaps))
         }
         ValidOperation::Read {
             source_id, kinds, ..
         } => {
             let fetched = connector.fetch(source_id, kinds).await?;
             report_skipped(connector, &fetched.skipped);
-            Ok(SourceResult::Fetched(fetched.person, fetched.records))
+            Ok(SourceResult::Fetched(
+                fetched.person,
+                fetched.records,
+                fetched.gaps,
+            ))
         }
-        ValidOperation::Subscribe { .. } => Ok(SourceResult::Found(Vec::new())),
+        ValidOperation::Subscribe { .. } => Ok(SourceResult::Found(Vec::new(), Vec::new())),
     }
 }
 
@@ -602,5 +636,99 @@ mod tests {
         // A person cannot name someone else as the one asking.
         let person = share_request(&authorized(false, Some(practitioner)));
         assert_eq!(person.on_behalf_of.subject, "sw-1");
+    }
+
+    /// A peer whose answer is missing one of its own sources.
+    #[derive(Debug)]
+    struct Partial(DatasetDescriptor);
+
+    impl Connector for Partial {
+        fn descriptor(&self) -> &DatasetDescriptor {
+            &self.0
+        }
+
+        fn search<'a>(
+            &'a self,
+            _query: &'a PersonQuery,
+            _limit: usize,
+        ) -> ConnectorFuture<'a, Result<Found, ConnectorError>> {
+            Box::pin(async {
+                Ok(Found {
+                    gaps: vec![liaison_connectors::PeerGap {
+                        source: "met-police/met-police.custody".into(),
+                        reason: "DEADLINE_EXCEEDED".into(),
+                        message: "no answer within 2000 ms".into(),
+                    }],
+                    ..Found::default()
+                })
+            })
+        }
+
+        fn fetch<'a>(
+            &'a self,
+            _source_id: &'a str,
+            _kinds: &'a [pb::RecordKind],
+        ) -> ConnectorFuture<'a, Result<Fetched, ConnectorError>> {
+            Box::pin(async { Ok(Fetched::default()) })
+        }
+    }
+
+    fn descriptor(id: &str) -> DatasetDescriptor {
+        DatasetDescriptor {
+            id: id.into(),
+            agency: "met-police".into(),
+            title: "t".into(),
+            system: "s".into(),
+            record_kinds: vec![],
+        }
+    }
+
+    #[tokio::test]
+    async fn a_peers_own_gaps_join_the_answer_and_declined_everywhere_is_a_refusal() {
+        let mut registry = Registry::default();
+        registry
+            .insert(Arc::new(Partial(descriptor("local"))))
+            .unwrap();
+        registry
+            .insert(Arc::new(Declining {
+                descriptor: descriptor("met.fed"),
+                decline: true,
+                seen: std::sync::OnceLock::new(),
+            }))
+            .unwrap();
+        let registry = Arc::new(registry);
+
+        // The peer answered, missing one of its sources: the answer says
+        // so, and the peer's gap does not count as a failed dataset.
+        let mut req = authorized(false, None);
+        req.plan.retain(|(d, _)| d == "local");
+        let answer = Fetch::new(registry.clone(), Duration::from_secs(2))
+            .oneshot(req)
+            .await
+            .unwrap();
+        let Ok(Payload::Search { gaps, .. }) = answer.result else {
+            panic!("{:?}", answer.result)
+        };
+        let gaps: Vec<(&str, &str)> = gaps
+            .iter()
+            .map(|g| (g.dataset_id.as_str(), g.reason.as_str()))
+            .collect();
+        assert_eq!(
+            gaps,
+            [("met-police/met-police.custody", "DEADLINE_EXCEEDED")]
+        );
+
+        // Every source declined: a refusal saying so, not "unavailable".
+        let mut req = authorized(false, None);
+        req.plan.retain(|(d, _)| d == "met.fed");
+        let answer = Fetch::new(registry, Duration::from_secs(2))
+            .oneshot(req)
+            .await
+            .unwrap();
+        let Err(GatewayError::SourcesDeclined { datasets, message }) = answer.result else {
+            panic!("{:?}", answer.result)
+        };
+        assert_eq!(datasets, ["met.fed"]);
+        assert!(message.contains("PURPOSE_NOT_PERMITTED"), "{message}");
     }
 }

@@ -429,6 +429,10 @@ impl Task {
                     continue;
                 }
             };
+            if page.resync {
+                delivered |= self.resynchronise(&dataset, page.cursor).await?;
+                continue;
+            }
             let mut complete = true;
             for change in page.changes {
                 let wanted = self
@@ -461,6 +465,49 @@ impl Task {
                 self.cursors.insert(dataset, page.cursor);
             }
         }
+        Ok(delivered)
+    }
+
+    /// Reads again everyone followed in `dataset`, whose feed no longer
+    /// knows what changed since this stream's cursor (a feed kept in
+    /// memory, after a restart), and moves the cursor to `head` once all
+    /// are delivered. Records unchanged on this stream are not sent again;
+    /// on a resumed stream everything releasable is: at least once, never
+    /// a silent gap.
+    async fn resynchronise(&mut self, dataset: &str, head: ChangeCursor) -> Result<bool, Status> {
+        let deadline = self.shared.connector_deadline;
+        let Some(connector) = self.shared.registry.get(dataset).cloned() else {
+            return Ok(false);
+        };
+        let people: Vec<String> = self
+            .followed
+            .get(dataset)
+            .map(|s| s.iter().cloned().collect())
+            .unwrap_or_default();
+        tracing::info!(dataset = %dataset, people = people.len(), "change feed resynchronising");
+        let before = self.cursors.get(dataset).cloned().unwrap_or_default();
+        let mut delivered = false;
+        for (n, source_id) in people.iter().enumerate() {
+            let fetched = match tokio::time::timeout(deadline, connector.fetch(source_id, &[]))
+                .await
+            {
+                Ok(Ok(f)) => f,
+                _ => {
+                    // The cursor stays where it was, so the whole
+                    // resynchronisation is tried again at the next poll.
+                    tracing::warn!(dataset = %dataset, "reading a followed person failed; retrying at the next poll");
+                    return Ok(delivered);
+                }
+            };
+            // Only the last person's batch moves the cursor on.
+            let after = if n + 1 == people.len() {
+                head.clone()
+            } else {
+                before.clone()
+            };
+            delivered |= self.deliver(dataset, fetched.records, &after).await?;
+        }
+        self.cursors.insert(dataset.to_owned(), head);
         Ok(delivered)
     }
 

@@ -55,6 +55,17 @@ impl World {
         ledger_url: Option<String>,
         tweak: impl FnOnce(String) -> String,
     ) -> World {
+        Self::start_with_policy(ledger_url, |policy| policy, tweak).await
+    }
+
+    /// Starts everything, passing the demo policy's text through `policy`
+    /// (e.g. to cover another dataset) and the gateway's configuration
+    /// through `tweak`.
+    pub async fn start_with_policy(
+        ledger_url: Option<String>,
+        policy: impl FnOnce(String) -> String,
+        tweak: impl FnOnce(String) -> String,
+    ) -> World {
         let met = Idp::start(
             "met-police",
             "RS256",
@@ -124,11 +135,8 @@ impl World {
         )
         .await
         .unwrap();
-        std::fs::copy(
-            repo().join("deploy/demo/policy.toml"),
-            dir.path().join("policy.toml"),
-        )
-        .unwrap();
+        let demo = std::fs::read_to_string(repo().join("deploy/demo/policy.toml")).unwrap();
+        std::fs::write(dir.path().join("policy.toml"), policy(demo)).unwrap();
         std::fs::copy(
             repo().join("connectors/examples/police-rms.toml"),
             dir.path().join("police-rms.toml"),
