@@ -32,10 +32,10 @@ pub mod export;
 pub mod format;
 pub mod merkle;
 pub mod offline;
+mod restrict;
 pub mod retention;
 pub mod seal;
 pub mod sign;
-mod restrict;
 mod store;
 #[cfg(any(test, feature = "test-util"))]
 pub mod test_util;

@@ -164,8 +164,7 @@ impl Ledger {
             });
             for (id, seq, until, reason, agency, restricted_by, at) in rows {
                 let seq = u64::try_from(seq).unwrap_or(0);
-                let malformed =
-                    |what| LedgerError::broken(seq, None, Problem::Malformed { what });
+                let malformed = |what| LedgerError::broken(seq, None, Problem::Malformed { what });
                 let r = Restriction {
                     id,
                     seq,

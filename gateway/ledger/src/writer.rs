@@ -350,7 +350,11 @@ async fn write_batch_postgres(
     .bind(ref_pos)
     .bind(refs)
     .bind(texts(|e| &e.index.provider))
-    .bind(entries().map(|e| e.index.break_glass).collect::<Vec<bool>>())
+    .bind(
+        entries()
+            .map(|e| e.index.break_glass)
+            .collect::<Vec<bool>>(),
+    )
     .fetch_all(&mut *conn)
     .await?;
 

@@ -45,7 +45,7 @@ async fn schema_is_created_once_and_versioned(url: &str) {
             .await
             .unwrap(),
     };
-    assert_eq!(versions, [1, 2]);
+    assert_eq!(versions, [1, 2, 3]);
 }
 
 async fn newer_schema_is_refused(url: &str) {
@@ -64,7 +64,7 @@ async fn newer_schema_is_refused(url: &str) {
     );
     assert_eq!(
         err.to_string(),
-        "ledger schema version 99 is newer than the supported version 2"
+        "ledger schema version 99 is newer than the supported version 3"
     );
 }
 
