@@ -185,6 +185,21 @@ impl Ledger {
         Ok(found)
     }
 
+    /// Whether [`backfill_index`](Self::backfill_index) has entries left to read.
+    pub async fn index_backfill_pending(&self) -> Result<bool, LedgerError> {
+        let pending = dispatch!(&self.inner.db, |pool, dialect| {
+            sqlx::query("SELECT next_seq, end_seq FROM ledger_index_backfill WHERE id = 1")
+                .fetch_optional(pool)
+                .await?
+                .map(|row| -> Result<bool, sqlx::Error> {
+                    Ok(row.try_get::<i64, _>("next_seq")? <= row.try_get::<i64, _>("end_seq")?)
+                })
+                .transpose()?
+                .unwrap_or(false)
+        });
+        Ok(pending)
+    }
+
     /// Fills in the providing agency and break-glass columns of entries recorded before the
     /// ledger had them, `derive`d from each body; `None` (a body the caller cannot read) leaves
     /// the defaults. Resumable and safe to run from several processes at once: progress is a

@@ -78,9 +78,9 @@ CREATE TABLE entry_restrictions (
 
 CREATE INDEX entry_restrictions_seq ON entry_restrictions (seq);
 
--- ledger_append with the two new search columns.
-DROP FUNCTION ledger_append(TEXT[], BIGINT[], BYTEA[], BYTEA[], TEXT[], TEXT[], TEXT[], TEXT[],
-                            TEXT[], TEXT[], TEXT[], INT[], TEXT[]);
+-- ledger_append with the two new search columns, beside the thirteen-argument one of schema 2,
+-- which replicas of the previous release keep calling during a rolling update (their entries
+-- take the columns' defaults).
 
 CREATE FUNCTION ledger_append(
     ids TEXT[], recorded BIGINT[], bodies BYTEA[], leaves BYTEA[],
