@@ -574,7 +574,8 @@ pub(super) async fn entry(
         may_review: review::may_review(principal),
         min_note: review::MIN_NOTE_CHARS,
         restriction,
-        may_restrict: restriction::may_restrict(principal).is_ok() && !record.disclosures.is_empty(),
+        may_restrict: restriction::may_restrict(principal).is_ok()
+            && !record.disclosures.is_empty(),
         tomorrow: (now.date() + time::Duration::days(1)).to_string(),
         min_reason: restriction::MIN_REASON_CHARS,
         provider: state.agency_name(&record.provider_agency),

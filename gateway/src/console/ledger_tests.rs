@@ -528,12 +528,12 @@ async fn exports_carry_every_match_as_attachments() {
     assert_eq!(&reader.headers().unwrap()[0], "entry_id");
     let records: Vec<csv::StringRecord> = reader.records().map(Result::unwrap).collect();
     assert_eq!(records.len(), 6);
-    assert_eq!(&records[0][20], "denied");
-    assert_eq!(&records[0][21], "PURPOSE_NOT_PERMITTED");
+    assert_eq!(&records[0][21], "denied");
+    assert_eq!(&records[0][22], "PURPOSE_NOT_PERMITTED");
     assert!(
-        records[0][12].starts_with("'="),
+        records[0][13].starts_with("'="),
         "a formula is defused: {}",
-        &records[0][12]
+        &records[0][13]
     );
 
     let json = world
@@ -1098,7 +1098,7 @@ async fn every_look_at_the_ledger_is_itself_recorded() {
             ),
             (
                 "/console/subject",
-                "subject access report (person=P-1); 1 disclosures",
+                "subject access report (person=P-1); 1 disclosures, 0 withheld under s.45",
                 "",
                 recorded,
                 ""
@@ -1244,26 +1244,35 @@ async fn a_providers_dpo_sees_shares_of_its_data_made_by_others() {
     world.seed(&[theirs, unrelated, own]).await;
     let dpo = world.sign_in(&["dpo"]).await;
 
-    let all = world.get(&dpo, "/console/entries").await;
+    let all = world.get(&dpo, "/console/entries?order=newest").await;
     assert_eq!(all.status, StatusCode::OK, "{}", all.body);
     assert_eq!(rows(&all.body), 2, "{}", all.body);
     assert!(all.body.contains(&seeded_id(1)) && all.body.contains(&seeded_id(3)));
     assert!(!all.body.contains(&seeded_id(2)));
-    let provided = world.get(&dpo, "/console/entries?provider=met-police").await;
+    let provided = world
+        .get(&dpo, "/console/entries?provider=met-police")
+        .await;
     assert_eq!(rows(&provided.body), 1, "{}", provided.body);
     assert!(provided.body.contains(&seeded_id(1)));
     let glass = world.get(&dpo, "/console/entries?break_glass=on").await;
     assert_eq!(rows(&glass.body), 1, "{}", glass.body);
     assert!(glass.body.contains(&seeded_id(1)));
     assert_eq!(
-        world.get(&dpo, "/console/entries?break_glass=yes").await.status,
+        world
+            .get(&dpo, "/console/entries?break_glass=yes")
+            .await
+            .status,
         StatusCode::BAD_REQUEST
     );
     let entry = world
         .get(&dpo, &format!("/console/entries/{}", seeded_id(1)))
         .await;
     assert_eq!(entry.status, StatusCode::OK);
-    assert!(entry.body.contains(r#"<dd id="provider">Metropolitan Police Service</dd>"#));
+    assert!(
+        entry
+            .body
+            .contains(r#"<dd id="provider">Metropolitan Police Service</dd>"#)
+    );
     let hidden = world
         .get(&dpo, &format!("/console/entries/{}", seeded_id(2)))
         .await;
@@ -1330,12 +1339,19 @@ async fn a_restricted_disclosure_is_withheld_from_the_report_until_its_date() {
     );
     assert!(page.body.contains("OP-HERON") && page.body.contains("Metropolitan Police Service"));
     // A restriction reviews nothing.
-    assert!(page.body.contains("No Data Protection Officer has reviewed this entry."));
+    assert!(
+        page.body
+            .contains("No Data Protection Officer has reviewed this entry.")
+    );
 
     let report = world
         .post(&dpo, "/console/subject", &[("person", "P-1")])
         .await;
-    assert!(report.body.contains(r#"id="no-disclosures""#), "{}", report.body);
+    assert!(
+        report.body.contains(r#"id="no-disclosures""#),
+        "{}",
+        report.body
+    );
     assert!(report.body.contains("1 disclosure withheld under s.45"));
     let subject_copy = report.body.split(r#"id="report-h""#).nth(1).unwrap();
     let withheld = subject_copy.split(r#"id="withheld""#).nth(1).unwrap();
@@ -1372,11 +1388,13 @@ async fn a_restricted_disclosure_is_withheld_from_the_report_until_its_date() {
     let later = (today + time::Duration::days(30))
         .with_time(time::Time::MIDNIGHT)
         .assume_utc();
-    let on_the_day =
-        crate::services::oversight::subject_report(&world.ledger, &met, "P-1", later)
-            .await
-            .unwrap();
-    assert_eq!((on_the_day.disclosures.len(), on_the_day.withheld.len()), (1, 0));
+    let on_the_day = crate::services::oversight::subject_report(&world.ledger, &met, "P-1", later)
+        .await
+        .unwrap();
+    assert_eq!(
+        (on_the_day.disclosures.len(), on_the_day.withheld.len()),
+        (1, 0)
+    );
     let day_before = crate::services::oversight::subject_report(
         &world.ledger,
         &met,
@@ -1385,10 +1403,16 @@ async fn a_restricted_disclosure_is_withheld_from_the_report_until_its_date() {
     )
     .await
     .unwrap();
-    assert_eq!((day_before.disclosures.len(), day_before.withheld.len()), (0, 1));
+    assert_eq!(
+        (day_before.disclosures.len(), day_before.withheld.len()),
+        (0, 1)
+    );
     let withheld = day_before.withheld[0].restriction.as_ref().unwrap();
     assert_eq!(
-        (withheld.restricted_by.as_str(), withheld.restricted_by_agency_id.as_str()),
+        (
+            withheld.restricted_by.as_str(),
+            withheld.restricted_by_agency_id.as_str()
+        ),
         ("u-dpo", "met-police")
     );
 
@@ -1411,29 +1435,24 @@ async fn a_restricted_disclosure_is_withheld_from_the_report_until_its_date() {
     assert_eq!(last.target, id);
 }
 
+async fn restrict_as(world: &World, who: &Signed, id: &str, until: &str) -> Answer {
+    world
+        .post(
+            who,
+            &format!("/console/entries/{id}/restrict"),
+            &[("until", until), ("reason", "Live investigation OP-HERON")],
+        )
+        .await
+}
+
 #[tokio::test]
 async fn restrictions_are_refused_to_non_parties_auditors_and_bad_dates() {
     let world = seeded().await;
     let dpo = world.sign_in(&["dpo"]).await;
     let auditor = world.sign_in(&["auditor"]).await;
     let until = (time::OffsetDateTime::now_utc().date() + time::Duration::days(10)).to_string();
-    let form = |until: &str| -> Vec<(&'static str, String)> {
-        vec![
-            ("until", until.to_owned()),
-            ("reason", "Live investigation OP-HERON".to_owned()),
-        ]
-    };
-    let post = |who: &Signed, id: String, until: &str| {
-        let form = form(until);
-        async move {
-            let pairs: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.as_str())).collect();
-            world
-                .post(who, &format!("/console/entries/{id}/restrict"), &pairs)
-                .await
-        }
-    };
     // Hackney's share is no business of the Met's DPO, and the try is recorded.
-    let theirs = post(&dpo, seeded_id(99), &until).await;
+    let theirs = restrict_as(&world, &dpo, &seeded_id(99), &until).await;
     assert_eq!(theirs.status, StatusCode::NOT_FOUND);
     let looks = entries_of(&world.ledger, "oversee").await;
     let refused = looks.last().unwrap();
@@ -1441,15 +1460,38 @@ async fn restrictions_are_refused_to_non_parties_auditors_and_bad_dates() {
         (refused.target.as_str(), refused.error_reason.as_str()),
         (seeded_id(99).as_str(), "NOT_FOUND")
     );
-    assert_eq!(post(&auditor, seeded_id(7), &until).await.status, StatusCode::FORBIDDEN);
-    let past = post(&dpo, seeded_id(7), "2020-01-01").await;
+    assert_eq!(
+        restrict_as(&world, &auditor, &seeded_id(7), &until)
+            .await
+            .status,
+        StatusCode::FORBIDDEN
+    );
+    let past = restrict_as(&world, &dpo, &seeded_id(7), "2020-01-01").await;
     assert_eq!(past.status, StatusCode::BAD_REQUEST);
     assert!(past.body.contains("must be in the future"), "{}", past.body);
     // A denial disclosed nothing, so there is nothing to withhold.
-    let denied = post(&dpo, seeded_id(10), &until).await;
+    world
+        .seed(&[share(
+            200,
+            "met-police",
+            "u-x",
+            "missing-person",
+            pb::AuditOutcome::Denied,
+            &[],
+        )])
+        .await;
+    let denied = restrict_as(&world, &dpo, &seeded_id(200), &until).await;
     assert_eq!(denied.status, StatusCode::BAD_REQUEST);
     assert!(entries_of(&world.ledger, "review").await.is_empty());
-    assert!(world.ledger.restrictions(&[7, 10]).await.unwrap().is_empty());
+    assert!(denied.body.contains("disclosed nothing"), "{}", denied.body);
+    assert!(
+        world
+            .ledger
+            .restrictions(&[7, 62])
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }
 
 #[tokio::test]
@@ -1473,7 +1515,12 @@ async fn a_restriction_that_cannot_be_recorded_is_not_honoured() {
             &[("until", &until), ("reason", "Live investigation OP-HERON")],
         )
         .await;
-    assert_eq!(failed.status, StatusCode::SERVICE_UNAVAILABLE, "{}", failed.body);
+    assert_eq!(
+        failed.status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "{}",
+        failed.body
+    );
     sqlx::query("DROP TRIGGER refuse")
         .execute(&mut db)
         .await
