@@ -189,7 +189,7 @@ pub fn to_pb(r: &Restriction, entry_id: &str) -> pb::EntryRestriction {
 fn check_reason(reason: &str) -> Result<&str, GatewayError> {
     let reason = reason.trim();
     let n = reason.chars().count();
-    if n < MIN_REASON_CHARS || n > MAX_REASON_CHARS {
+    if !(MIN_REASON_CHARS..=MAX_REASON_CHARS).contains(&n) {
         return Err(GatewayError::InvalidField {
             field: "reason".into(),
             message: format!(

@@ -23,6 +23,9 @@ on_both_backends!(
     restrictions_are_reserved_committed_and_lifted,
 );
 
+/// Which entries a filter should return.
+type Keep = Box<dyn Fn(&NewEntry) -> bool>;
+
 fn ids(page: &[StoredEntry]) -> Vec<u64> {
     page.iter().map(|e| e.seq).collect()
 }
@@ -96,7 +99,7 @@ async fn a_party_sees_its_requests_and_shares_of_its_data(url: &str) {
     rising.reverse();
     assert_eq!(walk(&ledger, &oldest, 5).await, rising);
 
-    let cases: Vec<(EntryFilter, Box<dyn Fn(&NewEntry) -> bool>)> = vec![
+    let cases: Vec<(EntryFilter, Keep)> = vec![
         (
             EntryFilter {
                 provider: Some("nhs-norfolk".into()),
