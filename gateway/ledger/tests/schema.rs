@@ -59,7 +59,7 @@ async fn newer_schema_is_refused(url: &str) {
         err,
         LedgerError::SchemaTooNew {
             found: 99,
-            supported: 2
+            supported: 3
         }
     );
     assert_eq!(
