@@ -1,6 +1,7 @@
 // Drives the DPO console in headless Chromium as a person would: signs in
 // through the agency's real provider, searches the ledger, opens an entry,
-// produces a subject access report, exports a search and reviews a
+// restricts a disclosure under s.45 and sees the subject access report
+// withhold it, exports a search and reviews a
 // break-glass share from the review queue; checks that a
 // person without an oversight role is refused; runs axe on every page and
 // fails on serious or critical violations (WCAG 2.2 AA rules) and on any
@@ -154,15 +155,42 @@ try {
   await audit(page, 'agreements');
   await shot(page, 'agreements');
 
-  await page.goto(`${base}/console/subject`);
-  await page.fill('#person', person);
-  await Promise.all([page.waitForLoadState('load'), page.click('#report')]);
+  const report = async () => {
+    await page.goto(`${base}/console/subject`);
+    await page.fill('#person', person);
+    await Promise.all([page.waitForLoadState('load'), page.click('#report')]);
+    return page.locator('#disclosures tbody tr').count();
+  };
+  const reported = await report();
   check(!page.url().includes(person), 'the report\'s person is not in the address');
-  check(await page.locator('#disclosures tbody tr').count() > 0, 'the subject access report lists disclosures');
+  check(reported > 1, `the subject access report lists disclosures (${reported})`);
+  check(await page.locator('#withheld').count() === 0, 'nothing is withheld before a restriction');
+
+  // s.45: one disclosure is restricted for a live investigation; the
+  // report withholds it from the subject's copy and tells the DPO so.
+  const restricted = await page.locator('#disclosures tbody a').first().textContent();
+  await Promise.all([page.waitForLoadState('load'), page.locator('#disclosures tbody a').first().click()]);
+  check((await page.textContent('#restriction-status'))?.startsWith('Not restricted'), 'the entry starts unrestricted');
+  const until = new Date(Date.now() + 30 * 86400000).toISOString().slice(0, 10);
+  await page.fill('#restrict-until', until);
+  await page.fill('#restrict-reason', 'Live investigation OP-HERON: disclosure would alert the suspect.');
+  await Promise.all([page.waitForLoadState('load'), page.click('#restrict')]);
+  const status = (await page.textContent('#restriction-status')) ?? '';
+  check(status.includes(`Restricted: withheld from subject access reports until ${until}`), `the entry shows its restriction (${status.trim()})`);
+  check(status.includes('OP-HERON') && status.includes('Metropolitan Police Service'), 'the restriction names why and by whom');
+  await audit(page, 'entry-restricted');
+  await shot(page, 'entry-restricted');
+
+  const after45 = await report();
+  check(after45 === reported - 1, `the report withholds the restricted disclosure (${after45} of ${reported})`);
+  check(!((await page.textContent('#disclosures')) ?? '').includes(restricted.trim()), 'the subject\'s copy does not name the restricted entry');
+  check(/\b1 disclosure withheld under s\.45/.test((await page.textContent('#withheld-h')) ?? ''), 'the DPO is told one disclosure is withheld');
+  check(((await page.textContent('#withheld')) ?? '').includes('OP-HERON'), 'the DPO sees why it is withheld');
   await audit(page, 'subject-access-report');
   await shot(page, 'subject-access-report');
   await page.emulateMedia({ media: 'print' });
   check(!(await page.isVisible('header.site')), 'the printed report leaves out the console\'s header');
+  check(!(await page.isVisible('#withheld')), 'the printed report leaves out what is withheld');
   await shot(page, 'subject-access-report-print');
   await page.emulateMedia({ media: 'screen' });
 

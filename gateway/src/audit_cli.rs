@@ -124,16 +124,65 @@ pub struct QueueArgs {
     pub all: bool,
 }
 
-/// Opens the ledger named by `args`.
+/// `liaison audit restrict`.
+#[derive(Debug, Args)]
+pub struct RestrictArgs {
+    /// The ledger holding the share.
+    #[command(flatten)]
+    pub ledger: LedgerArgs,
+    /// The share's position in the ledger (its sequence number).
+    pub sequence: u64,
+    /// The first day the share is reported again, `YYYY-MM-DD` (UTC).
+    #[arg(long)]
+    pub until: String,
+    /// The investigation the restriction protects; at least 10
+    /// characters, kept in the ledger for good.
+    #[arg(long)]
+    pub reason: String,
+    /// The restricting DPO's subject id at their agency's identity
+    /// provider.
+    #[arg(long)]
+    pub dpo: String,
+    /// The DPO's agency, which must be party to the share; needed unless
+    /// the configuration names exactly one agency.
+    #[arg(long)]
+    pub agency: Option<String>,
+}
+
+/// `liaison audit lift`.
+#[derive(Debug, Args)]
+pub struct LiftArgs {
+    /// The ledger holding the share.
+    #[command(flatten)]
+    pub ledger: LedgerArgs,
+    /// The share's position in the ledger.
+    pub sequence: u64,
+    /// Why the restriction ends now; at least 10 characters.
+    #[arg(long)]
+    pub reason: String,
+    /// The DPO's subject id.
+    #[arg(long)]
+    pub dpo: String,
+    /// The DPO's agency; needed unless the configuration names exactly one.
+    #[arg(long)]
+    pub agency: Option<String>,
+}
+
+/// Opens the ledger named by `args`, with its search columns complete
+/// (see [`crate::agreements::backfill_index`]).
 pub async fn open(args: &LedgerArgs) -> Result<Ledger, String> {
     let url = match (&args.config, &args.ledger) {
         (_, Some(url)) => url.clone(),
         (Some(path), None) => load_config(path)?.ledger_url(),
         (None, None) => return Err("give --config FILE or --ledger URL".into()),
     };
-    Ledger::connect(&url)
+    let ledger = Ledger::connect(&url)
         .await
-        .map_err(|e| format!("cannot open the ledger: {e}"))
+        .map_err(|e| format!("cannot open the ledger: {e}"))?;
+    crate::agreements::backfill_index(&ledger, &url)
+        .await
+        .map_err(|e| format!("cannot index the ledger: {e}"))?;
+    Ok(ledger)
 }
 
 fn load_config(path: &Path) -> Result<Config, String> {
@@ -453,7 +502,7 @@ pub async fn review(args: ReviewArgs) -> i32 {
         Err(e) => return fail(&e),
     };
     match ledger.get(&args.entry_id).await {
-        Ok(Some(e)) if e.index.agency == agency => {}
+        Ok(Some(e)) if e.index.agency == agency || e.index.provider == agency => {}
         Ok(_) => {
             return fail(&format!(
                 "audit entry `{}` was not found among agency `{agency}`'s entries",
@@ -496,7 +545,7 @@ pub async fn queue(args: QueueArgs) -> i32 {
         Err(e) => return fail(&e),
     };
     let visible = liaison_ledger::EntryFilter {
-        agency: Some(agency),
+        party: Some(agency),
         ..Default::default()
     };
     let queue =
@@ -537,6 +586,101 @@ pub async fn queue(args: QueueArgs) -> i32 {
         }
     );
     0
+}
+
+/// The DPO a restriction command acts as: a `dpo` of `agency`, vouched for
+/// by whoever may run the command against the ledger's database.
+fn cli_dpo(agency: String, subject: &str) -> Result<crate::identity::Principal, String> {
+    if subject.trim().is_empty() {
+        return Err("give --dpo: the DPO's subject id".into());
+    }
+    Ok(crate::identity::Principal {
+        agency,
+        subject: subject.trim().to_owned(),
+        display_name: None,
+        roles: vec![crate::restriction::RESTRICTER_ROLE.to_owned()],
+        team: None,
+        vetting: None,
+        client_id: Some("liaison-cli".into()),
+        issuer: String::new(),
+        is_system: false,
+    })
+}
+
+/// Restricts one share until a date and prints the restriction.
+pub async fn restrict(args: RestrictArgs) -> i32 {
+    let dpo = match agency_of(&args.ledger, args.agency.as_ref())
+        .and_then(|agency| cli_dpo(agency, &args.dpo))
+    {
+        Ok(p) => p,
+        Err(e) => return fail(&e),
+    };
+    let until = match time::Date::parse(
+        args.until.trim(),
+        time::macros::format_description!("[year]-[month]-[day]"),
+    ) {
+        Ok(d) => d.with_time(time::Time::MIDNIGHT).assume_utc(),
+        Err(_) => return fail(&format!("`{}` is not a date like 2027-03-31", args.until)),
+    };
+    let ledger = match open(&args.ledger).await {
+        Ok(l) => l,
+        Err(e) => return fail(&e),
+    };
+    match crate::restriction::restrict(
+        &ledger,
+        &dpo,
+        "liaison audit restrict",
+        args.sequence,
+        until,
+        &args.reason,
+        OffsetDateTime::now_utc(),
+    )
+    .await
+    {
+        Ok(done) => {
+            println!(
+                "entry {} ({}) withheld from subject access reports until {}; recorded as entry {}",
+                args.sequence,
+                done.entry_id,
+                args.until.trim(),
+                done.restriction.id
+            );
+            0
+        }
+        Err(e) => fail(&format!("not restricted: {e}")),
+    }
+}
+
+/// Lifts every restriction of one share.
+pub async fn lift(args: LiftArgs) -> i32 {
+    let dpo = match agency_of(&args.ledger, args.agency.as_ref())
+        .and_then(|agency| cli_dpo(agency, &args.dpo))
+    {
+        Ok(p) => p,
+        Err(e) => return fail(&e),
+    };
+    let ledger = match open(&args.ledger).await {
+        Ok(l) => l,
+        Err(e) => return fail(&e),
+    };
+    match crate::restriction::lift(
+        &ledger,
+        &dpo,
+        "liaison audit lift",
+        args.sequence,
+        &args.reason,
+    )
+    .await
+    {
+        Ok((id, lifted)) => {
+            println!(
+                "{lifted} restriction(s) of entry {} lifted; recorded as entry {id}",
+                args.sequence
+            );
+            0
+        }
+        Err(e) => fail(&format!("not lifted: {e}")),
+    }
 }
 
 fn fail(message: &str) -> i32 {

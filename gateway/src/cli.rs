@@ -88,6 +88,11 @@ pub enum AuditCommand {
     Review(Box<audit_cli::ReviewArgs>),
     /// List what awaits a DPO's review: break-glass shares and flags.
     Queue(audit_cli::QueueArgs),
+    /// Withhold one share from subject access reports until a date (DPA
+    /// 2018 s.45(4)), recorded as a REVIEW entry in the ledger.
+    Restrict(Box<audit_cli::RestrictArgs>),
+    /// Lift every s.45 restriction of one share, recorded in the ledger.
+    Lift(Box<audit_cli::LiftArgs>),
 }
 
 /// `liaison policy …`
@@ -193,6 +198,8 @@ pub async fn run(cli: Cli) -> i32 {
             AuditCommand::Prune(args) => audit_cli::prune(args).await,
             AuditCommand::Review(args) => audit_cli::review(*args).await,
             AuditCommand::Queue(args) => audit_cli::queue(args).await,
+            AuditCommand::Restrict(args) => audit_cli::restrict(*args).await,
+            AuditCommand::Lift(args) => audit_cli::lift(*args).await,
         },
         Command::Policy { command } => policy_cli::run(command),
         Command::Config {

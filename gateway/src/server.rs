@@ -169,6 +169,9 @@ pub async fn start(
     let store = crate::agreements::AgreementStore::open(&config.ledger_url())
         .await
         .map_err(|e| policy_err(e.to_string()))?;
+    crate::agreements::backfill_with(&ledger, &store)
+        .await
+        .map_err(|e| StartError::Other(e.to_string()))?;
     let (source, policy) =
         crate::agreements::PolicySource::start(store.clone(), ledger.clone(), policy_path.clone())
             .await

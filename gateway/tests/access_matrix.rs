@@ -52,6 +52,7 @@ const OK: Code = Code::Ok;
 const UNAUTH: Code = Code::Unauthenticated;
 const DENIED: Code = Code::PermissionDenied;
 const NOT_FOUND: Code = Code::NotFound;
+const INVALID: Code = Code::InvalidArgument;
 const ABORTED: Code = Code::Aborted;
 
 /// One row: an RPC, the object it is aimed at, and the status each
@@ -92,20 +93,26 @@ const MATRIX: &[Row] = &[
     row("OversightService/ListAuditEntries", "own agency",
         [UNAUTH, DENIED, DENIED, OK, OK, DENIED, DENIED, DENIED]),
     row("OversightService/ListAuditEntries", "the other agency (`agency_id`)",
-        [UNAUTH, DENIED, DENIED, DENIED, DENIED, DENIED, DENIED, DENIED]),
+        [UNAUTH, DENIED, DENIED, OK, OK, DENIED, DENIED, DENIED]),
     row("OversightService/GetAuditEntry", "entry by a Hackney user",
-        [UNAUTH, DENIED, DENIED, OK, NOT_FOUND, DENIED, DENIED, DENIED]),
+        [UNAUTH, DENIED, DENIED, OK, OK, DENIED, DENIED, DENIED]),
     row("OversightService/GetAuditEntry", "entry by a Met user",
         [UNAUTH, DENIED, DENIED, NOT_FOUND, OK, DENIED, DENIED, DENIED]),
     row("OversightService/GetTreeHead", "the ledger",
         [UNAUTH, DENIED, DENIED, OK, OK, DENIED, DENIED, DENIED]),
     row("OversightService/GetInclusionProof", "entry by a Hackney user",
-        [UNAUTH, DENIED, DENIED, OK, NOT_FOUND, DENIED, DENIED, DENIED]),
+        [UNAUTH, DENIED, DENIED, OK, OK, DENIED, DENIED, DENIED]),
     row("OversightService/GetInclusionProof", "entry by a Met user",
         [UNAUTH, DENIED, DENIED, NOT_FOUND, OK, DENIED, DENIED, DENIED]),
     row("OversightService/GetConsistencyProof", "the ledger",
         [UNAUTH, DENIED, DENIED, OK, OK, DENIED, DENIED, DENIED]),
     row("OversightService/GetSubjectAccessReport", "Leah (disclosed to Hackney)",
+        [UNAUTH, DENIED, DENIED, OK, OK, DENIED, DENIED, DENIED]),
+    row("OversightService/RestrictEntry", "entry by a Hackney user",
+        [UNAUTH, DENIED, DENIED, OK, OK, DENIED, DENIED, DENIED]),
+    row("OversightService/RestrictEntry", "entry by a Met user",
+        [UNAUTH, DENIED, DENIED, NOT_FOUND, INVALID, DENIED, DENIED, DENIED]),
+    row("OversightService/LiftRestriction", "entry by a Hackney user",
         [UNAUTH, DENIED, DENIED, OK, OK, DENIED, DENIED, DENIED]),
     row("AdminService/ListAgencies", "the registry",
         [UNAUTH, OK, OK, OK, OK, OK, OK, OK]),
@@ -143,6 +150,8 @@ struct Objects {
     leah: String,
     hackney_entry: String,
     met_entry: String,
+    hackney_seq: u64,
+    met_seq: u64,
     agreement_toml: String,
 }
 
@@ -176,6 +185,11 @@ async fn call(
     let entry = |t: &str| match t {
         "entry by a Hackney user" => objects.hackney_entry.clone(),
         "entry by a Met user" => objects.met_entry.clone(),
+        other => panic!("no entry for target `{other}`"),
+    };
+    let seq = |t: &str| match t {
+        "entry by a Hackney user" => objects.hackney_seq,
+        "entry by a Met user" => objects.met_seq,
         other => panic!("no entry for target `{other}`"),
     };
     match rpc {
@@ -267,6 +281,32 @@ async fn call(
                     token,
                     pb::GetAuditEntryRequest {
                         entry_id: entry(target),
+                    },
+                ))
+                .await,
+        ),
+        "OversightService/RestrictEntry" => code(
+            oversight
+                .restrict_entry(req(
+                    token,
+                    pb::RestrictEntryRequest {
+                        sequence: seq(target),
+                        until: Some(prost_types::Timestamp {
+                            seconds: time::OffsetDateTime::now_utc().unix_timestamp() + 86_400 * 30,
+                            nanos: 0,
+                        }),
+                        reason: "Live investigation OP-HERON".into(),
+                    },
+                ))
+                .await,
+        ),
+        "OversightService/LiftRestriction" => code(
+            oversight
+                .lift_restriction(req(
+                    token,
+                    pb::LiftRestrictionRequest {
+                        sequence: seq(target),
+                        reason: "Investigation OP-HERON closed".into(),
                     },
                 ))
                 .await,
@@ -377,6 +417,18 @@ fn name(code: Code) -> String {
     }
 }
 
+/// An entry's position in the ledger.
+async fn seq_of(world: &World, entry_id: &str) -> u64 {
+    world
+        .gateway
+        .ledger
+        .get(entry_id)
+        .await
+        .unwrap()
+        .unwrap()
+        .seq
+}
+
 /// The first ledger entry made by a principal of `agency`.
 async fn entry_by(world: &World, agency: &str) -> String {
     let ledger = &world.gateway.ledger;
@@ -482,6 +534,8 @@ allow_insecure_http = true
         leah: leah_id,
         hackney_entry: entry_by(&world, "hackney-childrens").await,
         met_entry: entry_by(&world, "met-police").await,
+        hackney_seq: seq_of(&world, &entry_by(&world, "hackney-childrens").await).await,
+        met_seq: seq_of(&world, &entry_by(&world, "met-police").await).await,
         agreement_toml: std::fs::read_to_string(repo().join("deploy/demo/policy.toml")).unwrap(),
     };
 
@@ -522,8 +576,8 @@ allow_insecure_http = true
         wrong.join("\n")
     );
 
-    // An allowed subject access report still shows only the caller's own
-    // agency's disclosures: the Met DPO sees none of Hackney's.
+    // An allowed subject access report shows the disclosures the caller's
+    // agency is party to: the Met DPO sees Hackney's receipt of Met data.
     let report = OversightServiceClient::new(world.channel.clone())
         .get_subject_access_report(authed(
             &met_dpo,
@@ -534,7 +588,15 @@ allow_insecure_http = true
         .await
         .unwrap()
         .into_inner();
-    assert!(report.disclosures.is_empty(), "{:?}", report.disclosures);
+    assert!(!report.disclosures.is_empty());
+    assert!(
+        report
+            .disclosures
+            .iter()
+            .all(|d| d.recipient_agency_id == "hackney-childrens"),
+        "{:?}",
+        report.disclosures
+    );
     let report = OversightServiceClient::new(world.channel.clone())
         .get_subject_access_report(authed(
             &council_dpo,
@@ -546,7 +608,7 @@ allow_insecure_http = true
         .unwrap()
         .into_inner();
     assert!(!report.disclosures.is_empty());
-    // An allowed listing holds only the caller's own agency's entries.
+    // An allowed listing holds only entries the caller's agency is party to.
     for (token, agency) in [
         (&council_dpo, "hackney-childrens"),
         (&met_dpo, "met-police"),
@@ -559,8 +621,13 @@ allow_insecure_http = true
             .entries;
         assert!(!entries.is_empty());
         for e in entries {
-            let by = e.entry.unwrap().principal.unwrap_or_default().agency_id;
-            assert_eq!(by, agency, "{agency}'s DPO listed an entry by {by}");
+            let e = e.entry.unwrap();
+            let by = e.principal.unwrap_or_default().agency_id;
+            assert!(
+                by == agency || e.provider_agency_id == agency,
+                "{agency}'s DPO listed an entry by {by} of {}'s data",
+                e.provider_agency_id
+            );
         }
     }
     // The agency with no agreement is offered nothing to share.

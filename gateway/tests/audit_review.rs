@@ -1,7 +1,8 @@
 //! `liaison audit queue` and `liaison audit review` as a DPO runs them
 //! against the ledger: the queue lists an emergency-access share until a
 //! review names it, and a review is refused without a real note or for
-//! another agency's entry.
+//! another agency's entry; `liaison audit restrict` and `lift` withhold a
+//! share from subject access reports and release it, each recorded.
 
 #![allow(
     clippy::unwrap_used,
@@ -201,4 +202,97 @@ async fn a_break_glass_share_waits_in_the_queue_until_reviewed_from_the_command_
         "--all",
     ]);
     assert!(out.starts_with("reviewed\tBreak-glass\t"), "{out}");
+}
+
+#[tokio::test]
+async fn a_share_is_restricted_and_lifted_from_the_command_line() {
+    let (url, _dir) = fresh_sqlite_db();
+    let ledger = Ledger::connect(&url).await.unwrap();
+    let mut disclosed = share(GLASS, "met-police", "child missing overnight");
+    disclosed.disclosures = vec![pb::AuditDisclosure {
+        dataset_id: "hackney-children".into(),
+        person_id: "P-7".into(),
+        fields: vec!["name".into()],
+        ..Default::default()
+    }];
+    let seq = audit::append(&ledger, &disclosed).await.unwrap().sequence;
+    let theirs = audit::append(&ledger, &share(THEIRS, "hackney", "their own emergency"))
+        .await
+        .unwrap()
+        .sequence;
+    let until = (time::OffsetDateTime::now_utc().date() + time::Duration::days(30)).to_string();
+    let restrict = |seq: u64, until: &str| {
+        liaison(&[
+            "audit",
+            "restrict",
+            &seq.to_string(),
+            "--ledger",
+            &url,
+            "--agency",
+            "met-police",
+            "--dpo",
+            "u-dpo-1",
+            "--until",
+            until,
+            "--reason",
+            "Live investigation OP-HERON",
+        ])
+    };
+    let (code, _, err) = restrict(theirs, &until);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains(&format!("audit entry {theirs} not found")),
+        "{err}"
+    );
+    let (code, _, err) = restrict(seq, "2020-01-01");
+    assert_eq!(code, 1);
+    assert!(err.contains("must be in the future"), "{err}");
+    let (code, out, err) = restrict(seq, &until);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains(&format!("until {until}")), "{out}");
+    let restrictions = ledger.restrictions(&[seq]).await.unwrap();
+    assert_eq!(restrictions[&seq].restricted_by, "u-dpo-1");
+
+    let (code, out, err) = liaison(&[
+        "audit",
+        "lift",
+        &seq.to_string(),
+        "--ledger",
+        &url,
+        "--agency",
+        "met-police",
+        "--dpo",
+        "u-dpo-1",
+        "--reason",
+        "Investigation OP-HERON closed",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.starts_with("1 restriction(s)"), "{out}");
+    assert!(ledger.restrictions(&[seq]).await.unwrap().is_empty());
+    // Both recorded, neither counted as a review of the share.
+    let (_, out, _) = liaison(&["audit", "queue", "--ledger", &url, "--agency", "met-police"]);
+    assert!(
+        out.starts_with(&format!("unreviewed\tBreak-glass\t{GLASS}")),
+        "{out}"
+    );
+    let recorded = ledger
+        .list(
+            &EntryFilter {
+                action: Some("review".into()),
+                order: liaison_ledger::Order::OldestFirst,
+                ..Default::default()
+            },
+            10,
+            None,
+        )
+        .await
+        .unwrap();
+    let bodies: Vec<pb::AuditEntry> = recorded
+        .iter()
+        .map(|e| pb::AuditEntry::decode(e.body.as_slice()).unwrap())
+        .collect();
+    assert_eq!(bodies.len(), 2);
+    assert!(bodies.iter().all(|b| b.target == GLASS));
+    assert!(!bodies[0].restriction.as_ref().unwrap().lifted);
+    assert!(bodies[1].restriction.as_ref().unwrap().lifted);
 }

@@ -75,6 +75,11 @@ pub(crate) const SQLITE: Dialect = Dialect {
             description: "signed tree heads, tree nodes, retention checkpoints",
             sql: include_str!("../schema/sqlite/0002_sealed_tree.sql"),
         },
+        Migration {
+            version: 3,
+            description: "providing agency and break-glass in the index, s.45 restrictions",
+            sql: include_str!("../schema/sqlite/0003_parties_restrictions.sql"),
+        },
     ],
 };
 
@@ -100,6 +105,11 @@ pub(crate) const POSTGRES: Dialect = Dialect {
             version: 2,
             description: "signed tree heads, tree nodes, retention checkpoints",
             sql: include_str!("../schema/postgres/0002_sealed_tree.sql"),
+        },
+        Migration {
+            version: 3,
+            description: "providing agency and break-glass in the index, s.45 restrictions",
+            sql: include_str!("../schema/postgres/0003_parties_restrictions.sql"),
         },
     ],
 };

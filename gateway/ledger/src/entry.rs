@@ -37,6 +37,11 @@ pub struct EntryIndex {
     pub subject: String,
     /// The agency that received the data.
     pub recipient: String,
+    /// The agency whose data the entry concerns (the providing agency of the agreement relied
+    /// on); empty where none is known, as for a failed sign-in.
+    pub provider: String,
+    /// Whether the share invoked emergency access, whatever its outcome.
+    pub break_glass: bool,
     /// What was done (for example `share.search`).
     pub action: String,
     /// The declared purpose.
@@ -88,8 +93,15 @@ pub struct StoredEntry {
 /// match; an empty filter matches everything.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct EntryFilter {
+    /// Entries this agency is a party to: its own principals' requests, or shares of its data
+    /// (the providing agency). How oversight limits a search to what a DPO may see.
+    pub party: Option<String>,
     /// Requesting agency.
     pub agency: Option<String>,
+    /// Providing agency.
+    pub provider: Option<String>,
+    /// Only break-glass entries (`Some(true)`) or only the others (`Some(false)`).
+    pub break_glass: Option<bool>,
     /// Requesting user.
     pub subject: Option<String>,
     /// Receiving agency.

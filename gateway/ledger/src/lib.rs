@@ -32,6 +32,7 @@ pub mod export;
 pub mod format;
 pub mod merkle;
 pub mod offline;
+mod restrict;
 pub mod retention;
 pub mod seal;
 pub mod sign;
@@ -52,6 +53,7 @@ pub use error::{Fault, LedgerError, Problem};
 pub use export::ExportSummary;
 pub use merkle::Hash;
 pub use offline::{ExportReport, verify_export, verify_export_file, verify_export_with_witness};
+pub use restrict::{IndexUpdate, Restriction};
 pub use retention::PruneReport;
 pub use seal::{Sealer, SealerHandle, SealerOptions, SealerStatus};
 pub use sign::{

@@ -23,7 +23,8 @@ pub const MAX_PAGE: u32 = 1000;
 
 /// The columns of `audit_entries` that make a [`StoredEntry`], in `SELECT` form.
 const ENTRY_COLUMNS: &str = "e.seq, e.entry_id, e.recorded_at, e.body, e.leaf_hash, \
-    e.chain_hash, e.agency, e.subject, e.recipient, e.action, e.purpose, e.isa_id, e.outcome";
+    e.chain_hash, e.agency, e.subject, e.recipient, e.action, e.purpose, e.isa_id, e.outcome, \
+    e.provider, e.break_glass";
 
 /// The audit ledger.
 ///
@@ -93,6 +94,8 @@ struct EntryRow {
     purpose: String,
     isa_id: String,
     outcome: String,
+    provider: String,
+    break_glass: bool,
 }
 
 #[derive(sqlx::FromRow)]
@@ -310,6 +313,17 @@ enum Lookup<'a> {
 
 /// Builds the `SELECT` for `lookup`. Generic so both backends share it; the placeholders are
 /// written by the builder in each backend's syntax.
+///
+/// A page is one ordered index walk that stops after `limit` matches, never a sort of
+/// everything that matches:
+///
+/// - a party filter is two walks, one per side (the agency's own requests; shares of its data
+///   others made), each limited, merged by a `UNION ALL` of at most twice `limit` rows, because
+///   an `OR` across two columns would make the planner read both sides in full and sort;
+/// - a person filter walks that person's subject rows and joins each entry, rather than walking
+///   every entry and probing for the person;
+/// - a date range pages in (time, seq) order along `(party, recorded_at, seq)`, so a week a year
+///   back reads that week only; other pages are in seq order.
 fn entry_query<DB>(lookup: &Lookup<'_>) -> QueryBuilder<DB>
 where
     DB: sqlx::Database,
@@ -317,15 +331,18 @@ where
     for<'q> String: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
     for<'q> i64: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
 {
-    let mut query = QueryBuilder::new(format!("SELECT {ENTRY_COLUMNS} FROM audit_entries e"));
     let (filter, limit, after_seq) = match lookup {
         Lookup::Id(id) => {
+            let mut query =
+                QueryBuilder::new(format!("SELECT {ENTRY_COLUMNS} FROM audit_entries e"));
             query
                 .push(" WHERE e.entry_id = ")
                 .push_bind((*id).to_owned());
             return query;
         }
         Lookup::Seq(seq) => {
+            let mut query =
+                QueryBuilder::new(format!("SELECT {ENTRY_COLUMNS} FROM audit_entries e"));
             query.push(" WHERE e.seq = ").push_bind(*seq);
             return query;
         }
@@ -335,78 +352,164 @@ where
             after_seq,
         } => (*filter, *limit, *after_seq),
     };
-    query.push(" WHERE 1 = 1");
-    let columns = [
-        ("agency", &filter.agency),
-        ("subject", &filter.subject),
-        ("recipient", &filter.recipient),
-        ("action", &filter.action),
-        ("purpose", &filter.purpose),
-        ("isa_id", &filter.isa_id),
-        ("outcome", &filter.outcome),
-    ];
-    for (column, value) in columns {
-        if let Some(value) = value {
-            // `column` comes from the fixed list above, never from the caller.
-            query
-                .push(format!(" AND e.{column} = "))
-                .push_bind(value.clone());
-        }
-    }
-    if let Some(subject_ref) = &filter.subject_ref {
-        query
-            .push(" AND EXISTS (SELECT 1 FROM audit_subjects s WHERE s.seq = e.seq AND s.subject_ref = ")
-            .push_bind(subject_ref.clone())
-            .push(")");
-    }
-    if let Some(from) = filter.from {
-        query
-            .push(" AND e.recorded_at >= ")
-            .push_bind(clamped_nanos(from));
-    }
-    if let Some(until) = filter.until {
-        query
-            .push(" AND e.recorded_at < ")
-            .push_bind(clamped_nanos(until));
-    }
-    if filter.from.is_some() || filter.until.is_some() {
-        // Pages walk the sequence index, and the planner cannot know that
-        // times grow with it: a range far back would be found by reading
-        // every newer entry. So bound the walk by the first and last entry
-        // in the range, each one probe of the (recorded_at, seq) index. The
-        // bounds are exact even where times are not in sequence order: every
-        // entry in the range lies between them.
-        for (bound, aggregate) in [(" AND e.seq >= ", "MIN"), (" AND e.seq <= ", "MAX")] {
-            query.push(bound).push(format!(
-                "(SELECT COALESCE({aggregate}(r.seq), 0) FROM audit_entries r WHERE 1 = 1"
-            ));
-            if let Some(from) = filter.from {
-                query
-                    .push(" AND r.recorded_at >= ")
-                    .push_bind(clamped_nanos(from));
-            }
-            if let Some(until) = filter.until {
-                query
-                    .push(" AND r.recorded_at < ")
-                    .push_bind(clamped_nanos(until));
-            }
-            query.push(")");
-        }
-    }
-    let (cursor, order) = match filter.order {
-        Order::NewestFirst => (" AND e.seq < ", " ORDER BY e.seq DESC"),
-        Order::OldestFirst => (" AND e.seq > ", " ORDER BY e.seq ASC"),
+    let page = Page::of(filter, limit, after_seq);
+    let Some(party) = &filter.party else {
+        let mut query = QueryBuilder::new("");
+        page.arm(&mut query, Side::Any);
+        return query;
     };
-    if let Some(after) = after_seq {
-        query
-            .push(cursor)
-            .push_bind(i64::try_from(after).unwrap_or(i64::MAX));
-    }
+    let mut query = QueryBuilder::new(format!("SELECT {ENTRY_COLUMNS} FROM (SELECT * FROM ("));
+    page.arm(&mut query, Side::Requester(party));
+    query.push(") a UNION ALL SELECT * FROM (");
+    page.arm(&mut query, Side::Provider(party));
     query
-        .push(order)
+        .push(") b) e ORDER BY ")
+        .push(page.order_by("e.seq"))
         .push(" LIMIT ")
         .push_bind(i64::from(limit));
     query
+}
+
+/// Which of an agency's entries one walk reads.
+#[derive(Clone, Copy)]
+enum Side<'a> {
+    /// No party filter.
+    Any,
+    /// Entries its principals made.
+    Requester(&'a str),
+    /// Shares of its data that other agencies' principals made.
+    Provider(&'a str),
+}
+
+/// One page's shape, shared by its walks.
+struct Page<'a> {
+    filter: &'a EntryFilter,
+    limit: u32,
+    after_seq: Option<i64>,
+    by_time: bool,
+}
+
+impl<'a> Page<'a> {
+    fn of(filter: &'a EntryFilter, limit: u32, after_seq: Option<u64>) -> Self {
+        Self {
+            filter,
+            limit,
+            after_seq: after_seq.map(|a| i64::try_from(a).unwrap_or(i64::MAX)),
+            by_time: filter.from.is_some() || filter.until.is_some(),
+        }
+    }
+
+    fn descending(&self) -> bool {
+        self.filter.order == Order::NewestFirst
+    }
+
+    /// `ORDER BY` terms; `seq` names the sequence column of the walk.
+    fn order_by(&self, seq: &str) -> String {
+        let dir = if self.descending() { "DESC" } else { "ASC" };
+        if self.by_time {
+            format!("e.recorded_at {dir}, {seq} {dir}")
+        } else {
+            format!("{seq} {dir}")
+        }
+    }
+
+    /// One ordered, limited walk.
+    fn arm<DB>(&self, query: &mut QueryBuilder<DB>, side: Side<'_>)
+    where
+        DB: sqlx::Database,
+        DB::Arguments: Default,
+        for<'q> String: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+        for<'q> i64: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    {
+        let filter = self.filter;
+        // Walking a person's subject rows gives their entries in seq order from the
+        // (subject_ref, seq) index; CROSS JOIN keeps SQLite from choosing the other way round.
+        let seq = if let Some(subject_ref) = &filter.subject_ref {
+            query
+                .push(format!(
+                    "SELECT {ENTRY_COLUMNS} FROM audit_subjects s CROSS JOIN audit_entries e \
+                     WHERE e.seq = s.seq AND s.subject_ref = "
+                ))
+                .push_bind(subject_ref.clone());
+            "s.seq"
+        } else {
+            query.push(format!(
+                "SELECT {ENTRY_COLUMNS} FROM audit_entries e WHERE 1 = 1"
+            ));
+            "e.seq"
+        };
+        match side {
+            Side::Any => {}
+            Side::Requester(party) => {
+                query.push(" AND e.agency = ").push_bind(party.to_owned());
+            }
+            Side::Provider(party) => {
+                // `provider <> agency` as written in the partial indexes, so they apply.
+                query
+                    .push(" AND e.provider = ")
+                    .push_bind(party.to_owned())
+                    .push(" AND e.provider <> e.agency");
+            }
+        }
+        let columns = [
+            ("agency", &filter.agency),
+            ("provider", &filter.provider),
+            ("subject", &filter.subject),
+            ("recipient", &filter.recipient),
+            ("action", &filter.action),
+            ("purpose", &filter.purpose),
+            ("isa_id", &filter.isa_id),
+            ("outcome", &filter.outcome),
+        ];
+        for (column, value) in columns {
+            if let Some(value) = value {
+                // `column` comes from the fixed list above, never from the caller.
+                query
+                    .push(format!(" AND e.{column} = "))
+                    .push_bind(value.clone());
+            }
+        }
+        match filter.break_glass {
+            // Bare, as in the partial indexes' predicates.
+            Some(true) => {
+                query.push(" AND e.break_glass");
+            }
+            Some(false) => {
+                query.push(" AND NOT e.break_glass");
+            }
+            None => {}
+        }
+        if let Some(from) = filter.from {
+            query
+                .push(" AND e.recorded_at >= ")
+                .push_bind(clamped_nanos(from));
+        }
+        if let Some(until) = filter.until {
+            query
+                .push(" AND e.recorded_at < ")
+                .push_bind(clamped_nanos(until));
+        }
+        if let Some(after) = self.after_seq {
+            let op = if self.descending() { "<" } else { ">" };
+            if self.by_time {
+                // The cursor is the last entry shown; its time is one primary-key probe.
+                query
+                    .push(format!(" AND (e.recorded_at, {seq}) {op} ("))
+                    .push("(SELECT c.recorded_at FROM audit_entries c WHERE c.seq = ")
+                    .push_bind(after)
+                    .push("), ")
+                    .push_bind(after)
+                    .push(")");
+            } else {
+                query.push(format!(" AND {seq} {op} ")).push_bind(after);
+            }
+        }
+        query
+            .push(" ORDER BY ")
+            .push(self.order_by(seq))
+            .push(" LIMIT ")
+            .push_bind(i64::from(self.limit));
+    }
 }
 
 /// A time as stored nanoseconds; times outside the storable range clamp to its ends, so a
@@ -432,6 +535,8 @@ fn stored_entry(row: EntryRow, subjects: Vec<String>) -> Result<StoredEntry, Led
             agency: row.agency,
             subject: row.subject,
             recipient: row.recipient,
+            provider: row.provider,
+            break_glass: row.break_glass,
             action: row.action,
             purpose: row.purpose,
             isa_id: row.isa_id,

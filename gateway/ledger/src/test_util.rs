@@ -126,6 +126,14 @@ pub fn sample_entry(n: u64) -> NewEntry {
             .to_owned(),
             subject: format!("user-{}", n % 5),
             recipient: "norfolk-mash".to_owned(),
+            provider: match n % 4 {
+                0 => "norfolk-police",
+                1 => "norfolk-cc",
+                2 => "nhs-norfolk",
+                _ => "",
+            }
+            .to_owned(),
+            break_glass: n.is_multiple_of(6),
             action: "share.search".to_owned(),
             purpose: if n.is_multiple_of(2) {
                 "safeguarding"

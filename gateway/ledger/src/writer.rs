@@ -330,7 +330,7 @@ async fn write_batch_postgres(
     }
     let rows: Vec<AppendRow> = sqlx::query_as(
         "SELECT r_status, r_pos, r_seq, r_entry_id, r_recorded_at, r_leaf_hash, r_chain_hash \
-         FROM ledger_append($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+         FROM ledger_append($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
     )
     .bind(texts(|e| &e.entry_id))
     .bind(entries().map(|e| e.recorded_at_nanos).collect::<Vec<i64>>())
@@ -349,6 +349,12 @@ async fn write_batch_postgres(
     .bind(texts(|e| &e.index.outcome))
     .bind(ref_pos)
     .bind(refs)
+    .bind(texts(|e| &e.index.provider))
+    .bind(
+        entries()
+            .map(|e| e.index.break_glass)
+            .collect::<Vec<bool>>(),
+    )
     .fetch_all(&mut *conn)
     .await?;
 
@@ -526,7 +532,8 @@ async fn write_batch_sqlite(
         if !rows.is_empty() {
             let mut insert = QueryBuilder::new(
                 "INSERT INTO audit_entries (seq, entry_id, recorded_at, body, leaf_hash, \
-                 chain_hash, agency, subject, recipient, action, purpose, isa_id, outcome) ",
+                 chain_hash, agency, subject, recipient, action, purpose, isa_id, outcome, \
+                 provider, break_glass) ",
             );
             insert.push_values(&rows, |mut values, row| {
                 let e = row.entry;
@@ -543,7 +550,9 @@ async fn write_batch_sqlite(
                     .push_bind(e.index.action.as_str())
                     .push_bind(e.index.purpose.as_str())
                     .push_bind(e.index.isa_id.as_str())
-                    .push_bind(e.index.outcome.as_str());
+                    .push_bind(e.index.outcome.as_str())
+                    .push_bind(e.index.provider.as_str())
+                    .push_bind(e.index.break_glass);
             });
             insert.build().execute(&mut *tx).await?;
 

@@ -45,7 +45,7 @@ async fn schema_is_created_once_and_versioned(url: &str) {
             .await
             .unwrap(),
     };
-    assert_eq!(versions, [1, 2]);
+    assert_eq!(versions, [1, 2, 3]);
 }
 
 async fn newer_schema_is_refused(url: &str) {
@@ -59,12 +59,12 @@ async fn newer_schema_is_refused(url: &str) {
         err,
         LedgerError::SchemaTooNew {
             found: 99,
-            supported: 2
+            supported: 3
         }
     );
     assert_eq!(
         err.to_string(),
-        "ledger schema version 99 is newer than the supported version 2"
+        "ledger schema version 99 is newer than the supported version 3"
     );
 }
 

@@ -8,7 +8,7 @@
 //! by a crashed process is cleared once it is older than
 //! [`STALE_RESERVATION`].
 
-use std::time::Duration;
+use std::{collections::HashMap, time::Duration};
 
 use liaison_policy::{Agreement, PolicySet};
 use sqlx::{
@@ -72,6 +72,9 @@ pub enum StoreError {
     /// The URL names no database this store can use.
     #[error("agreement store: unsupported database URL `{0}`")]
     Url(String),
+    /// The ledger could not be indexed.
+    #[error("ledger index: {0}")]
+    Ledger(#[from] liaison_ledger::LedgerError),
 }
 
 /// Who made a change and why.
@@ -291,6 +294,17 @@ impl AgreementStore {
                 },
             )
             .collect()
+    }
+
+    /// The providing agency of every agreement ever committed, by id. An
+    /// agreement's provider is fixed for all its versions.
+    pub async fn providers(&self) -> Result<HashMap<String, String>, StoreError> {
+        const SQL: &str =
+            "SELECT DISTINCT isa_id, provider FROM agreement_versions WHERE committed = 1";
+        let rows: Vec<(String, String)> = on_db!(&self.db, pool => {
+            sqlx::query_as(SQL).fetch_all(pool).await?
+        });
+        Ok(rows.into_iter().collect())
     }
 
     /// The content hash of one stored version (committed or not), if any.

@@ -244,7 +244,10 @@ pub(super) async fn stats(
             scanned += 1;
             let i = &e.index;
             if i.action == "review" {
-                if let Ok(body) = oversight::decode(e) {
+                // A restriction targets an entry too, but reviews nothing.
+                if let Ok(body) = oversight::decode(e)
+                    && body.restriction.is_none()
+                {
                     stats
                         .reviews
                         .entry(body.target.clone())

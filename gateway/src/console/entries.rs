@@ -25,7 +25,8 @@ use axum::{
     },
     response::{Html, IntoResponse, Response},
 };
-use liaison_ledger::{EntryFilter, Ledger, Order, StoredEntry, merkle};
+use liaison_ledger::{EntryFilter, Ledger, Order, Restriction, StoredEntry, merkle};
+use liaison_proto::v1 as pb;
 use serde::Deserialize;
 use time::{Date, OffsetDateTime, Time, macros::format_description};
 
@@ -41,6 +42,7 @@ use super::{
 use crate::{
     error::GatewayError,
     identity::Principal,
+    restriction,
     services::oversight::{self, OVERSIGHT_ROLES},
 };
 
@@ -60,6 +62,10 @@ const MAX_FILTER_LEN: usize = 200;
 pub(super) struct Search {
     /// The receiving agency.
     pub agency: String,
+    /// The providing agency: whose data was shared.
+    pub provider: String,
+    /// `on` for break-glass shares only.
+    pub break_glass: String,
     /// The user who asked (their id at their provider).
     pub user: String,
     pub purpose: String,
@@ -106,6 +112,8 @@ struct Row {
     when: String,
     who: String,
     agency: String,
+    provider: String,
+    break_glass: bool,
     purpose: String,
     isa: String,
     datasets: String,
@@ -135,11 +143,31 @@ struct EntryPage<'a> {
     r: &'a Record,
     agency: &'a str,
     recipient: &'a str,
+    provider: &'a str,
     datasets: String,
     verdict: Verdict,
     reviews: Vec<ReviewNote>,
     may_review: bool,
     min_note: usize,
+    /// The s.45 restriction on this entry, in force or ended but not lifted.
+    restriction: Option<RestrictionView>,
+    /// Whether this DPO may restrict or lift: a `dpo` of a party, on an
+    /// entry that disclosed something.
+    may_restrict: bool,
+    /// The earliest date a restriction may run to, `YYYY-MM-DD`.
+    tomorrow: String,
+    min_reason: usize,
+}
+
+/// A restriction as the entry page and the report show it.
+pub(super) struct RestrictionView {
+    pub until: String,
+    pub reason: String,
+    pub by: String,
+    pub agency: String,
+    pub at: String,
+    pub entry_id: String,
+    pub in_force: bool,
 }
 
 #[derive(Template)]
@@ -148,6 +176,8 @@ struct SubjectPage<'a> {
     nav: Nav<'a>,
     person: &'a str,
     rows: Vec<SubjectRow>,
+    /// Restricted disclosures: shown to the DPO, never printed.
+    withheld: Vec<(SubjectRow, RestrictionView)>,
     generated: String,
     asked: bool,
 }
@@ -218,9 +248,20 @@ impl Search {
                 message: "the page cursor is not one this console gave".into(),
             })?),
         };
+        let break_glass = match self.break_glass.trim() {
+            "" => None,
+            "on" => Some(true),
+            other => {
+                return Err(ConsoleError::BadRequest {
+                    message: format!("`{other}` is not a break-glass filter; use `on`"),
+                });
+            }
+        };
         Ok(Criteria {
             filter: EntryFilter {
                 recipient: text("agency", &self.agency)?,
+                provider: text("providing agency", &self.provider)?,
+                break_glass,
                 subject: text("user", &self.user)?,
                 purpose: text("purpose", &self.purpose)?,
                 isa_id: text("ISA", &self.isa)?,
@@ -241,6 +282,8 @@ impl Search {
     pub fn fields(&self) -> Vec<Field> {
         [
             ("agency", &self.agency),
+            ("provider", &self.provider),
+            ("break_glass", &self.break_glass),
             ("user", &self.user),
             ("purpose", &self.purpose),
             ("isa", &self.isa),
@@ -269,7 +312,7 @@ impl Search {
     }
 }
 
-fn day(name: &str, value: &str) -> Result<Option<Date>, ConsoleError> {
+pub(super) fn day(name: &str, value: &str) -> Result<Option<Date>, ConsoleError> {
     let value = value.trim();
     if value.is_empty() {
         return Ok(None);
@@ -441,6 +484,8 @@ async fn search_page(
             when: r.recorded_at.clone(),
             who: r.who().to_owned(),
             agency: state.agency_name(&r.recipient_agency).to_owned(),
+            provider: state.agency_name(&r.provider_agency).to_owned(),
+            break_glass: r.break_glass.is_some(),
             purpose: r.purpose.clone(),
             isa: r.isa_id.clone(),
             datasets: r.datasets().join(", "),
@@ -517,10 +562,23 @@ pub(super) async fn entry(
         &record.entry_id,
     )
     .await?;
+    let now = OffsetDateTime::now_utc();
+    let restriction = ledger
+        .restrictions(&[stored.seq])
+        .await
+        .map_err(|e| gateway_error(oversight::ledger_fault(e)))?
+        .remove(&stored.seq)
+        .map(|r| RestrictionView::new(&state, &r, now));
     let page = EntryPage {
         reviews,
         may_review: review::may_review(principal),
         min_note: review::MIN_NOTE_CHARS,
+        restriction,
+        may_restrict: restriction::may_restrict(principal).is_ok()
+            && !record.disclosures.is_empty(),
+        tomorrow: (now.date() + time::Duration::days(1)).to_string(),
+        min_reason: restriction::MIN_REASON_CHARS,
+        provider: state.agency_name(&record.provider_agency),
         nav: state.nav(&signed_in, "entries"),
         datasets: record.datasets().join(", "),
         agency: state.agency_name(&record.agency),
@@ -531,6 +589,26 @@ pub(super) async fn entry(
     .render()
     .map_err(ConsoleError::internal)?;
     Ok(Html(page).into_response())
+}
+
+impl RestrictionView {
+    pub(super) fn new(state: &ConsoleState, r: &Restriction, now: OffsetDateTime) -> Self {
+        Self {
+            until: rfc3339(r.until),
+            reason: r.reason.clone(),
+            by: r.restricted_by.clone(),
+            agency: state.agency_name(&r.agency).to_owned(),
+            at: rfc3339(r.recorded_at),
+            entry_id: r.id.clone(),
+            in_force: r.in_force(now),
+        }
+    }
+}
+
+fn timestamp_words(t: Option<prost_types::Timestamp>) -> String {
+    t.and_then(|t| OffsetDateTime::from_unix_timestamp(t.seconds).ok())
+        .map(rfc3339)
+        .unwrap_or_default()
 }
 
 /// Checks that the entry's body is what its leaf hash says and that the
@@ -621,6 +699,7 @@ pub(super) async fn subject_form(
         nav: state.nav(&signed_in, "subject"),
         person: "",
         rows: Vec::new(),
+        withheld: Vec::new(),
         generated: String::new(),
         asked: false,
     }
@@ -646,12 +725,14 @@ pub(super) async fn subject_report(
             message: format!("enter the person's identifier (at most {MAX_FILTER_LEN} characters)"),
         });
     }
-    let disclosures = oversight::subject_disclosures(state.ledger()?, principal, person)
+    let now = OffsetDateTime::now_utc();
+    let report = oversight::subject_report(state.ledger()?, principal, person, now)
         .await
         .map_err(gateway_error)?;
     tracing::info!(
         agency = %principal.agency,
-        disclosures = disclosures.len(),
+        disclosures = report.disclosures.len(),
+        withheld = report.withheld.len(),
         "console subject access report"
     );
     oversee::record(
@@ -660,34 +741,51 @@ pub(super) async fn subject_report(
         Look::answered(
             "/console/subject",
             format!(
-                "subject access report (person={person}); {} disclosures",
-                disclosures.len()
+                "subject access report (person={person}); {} disclosures, {} withheld under s.45",
+                report.disclosures.len(),
+                report.withheld.len()
             ),
         ),
     )
     .await?;
-    let rows = disclosures
+    let row = |d: pb::SubjectDisclosure| SubjectRow {
+        when: d
+            .disclosed_at
+            .and_then(|t| OffsetDateTime::from_unix_timestamp(t.seconds).ok())
+            .map(rfc3339)
+            .unwrap_or_default(),
+        agency: state.agency_name(&d.recipient_agency_id).to_owned(),
+        user: d.recipient_user,
+        purpose: d.purpose,
+        isa: d.isa_id,
+        legal_basis: d.legal_basis,
+        fields: d.fields.join(", "),
+        entry_id: d.entry_id,
+    };
+    let rows = report.disclosures.into_iter().map(row).collect();
+    let withheld = report
+        .withheld
         .into_iter()
-        .map(|d| SubjectRow {
-            when: d
-                .disclosed_at
-                .and_then(|t| OffsetDateTime::from_unix_timestamp(t.seconds).ok())
-                .map(rfc3339)
-                .unwrap_or_default(),
-            agency: state.agency_name(&d.recipient_agency_id).to_owned(),
-            user: d.recipient_user,
-            purpose: d.purpose,
-            isa: d.isa_id,
-            legal_basis: d.legal_basis,
-            fields: d.fields.join(", "),
-            entry_id: d.entry_id,
+        .filter_map(|w| {
+            let r = w.restriction?;
+            let view = RestrictionView {
+                until: timestamp_words(r.until),
+                reason: r.reason,
+                by: r.restricted_by,
+                agency: state.agency_name(&r.restricted_by_agency_id).to_owned(),
+                at: timestamp_words(r.restricted_at),
+                entry_id: r.audit_entry_id,
+                in_force: true,
+            };
+            Some((row(w.disclosure?), view))
         })
         .collect();
     let page = SubjectPage {
         nav: state.nav(&signed_in, "subject"),
         person,
         rows,
-        generated: rfc3339(OffsetDateTime::now_utc()),
+        withheld,
+        generated: rfc3339(now),
         asked: true,
     }
     .render()

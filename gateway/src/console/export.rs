@@ -157,6 +157,7 @@ const HEADER: &[&str] = &[
     "roles",
     "on_behalf_of",
     "recipient_agency",
+    "provider_agency",
     "action",
     "method",
     "purpose",
@@ -206,6 +207,7 @@ pub(super) fn to_csv(records: &[Record]) -> Result<Vec<u8>, ConsoleError> {
             r.roles.join("; "),
             behalf,
             r.recipient_agency.clone(),
+            r.provider_agency.clone(),
             r.action.clone(),
             r.method.clone(),
             r.purpose.clone(),
@@ -327,6 +329,7 @@ fn audit_event(r: &Record) -> Value {
             { "type": "policy-version", "valueString": r.policy_version },
             { "type": "matched-rules", "valueString": r.matched_rules.join("; ") },
             { "type": "leaf-hash", "valueString": r.leaf_hash },
+            { "type": "provider-agency", "valueString": r.provider_agency },
         ],
     })];
     for d in &r.disclosures {

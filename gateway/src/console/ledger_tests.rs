@@ -111,6 +111,7 @@ fn share(
         purpose: purpose.into(),
         justification: "=HYPERLINK(\"http://evil.example\")".into(),
         isa_id: "met-hackney-mash".into(),
+        provider_agency_id: "hackney".into(),
         isa_version: 3,
         legal_basis: "Children Act 1989 s.47".into(),
         policy_version: "sha256:abc".into(),
@@ -527,12 +528,12 @@ async fn exports_carry_every_match_as_attachments() {
     assert_eq!(&reader.headers().unwrap()[0], "entry_id");
     let records: Vec<csv::StringRecord> = reader.records().map(Result::unwrap).collect();
     assert_eq!(records.len(), 6);
-    assert_eq!(&records[0][20], "denied");
-    assert_eq!(&records[0][21], "PURPOSE_NOT_PERMITTED");
+    assert_eq!(&records[0][21], "denied");
+    assert_eq!(&records[0][22], "PURPOSE_NOT_PERMITTED");
     assert!(
-        records[0][12].starts_with("'="),
+        records[0][13].starts_with("'="),
         "a formula is defused: {}",
-        &records[0][12]
+        &records[0][13]
     );
 
     let json = world
@@ -1097,7 +1098,7 @@ async fn every_look_at_the_ledger_is_itself_recorded() {
             ),
             (
                 "/console/subject",
-                "subject access report (person=P-1); 1 disclosures",
+                "subject access report (person=P-1); 1 disclosures, 0 withheld under s.45",
                 "",
                 recorded,
                 ""
@@ -1201,6 +1202,336 @@ async fn the_agreement_register_reads_the_enforced_policy_and_marks_overdue_revi
 /// ledger of 1,000,000 recorded shares on PostgreSQL, or on SQLite with
 /// `LIAISON_BENCH_SQLITE=1` (`BENCHMARKS.md`). `LIAISON_BENCH_ENTRIES`
 /// changes the size.
+/// An entry of `seeded()` by its number.
+fn seeded_id(n: u32) -> String {
+    format!("00000000-0000-4000-8000-{n:012}")
+}
+
+#[tokio::test]
+async fn a_providers_dpo_sees_shares_of_its_data_made_by_others() {
+    let world = World::start().await;
+    // Hackney's user reads data the Met provided: the Met's DPO oversees it.
+    let mut theirs = share(
+        1,
+        "hackney",
+        "u-h",
+        "safeguarding-children",
+        pb::AuditOutcome::Disclosed,
+        &["P-5"],
+    );
+    theirs.provider_agency_id = "met-police".into();
+    theirs.break_glass = Some(pb::BreakGlass {
+        reason: "Child missing overnight, duty manager unreachable".into(),
+    });
+    // Hackney reading Islington's data concerns the Met not at all.
+    let mut unrelated = share(
+        2,
+        "hackney",
+        "u-h2",
+        "safeguarding-children",
+        pb::AuditOutcome::Disclosed,
+        &["P-5"],
+    );
+    unrelated.provider_agency_id = "islington".into();
+    let own = share(
+        3,
+        "met-police",
+        "u-m",
+        "missing-person",
+        pb::AuditOutcome::Disclosed,
+        &["P-6"],
+    );
+    world.seed(&[theirs, unrelated, own]).await;
+    let dpo = world.sign_in(&["dpo"]).await;
+
+    let all = world.get(&dpo, "/console/entries?order=newest").await;
+    assert_eq!(all.status, StatusCode::OK, "{}", all.body);
+    assert_eq!(rows(&all.body), 2, "{}", all.body);
+    assert!(all.body.contains(&seeded_id(1)) && all.body.contains(&seeded_id(3)));
+    assert!(!all.body.contains(&seeded_id(2)));
+    let provided = world
+        .get(&dpo, "/console/entries?provider=met-police")
+        .await;
+    assert_eq!(rows(&provided.body), 1, "{}", provided.body);
+    assert!(provided.body.contains(&seeded_id(1)));
+    let glass = world.get(&dpo, "/console/entries?break_glass=on").await;
+    assert_eq!(rows(&glass.body), 1, "{}", glass.body);
+    assert!(glass.body.contains(&seeded_id(1)));
+    assert_eq!(
+        world
+            .get(&dpo, "/console/entries?break_glass=yes")
+            .await
+            .status,
+        StatusCode::BAD_REQUEST
+    );
+    let entry = world
+        .get(&dpo, &format!("/console/entries/{}", seeded_id(1)))
+        .await;
+    assert_eq!(entry.status, StatusCode::OK);
+    assert!(
+        entry
+            .body
+            .contains(r#"<dd id="provider">Metropolitan Police Service</dd>"#)
+    );
+    let hidden = world
+        .get(&dpo, &format!("/console/entries/{}", seeded_id(2)))
+        .await;
+    assert_eq!(hidden.status, StatusCode::NOT_FOUND);
+    let report = world
+        .post(&dpo, "/console/subject", &[("person", "P-5")])
+        .await;
+    assert!(
+        report.body.contains("<caption>1 disclosure</caption>"),
+        "{}",
+        report.body
+    );
+    let csv = world
+        .get(
+            &dpo,
+            "/console/entries/export?format=csv&provider=met-police&break_glass=on",
+        )
+        .await;
+    assert_eq!(csv.status, StatusCode::OK);
+    let lines: Vec<&str> = csv.body.lines().collect();
+    assert_eq!(lines.len(), 2, "{}", csv.body);
+    assert!(lines[0].contains(",recipient_agency,provider_agency,"));
+    assert!(lines[1].contains(",hackney,met-police,"));
+
+    // The API answers by the same rule.
+    let met = principal(&["dpo"]);
+    let stored = world.ledger.get(&seeded_id(1)).await.unwrap().unwrap();
+    assert!(crate::services::oversight::visible(&met, &stored));
+    let islington = Principal {
+        agency: "islington".into(),
+        ..principal(&["dpo"])
+    };
+    assert!(!crate::services::oversight::visible(&islington, &stored));
+}
+
+#[tokio::test]
+async fn a_restricted_disclosure_is_withheld_from_the_report_until_its_date() {
+    let world = seeded().await;
+    let dpo = world.sign_in(&["dpo"]).await;
+    // Entry 7 disclosed P-1 and P-2; P-1 has no other visible disclosure.
+    let id = seeded_id(7);
+    let before = world
+        .post(&dpo, "/console/subject", &[("person", "P-1")])
+        .await;
+    assert!(before.body.contains("<caption>1 disclosure</caption>"));
+    let today = time::OffsetDateTime::now_utc().date();
+    let until = (today + time::Duration::days(30)).to_string();
+    let reason = "Live investigation OP-HERON: the suspect must not learn of it";
+    let done = world
+        .post(
+            &dpo,
+            &format!("/console/entries/{id}/restrict"),
+            &[("until", &until), ("reason", reason)],
+        )
+        .await;
+    assert_eq!(done.status, StatusCode::SEE_OTHER, "{}", done.body);
+    let page = world.get(&dpo, &format!("/console/entries/{id}")).await;
+    assert!(
+        page.body.contains(&format!(
+            "Restricted: withheld from subject access reports until {until}T00:00:00Z"
+        )),
+        "{}",
+        page.body
+    );
+    assert!(page.body.contains("OP-HERON") && page.body.contains("Metropolitan Police Service"));
+    // A restriction reviews nothing.
+    assert!(
+        page.body
+            .contains("No Data Protection Officer has reviewed this entry.")
+    );
+
+    let report = world
+        .post(&dpo, "/console/subject", &[("person", "P-1")])
+        .await;
+    assert!(
+        report.body.contains(r#"id="no-disclosures""#),
+        "{}",
+        report.body
+    );
+    assert!(report.body.contains("1 disclosure withheld under s.45"));
+    let subject_copy = report.body.split(r#"id="report-h""#).nth(1).unwrap();
+    let withheld = subject_copy.split(r#"id="withheld""#).nth(1).unwrap();
+    assert!(withheld.contains("OP-HERON") && withheld.contains(&id));
+    assert!(
+        report.body.contains(r#"class="no-print verdict bad""#),
+        "what is withheld is never printed"
+    );
+    // P-2 is withheld by the same entry; P-9's other disclosures are not.
+    let p9 = world
+        .post(&dpo, "/console/subject", &[("person", "P-9")])
+        .await;
+    assert!(p9.body.contains("<caption>59 disclosures</caption>"));
+
+    // Recorded as a REVIEW entry naming the entry, the date and the reason.
+    let recorded = entries_of(&world.ledger, "review").await;
+    let r = recorded.last().unwrap();
+    assert_eq!(r.target, id);
+    assert_eq!(r.justification, reason);
+    assert_eq!(r.method, "/console/entries/{id}/restrict");
+    let note = r.restriction.as_ref().unwrap();
+    assert!(!note.lifted);
+    assert_eq!(
+        note.until.unwrap().seconds,
+        today
+            .saturating_add(time::Duration::days(30))
+            .with_time(time::Time::MIDNIGHT)
+            .assume_utc()
+            .unix_timestamp()
+    );
+
+    // Its date ends it: the report of that day includes the entry again.
+    let met = principal(&["dpo"]);
+    let later = (today + time::Duration::days(30))
+        .with_time(time::Time::MIDNIGHT)
+        .assume_utc();
+    let on_the_day = crate::services::oversight::subject_report(&world.ledger, &met, "P-1", later)
+        .await
+        .unwrap();
+    assert_eq!(
+        (on_the_day.disclosures.len(), on_the_day.withheld.len()),
+        (1, 0)
+    );
+    let day_before = crate::services::oversight::subject_report(
+        &world.ledger,
+        &met,
+        "P-1",
+        later - time::Duration::seconds(1),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        (day_before.disclosures.len(), day_before.withheld.len()),
+        (0, 1)
+    );
+    let withheld = day_before.withheld[0].restriction.as_ref().unwrap();
+    assert_eq!(
+        (
+            withheld.restricted_by.as_str(),
+            withheld.restricted_by_agency_id.as_str()
+        ),
+        ("u-dpo", "met-police")
+    );
+
+    // Lifted early, also recorded; the report includes it again at once.
+    let lifted = world
+        .post(
+            &dpo,
+            &format!("/console/entries/{id}/lift"),
+            &[("reason", "Suspect charged; OP-HERON closed")],
+        )
+        .await;
+    assert_eq!(lifted.status, StatusCode::SEE_OTHER, "{}", lifted.body);
+    let again = world
+        .post(&dpo, "/console/subject", &[("person", "P-1")])
+        .await;
+    assert!(again.body.contains("<caption>1 disclosure</caption>"));
+    assert!(!again.body.contains("withheld under s.45"));
+    let last = entries_of(&world.ledger, "review").await.pop().unwrap();
+    assert!(last.restriction.unwrap().lifted);
+    assert_eq!(last.target, id);
+}
+
+async fn restrict_as(world: &World, who: &Signed, id: &str, until: &str) -> Answer {
+    world
+        .post(
+            who,
+            &format!("/console/entries/{id}/restrict"),
+            &[("until", until), ("reason", "Live investigation OP-HERON")],
+        )
+        .await
+}
+
+#[tokio::test]
+async fn restrictions_are_refused_to_non_parties_auditors_and_bad_dates() {
+    let world = seeded().await;
+    let dpo = world.sign_in(&["dpo"]).await;
+    let auditor = world.sign_in(&["auditor"]).await;
+    let until = (time::OffsetDateTime::now_utc().date() + time::Duration::days(10)).to_string();
+    // Hackney's share is no business of the Met's DPO, and the try is recorded.
+    let theirs = restrict_as(&world, &dpo, &seeded_id(99), &until).await;
+    assert_eq!(theirs.status, StatusCode::NOT_FOUND);
+    let looks = entries_of(&world.ledger, "oversee").await;
+    let refused = looks.last().unwrap();
+    assert_eq!(
+        (refused.target.as_str(), refused.error_reason.as_str()),
+        (seeded_id(99).as_str(), "NOT_FOUND")
+    );
+    assert_eq!(
+        restrict_as(&world, &auditor, &seeded_id(7), &until)
+            .await
+            .status,
+        StatusCode::FORBIDDEN
+    );
+    let past = restrict_as(&world, &dpo, &seeded_id(7), "2020-01-01").await;
+    assert_eq!(past.status, StatusCode::BAD_REQUEST);
+    assert!(past.body.contains("must be in the future"), "{}", past.body);
+    // A denial disclosed nothing, so there is nothing to withhold.
+    world
+        .seed(&[share(
+            200,
+            "met-police",
+            "u-x",
+            "missing-person",
+            pb::AuditOutcome::Denied,
+            &[],
+        )])
+        .await;
+    let denied = restrict_as(&world, &dpo, &seeded_id(200), &until).await;
+    assert_eq!(denied.status, StatusCode::BAD_REQUEST);
+    assert!(entries_of(&world.ledger, "review").await.is_empty());
+    assert!(denied.body.contains("disclosed nothing"), "{}", denied.body);
+    assert!(
+        world
+            .ledger
+            .restrictions(&[7, 62])
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+#[tokio::test]
+async fn a_restriction_that_cannot_be_recorded_is_not_honoured() {
+    let world = seeded().await;
+    let dpo = world.sign_in(&["dpo"]).await;
+    let mut db = <sqlx::SqliteConnection as sqlx::Connection>::connect(&world.url)
+        .await
+        .unwrap();
+    sqlx::query(
+        "CREATE TRIGGER refuse BEFORE INSERT ON audit_entries BEGIN SELECT RAISE(ABORT, 'disk full'); END",
+    )
+    .execute(&mut db)
+    .await
+    .unwrap();
+    let until = (time::OffsetDateTime::now_utc().date() + time::Duration::days(10)).to_string();
+    let failed = world
+        .post(
+            &dpo,
+            &format!("/console/entries/{}/restrict", seeded_id(7)),
+            &[("until", &until), ("reason", "Live investigation OP-HERON")],
+        )
+        .await;
+    assert_eq!(
+        failed.status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "{}",
+        failed.body
+    );
+    sqlx::query("DROP TRIGGER refuse")
+        .execute(&mut db)
+        .await
+        .unwrap();
+    assert!(world.ledger.restrictions(&[7]).await.unwrap().is_empty());
+    let report = world
+        .post(&dpo, "/console/subject", &[("person", "P-1")])
+        .await;
+    assert!(report.body.contains("<caption>1 disclosure</caption>"));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "a benchmark: fills a database with 1,000,000 entries"]
 async fn search_pages_over_a_million_entries() {

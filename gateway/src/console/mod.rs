@@ -35,6 +35,7 @@ mod pages;
 mod provider;
 mod record;
 mod register;
+mod restrict;
 pub(crate) mod review;
 mod store;
 
@@ -352,6 +353,8 @@ pub fn router(state: ConsoleState) -> Router {
             get(export::export_get).post(export::export_post),
         )
         .route("/console/entries/{id}", get(entries::entry))
+        .route("/console/entries/{id}/restrict", post(restrict::restrict))
+        .route("/console/entries/{id}/lift", post(restrict::lift))
         .route("/console/agreements", get(register::register))
         .route(
             "/console/review",

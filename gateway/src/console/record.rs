@@ -23,6 +23,8 @@ pub(super) struct Record {
     pub is_system: bool,
     pub on_behalf_of: Option<OnBehalf>,
     pub recipient_agency: String,
+    /// The agency whose data the share concerns, if known.
+    pub provider_agency: String,
     pub action: String,
     pub method: String,
     pub purpose: String,
@@ -47,7 +49,18 @@ pub(super) struct Record {
     pub break_glass: Option<String>,
     /// What a review or administrative entry concerns.
     pub target: String,
+    /// On an entry recording an s.45 restriction or its lift.
+    pub restriction: Option<RestrictionNote>,
     pub leaf_hash: String,
+}
+
+/// What an entry recording a restriction says.
+#[derive(Debug, Clone, Serialize)]
+pub(super) struct RestrictionNote {
+    /// Withheld until (UTC), when restricting.
+    pub until: Option<String>,
+    /// Whether it lifts every restriction of its target.
+    pub lifted: bool,
 }
 
 /// The practitioner a system acted for.
@@ -100,6 +113,13 @@ impl Record {
                 user_name: o.display_name,
             }),
             recipient_agency: e.recipient_agency_id,
+            // Entries recorded before the body named the provider carry it
+            // in the index only, filled in from their agreement.
+            provider_agency: if e.provider_agency_id.is_empty() {
+                stored.index.provider.clone()
+            } else {
+                e.provider_agency_id
+            },
             action: enum_name(
                 pb::AuditAction::try_from(e.action)
                     .unwrap_or_default()
@@ -150,6 +170,13 @@ impl Record {
             client_address: e.client_address,
             break_glass: e.break_glass.map(|b| b.reason),
             target: e.target,
+            restriction: e.restriction.map(|r| RestrictionNote {
+                until: r
+                    .until
+                    .and_then(|t| OffsetDateTime::from_unix_timestamp(t.seconds).ok())
+                    .map(rfc3339),
+                lifted: r.lifted,
+            }),
             leaf_hash: hex::encode(stored.leaf_hash),
         }
     }

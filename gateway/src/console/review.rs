@@ -250,7 +250,7 @@ pub(crate) async fn reviews_of(
             after = Some(e.seq);
             scanned += 1;
             let body = oversight::decode(e).map_err(gateway_error)?;
-            if body.target == target {
+            if body.target == target && body.restriction.is_none() {
                 found.push(ReviewNote::new(e, body));
             }
         }

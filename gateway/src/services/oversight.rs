@@ -1,6 +1,7 @@
 //! `OversightService`: the ledger as Data Protection Officers and auditors
-//! see it. Only the `dpo` and `auditor` roles may use it, and each sees the
-//! entries of their own agency's principals.
+//! see it. Only the `dpo` and `auditor` roles may use it, and each sees
+//! their own agency's shares, sent and received: the entries of its own
+//! principals and the shares of data it provided.
 
 use std::sync::Arc;
 
@@ -9,7 +10,7 @@ use liaison_proto::v1::{self as pb, oversight_service_server::OversightService};
 use prost::Message;
 use tonic::{Request, Response, Status};
 
-use crate::{authn, error::GatewayError, identity::Principal, share::audit};
+use crate::{authn, error::GatewayError, identity::Principal, restriction, share::audit};
 
 /// Roles that may use oversight.
 pub const OVERSIGHT_ROLES: &[&str] = &["dpo", "auditor"];
@@ -81,19 +82,21 @@ fn overseer<T>(request: &Request<T>) -> Result<Arc<Principal>, Status> {
     }
 }
 
-/// A principal sees entries made by its own agency's principals, and
-/// authentication failures (which name no agency) are visible to none.
-/// The console applies the same rule, so a DPO sees the same ledger
-/// whichever way they look at it.
+/// A principal sees the entries its agency is party to: those its own
+/// principals made, and shares of data its agency provided, whoever asked.
+/// Authentication failures (which name no agency) are visible to none. The
+/// console applies the same rule, so a DPO sees the same ledger whichever
+/// way they look at it.
 pub(crate) fn visible(principal: &Principal, entry: &StoredEntry) -> bool {
-    entry.index.agency == principal.agency
+    !principal.agency.is_empty()
+        && (entry.index.agency == principal.agency || entry.index.provider == principal.agency)
 }
 
 /// The part of every oversight filter that [`visible`] demands, so a
 /// search never reads what the principal may not see.
 pub(crate) fn visible_filter(principal: &Principal) -> EntryFilter {
     EntryFilter {
-        agency: Some(principal.agency.clone()),
+        party: Some(principal.agency.clone()),
         ..EntryFilter::default()
     }
 }
@@ -119,19 +122,31 @@ pub(crate) fn decode(e: &StoredEntry) -> Result<pb::AuditEntry, GatewayError> {
         .map_err(|_| GatewayError::internal(format!("entry {} does not decode", e.seq)))
 }
 
+/// A subject access report: what the subject may be told, and what is
+/// withheld from them under s.45 for now.
+#[derive(Debug, Default)]
+pub(crate) struct SubjectReport {
+    /// Disclosures to report, oldest first.
+    pub disclosures: Vec<pb::SubjectDisclosure>,
+    /// Disclosures restricted at the time of the report, oldest first.
+    pub withheld: Vec<pb::WithheldDisclosure>,
+}
+
 /// Every disclosure about `person_id` that `principal` may see, oldest
-/// first: the subject access report, for the API and the console alike.
-pub(crate) async fn subject_disclosures(
+/// first, with those under a restriction in force at `now` set apart: the
+/// subject access report, for the API and the console alike.
+pub(crate) async fn subject_report(
     ledger: &Ledger,
     principal: &Principal,
     person_id: &str,
-) -> Result<Vec<pb::SubjectDisclosure>, GatewayError> {
+    now: time::OffsetDateTime,
+) -> Result<SubjectReport, GatewayError> {
     let filter = EntryFilter {
         subject_ref: Some(person_id.to_owned()),
         order: liaison_ledger::Order::OldestFirst,
         ..visible_filter(principal)
     };
-    let mut disclosures = Vec::new();
+    let mut report = SubjectReport::default();
     let mut after = None;
     loop {
         let page = ledger
@@ -140,11 +155,14 @@ pub(crate) async fn subject_disclosures(
             .map_err(ledger_fault)?;
         let full = page.len() == usize::try_from(MAX_PAGE).unwrap_or(usize::MAX);
         after = page.last().map(|e| e.seq);
+        let seqs: Vec<u64> = page.iter().map(|e| e.seq).collect();
+        let restrictions = ledger.restrictions(&seqs).await.map_err(ledger_fault)?;
         for stored in &page {
             let e = decode(stored)?;
+            let restriction = restrictions.get(&stored.seq).filter(|r| r.in_force(now));
             let p = e.principal.clone().unwrap_or_default();
             for d in e.disclosures.iter().filter(|d| d.person_id == person_id) {
-                disclosures.push(pb::SubjectDisclosure {
+                let disclosure = pb::SubjectDisclosure {
                     disclosed_at: e.recorded_at,
                     recipient_agency_id: e.recipient_agency_id.clone(),
                     recipient_user: if p.display_name.is_empty() {
@@ -157,14 +175,21 @@ pub(crate) async fn subject_disclosures(
                     legal_basis: e.legal_basis.clone(),
                     fields: d.fields.clone(),
                     entry_id: e.entry_id.clone(),
-                });
+                };
+                match restriction {
+                    Some(r) => report.withheld.push(pb::WithheldDisclosure {
+                        disclosure: Some(disclosure),
+                        restriction: Some(crate::restriction::to_pb(r, &e.entry_id)),
+                    }),
+                    None => report.disclosures.push(disclosure),
+                }
             }
         }
         if !full {
             break;
         }
     }
-    Ok(disclosures)
+    Ok(report)
 }
 
 fn ledger_entry(e: StoredEntry) -> Result<pb::LedgerEntry, Status> {
@@ -232,12 +257,6 @@ impl OversightService for Oversight {
     ) -> Result<Response<pb::ListAuditEntriesResponse>, Status> {
         let principal = overseer(&request)?;
         let r = request.into_inner();
-        if !r.agency_id.is_empty() && r.agency_id != principal.agency {
-            return Err(GatewayError::FunctionNotPermitted {
-                message: format!("oversight of agency `{}` is not granted", r.agency_id),
-            }
-            .into());
-        }
         let limit = match r.page_size {
             0 => DEFAULT_PAGE,
             n => u32::try_from(n)
@@ -260,7 +279,12 @@ impl OversightService for Oversight {
                     })?,
             )
         };
+        // `agency_id` and `provider_agency_id` narrow what the caller may
+        // see; they never widen it.
         let filter = EntryFilter {
+            agency: some(r.agency_id),
+            provider: some(r.provider_agency_id),
+            break_glass: r.break_glass_only.then_some(true),
             subject: some(r.subject),
             purpose: some(r.purpose),
             isa_id: some(r.isa_id),
@@ -417,10 +441,70 @@ impl OversightService for Oversight {
             }
             .into());
         }
-        let disclosures = subject_disclosures(&self.ledger, &principal, &person_id).await?;
+        let report = subject_report(
+            &self.ledger,
+            &principal,
+            &person_id,
+            time::OffsetDateTime::now_utc(),
+        )
+        .await?;
         Ok(Response::new(pb::GetSubjectAccessReportResponse {
             person_id,
-            disclosures,
+            disclosures: report.disclosures,
+            withheld: report.withheld,
+        }))
+    }
+
+    async fn restrict_entry(
+        &self,
+        request: Request<pb::RestrictEntryRequest>,
+    ) -> Result<Response<pb::RestrictEntryResponse>, Status> {
+        let principal = overseer(&request)?;
+        let r = request.into_inner();
+        let until = r
+            .until
+            .and_then(|t| {
+                time::OffsetDateTime::from_unix_timestamp(t.seconds)
+                    .ok()?
+                    .replace_nanosecond(u32::try_from(t.nanos).ok()?)
+                    .ok()
+            })
+            .ok_or_else(|| GatewayError::InvalidField {
+                field: "until".into(),
+                message: "is required".into(),
+            })?;
+        let done = restriction::restrict(
+            &self.ledger,
+            &principal,
+            "/liaison.v1.OversightService/RestrictEntry",
+            r.sequence,
+            until,
+            &r.reason,
+            time::OffsetDateTime::now_utc(),
+        )
+        .await?;
+        Ok(Response::new(pb::RestrictEntryResponse {
+            restriction: Some(restriction::to_pb(&done.restriction, &done.entry_id)),
+        }))
+    }
+
+    async fn lift_restriction(
+        &self,
+        request: Request<pb::LiftRestrictionRequest>,
+    ) -> Result<Response<pb::LiftRestrictionResponse>, Status> {
+        let principal = overseer(&request)?;
+        let r = request.into_inner();
+        let (audit_entry_id, lifted) = restriction::lift(
+            &self.ledger,
+            &principal,
+            "/liaison.v1.OversightService/LiftRestriction",
+            r.sequence,
+            &r.reason,
+        )
+        .await?;
+        Ok(Response::new(pb::LiftRestrictionResponse {
+            audit_entry_id,
+            lifted: u32::try_from(lifted).unwrap_or(u32::MAX),
         }))
     }
 }

@@ -162,6 +162,8 @@ pub async fn append(
                 agency: principal.agency_id,
                 subject: principal.subject,
                 recipient: entry.recipient_agency_id.clone(),
+                provider: entry.provider_agency_id.clone(),
+                break_glass: entry.break_glass.is_some(),
                 action,
                 purpose: entry.purpose.clone(),
                 isa_id: entry.isa_id.clone(),
@@ -346,6 +348,8 @@ pub fn entry_for(call: &ShareCall, facts: &Facts, error: Option<&GatewayError>) 
         client_address: call.client_address.clone(),
         break_glass,
         target: String::new(),
+        provider_agency_id: facts.provider.clone(),
+        restriction: None,
     }
 }
 

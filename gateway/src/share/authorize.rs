@@ -138,6 +138,10 @@ pub fn decide(engine: &PolicyEngine, v: &Validated) -> (Plan, Facts, Option<Gate
     let now = time::OffsetDateTime::now_utc();
     let mut facts = Facts {
         policy_version: engine.version().to_owned(),
+        provider: engine
+            .agreement(&v.context.isa_id)
+            .map(|a| a.provider.clone())
+            .unwrap_or_default(),
         ..Facts::default()
     };
     let mut plan = Vec::new();

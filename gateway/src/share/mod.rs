@@ -173,6 +173,9 @@ pub struct Facts {
     pub isa_version: u32,
     /// The agreement's legal basis.
     pub legal_basis: String,
+    /// The agreement's providing agency, whose DPO oversees the share too;
+    /// empty when the agreement named is not known.
+    pub provider: String,
     /// Whether policy allowed.
     pub allowed: bool,
     /// The datasets policy allowed under break-glass; empty for a normal

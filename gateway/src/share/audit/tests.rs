@@ -51,6 +51,7 @@ fn disclosed() -> Facts {
         policy_version: "sha256:abc".into(),
         isa_version: 3,
         legal_basis: "Children Act 1989 s.47".into(),
+        provider: "hackney".into(),
         allowed: true,
         matched_rules: vec!["isa-1".into()],
         disclosures: vec![pb::AuditDisclosure {
@@ -75,6 +76,10 @@ fn a_disclosure_records_every_s62_field() {
     assert_eq!(e.isa_id, "isa-1");
     assert_eq!(e.isa_version, 3);
     assert_eq!(e.legal_basis, "Children Act 1989 s.47");
+    assert_eq!(
+        e.provider_agency_id, "hackney",
+        "the provider's DPO oversees it too"
+    );
     assert_eq!(e.policy_version, "sha256:abc");
     assert_eq!(e.recipient_agency_id, "hackney-childrens");
     assert_eq!(e.principal.as_ref().unwrap().display_name, "Sam Okoro");
