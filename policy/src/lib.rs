@@ -73,16 +73,16 @@ mod set;
 mod version;
 
 pub use cases::{
-    CaseResult, Expectation, Mismatch, REASON_CODES, RequestSpec, TestCase, TestCases, TestReport,
-    run_case_file,
+    CaseResult, Expectation, Mismatch, REASON_CODES, Records, RequestSpec, TestCase, TestCases,
+    TestReport, run_case_file,
 };
-pub use decision::{Decision, DecisionRequest, DenyReason, Grant, Obligation};
+pub use decision::{Decision, DecisionRequest, DenyReason, Grant, Obligation, Withholding};
 pub use engine::PolicyEngine;
 pub use error::{PolicyError, Problem};
 pub use explain::{Asked, Check, Explanation, explain};
 pub use isa::{
-    Action, Agreement, AgreementStatus, BreakGlassTerms, Controllership, DatasetTerms, Effect,
-    OperatorRule, RoleFields, SignOff, UnknownAction,
+    Action, Agreement, AgreementStatus, BreakGlassScope, BreakGlassTerms, Controllership,
+    DatasetTerms, Effect, OperatorRule, RoleFields, SignOff, UnknownAction,
 };
 pub use lint::{CheckReport, KnownNames, Lint, LintCode, Severity, check, lint, lint_on};
 pub use mask::FieldMask;

@@ -344,6 +344,11 @@ pub fn entry_for(call: &ShareCall, facts: &Facts, error: Option<&GatewayError>) 
         client_address: call.client_address.clone(),
         break_glass,
         target: String::new(),
+        withheld: if error.is_none() {
+            facts.withheld.clone()
+        } else {
+            Vec::new()
+        },
     }
 }
 
