@@ -156,12 +156,14 @@ impl Withheld {
     fn into_records(self) -> Vec<pb::WithheldRecords> {
         self.0
             .into_iter()
-            .map(|((dataset_id, marker, rule_id), records)| pb::WithheldRecords {
-                dataset_id,
-                marker,
-                rule_id,
-                records,
-            })
+            .map(
+                |((dataset_id, marker, rule_id), records)| pb::WithheldRecords {
+                    dataset_id,
+                    marker,
+                    rule_id,
+                    records,
+                },
+            )
             .collect()
     }
 }

@@ -326,7 +326,10 @@ fn records_carrying_a_withheld_marker_are_not_sent_and_are_counted() {
     let masks = BTreeMap::from([("ds".to_owned(), Arc::new(decision))]);
     let mut marked = records();
     marked.truncate(3);
-    marked[0].sensitivity_markers = vec!["child-sexual-exploitation".into(), "witness-protection".into()];
+    marked[0].sensitivity_markers = vec![
+        "child-sexual-exploitation".into(),
+        "witness-protection".into(),
+    ];
     marked[1].sensitivity_markers = vec!["witness-protection".into()];
     // A marker no rule names changes nothing.
     marked[2].sensitivity_markers = vec!["unheard-of".into()];
