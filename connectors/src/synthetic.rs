@@ -13,7 +13,7 @@
 //! | `NOMINAL` | `NOM_ID` integer, `SURNAME`, `FORENAME_1`, `FORENAME_2`, `DOB` (`DD/MM/YYYY`), `SEX` (`M`/`F`/`U`), `PNC_REF`, `NHS_NO` (often with spaces), `LAST_UPD` (`YYYYMMDDHHMMSS`) |
 //! | `NOMINAL_ADDR` | `ADDR_ID`, `NOM_ID`, `ADDR_1`, `ADDR_2`, `TOWN`, `PCODE` (any case and spacing), `FROM_DT` (integer `YYYYMMDD`) |
 //! | `OCCURRENCE` | `OCC_NO` (`CAD/2024/001234`), `OCC_TYPE` (`DA`, `MISPER`, `ASLT`, `CSE`, `BURG`, `ASB`), `OCC_DTTM` (RFC 3339), `LOCN`, `MO_TEXT` |
-//! | `OCC_NOM_LINK` | `OCC_NO`, `NOM_ID`, `INVOLVEMENT` (`V`, `S`, `W`, `RP`, `INV`) |
+//! | `OCC_NOM_LINK` | `OCC_NO`, `NOM_ID`, `INVOLVEMENT` (`V`, `S`, `W`, `RP`, `INV`), `PROT_MKR` (protective marking: `WP` witness protection, otherwise NULL) |
 //! | `WARN_FLAG` | `FLAG_ID`, `NOM_ID`, `FLAG_CD` (`WE`, `VI`, `SH`, `DR`), `FLAG_TXT`, `START_DT`, `END_DT` (`DD-MON-YYYY`) |
 //! | `DASH_RISK` | `RISK_ID`, `NOM_ID`, `RISK_LVL` (`H`/`M`/`S`), `ASSESS_DT` (`DD/MM/YYYY HH:MM`), `NOTES` |
 //! | `CHILD_CONCERN` | `CONCERN_ID`, `NOM_ID`, `CONCERN_CD` (`NEG`, `PHY`, `EMO`, `SEX`, `EXP`), `DETAIL`, `RAISED` (`YYYY-MM-DD`), `STATUS_CD` (`O`/`R`/`C`), `OIC_TEAM` |
@@ -52,7 +52,9 @@
 //!
 //! Everyone else is generated from the seed, with NOM_IDs from `200001`,
 //! NHS numbers in the `999` test range, and surnames that never collide
-//! with the fixed people's.
+//! with the fixed people's. Generated witnesses with an odd `NOM_ID` are
+//! under witness protection (`PROT_MKR = 'WP'` on their occurrence link),
+//! which the mapping turns into the `witness-protection` sensitivity marker.
 
 pub mod council;
 #[cfg(any(test, feature = "test-util"))]
@@ -76,6 +78,9 @@ pub const WAYNE_DOYLE: &str = "100003";
 pub const JORDAN_HALE: &str = "100004";
 /// The source id of the person whose given name is SQL.
 pub const ROBERT_TABLES: &str = "100005";
+
+/// The first generated person's `NOM_ID`.
+const FIRST_GENERATED: i64 = 200_001;
 
 /// What [`generate_police_rms`] wrote.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -191,7 +196,7 @@ const SCHEMA: &[&str] = &[
      ADDR_2 TEXT, TOWN TEXT, PCODE TEXT, FROM_DT INTEGER)",
     "CREATE TABLE OCCURRENCE (OCC_NO TEXT PRIMARY KEY, OCC_TYPE TEXT, OCC_DTTM TEXT, \
      LOCN TEXT, MO_TEXT TEXT)",
-    "CREATE TABLE OCC_NOM_LINK (OCC_NO TEXT, NOM_ID INTEGER, INVOLVEMENT TEXT)",
+    "CREATE TABLE OCC_NOM_LINK (OCC_NO TEXT, NOM_ID INTEGER, INVOLVEMENT TEXT, PROT_MKR TEXT)",
     "CREATE TABLE WARN_FLAG (FLAG_ID INTEGER PRIMARY KEY, NOM_ID INTEGER, FLAG_CD TEXT, \
      FLAG_TXT TEXT, START_DT TEXT, END_DT TEXT)",
     "CREATE TABLE DASH_RISK (RISK_ID INTEGER PRIMARY KEY, NOM_ID INTEGER, RISK_LVL TEXT, \
@@ -215,7 +220,7 @@ const INSERT_ADDR: &str = "INSERT INTO NOMINAL_ADDR (ADDR_ID, NOM_ID, ADDR_1, AD
 const INSERT_OCCURRENCE: &str = "INSERT INTO OCCURRENCE (OCC_NO, OCC_TYPE, OCC_DTTM, LOCN, MO_TEXT) \
      VALUES ($1, $2, $3, $4, $5)";
 const INSERT_LINK: &str =
-    "INSERT INTO OCC_NOM_LINK (OCC_NO, NOM_ID, INVOLVEMENT) VALUES ($1, $2, $3)";
+    "INSERT INTO OCC_NOM_LINK (OCC_NO, NOM_ID, INVOLVEMENT, PROT_MKR) VALUES ($1, $2, $3, $4)";
 const INSERT_WARN: &str = "INSERT INTO WARN_FLAG (FLAG_ID, NOM_ID, FLAG_CD, FLAG_TXT, START_DT, \
      END_DT) VALUES ($1, $2, $3, $4, $5, $6)";
 const INSERT_DASH: &str = "INSERT INTO DASH_RISK (RISK_ID, NOM_ID, RISK_LVL, ASSESS_DT, NOTES) \
@@ -406,7 +411,7 @@ impl Generator {
         self.fixed();
         let mut previous: Option<i64> = None;
         for i in 0..people {
-            let id = 200_001 + i64::try_from(i).unwrap_or(0);
+            let id = FIRST_GENERATED + i64::try_from(i).unwrap_or(0);
             self.random_person(id, previous);
             previous = Some(id);
         }
@@ -488,9 +493,17 @@ impl Generator {
         self.occurrences.push(number.to_owned());
     }
 
+    /// Links a person to an occurrence. A generated witness with an odd
+    /// `NOM_ID` is under witness protection, so the data always holds some
+    /// protectively marked links without drawing on the seed's stream (which
+    /// would change every row after the first).
     fn link(&mut self, number: &str, id: i64, involvement: &str) {
-        self.rows
-            .push(INSERT_LINK, vec![t(number), Value::Int(id), t(involvement)]);
+        let protected = involvement == "W" && id >= FIRST_GENERATED && id % 2 == 1;
+        let marking = if protected { t("WP") } else { Value::Null };
+        self.rows.push(
+            INSERT_LINK,
+            vec![t(number), Value::Int(id), t(involvement), marking],
+        );
     }
 
     fn warning(&mut self, id: i64, code: &str, text: &str, start: &str, end: Option<&str>) {

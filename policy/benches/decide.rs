@@ -172,6 +172,8 @@ fn rule(i: usize) -> OperatorRule {
         purpose,
         action,
         description: "paused".to_owned(),
+        marker: None,
+        break_glass: Default::default(),
     }
 }
 

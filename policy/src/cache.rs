@@ -139,6 +139,7 @@ mod tests {
             matched: Vec::new(),
             mask: FieldMask::empty(),
             break_glass: false,
+            withheld: Vec::new(),
             obligations: Vec::new(),
             policy_version: String::new(),
             isa_version: Some(n),

@@ -27,12 +27,21 @@
 //!       decision: allow
 //!       break_glass: true
 //!       fields: [person.names, incident.summary, intelligence.*]
+//!   - name: a partner never sees witness-protection records
+//!     request: { markers: [witness-protection] }
+//!     expect:
+//!       decision: allow
+//!       fields: [person.names, incident.summary]
+//!       records: withheld
+//!       rule: no-witness-protection
 //! ```
 //!
 //! An `allow` must list the fields it releases, and a `deny` must name its reason code (and may
 //! name the operator `rule` behind a `POLICY_DENIED`), so a case always states what is disclosed
 //! and why not. A request invoking break-glass that is allowed must expect `break_glass: true`,
-//! so an emergency disclosure is never mistaken for a normal one.
+//! so an emergency disclosure is never mistaken for a normal one. A request may state the
+//! sensitivity `markers` of a record; an allow must then say whether such a record is `released`
+//! or `withheld` (and may name the marker `rule` that withholds it).
 
 use std::collections::BTreeSet;
 use std::fmt;
@@ -91,19 +100,33 @@ pub struct RequestSpec {
     pub at: OffsetDateTime,
     /// Whether the request invokes break-glass; false unless a file says so.
     pub break_glass: bool,
+    /// The sensitivity markers of a record the case asks about; empty unless a file says so.
+    pub markers: Vec<String>,
 }
 
 /// What a case expects.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Expectation {
-    /// Allowed, releasing exactly these fields, under break-glass or not.
+    /// Allowed, releasing exactly these fields, under break-glass or not; and, when the request
+    /// states markers, with a record carrying them released or withheld.
     Allow {
         fields: FieldMask,
         break_glass: bool,
+        records: Option<Records>,
     },
     /// Denied with this reason code, and by this operator rule when one is named.
     Deny {
         reason: String,
+        rule: Option<String>,
+    },
+}
+
+/// What becomes of a record carrying the request's markers under an allowed share.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Records {
+    Released,
+    /// Withheld, by this marker rule when one is named.
+    Withheld {
         rule: Option<String>,
     },
 }
@@ -146,6 +169,12 @@ pub enum Mismatch {
     },
     /// Allowed, but under break-glass when a normal share was expected, or the other way round.
     BreakGlass { expected: bool },
+    /// Allowed, but a record carrying the request's markers is released where it was expected
+    /// withheld.
+    RecordsReleased,
+    /// Allowed, but a record carrying the request's markers is withheld, by this rule, where it
+    /// was expected released.
+    RecordsWithheld { rule: String },
     /// Allowed, but releasing other fields.
     Fields {
         /// Expected and not released.
@@ -189,6 +218,15 @@ struct RawRequest {
     at: Option<OffsetDateTime>,
     #[serde(default)]
     break_glass: Option<bool>,
+    #[serde(default)]
+    markers: Option<Vec<String>>,
+}
+
+#[derive(Deserialize, Clone, Copy)]
+#[serde(rename_all = "lowercase")]
+enum RawRecords {
+    Released,
+    Withheld,
 }
 
 #[derive(Deserialize)]
@@ -203,6 +241,8 @@ struct RawExpectation {
     fields: Option<Vec<String>>,
     #[serde(default)]
     break_glass: bool,
+    #[serde(default)]
+    records: Option<RawRecords>,
 }
 
 /// The file formats cases and requests may be written in.
@@ -266,7 +306,10 @@ impl TestCases {
                     let them = if missing.contains(", ") { "them" } else { "it" };
                     format!("{missing} (set {them} in the case or in `defaults`)")
                 });
-            let expect = case.expect.check();
+            let expect = match &request {
+                Ok(request) => case.expect.check(!request.markers.is_empty()),
+                Err(_) => case.expect.check(true),
+            };
             match (request, expect) {
                 (Ok(request), Ok(expect)) => cases.push(TestCase {
                     name: case.name,
@@ -323,7 +366,7 @@ pub fn run_case_file(
 impl TestCase {
     pub fn run(&self, engine: &PolicyEngine) -> CaseResult {
         let decision = engine.decide(&self.request.as_request());
-        let mismatches = self.expect.compare(&decision);
+        let mismatches = self.expect.compare(&decision, &self.request.markers);
         CaseResult {
             name: self.name.clone(),
             decision,
@@ -387,6 +430,7 @@ impl RawRequest {
             isa: self.isa.or(defaults.isa),
             at: self.at.or(defaults.at),
             break_glass: self.break_glass.or(defaults.break_glass),
+            markers: self.markers.or(defaults.markers),
         }
     }
 
@@ -402,6 +446,7 @@ impl RawRequest {
                 isa: Some(isa),
                 at: Some(at),
                 break_glass,
+                markers,
             } => Ok(RequestSpec {
                 agency,
                 roles,
@@ -411,6 +456,7 @@ impl RawRequest {
                 isa,
                 at,
                 break_glass: break_glass.unwrap_or(false),
+                markers: markers.unwrap_or_default(),
             }),
             raw => {
                 let missing: Vec<&str> = [
@@ -432,16 +478,48 @@ impl RawRequest {
 }
 
 impl RawExpectation {
-    fn check(self) -> Result<Expectation, String> {
+    /// `marked`: whether the request states record markers, which an allow must then account
+    /// for.
+    fn check(self, marked: bool) -> Result<Expectation, String> {
         match self.decision {
             Effect::Allow => {
-                if self.reason.is_some() || self.rule.is_some() {
-                    return Err("an allow has no `reason` or `rule`".to_owned());
+                if self.reason.is_some() {
+                    return Err("an allow has no `reason`".to_owned());
                 }
+                let records = match (self.records, marked) {
+                    (Some(RawRecords::Released), true) if self.rule.is_none() => {
+                        Some(Records::Released)
+                    }
+                    (Some(RawRecords::Withheld), true) => {
+                        Some(Records::Withheld { rule: self.rule })
+                    }
+                    (Some(RawRecords::Released), true) => {
+                        return Err("`rule` names the marker rule that withholds records; \
+                                    remove it from an expectation that they are released"
+                            .to_owned());
+                    }
+                    (Some(_), false) => {
+                        return Err("`records` says what becomes of records carrying the \
+                                    request's `markers`, and the request has none"
+                            .to_owned());
+                    }
+                    (None, true) => {
+                        return Err(
+                            "the request states `markers`, so an allow must say whether \
+                                    such records are `released` or `withheld` (`records`)"
+                                .to_owned(),
+                        );
+                    }
+                    (None, false) if self.rule.is_some() => {
+                        return Err("an allow names a `rule` only for records withheld".to_owned());
+                    }
+                    (None, false) => None,
+                };
                 match self.fields {
                     Some(fields) => Ok(Expectation::Allow {
                         fields: FieldMask::new(fields),
                         break_glass: self.break_glass,
+                        records,
                     }),
                     None => Err("an expected allow must list the `fields` it releases".to_owned()),
                 }
@@ -457,11 +535,18 @@ impl RawExpectation {
                             .to_owned(),
                     );
                 }
+                if self.records.is_some() {
+                    return Err("a deny releases no records; remove `records`".to_owned());
+                }
                 match self.reason {
                     Some(reason) if REASON_CODES.contains(&reason.as_str()) => {
-                        if self.rule.is_some() && reason != "POLICY_DENIED" {
+                        if self.rule.is_some()
+                            && reason != "POLICY_DENIED"
+                            && reason != "BREAK_GLASS_NOT_PERMITTED"
+                        {
                             return Err(format!(
-                                "`rule` only goes with reason `POLICY_DENIED`, not `{reason}`"
+                                "`rule` only goes with reason `POLICY_DENIED` or \
+                                 `BREAK_GLASS_NOT_PERMITTED`, not `{reason}`"
                             ));
                         }
                         Ok(Expectation::Deny {
@@ -486,16 +571,34 @@ impl RawExpectation {
 
 impl Expectation {
     /// How `decision` differs from this expectation; empty when it meets it.
-    pub fn compare(&self, decision: &Decision) -> Vec<Mismatch> {
+    /// `markers` are the request's record markers.
+    pub fn compare(&self, decision: &Decision, markers: &[String]) -> Vec<Mismatch> {
         let mut mismatches = Vec::new();
         match (self, decision.is_allowed()) {
             (
                 Self::Allow {
                     fields,
                     break_glass,
+                    records,
                 },
                 true,
             ) => {
+                let got = decision.withholding(markers).map(|w| w.rule_id.clone());
+                match (records, got) {
+                    (Some(Records::Released), Some(rule)) => {
+                        mismatches.push(Mismatch::RecordsWithheld { rule });
+                    }
+                    (Some(Records::Withheld { .. }), None) => {
+                        mismatches.push(Mismatch::RecordsReleased);
+                    }
+                    (Some(Records::Withheld { rule: Some(rule) }), Some(by)) if *rule != by => {
+                        mismatches.push(Mismatch::Rule {
+                            expected: rule.clone(),
+                            got: Some(by),
+                        });
+                    }
+                    _ => {}
+                }
                 if *break_glass != decision.break_glass {
                     mismatches.push(Mismatch::BreakGlass {
                         expected: *break_glass,
@@ -525,7 +628,10 @@ impl Expectation {
                     });
                 } else if let Some(rule) = rule {
                     let got = match &decision.deny {
-                        Some(DenyReason::ExplicitDeny { rule_id }) => Some(rule_id.clone()),
+                        Some(
+                            DenyReason::ExplicitDeny { rule_id }
+                            | DenyReason::BreakGlassDenied { rule_id },
+                        ) => Some(rule_id.clone()),
                         _ => None,
                     };
                     if got.as_ref() != Some(rule) {
@@ -601,6 +707,15 @@ impl fmt::Display for Mismatch {
                     "expected operator rule `{expected}` to deny, but no operator rule did"
                 ),
             },
+            Self::RecordsReleased => f.write_str(
+                "expected records carrying the request's markers to be withheld, but they are \
+                 released",
+            ),
+            Self::RecordsWithheld { rule } => write!(
+                f,
+                "expected records carrying the request's markers to be released, but rule \
+                 `{rule}` withholds them"
+            ),
             Self::BreakGlass { expected: true } => {
                 f.write_str("expected an allow under break-glass, got a normal allow")
             }

@@ -41,6 +41,11 @@ pub struct Decision {
     pub mask: FieldMask,
     /// Whether the share is allowed under break-glass; always false on deny.
     pub break_glass: bool,
+    /// The record sensitivity markers whose records must not be released under this decision,
+    /// each with the operator rule that withholds it, ordered by marker; empty on deny.
+    /// Decided once per request, so the gateway's per-record work is a lookup of the record's
+    /// markers here ([`Decision::withholding`]).
+    pub withheld: Vec<Withholding>,
     /// What the gateway must do when it discloses; empty on deny.
     pub obligations: Vec<Obligation>,
     /// The content hash of the policy that decided, for the audit entry.
@@ -51,6 +56,14 @@ pub struct Decision {
     /// The agreement's legal basis, on allow only: it is the basis for a disclosure, and a
     /// denial discloses nothing.
     pub legal_basis: Option<String>,
+}
+
+/// Records carrying `marker` are withheld, because operator rule `rule_id` says so.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Withholding {
+    pub marker: String,
+    /// The earliest rule in the policy file withholding the marker from this share.
+    pub rule_id: String,
 }
 
 /// Why a share was refused. The checks run in the order of the variants, and the first that
@@ -105,6 +118,12 @@ pub enum DenyReason {
         isa: String,
         dataset: String,
     },
+    /// The caller invoked break-glass, the agreement lets them, but an operator rule with
+    /// `break_glass = "deny"` closes emergency access here; when several do, the one earliest
+    /// in the policy file.
+    BreakGlassDenied {
+        rule_id: String,
+    },
     /// casbin failed while evaluating; the share is refused rather than guessed at.
     EvaluationFailed,
 }
@@ -141,6 +160,17 @@ impl Decision {
         self.effect == Effect::Allow
     }
 
+    /// Why a record carrying `markers` must not be released under this decision, if it must
+    /// not: the first of its markers that is withheld. A marker no rule names changes nothing.
+    pub fn withholding<S: AsRef<str>>(&self, markers: &[S]) -> Option<&Withholding> {
+        if self.withheld.is_empty() {
+            return None;
+        }
+        markers
+            .iter()
+            .find_map(|marker| self.withheld.iter().find(|w| w.marker == marker.as_ref()))
+    }
+
     /// The deny reason's stable code, if denied.
     pub fn reason(&self) -> Option<&'static str> {
         self.deny.as_ref().map(DenyReason::reason)
@@ -162,7 +192,9 @@ impl DenyReason {
             Self::ActionNotPermitted { .. } => "ACTION_NOT_PERMITTED",
             Self::NoRoleGranted { .. } => "ROLE_NOT_PERMITTED",
             Self::ExplicitDeny { .. } | Self::EvaluationFailed => "POLICY_DENIED",
-            Self::BreakGlassNotPermitted { .. } => "BREAK_GLASS_NOT_PERMITTED",
+            Self::BreakGlassNotPermitted { .. } | Self::BreakGlassDenied { .. } => {
+                "BREAK_GLASS_NOT_PERMITTED"
+            }
         }
     }
 }
@@ -209,6 +241,12 @@ impl fmt::Display for DenyReason {
                 "isa `{isa}` lets none of the caller's roles invoke break-glass on dataset \
                  `{dataset}`"
             ),
+            Self::BreakGlassDenied { rule_id } => {
+                write!(
+                    f,
+                    "operator rule `{rule_id}` refuses break-glass on this share"
+                )
+            }
             Self::EvaluationFailed => {
                 f.write_str("policy evaluation failed, so the share is denied")
             }
@@ -304,6 +342,12 @@ mod tests {
                 DenyReason::BreakGlassNotPermitted {
                     isa: isa(),
                     dataset: "x".into(),
+                },
+                "BREAK_GLASS_NOT_PERMITTED",
+            ),
+            (
+                DenyReason::BreakGlassDenied {
+                    rule_id: "x".into(),
                 },
                 "BREAK_GLASS_NOT_PERMITTED",
             ),

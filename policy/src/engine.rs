@@ -4,9 +4,9 @@ use std::fmt;
 use casbin::{CoreApi, Enforcer};
 
 use crate::cache::{DEFAULT_CAPACITY, DecisionCache};
-use crate::decision::{Decision, DecisionRequest, DenyReason, Grant, Obligation};
+use crate::decision::{Decision, DecisionRequest, DenyReason, Grant, Obligation, Withholding};
 use crate::error::PolicyError;
-use crate::isa::{Action, Agreement, AgreementStatus, Effect, OperatorRule};
+use crate::isa::{Action, Agreement, AgreementStatus, BreakGlassScope, Effect, OperatorRule};
 use crate::mask::FieldMask;
 use crate::model::{MODEL, build_enforcer, parse_model, validate_model};
 use crate::set::PolicySet;
@@ -54,6 +54,10 @@ struct Candidates {
     /// Each deny line's position in the policy file, so that when several rules deny (through
     /// different roles) the one reported does not depend on the order of the caller's roles.
     deny_rank: HashMap<String, usize>,
+    /// Deny lines that apply only to break-glass shares (`break_glass = "deny"`).
+    glass_only: HashSet<String>,
+    /// The markers some marker rule here names; each is put to casbin once per allowed share.
+    markers: BTreeSet<String>,
 }
 
 /// What casbin said across the roles it was asked about.
@@ -63,6 +67,8 @@ struct Verdict {
     granted: BTreeSet<String>,
     /// The operator rule that denied, earliest in the policy file, with its position.
     denied_by: Option<(usize, String)>,
+    /// The same for rules that apply only to break-glass shares.
+    glass_denied_by: Option<(usize, String)>,
     matched: Vec<String>,
     failed: bool,
 }
@@ -192,9 +198,9 @@ impl PolicyEngine {
     fn decide_in_force(&self, compiled: &CompiledAgreement, req: &DecisionRequest<'_>) -> Decision {
         let agreement = &compiled.agreement;
         let dataset = compiled.datasets.get(req.dataset);
-        let verdict = dataset
-            .and_then(|d| d.by_recipient.get(req.agency))
-            .map(|candidates| candidates.evaluate(req))
+        let candidates = dataset.and_then(|d| d.by_recipient.get(req.agency));
+        let verdict = candidates
+            .map(|candidates| candidates.evaluate(req, NO_MARKER))
             .unwrap_or_default();
         // The first unmet condition of the agreement, in the documented order. casbin decides;
         // this names the reason, and must agree with casbin before anything is allowed.
@@ -275,12 +281,40 @@ impl PolicyEngine {
                     matched,
                 );
             }
+            if let Some((_, rule_id)) = verdict.glass_denied_by {
+                return self.deny(
+                    Some(agreement),
+                    DenyReason::BreakGlassDenied { rule_id },
+                    matched,
+                );
+            }
+        }
+        // Marker rules are weighed only on an allowed share and only withhold records from it.
+        let mut withheld = Vec::new();
+        if let Some(candidates) = candidates {
+            for marker in &candidates.markers {
+                let verdict = candidates.evaluate(req, marker);
+                if verdict.failed {
+                    return self.deny(Some(agreement), DenyReason::EvaluationFailed, matched);
+                }
+                let earliest = match (verdict.denied_by, verdict.glass_denied_by) {
+                    (Some(a), Some(b)) => Some(if b.0 < a.0 { b } else { a }),
+                    (a, b) => a.or(b),
+                };
+                if let Some((_, rule_id)) = earliest {
+                    withheld.push(Withholding {
+                        marker: marker.clone(),
+                        rule_id,
+                    });
+                }
+            }
         }
         Decision {
             effect: Effect::Allow,
             deny: None,
             matched,
             break_glass: req.break_glass,
+            withheld,
             mask,
             obligations: dataset.obligations.clone(),
             policy_version: self.version.clone(),
@@ -378,6 +412,7 @@ impl PolicyEngine {
             matched,
             mask: FieldMask::empty(),
             break_glass: false,
+            withheld: Vec::new(),
             obligations: Vec::new(),
             policy_version: self.version.clone(),
             isa_version: agreement.map(|a| a.version),
@@ -408,12 +443,20 @@ impl Candidates {
         let mut named_roles = HashSet::new();
         let mut any_role = false;
         let mut deny_rank = HashMap::new();
+        let mut glass_only = HashSet::new();
+        let mut markers = BTreeSet::new();
         for line in &lines {
             if line.get(EFT).is_some_and(|eft| eft == "deny")
                 && let Some(id) = line.get(ID)
             {
                 let rank = deny_rank.len();
                 deny_rank.insert(id.clone(), rank);
+                if line.get(BREAK_GLASS).is_some_and(|bg| bg == GLASS_YES) {
+                    glass_only.insert(id.clone());
+                }
+                if let Some(marker) = line.get(MARKER).filter(|m| *m != ANY) {
+                    markers.insert(marker.clone());
+                }
             }
             match line.get(ROLE) {
                 Some(role) if role == "*" => any_role = true,
@@ -428,6 +471,8 @@ impl Candidates {
             named_roles,
             any_role,
             deny_rank,
+            glass_only,
+            markers,
         })
     }
 
@@ -456,6 +501,8 @@ impl Candidates {
             dataset,
             purpose.as_str(),
             action.as_str(),
+            NO_MARKER,
+            GLASS_NO,
         );
         let expected = allow_id(agreement, dataset, recipient, &grant.role, *action, purpose);
         match self.enforcer.enforce_ex(request) {
@@ -469,7 +516,10 @@ impl Candidates {
         }
     }
 
-    fn evaluate(&self, req: &DecisionRequest<'_>) -> Verdict {
+    /// Puts `req` to casbin once per distinct role that could match, about the share itself
+    /// (`marker` empty) or about its records carrying `marker`.
+    fn evaluate(&self, req: &DecisionRequest<'_>, marker: &str) -> Verdict {
+        let glass = if req.break_glass { GLASS_YES } else { GLASS_NO };
         let mut verdict = Verdict::default();
         let mut seen = HashSet::new();
         let mut seen_unnamed = false;
@@ -492,6 +542,8 @@ impl Candidates {
                 req.dataset,
                 req.purpose,
                 req.action.as_str(),
+                marker,
+                glass,
             );
             match self.enforcer.enforce_ex(request) {
                 Ok((_, lines)) => {
@@ -505,9 +557,14 @@ impl Candidates {
                             }
                             "deny" => {
                                 let rank = self.deny_rank.get(id).copied().unwrap_or(usize::MAX);
-                                if verdict.denied_by.as_ref().is_none_or(|(r, _)| rank < *r) {
+                                let slot = if self.glass_only.contains(id) {
+                                    &mut verdict.glass_denied_by
+                                } else {
+                                    &mut verdict.denied_by
+                                };
+                                if slot.as_ref().is_none_or(|(r, _)| rank < *r) {
                                     let rule = id.strip_prefix(RULE_PREFIX).unwrap_or(id);
-                                    verdict.denied_by = Some((rank, rule.to_owned()));
+                                    *slot = Some((rank, rule.to_owned()));
                                 }
                             }
                             _ => {}
@@ -531,7 +588,15 @@ impl Candidates {
 const EFT: usize = 0;
 const ID: usize = 1;
 const ROLE: usize = 4;
+const MARKER: usize = 8;
+const BREAK_GLASS: usize = 9;
 const RULE_PREFIX: &str = "rule:";
+const ANY: &str = "*";
+/// The request's marker when casbin is asked about the share rather than marked records; no
+/// marker rule can name it, since markers are identifiers.
+const NO_MARKER: &str = "";
+const GLASS_YES: &str = "yes";
+const GLASS_NO: &str = "no";
 
 /// The casbin lines for one agreement, dataset and recipient: the agreement's allow lines, then
 /// the operator deny lines that could match, in file order. Allow lines come first because casbin stops at the
@@ -557,6 +622,8 @@ fn lines_for(
                         dataset.to_owned(),
                         purpose.clone(),
                         action.as_str().to_owned(),
+                        ANY.to_owned(),
+                        ANY.to_owned(),
                     ]);
                 }
             }
@@ -577,6 +644,13 @@ fn lines_for(
             rule.dataset.clone(),
             rule.purpose.clone(),
             rule.action.clone(),
+            rule.marker.clone().unwrap_or_else(|| ANY.to_owned()),
+            match rule.break_glass {
+                BreakGlassScope::Applies => ANY,
+                BreakGlassScope::Deny => GLASS_YES,
+                BreakGlassScope::Exempt => GLASS_NO,
+            }
+            .to_owned(),
         ]);
     }
     lines

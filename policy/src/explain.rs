@@ -29,6 +29,8 @@ pub struct Explanation {
     pub releases: Vec<(String, FieldMask)>,
     /// On an allowed break-glass share, the further fields each invoking role receives.
     pub break_glass_releases: Vec<(String, FieldMask)>,
+    /// On allow, each marker whose records are withheld and the rule withholding them.
+    pub withheld: Vec<(String, OperatorRule)>,
 }
 
 /// The request, owned, as the explanation repeats it.
@@ -68,7 +70,7 @@ pub fn explain(engine: &PolicyEngine, req: &DecisionRequest<'_>) -> Explanation 
     let agreement = engine.agreement(req.isa_id).cloned();
     let failed_at = decision.deny.as_ref().map(step_of);
     let denied_by = match &decision.deny {
-        Some(DenyReason::ExplicitDeny { rule_id }) => {
+        Some(DenyReason::ExplicitDeny { rule_id } | DenyReason::BreakGlassDenied { rule_id }) => {
             engine.rules().iter().find(|r| &r.id == rule_id).cloned()
         }
         _ => None,
@@ -118,6 +120,14 @@ pub fn explain(engine: &PolicyEngine, req: &DecisionRequest<'_>) -> Explanation 
         }),
         _ => Vec::new(),
     };
+    let withheld = decision
+        .withheld
+        .iter()
+        .filter_map(|w| {
+            let rule = engine.rules().iter().find(|r| r.id == w.rule_id)?;
+            Some((w.marker.clone(), rule.clone()))
+        })
+        .collect();
     Explanation {
         request,
         decision,
@@ -126,6 +136,7 @@ pub fn explain(engine: &PolicyEngine, req: &DecisionRequest<'_>) -> Explanation 
         denied_by,
         releases,
         break_glass_releases,
+        withheld,
     }
 }
 
@@ -148,7 +159,7 @@ fn step_of(reason: &DenyReason) -> usize {
         DenyReason::ActionNotPermitted { .. } => 5,
         DenyReason::NoRoleGranted { .. } => 6,
         DenyReason::ExplicitDeny { .. } | DenyReason::EvaluationFailed => 7,
-        DenyReason::BreakGlassNotPermitted { .. } => 8,
+        DenyReason::BreakGlassNotPermitted { .. } | DenyReason::BreakGlassDenied { .. } => 8,
     }
 }
 
@@ -267,6 +278,16 @@ fn finding(
                     quoted(&invokers),
                     r.dataset
                 )
+            } else if let Some(rule) = denied_by {
+                format!(
+                    "The caller invoked break-glass (emergency access), and the agreement lets \
+                     {} do so on `{}`, but operator rule `{}` closes emergency access here: \
+                     \"{}\".",
+                    quoted(&invokers),
+                    r.dataset,
+                    rule.id,
+                    rule.description
+                )
             } else if invokers.is_empty() {
                 format!(
                     "The caller invoked break-glass (emergency access), but the agreement allows \
@@ -379,6 +400,13 @@ impl fmt::Display for Explanation {
                 f,
                 "  Every other field is removed from the records before they leave."
             )?;
+            for (marker, rule) in &self.withheld {
+                writeln!(
+                    f,
+                    "  Records marked `{marker}` are withheld by rule `{}`: {}",
+                    rule.id, rule.description
+                )?;
+            }
             if let Some(basis) = &self.decision.legal_basis {
                 writeln!(f, "  The disclosure is recorded under: {basis}")?;
             }

@@ -177,7 +177,8 @@ pub enum Effect {
 /// Operators use these to stop sharing quickly and narrowly (one purpose, one dataset, one
 /// agency) without editing an agreement the DPOs signed. Only `deny` is accepted for now: a share
 /// is only possible under an active agreement, so an allow rule could only widen access beyond
-/// what an agreement says.
+/// what an agreement says. A rule with a [`OperatorRule::marker`] denies records rather than
+/// shares: "no partner sees records marked `witness-protection`".
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct OperatorRule {
@@ -195,6 +196,56 @@ pub struct OperatorRule {
     pub action: String,
     /// Why the rule exists, for the DPO reading an explain.
     pub description: String,
+    /// A record sensitivity marker (for example `witness-protection`). When set, the rule does
+    /// not refuse the share: it withholds every record carrying the marker from the shares it
+    /// matches, and releases the rest. Markers come from the source, so such a rule can only
+    /// narrow what an agreement releases.
+    #[serde(default)]
+    pub marker: Option<String>,
+    /// Which shares the rule applies to, as far as emergency access goes; see
+    /// [`BreakGlassScope`].
+    #[serde(default)]
+    pub break_glass: BreakGlassScope,
+}
+
+/// How an operator rule treats break-glass (emergency access) shares.
+///
+/// The default keeps the guarantee that break-glass never lifts a denial: the rule applies to
+/// every share, invoked or not. `deny` narrows a rule to invocations, so an operator can close
+/// the emergency route for some agency, dataset or purpose and leave normal sharing as it is.
+/// `exempt` lets an invocation past a marker rule, for records whose withholding must yield in
+/// an emergency; it is refused on a rule without a marker, where it would let break-glass lift
+/// a denial.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BreakGlassScope {
+    /// The rule applies to normal and break-glass shares alike.
+    #[default]
+    Applies,
+    /// The rule applies only to break-glass shares; a matching invocation is refused
+    /// `BREAK_GLASS_NOT_PERMITTED` (or, for a marker rule, withholds the marked records).
+    Deny,
+    /// The rule applies only to normal shares (marker rules only).
+    Exempt,
+}
+
+impl BreakGlassScope {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Applies => "applies",
+            Self::Deny => "deny",
+            Self::Exempt => "exempt",
+        }
+    }
+
+    /// Whether the rule applies to a share with break-glass invoked or not.
+    pub fn covers(self, break_glass: bool) -> bool {
+        match self {
+            Self::Applies => true,
+            Self::Deny => break_glass,
+            Self::Exempt => !break_glass,
+        }
+    }
 }
 
 impl Agreement {

@@ -22,7 +22,31 @@
 //! mask gains those roles' break-glass fields and [`Decision::break_glass`] is set; otherwise the
 //! share is refused with [`DenyReason::BreakGlassNotPermitted`]. So break-glass never lifts a
 //! denial and never widens beyond the normal fields and the listed ones, and terms that are not
-//! invoked change nothing.
+//! invoked change nothing. An operator rule with `break_glass = "deny"` applies only to
+//! invocations: a matching one is refused [`DenyReason::BreakGlassDenied`] (also
+//! `BREAK_GLASS_NOT_PERMITTED`) while normal shares go on.
+//!
+//! **Sensitivity markers.** A rule naming a `marker` refuses no share; it withholds records
+//! carrying that marker from the shares it matches:
+//!
+//! ```toml
+//! [[rule]]
+//! id = "no-witness-protection"
+//! effect = "deny"
+//! agency = "*"
+//! role = "*"
+//! dataset = "police.records"
+//! purpose = "*"
+//! action = "*"
+//! marker = "witness-protection"
+//! # break_glass = "exempt"   # would release such records to an allowed break-glass share
+//! description = "Records of people under witness protection are never shared with partners"
+//! ```
+//!
+//! casbin decides it, once per allowed request, and [`Decision::withheld`] lists the markers
+//! withheld with their rules; [`Decision::withholding`] is the per-record lookup. Markers only
+//! narrow: a record is released only where it would be without its markers, and a marker no rule
+//! names changes nothing.
 //!
 //! ```
 //! use liaison_policy::{Action, DecisionRequest, PolicyEngine, PolicySet};
@@ -73,16 +97,16 @@ mod set;
 mod version;
 
 pub use cases::{
-    CaseResult, Expectation, Mismatch, REASON_CODES, RequestSpec, TestCase, TestCases, TestReport,
-    run_case_file,
+    CaseResult, Expectation, Mismatch, REASON_CODES, Records, RequestSpec, TestCase, TestCases,
+    TestReport, run_case_file,
 };
-pub use decision::{Decision, DecisionRequest, DenyReason, Grant, Obligation};
+pub use decision::{Decision, DecisionRequest, DenyReason, Grant, Obligation, Withholding};
 pub use engine::PolicyEngine;
 pub use error::{PolicyError, Problem};
 pub use explain::{Asked, Check, Explanation, explain};
 pub use isa::{
-    Action, Agreement, AgreementStatus, BreakGlassTerms, Controllership, DatasetTerms, Effect,
-    OperatorRule, RoleFields, SignOff, UnknownAction,
+    Action, Agreement, AgreementStatus, BreakGlassScope, BreakGlassTerms, Controllership,
+    DatasetTerms, Effect, OperatorRule, RoleFields, SignOff, UnknownAction,
 };
 pub use lint::{CheckReport, KnownNames, Lint, LintCode, Severity, check, lint, lint_on};
 pub use mask::FieldMask;

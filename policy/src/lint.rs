@@ -13,7 +13,9 @@ use std::str::FromStr;
 
 use crate::engine::PolicyEngine;
 use crate::error::PolicyError;
-use crate::isa::{Action, Agreement, AgreementStatus, DatasetTerms, Effect, OperatorRule};
+use crate::isa::{
+    Action, Agreement, AgreementStatus, BreakGlassScope, DatasetTerms, Effect, OperatorRule,
+};
 use crate::mask::FieldMask;
 use crate::model::validate_model;
 use crate::set::PolicySet;
@@ -609,9 +611,17 @@ fn matches_action(pattern: &str, action: Action) -> bool {
     pattern == "*" || Action::from_str(pattern).is_ok_and(|p| p == action)
 }
 
-/// Whether `rule` matches some share `agreement` grants from `terms`.
+/// Whether `rule` matches some share `agreement` grants from `terms`. A rule confined to
+/// break-glass reaches only terms that let a matching role invoke it.
 fn reaches(rule: &OperatorRule, agreement: &Agreement, terms: &DatasetTerms) -> bool {
-    matches(&rule.dataset, &terms.dataset)
+    let glass = rule.break_glass != BreakGlassScope::Deny
+        || terms
+            .break_glass
+            .iter()
+            .flat_map(|bg| bg.roles.iter())
+            .any(|role| matches(&rule.role, role));
+    glass
+        && matches(&rule.dataset, &terms.dataset)
         && matches_any(
             &rule.agency,
             agreement.recipients.iter().map(String::as_str),
@@ -669,6 +679,19 @@ fn rule_reach(
 /// else the combination.
 fn why_dead(rule: &OperatorRule, agreements: &[Agreement]) -> String {
     let all_terms = || agreements.iter().flat_map(|a| &a.datasets);
+    if rule.break_glass == BreakGlassScope::Deny
+        && !all_terms().any(|t| {
+            t.break_glass
+                .iter()
+                .flat_map(|bg| bg.roles.iter())
+                .any(|role| matches(&rule.role, role))
+        })
+    {
+        return format!(
+            "it applies only to break-glass, and no agreement lets role `{}` invoke it",
+            rule.role
+        );
+    }
     if !all_terms().any(|t| matches(&rule.dataset, &t.dataset)) {
         return format!("no agreement covers dataset `{}`", rule.dataset);
     }
@@ -701,16 +724,21 @@ fn redundant(index: usize, rules: &[&OperatorRule], lints: &mut Vec<Lint>) {
     let Some(rule) = rules.get(index) else {
         return;
     };
+    // A rule without a marker refuses whole shares, so it covers a marker rule's records too;
+    // a rule for every share covers one confined to break-glass or exempt from it.
     let covers = |wide: &OperatorRule, narrow: &OperatorRule| {
-        [
-            (&wide.agency, &narrow.agency),
-            (&wide.role, &narrow.role),
-            (&wide.dataset, &narrow.dataset),
-            (&wide.purpose, &narrow.purpose),
-            (&wide.action, &narrow.action),
-        ]
-        .iter()
-        .all(|(w, n)| w.as_str() == "*" || w == n)
+        (wide.marker.is_none() || wide.marker == narrow.marker)
+            && (wide.break_glass == BreakGlassScope::Applies
+                || wide.break_glass == narrow.break_glass)
+            && [
+                (&wide.agency, &narrow.agency),
+                (&wide.role, &narrow.role),
+                (&wide.dataset, &narrow.dataset),
+                (&wide.purpose, &narrow.purpose),
+                (&wide.action, &narrow.action),
+            ]
+            .iter()
+            .all(|(w, n)| w.as_str() == "*" || w == n)
     };
     let by = rules.iter().enumerate().find(|(other, wide)| {
         *other != index && covers(wide, rule) && (*other < index || !covers(rule, wide))
@@ -728,9 +756,18 @@ fn redundant(index: usize, rules: &[&OperatorRule], lints: &mut Vec<Lint>) {
     }
 }
 
-/// Roles whose every grant under an agreement's terms some operator rule denies.
+/// Roles whose every grant under an agreement's terms some operator rule denies. Only rules
+/// refusing normal shares outright count: a marker rule withholds some records, and a rule
+/// confined to break-glass leaves the normal route open.
 fn shadowed(agreement: &Agreement, rules: &[OperatorRule], lints: &mut Vec<Lint>) {
-    let denies: Vec<&OperatorRule> = rules.iter().filter(|r| r.effect == Effect::Deny).collect();
+    let denies: Vec<&OperatorRule> = rules
+        .iter()
+        .filter(|r| {
+            r.effect == Effect::Deny
+                && r.marker.is_none()
+                && r.break_glass == BreakGlassScope::Applies
+        })
+        .collect();
     if denies.is_empty() {
         return;
     }

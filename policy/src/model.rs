@@ -12,10 +12,28 @@ use crate::error::PolicyError;
 pub const MODEL: &str = include_str!("../model.conf");
 
 /// The request columns the compiler sends, in order.
-pub(crate) const REQUEST: [&str; 6] = ["isa", "agency", "role", "dataset", "purpose", "action"];
+pub(crate) const REQUEST: [&str; 8] = [
+    "isa",
+    "agency",
+    "role",
+    "dataset",
+    "purpose",
+    "action",
+    "marker",
+    "break_glass",
+];
 /// The policy columns the compiler writes, in order.
-pub(crate) const POLICY: [&str; 8] = [
-    "eft", "id", "isa", "agency", "role", "dataset", "purpose", "action",
+pub(crate) const POLICY: [&str; 10] = [
+    "eft",
+    "id",
+    "isa",
+    "agency",
+    "role",
+    "dataset",
+    "purpose",
+    "action",
+    "marker",
+    "break_glass",
 ];
 /// Deny-overrides-allow exactly as casbin stores it after reading the model. casbin's default
 /// effector recognises effects by exact text and panics on any other, so nothing looser is
@@ -122,14 +140,36 @@ pub(crate) fn build_enforcer(
 /// Proves, by enforcing, that a wildcard deny line overrides a matching allow line.
 fn canary(model: &DefaultModel) -> Result<(), PolicyError> {
     let allow = || -> Vec<String> {
-        ["allow", "canary:allow", "i", "a", "r", "d", "p", "read"]
-            .map(str::to_owned)
-            .to_vec()
-    };
-    let deny: Vec<String> = ["deny", "canary:deny", "*", "*", "*", "*", "*", "*"]
+        [
+            "allow",
+            "canary:allow",
+            "i",
+            "a",
+            "r",
+            "d",
+            "p",
+            "read",
+            "*",
+            "*",
+        ]
         .map(str::to_owned)
-        .to_vec();
-    let request = ("i", "a", "r", "d", "p", "read");
+        .to_vec()
+    };
+    let deny: Vec<String> = [
+        "deny",
+        "canary:deny",
+        "*",
+        "*",
+        "*",
+        "*",
+        "*",
+        "*",
+        "*",
+        "*",
+    ]
+    .map(str::to_owned)
+    .to_vec();
+    let request = ("i", "a", "r", "d", "p", "read", "", "no");
     let unsafe_model = |reason: &str| PolicyError::UnsafeModel {
         reason: reason.to_owned(),
     };
@@ -225,8 +265,8 @@ mod tests {
     #[test]
     fn a_model_without_eft_is_unsafe() {
         let model = MODEL.replace(
-            "p = eft, id, isa, agency, role, dataset, purpose, action",
-            "p = id, isa, agency, role, dataset, purpose, action",
+            "p = eft, id, isa, agency, role, dataset, purpose, action, marker, break_glass",
+            "p = id, isa, agency, role, dataset, purpose, action, marker, break_glass",
         );
         let err = validate_model(&model).unwrap_err();
         assert!(matches!(err, PolicyError::UnsafeModel { .. }), "{err}");
@@ -276,7 +316,9 @@ mod tests {
             .collect::<Vec<_>>()
             .join("\n")
             + "\nm = p.isa == r.isa && p.agency == r.agency && p.role == r.role \
-               && p.dataset == r.dataset && p.purpose == r.purpose && p.action == r.action\n";
+               && p.dataset == r.dataset && p.purpose == r.purpose && p.action == r.action \
+               && (p.marker == \"*\" || p.marker == r.marker) \
+               && (p.break_glass == \"*\" || p.break_glass == r.break_glass)\n";
         let err = validate_model(&model).unwrap_err();
         assert_eq!(
             err,
@@ -289,8 +331,8 @@ mod tests {
     #[test]
     fn columns_the_compiler_does_not_write_are_refused() {
         let model = MODEL.replace(
-            "p = eft, id, isa, agency, role, dataset, purpose, action",
-            "p = eft, isa, agency, role, dataset, purpose, action",
+            "p = eft, id, isa, agency, role, dataset, purpose, action, marker, break_glass",
+            "p = eft, isa, agency, role, dataset, purpose, action, marker, break_glass",
         );
         let err = validate_model(&model).unwrap_err();
         assert!(matches!(err, PolicyError::Model { .. }), "{err}");

@@ -4,7 +4,7 @@ use std::str::FromStr;
 use serde::Deserialize;
 
 use crate::error::{PolicyError, Problem};
-use crate::isa::{Action, Agreement, Effect, OperatorRule};
+use crate::isa::{Action, Agreement, BreakGlassScope, Effect, OperatorRule};
 use crate::mask::is_valid_path;
 
 /// The agreements and operator rules a gateway enforces, as read from a policy file and checked
@@ -372,6 +372,18 @@ fn check_rule(rule: &OperatorRule, line: Option<usize>, problems: &mut Vec<Probl
         c.problem(e.to_string());
     }
     c.not_blank("description", &rule.description);
+    match &rule.marker {
+        Some(marker) if marker == "*" => c.problem(
+            "marker may not be `*`; a marker rule names the marker whose records it withholds, \
+             and a rule without a marker already applies to every record",
+        ),
+        Some(marker) => c.identifier("marker", marker),
+        None if rule.break_glass == BreakGlassScope::Exempt => c.problem(
+            "break_glass `exempt` needs a marker: on a rule that refuses whole shares it would let \
+             break-glass lift a denial",
+        ),
+        None => {}
+    }
 }
 
 fn finish(

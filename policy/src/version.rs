@@ -100,6 +100,8 @@ pub(crate) fn policy_version(
         ] {
             c.str(value);
         }
+        c.option(r.marker.as_deref());
+        c.str(r.break_glass.as_str());
     }
 
     format!("sha256:{}", hex::encode(c.0.finalize()))

@@ -90,6 +90,7 @@ fn cases_inherit_defaults_and_override_them() {
             isa: "met-hackney-children".into(),
             at: datetime!(2026-06-01 10:00 +01:00),
             break_glass: false,
+            markers: vec![],
         }
     );
     let invoked = &cases.cases[4];
@@ -140,6 +141,7 @@ fn toml_cases_read_like_yaml_ones() {
         Expectation::Allow {
             fields: FieldMask::new(["person", "relationship"]),
             break_glass: false,
+            records: None,
         }
     );
 }
@@ -253,8 +255,8 @@ cases:
          `ISA_UNKNOWN`, `ISA_NOT_ACTIVE`, `ISA_EXPIRED`, `AGENCY_NOT_RECIPIENT`, \
          `PURPOSE_NOT_PERMITTED`, `DATASET_NOT_COVERED`, `ACTION_NOT_PERMITTED`, \
          `ROLE_NOT_PERMITTED`, `POLICY_DENIED`, `BREAK_GLASS_NOT_PERMITTED`; \
-         case `rule without POLICY_DENIED`: `rule` only goes with reason `POLICY_DENIED`, not \
-         `ISA_UNKNOWN`; \
+         case `rule without POLICY_DENIED`: `rule` only goes with reason `POLICY_DENIED` or \
+         `BREAK_GLASS_NOT_PERMITTED`, not `ISA_UNKNOWN`; \
          case `deny releasing fields`: a deny releases no fields; remove `fields`"
     );
 }
@@ -412,4 +414,80 @@ cases:
         refused.contains("remove `break_glass` from `expect`"),
         "{refused}"
     );
+}
+
+#[test]
+fn cases_state_record_markers_and_expect_them_withheld_or_released() {
+    let policy = format!(
+        "{DEMO}\n[[rule]]\nid = \"no-witness-protection\"\neffect = \"deny\"\nagency = \"*\"\n\
+         role = \"social-worker\"\ndataset = \"*\"\npurpose = \"*\"\naction = \"*\"\n\
+         marker = \"witness-protection\"\ndescription = \"never to partners\"\n"
+    );
+    let yaml = r#"
+defaults:
+  agency: hackney-childrens
+  roles: [social-worker]
+  action: read
+  dataset: police.records
+  purpose: safeguarding-children
+  isa: met-hackney-children
+  at: 2026-06-01
+  markers: [witness-protection]
+cases:
+  - name: withheld from a social worker
+    expect: { decision: allow, fields: [person.names, incident.summary, incident.category, incident.occurred_at, warning_marker.marker], records: withheld, rule: no-witness-protection }
+  - name: released to a team manager
+    request: { roles: [team-manager] }
+    expect: { decision: allow, fields: [person.names, person.date_of_birth, incident, warning_marker.marker, relationship], records: released }
+  - name: expected released but withheld
+    expect: { decision: allow, fields: [person.names, incident.summary, incident.category, incident.occurred_at, warning_marker.marker], records: released }
+  - name: expected withheld but released
+    request: { markers: [child-sexual-exploitation] }
+    expect: { decision: allow, fields: [person.names, incident.summary, incident.category, incident.occurred_at, warning_marker.marker], records: withheld }
+"#;
+    let cases = TestCases::from_yaml(yaml).unwrap();
+    assert_eq!(cases.cases[0].request.markers, ["witness-protection"]);
+    let report = cases.run(&engine(&policy));
+    let records: Vec<Vec<String>> = report
+        .results
+        .iter()
+        .map(|r| {
+            r.mismatches
+                .iter()
+                .filter(|m| {
+                    matches!(
+                        m,
+                        Mismatch::RecordsReleased | Mismatch::RecordsWithheld { .. }
+                    )
+                })
+                .map(ToString::to_string)
+                .collect()
+        })
+        .collect();
+    assert!(records[0].is_empty() && records[1].is_empty(), "{report}");
+    assert_eq!(
+        records[2],
+        [
+            "expected records carrying the request's markers to be released, but rule \
+          `no-witness-protection` withholds them"
+        ]
+    );
+    assert_eq!(
+        records[3],
+        ["expected records carrying the request's markers to be withheld, but they are released"]
+    );
+
+    // With markers stated, an allow must say what becomes of such records; without, it may not.
+    let missing = load_error(
+        "cases:\n  - name: x\n    request: { agency: a, roles: [r], action: read, dataset: d, \
+         purpose: p, isa: i, at: 2026-06-01, markers: [m] }\n    expect: { decision: allow, \
+         fields: [person] }\n",
+    );
+    assert!(missing.contains("`released` or `withheld`"), "{missing}");
+    let stray = load_error(
+        "cases:\n  - name: x\n    request: { agency: a, roles: [r], action: read, dataset: d, \
+         purpose: p, isa: i, at: 2026-06-01 }\n    expect: { decision: allow, \
+         fields: [person], records: withheld }\n",
+    );
+    assert!(stray.contains("the request has none"), "{stray}");
 }

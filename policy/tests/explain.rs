@@ -275,3 +275,38 @@ fn a_refused_break_glass_share_names_who_may_invoke_it() {
             .contains("The remaining checks were not needed.")
     );
 }
+
+#[test]
+fn withheld_markers_are_named_with_their_rule() {
+    let policy = format!(
+        "{DEMO}\n[[rule]]\nid = \"no-witness-protection\"\neffect = \"deny\"\nagency = \"*\"\n\
+         role = \"*\"\ndataset = \"police.records\"\npurpose = \"*\"\naction = \"*\"\n\
+         marker = \"witness-protection\"\ndescription = \"Never shared with partners\"\n\
+         [[rule]]\nid = \"no-emergency\"\neffect = \"deny\"\nagency = \"*\"\nrole = \"*\"\n\
+         dataset = \"*\"\npurpose = \"*\"\naction = \"*\"\nbreak_glass = \"deny\"\n\
+         description = \"Emergency access is closed during the audit\"\n"
+    );
+    let explanation = explained(&policy, &ask());
+    assert!(explanation.decision.is_allowed());
+    assert_eq!(explanation.withheld.len(), 1);
+    let text = explanation.to_string();
+    assert!(
+        text.contains(
+            "  Records marked `witness-protection` are withheld by rule \
+             `no-witness-protection`: Never shared with partners\n"
+        ),
+        "{text}"
+    );
+
+    let refused = explained(&policy, &ask().roles(&["team-manager"]).break_glass());
+    assert_eq!(refused.decision.reason(), Some("BREAK_GLASS_NOT_PERMITTED"));
+    let last = refused.checks.last().unwrap();
+    assert!(!last.passed);
+    assert!(
+        last.finding
+            .contains("operator rule `no-emergency` closes emergency access here"),
+        "{}",
+        last.finding
+    );
+    assert!(refused.withheld.is_empty());
+}

@@ -9,8 +9,8 @@ use support::{DEMO_DENY, ask};
 /// line as one more allow line.
 fn without_eft() -> String {
     MODEL.replace(
-        "p = eft, id, isa, agency, role, dataset, purpose, action",
-        "p = id, isa, agency, role, dataset, purpose, action",
+        "p = eft, id, isa, agency, role, dataset, purpose, action, marker, break_glass",
+        "p = id, isa, agency, role, dataset, purpose, action, marker, break_glass",
     )
 }
 

@@ -2,7 +2,7 @@
 
 mod support;
 
-use liaison_policy::{Action, DenyReason, Effect, PolicyError, PolicySet};
+use liaison_policy::{Action, DenyReason, Effect, PolicyError, PolicySet, Withholding};
 use support::{DEMO, ask, engine};
 
 fn with_rule(rule: &str) -> String {
@@ -270,4 +270,140 @@ fn a_rule_with_an_unknown_action_is_refused() {
             }]
         }
     );
+}
+
+fn marker_rule(id: &str, role: &str, marker: &str, break_glass: Option<&str>) -> String {
+    let mut rule = format!(
+        "{}\nmarker = \"{marker}\"",
+        deny_rule(id, "*", role, "*", "*", "*")
+    );
+    if let Some(scope) = break_glass {
+        rule.push_str(&format!("\nbreak_glass = \"{scope}\""));
+    }
+    rule
+}
+
+#[test]
+fn a_marker_rule_withholds_marked_records_but_allows_the_share() {
+    let engine = engine(&with_rule(&marker_rule(
+        "no-witness-protection",
+        "*",
+        "witness-protection",
+        None,
+    )));
+    let decision = ask().decide(&engine);
+    assert!(decision.is_allowed(), "{decision:?}");
+    let unmarked = ask().decide(&support::engine(DEMO));
+    // The share itself, its mask and what matched are exactly those without the rule.
+    assert_eq!(decision.mask, unmarked.mask);
+    assert_eq!(decision.matched, unmarked.matched);
+    assert_eq!(
+        decision.withheld,
+        vec![Withholding {
+            marker: "witness-protection".into(),
+            rule_id: "no-witness-protection".into(),
+        }]
+    );
+    let wp = ["witness-protection".to_owned()];
+    assert_eq!(
+        decision.withholding(&wp).map(|w| w.rule_id.as_str()),
+        Some("no-witness-protection")
+    );
+    // Other markers, and none, change nothing.
+    assert!(
+        decision
+            .withholding(&["child-sexual-exploitation"])
+            .is_none()
+    );
+    assert!(decision.withholding::<String>(&[]).is_none());
+    // Withheld under break-glass too, unless the rule says otherwise.
+    let invoked = ask().roles(&["team-manager"]).break_glass().decide(&engine);
+    assert!(invoked.is_allowed(), "{invoked:?}");
+    assert!(invoked.withholding(&wp).is_some());
+}
+
+#[test]
+fn a_marker_rule_applies_only_where_it_matches() {
+    let engine = engine(&with_rule(&marker_rule(
+        "no-wp-for-social-workers",
+        "social-worker",
+        "witness-protection",
+        None,
+    )));
+    let wp = ["witness-protection".to_owned()];
+    let sw = ask().decide(&engine);
+    assert!(sw.withholding(&wp).is_some());
+    // A principal holding the role among others is matched, as for any deny rule.
+    let both = ask()
+        .roles(&["social-worker", "team-manager"])
+        .decide(&engine);
+    assert!(both.withholding(&wp).is_some());
+    let manager = ask().roles(&["team-manager"]).decide(&engine);
+    assert!(manager.is_allowed());
+    assert!(manager.withheld.is_empty(), "{manager:?}");
+}
+
+#[test]
+fn an_exempt_marker_rule_yields_to_break_glass() {
+    let engine = engine(&with_rule(&marker_rule(
+        "wp-unless-emergency",
+        "*",
+        "witness-protection",
+        Some("exempt"),
+    )));
+    let wp = ["witness-protection".to_owned()];
+    let normal = ask().roles(&["team-manager"]).decide(&engine);
+    assert!(normal.withholding(&wp).is_some());
+    let invoked = ask().roles(&["team-manager"]).break_glass().decide(&engine);
+    assert!(invoked.is_allowed() && invoked.break_glass, "{invoked:?}");
+    assert!(invoked.withholding(&wp).is_none());
+}
+
+#[test]
+fn a_break_glass_deny_rule_refuses_invocations_only() {
+    let rule = format!(
+        "{}\nbreak_glass = \"deny\"",
+        deny_rule(
+            "no-emergency-reads",
+            "*",
+            "*",
+            "police.records",
+            "*",
+            "read"
+        )
+    );
+    let engine = engine(&with_rule(&rule));
+    let normal = ask().roles(&["team-manager"]).decide(&engine);
+    assert!(normal.is_allowed(), "{normal:?}");
+    let invoked = ask().roles(&["team-manager"]).break_glass().decide(&engine);
+    assert_eq!(
+        invoked.deny,
+        Some(DenyReason::BreakGlassDenied {
+            rule_id: "no-emergency-reads".into()
+        })
+    );
+    assert_eq!(invoked.reason(), Some("BREAK_GLASS_NOT_PERMITTED"));
+    assert!(invoked.mask.is_empty());
+    // The agreement's own refusal comes first: a social worker may not invoke it at all.
+    let sw = ask().break_glass().decide(&engine);
+    assert!(
+        matches!(sw.deny, Some(DenyReason::BreakGlassNotPermitted { .. })),
+        "{sw:?}"
+    );
+}
+
+#[test]
+fn exempting_a_rule_without_a_marker_is_refused() {
+    let rule = format!(
+        "{}\nbreak_glass = \"exempt\"",
+        deny_rule("x", "*", "*", "*", "*", "*")
+    );
+    let err = PolicySet::from_toml(&with_rule(&rule)).unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("break_glass `exempt` needs a marker"),
+        "{err}"
+    );
+    let err = PolicySet::from_toml(&with_rule(&marker_rule("y", "*", "*", None))).unwrap_err();
+    assert!(err.to_string().contains("marker may not be `*`"), "{err}");
 }

@@ -249,6 +249,53 @@ proptest! {
         }
     }
 
+    /// Markers only narrow. Adding any rule never releases a marked record that was not released
+    /// before; a record carrying markers is released only where the same record with fewer
+    /// markers (or none) would be; and a marker no rule names changes nothing.
+    #[test]
+    fn markers_and_marker_rules_never_widen_access(
+        set in policy_set(3, 3),
+        extra in rule("extra".to_owned()),
+        seeds in vec(request_seed(), 64),
+    ) {
+        let mut rules = set.rules().to_vec();
+        rules.push(extra);
+        let wider = PolicySet::new(set.agreements().to_vec(), rules).unwrap();
+        let (before, after) = (compile(&set), compile(&wider));
+        let released = |engine: &PolicyEngine, request: &OwnedRequest, markers: &[String]| {
+            let decision = engine.decide(&request.as_request());
+            decision.is_allowed() && decision.withholding(markers).is_none()
+        };
+        for request in requests(&set, &seeds) {
+            let markers = &request.markers;
+            if released(&after, &request, markers) {
+                prop_assert!(released(&before, &request, markers), "{:?}", request);
+            }
+            for engine in [&before, &after] {
+                if released(engine, &request, markers) {
+                    prop_assert!(released(engine, &request, &[]), "{:?}", request);
+                    for one in markers {
+                        prop_assert!(
+                            released(engine, &request, std::slice::from_ref(one)),
+                            "{:?}", request
+                        );
+                    }
+                }
+                let unknown = ["mk9".to_owned()];
+                prop_assert_eq!(
+                    released(engine, &request, &unknown),
+                    released(engine, &request, &[]),
+                    "{:?}", request
+                );
+                // Withholding never changes the decision itself.
+                let decision = engine.decide(&request.as_request());
+                if !decision.is_allowed() {
+                    prop_assert!(decision.withheld.is_empty());
+                }
+            }
+        }
+    }
+
     /// Suspending, expiring or ending an agreement refuses every share under it on the next
     /// decision, whatever else the request says.
     #[test]

@@ -350,6 +350,11 @@ pub fn entry_for(call: &ShareCall, facts: &Facts, error: Option<&GatewayError>) 
         target: String::new(),
         provider_agency_id: facts.provider.clone(),
         restriction: None,
+        withheld: if error.is_none() {
+            facts.withheld.clone()
+        } else {
+            Vec::new()
+        },
     }
 }
 

@@ -101,6 +101,7 @@ where
             let inner_facts = std::mem::take(&mut answer.facts);
             answer.facts = Facts {
                 disclosures: inner_facts.disclosures,
+                withheld: inner_facts.withheld,
                 sources: inner_facts.sources,
                 gaps: inner_facts.gaps,
                 ..facts

@@ -556,6 +556,7 @@ mod tests {
             isa_version: Some(1),
             legal_basis: None,
             break_glass: false,
+            withheld: vec![],
         });
         Authorized {
             validated,

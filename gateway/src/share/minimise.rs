@@ -1,9 +1,11 @@
 //! Minimise: every person and record leaving the gateway is cut down to the
 //! fields the agreement releases to the caller's roles, recursively through
 //! nested messages, whatever the connector already did. A record with no
-//! releasable field is not sent at all. The stage also computes, for the
-//! audit entry, which fields left about whom and a digest of exactly what
-//! was sent.
+//! releasable field is not sent at all, and neither is a record carrying a
+//! sensitivity marker the decision withholds (an operator's marker rule).
+//! The stage also computes, for the audit entry, which fields left about
+//! whom, a digest of exactly what was sent, and how many records were
+//! withheld for their markers.
 
 use std::{
     collections::{BTreeMap, BTreeSet},
@@ -114,23 +116,67 @@ where
         Box::pin(async move {
             let mut answer = inner.call(req).await?;
             if let Ok(payload) = &mut answer.result {
-                answer.facts.disclosures =
+                let minimised =
                     tracing::info_span!("minimise").in_scope(|| minimise_payload(payload, &masks));
+                answer.facts.disclosures = minimised.disclosures;
+                answer.facts.withheld = minimised.withheld;
             }
             Ok(answer)
         })
     }
 }
 
-/// Minimises a payload in place and returns what was disclosed.
+/// What minimising a payload disclosed and withheld, for the audit entry.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Minimised {
+    /// What left, per person and dataset.
+    pub disclosures: Vec<pb::AuditDisclosure>,
+    /// Records withheld for their sensitivity markers, per dataset, marker
+    /// and rule.
+    pub withheld: Vec<pb::WithheldRecords>,
+}
+
+/// Counts withheld records by (dataset, marker, rule).
+#[derive(Default)]
+struct Withheld(BTreeMap<(String, String, String), u32>);
+
+impl Withheld {
+    fn add(&mut self, dataset: &str, withholding: &liaison_policy::Withholding) {
+        let count = self
+            .0
+            .entry((
+                dataset.to_owned(),
+                withholding.marker.clone(),
+                withholding.rule_id.clone(),
+            ))
+            .or_default();
+        *count = count.saturating_add(1);
+    }
+
+    fn into_records(self) -> Vec<pb::WithheldRecords> {
+        self.0
+            .into_iter()
+            .map(
+                |((dataset_id, marker, rule_id), records)| pb::WithheldRecords {
+                    dataset_id,
+                    marker,
+                    rule_id,
+                    records,
+                },
+            )
+            .collect()
+    }
+}
+
+/// Minimises a payload in place and returns what was disclosed and what
+/// was withheld.
 pub fn minimise_payload(
     payload: &mut Payload,
     masks: &BTreeMap<String, Arc<Decision>>,
-) -> Vec<pb::AuditDisclosure> {
-    let mask_for = |id: &str| {
-        let dataset = id.split_once(':').map_or(id, |(d, _)| d);
-        masks.get(dataset).map(|d| &d.mask)
-    };
+) -> Minimised {
+    let dataset_of = |id: &str| id.split_once(':').map_or(id, |(d, _)| d).to_owned();
+    let mask_for = |id: &str| masks.get(&dataset_of(id)).map(|d| &d.mask);
+    let mut withheld = Withheld::default();
     let mut disclosures = Vec::new();
     match payload {
         Payload::Search { matches, .. } => {
@@ -158,15 +204,24 @@ pub fn minimise_payload(
                     None => *person = None,
                 }
             }
-            records.retain_mut(|r| match mask_for(&r.record_id) {
-                Some(mask) => match minimise_record(r, mask) {
+            records.retain_mut(|r| {
+                let dataset = dataset_of(&r.record_id);
+                let Some(decision) = masks.get(&dataset) else {
+                    return false;
+                };
+                // INVARIANT: a record carrying a marker the decision
+                // withholds is never sent, whatever its fields.
+                if let Some(withholding) = decision.withholding(&r.sensitivity_markers) {
+                    withheld.add(&dataset, withholding);
+                    return false;
+                }
+                match minimise_record(r, &decision.mask) {
                     Some(kept) => {
                         fields.extend(kept);
                         true
                     }
                     None => false,
-                },
-                None => false,
+                }
             });
             if let Some(p) = person.as_ref() {
                 disclosures.push(disclosure(p, records, fields));
@@ -182,7 +237,10 @@ pub fn minimise_payload(
         // minimised as a `Read` when it is sent.
         Payload::Subscribed { .. } => {}
     }
-    disclosures
+    Minimised {
+        disclosures,
+        withheld: withheld.into_records(),
+    }
 }
 
 fn disclosure(

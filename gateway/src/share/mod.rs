@@ -185,6 +185,8 @@ pub struct Facts {
     pub matched_rules: Vec<String>,
     /// What left, per person and dataset.
     pub disclosures: Vec<pb::AuditDisclosure>,
+    /// Records withheld for their sensitivity markers.
+    pub withheld: Vec<pb::WithheldRecords>,
     /// Datasets consulted.
     pub sources: Vec<String>,
     /// Sources that did not answer.

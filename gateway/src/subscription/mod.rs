@@ -526,7 +526,9 @@ impl Task {
             records,
             gaps: Vec::new(),
         };
-        minimise::minimise_payload(&mut payload, &masks);
+        // Records withheld for their markers never reach the stream; they
+        // are counted in the entry of the batch that goes with them.
+        let mut withheld = minimise::minimise_payload(&mut payload, &masks).withheld;
         let Payload::Read { records, .. } = payload else {
             return Ok(false);
         };
@@ -566,12 +568,13 @@ impl Task {
                 records,
                 gaps: Vec::new(),
             };
-            let disclosures = minimise::minimise_payload(&mut payload, &masks);
+            let disclosures = minimise::minimise_payload(&mut payload, &masks).disclosures;
             let Payload::Read { records, .. } = payload else {
                 return Ok(false);
             };
             let facts = Facts {
                 disclosures,
+                withheld: std::mem::take(&mut withheld),
                 sources: vec![dataset.to_owned()],
                 ..self.facts.clone()
             };

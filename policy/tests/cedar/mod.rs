@@ -11,8 +11,9 @@
 //! * principal `User::"caller"` with `agency: Agency::"<id>"` and `roles: Set<String>`;
 //! * action `Action::"search" | "read" | "subscribe"`;
 //! * resource `Dataset::"<id>"`;
-//! * context `{ isa: Isa::"<id>", purpose: String, day: Long, break_glass: Bool }`, where `day`
-//!   is the Julian day
+//! * context `{ isa: Isa::"<id>", purpose: String, day: Long, break_glass: Bool,
+//!   markers: Set<String> }`, where `markers` are those of a record the share would return
+//!   (empty for the share itself) and `day` is the Julian day
 //!   number of the request's date, and the entity `Isa::"<id>"`, when the agreement exists,
 //!   holds `status: String`, `valid_from: Long` and, when it ends, `valid_until: Long`.
 
@@ -34,7 +35,9 @@ use cedar_policy::{
     Authorizer, Context, Decision, Entities, Entity, EntityId, EntityTypeName, EntityUid, Request,
     RestrictedExpression,
 };
-use liaison_policy::{Action, Agreement, DecisionRequest, OperatorRule, PolicySet};
+use liaison_policy::{
+    Action, Agreement, BreakGlassScope, DecisionRequest, OperatorRule, PolicySet,
+};
 
 /// A policy set translated to Cedar, compiled once and reused for every request.
 pub struct CedarPolicy {
@@ -80,8 +83,17 @@ impl CedarPolicy {
         self.policies.policies().count()
     }
 
-    /// The Cedar request and entities for `req`.
+    /// The Cedar request and entities for `req`, about the share itself.
     pub fn request(&self, req: &DecisionRequest<'_>) -> (Request, Entities) {
+        self.record_request(req, &[])
+    }
+
+    /// The Cedar request and entities for `req`, about a record carrying `markers`.
+    pub fn record_request(
+        &self,
+        req: &DecisionRequest<'_>,
+        markers: &[String],
+    ) -> (Request, Entities) {
         let user = uid("User", "caller");
         let attrs = HashMap::from([
             (
@@ -120,6 +132,14 @@ impl CedarPolicy {
                 "break_glass".to_owned(),
                 RestrictedExpression::new_bool(req.break_glass),
             ),
+            (
+                "markers".to_owned(),
+                RestrictedExpression::new_set(
+                    markers
+                        .iter()
+                        .map(|m| RestrictedExpression::new_string(m.clone())),
+                ),
+            ),
         ])
         .expect("context");
         let request = Request::new(
@@ -143,6 +163,12 @@ impl CedarPolicy {
 
     pub fn allows(&self, req: &DecisionRequest<'_>) -> bool {
         let (request, entities) = self.request(req);
+        self.is_authorized(&request, &entities)
+    }
+
+    /// Whether a record carrying `markers` is released to `req`.
+    pub fn allows_record(&self, req: &DecisionRequest<'_>, markers: &[String]) -> bool {
+        let (request, entities) = self.record_request(req, markers);
         self.is_authorized(&request, &entities)
     }
 }
@@ -189,7 +215,9 @@ when {{
     }
 }
 
-/// One `forbid` per operator rule; `*` leaves the attribute unconstrained.
+/// One `forbid` per operator rule; `*` leaves the attribute unconstrained. A marker rule forbids
+/// records carrying its marker; a rule confined to break-glass, or exempt from it, says so of
+/// `context.break_glass`.
 fn forbid(out: &mut String, rule: &OperatorRule) {
     let action = match rule.action.as_str() {
         "*" => "action".to_owned(),
@@ -208,6 +236,14 @@ fn forbid(out: &mut String, rule: &OperatorRule) {
     }
     if rule.role != "*" {
         conditions.push(format!("principal.roles.contains({:?})", rule.role));
+    }
+    if let Some(marker) = &rule.marker {
+        conditions.push(format!("context.markers.contains({marker:?})"));
+    }
+    match rule.break_glass {
+        BreakGlassScope::Applies => {}
+        BreakGlassScope::Deny => conditions.push("context.break_glass".to_owned()),
+        BreakGlassScope::Exempt => conditions.push("!context.break_glass".to_owned()),
     }
     let condition = if conditions.is_empty() {
         "true".to_owned()

@@ -17,8 +17,8 @@
 )]
 
 use liaison_policy::{
-    Action, Agreement, AgreementStatus, BreakGlassTerms, DatasetTerms, DecisionRequest, Effect,
-    OperatorRule, PolicySet, RoleFields,
+    Action, Agreement, AgreementStatus, BreakGlassScope, BreakGlassTerms, DatasetTerms,
+    DecisionRequest, Effect, OperatorRule, PolicySet, RoleFields,
 };
 use proptest::prelude::*;
 use proptest::sample::{Index, select, subsequence};
@@ -28,6 +28,10 @@ pub const AGENCIES: [&str; 4] = ["ag0", "ag1", "ag2", "ag3"];
 pub const ROLES: [&str; 4] = ["ro0", "ro1", "ro2", "ro3"];
 pub const DATASETS: [&str; 4] = ["ds0", "ds1", "ds2", "ds3"];
 pub const PURPOSES: [&str; 4] = ["pu0", "pu1", "pu2", "pu3"];
+/// Record sensitivity markers rules may name.
+pub const MARKERS: [&str; 2] = ["mk0", "mk1"];
+/// Markers records may carry: those rules may name, and one no rule names.
+pub const RECORD_MARKERS: [&str; 3] = ["mk0", "mk1", "mk9"];
 /// Agreement ids; a set uses a prefix of these, so the last is often unknown.
 pub const ISAS: [&str; 4] = ["isa0", "isa1", "isa2", "isa3"];
 /// Field paths shaped like the gateway's, parents and children alike, so masks fold.
@@ -76,6 +80,8 @@ pub struct OwnedRequest {
     pub isa_id: String,
     pub at: OffsetDateTime,
     pub break_glass: bool,
+    /// The markers of a record the request would return.
+    pub markers: Vec<String>,
 }
 
 /// The random choices behind one request, resolved against a set by [`RequestSeed::resolve`].
@@ -101,6 +107,8 @@ pub struct RequestSeed {
     stranger: bool,
     /// Invoke break-glass.
     break_glass: bool,
+    /// The markers of a record the request would return.
+    markers: Vec<String>,
 }
 
 pub fn action() -> impl Strategy<Value = Action> {
@@ -224,7 +232,9 @@ fn pattern(universe: &'static [&'static str]) -> impl Strategy<Value = String> {
     ]
 }
 
-/// One operator deny rule with id `id`; each attribute is `*` a third of the time.
+/// One operator deny rule with id `id`; each attribute is `*` a third of the time. A third of
+/// rules withhold a marker's records rather than refuse shares, and a third are confined to
+/// break-glass or (marker rules only) exempt from it.
 pub fn rule(id: String) -> impl Strategy<Value = OperatorRule> {
     (
         pattern(&AGENCIES),
@@ -235,17 +245,37 @@ pub fn rule(id: String) -> impl Strategy<Value = OperatorRule> {
             1 => Just("*".to_owned()),
             2 => action().prop_map(|a| a.as_str().to_owned()),
         ],
+        prop_oneof![
+            2 => Just(None),
+            1 => select(MARKERS.as_slice()).prop_map(|m| Some(m.to_owned())),
+        ],
+        prop_oneof![
+            4 => Just(BreakGlassScope::Applies),
+            1 => Just(BreakGlassScope::Deny),
+            1 => Just(BreakGlassScope::Exempt),
+        ],
     )
         .prop_map(
-            move |(agency, role, dataset, purpose, action)| OperatorRule {
-                id: id.clone(),
-                effect: Effect::Deny,
-                agency,
-                role,
-                dataset,
-                purpose,
-                action,
-                description: "generated".to_owned(),
+            move |(agency, role, dataset, purpose, action, marker, scope)| {
+                // Exempting a rule that refuses whole shares would let break-glass lift a
+                // denial, which the policy refuses.
+                let break_glass = if marker.is_none() && scope == BreakGlassScope::Exempt {
+                    BreakGlassScope::Applies
+                } else {
+                    scope
+                };
+                OperatorRule {
+                    id: id.clone(),
+                    effect: Effect::Deny,
+                    agency,
+                    role,
+                    dataset,
+                    purpose,
+                    action,
+                    description: "generated".to_owned(),
+                    marker,
+                    break_glass,
+                }
             },
         )
 }
@@ -286,7 +316,11 @@ pub fn request_seed() -> impl Strategy<Value = RequestSeed> {
             any::<Index>(),
             proptest::collection::vec(any::<Index>(), 0..=3),
         ),
-        (proptest::bool::weighted(0.1), proptest::bool::weighted(0.3)),
+        (
+            proptest::bool::weighted(0.1),
+            proptest::bool::weighted(0.3),
+            subsequence(RECORD_MARKERS.as_slice(), 0..=2),
+        ),
     )
         .prop_map(
             |(
@@ -294,7 +328,7 @@ pub fn request_seed() -> impl Strategy<Value = RequestSeed> {
                 (purpose, roles, action),
                 (day, hour, mutate, derived_action),
                 random,
-                (stranger, break_glass),
+                (stranger, break_glass, markers),
             )| RequestSeed {
                 derived,
                 isa,
@@ -310,6 +344,7 @@ pub fn request_seed() -> impl Strategy<Value = RequestSeed> {
                 random,
                 stranger,
                 break_glass,
+                markers: markers.into_iter().map(str::to_owned).collect(),
             },
         )
 }
@@ -345,6 +380,7 @@ impl RequestSeed {
                 UtcOffset::UTC,
             ),
             break_glass: self.break_glass,
+            markers: self.markers.clone(),
         };
         let agreements = set.agreements();
         if self.derived && !agreements.is_empty() {

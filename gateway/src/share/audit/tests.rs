@@ -61,6 +61,12 @@ fn disclosed() -> Facts {
             fields: vec!["incident.category".into()],
             digest: "00".repeat(32),
         }],
+        withheld: vec![pb::WithheldRecords {
+            dataset_id: "ds".into(),
+            marker: "witness-protection".into(),
+            rule_id: "no-witness-protection".into(),
+            records: 1,
+        }],
         sources: vec!["ds".into()],
         gaps: vec![],
         break_glass_datasets: vec![],

@@ -256,6 +256,7 @@ fn read_payloads_are_minimised_per_dataset_and_disclosures_name_what_left() {
         matched: vec![],
         mask: FieldMask::new(["person.names", "incident.category"]),
         break_glass: false,
+        withheld: vec![],
         obligations: vec![],
         policy_version: String::new(),
         isa_version: None,
@@ -269,7 +270,11 @@ fn read_payloads_are_minimised_per_dataset_and_disclosures_name_what_left() {
         records: vec![records()[0].clone(), other[0].clone(), records()[1].clone()],
         gaps: vec![],
     };
-    let disclosures = minimise_payload(&mut payload, &engine_masks);
+    let Minimised {
+        disclosures,
+        withheld,
+    } = minimise_payload(&mut payload, &engine_masks);
+    assert!(withheld.is_empty(), "{withheld:?}");
     let Payload::Read {
         person, records, ..
     } = &payload
@@ -294,4 +299,63 @@ fn read_payloads_are_minimised_per_dataset_and_disclosures_name_what_left() {
         ]
     );
     assert_eq!(disclosures[0].digest.len(), 64);
+}
+
+#[test]
+fn records_carrying_a_withheld_marker_are_not_sent_and_are_counted() {
+    let decision = Decision {
+        effect: liaison_policy::Effect::Allow,
+        deny: None,
+        matched: vec![],
+        mask: FieldMask::new([
+            "person.names",
+            "incident",
+            "warning_marker",
+            "safeguarding_concern",
+        ]),
+        break_glass: false,
+        withheld: vec![liaison_policy::Withholding {
+            marker: "witness-protection".into(),
+            rule_id: "no-witness-protection".into(),
+        }],
+        obligations: vec![],
+        policy_version: String::new(),
+        isa_version: None,
+        legal_basis: None,
+    };
+    let masks = BTreeMap::from([("ds".to_owned(), Arc::new(decision))]);
+    let mut marked = records();
+    marked.truncate(3);
+    marked[0].sensitivity_markers = vec![
+        "child-sexual-exploitation".into(),
+        "witness-protection".into(),
+    ];
+    marked[1].sensitivity_markers = vec!["witness-protection".into()];
+    // A marker no rule names changes nothing.
+    marked[2].sensitivity_markers = vec!["unheard-of".into()];
+    let kept_id = marked[2].record_id.clone();
+    let mut payload = Payload::Read {
+        person: Some(full_person()),
+        records: marked,
+        gaps: vec![],
+    };
+    let Minimised {
+        disclosures,
+        withheld,
+    } = minimise_payload(&mut payload, &masks);
+    let Payload::Read { records, .. } = &payload else {
+        panic!()
+    };
+    let sent: Vec<&str> = records.iter().map(|r| r.record_id.as_str()).collect();
+    assert_eq!(sent, vec![kept_id.as_str()]);
+    assert_eq!(disclosures[0].record_ids, vec![kept_id.clone()]);
+    assert_eq!(
+        withheld,
+        vec![pb::WithheldRecords {
+            dataset_id: "ds".into(),
+            marker: "witness-protection".into(),
+            rule_id: "no-witness-protection".into(),
+            records: 2,
+        }]
+    );
 }
