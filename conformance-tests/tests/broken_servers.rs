@@ -506,7 +506,34 @@ impl OversightService for Double {
         Ok(Response::new(pb::GetSubjectAccessReportResponse {
             person_id: req.into_inner().person_id,
             disclosures: vec![],
+            withheld: vec![],
         }))
+    }
+
+    async fn restrict_entry(
+        &self,
+        req: Request<pb::RestrictEntryRequest>,
+    ) -> Result<Response<pb::RestrictEntryResponse>, Status> {
+        self.overseer(&req)?;
+        Err(error(
+            Code::PermissionDenied,
+            "FUNCTION_NOT_PERMITTED",
+            None,
+            None,
+        ))
+    }
+
+    async fn lift_restriction(
+        &self,
+        req: Request<pb::LiftRestrictionRequest>,
+    ) -> Result<Response<pb::LiftRestrictionResponse>, Status> {
+        self.overseer(&req)?;
+        Err(error(
+            Code::PermissionDenied,
+            "FUNCTION_NOT_PERMITTED",
+            None,
+            None,
+        ))
     }
 }
 
@@ -593,6 +620,40 @@ impl AdminService for Double {
         &self,
         req: Request<pb::SetAgreementStatusRequest>,
     ) -> Result<Response<pb::SetAgreementStatusResponse>, Status> {
+        self.caller(&req)?;
+        Err(error(
+            Code::PermissionDenied,
+            "FUNCTION_NOT_PERMITTED",
+            None,
+            None,
+        ))
+    }
+
+    async fn list_issuer_versions(
+        &self,
+        req: Request<pb::ListIssuerVersionsRequest>,
+    ) -> Result<Response<pb::ListIssuerVersionsResponse>, Status> {
+        self.caller(&req)?;
+        Ok(Response::new(pb::ListIssuerVersionsResponse::default()))
+    }
+
+    async fn propose_issuer(
+        &self,
+        req: Request<pb::ProposeIssuerRequest>,
+    ) -> Result<Response<pb::ProposeIssuerResponse>, Status> {
+        self.caller(&req)?;
+        Err(error(
+            Code::PermissionDenied,
+            "FUNCTION_NOT_PERMITTED",
+            None,
+            None,
+        ))
+    }
+
+    async fn set_issuer_status(
+        &self,
+        req: Request<pb::SetIssuerStatusRequest>,
+    ) -> Result<Response<pb::SetIssuerStatusResponse>, Status> {
         self.caller(&req)?;
         Err(error(
             Code::PermissionDenied,
