@@ -93,7 +93,8 @@ impl Raw {
             }
             Self::Postgres(_) => {
                 self.exec(
-                    "DROP TRIGGER audit_entries_append_only ON audit_entries;
+                    "DROP TRIGGER audit_entries_no_delete ON audit_entries;
+                     DROP TRIGGER audit_entries_backfill_only ON audit_entries;
                      DROP TRIGGER audit_entries_no_truncate ON audit_entries;
                      DROP TRIGGER audit_subjects_append_only ON audit_subjects;
                      DROP TRIGGER audit_subjects_no_truncate ON audit_subjects;
