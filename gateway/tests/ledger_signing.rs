@@ -101,7 +101,10 @@ async fn shares_are_sealed_served_signed_and_verify_offline() {
         receipts.push(search(&world, &sw).await);
     }
     let mut oversight = OversightServiceClient::new(world.channel.clone());
-    let head = signed_head(&mut oversight, &dpo, 3).await;
+    // Start-up imports (agreements, issuers) come first: wait for a head
+    // covering the last search.
+    let last = receipts.last().unwrap().sequence;
+    let head = signed_head(&mut oversight, &dpo, last).await;
 
     // The served head is the sealer's, signed with the configured key.
     assert_eq!(head.key_id, key.key_id().to_string());
