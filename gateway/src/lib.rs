@@ -13,6 +13,7 @@ pub mod error;
 pub mod identity;
 pub mod policy_cli;
 pub mod query;
+pub mod register;
 pub mod restriction;
 pub mod server;
 pub mod services;

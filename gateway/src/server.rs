@@ -207,7 +207,7 @@ pub async fn start(
     );
     // The file's issuers are imported into the trust registry, and the
     // registry's committed versions are what this replica trusts.
-    let issuer_store = crate::identity::store::IssuerStore::open(&store)
+    let issuer_store = crate::identity::store::IssuerStore::beside(&store)
         .await
         .map_err(|e| StartError::Other(e.to_string()))?;
     let issuer_source = crate::identity::source::IssuerSource::start(

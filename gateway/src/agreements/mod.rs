@@ -12,12 +12,14 @@
 //!
 //! Every version is audited before it takes effect: a change is reserved,
 //! appended to the ledger, then committed. A change whose audit append
-//! fails is dropped and the caller gets `UNAVAILABLE`.
+//! fails is dropped and the caller gets `UNAVAILABLE`. That machinery, and
+//! the reload loop, is the versioned register's ([`crate::register`]),
+//! shared with the trust registry.
 
 pub mod source;
 pub mod store;
 
-pub use source::{PolicySource, Reloader};
+pub use source::PolicySource;
 pub use store::{AgreementStore, Change, Reserved, StoreError, StoredVersion};
 
 use liaison_ledger::{IndexUpdate, Ledger};
@@ -45,7 +47,7 @@ pub async fn backfill_with(ledger: &Ledger, store: &AgreementStore) -> Result<u6
     if !ledger.index_backfill_pending().await? {
         return Ok(0);
     }
-    let providers = store.providers().await?;
+    let providers = store.parties().await?;
     tracing::info!("indexing older ledger entries by providing agency and break-glass");
     let read = ledger
         .backfill_index(|body| {

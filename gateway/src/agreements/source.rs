@@ -11,10 +11,10 @@ use liaison_ledger::Ledger;
 use liaison_policy::{Agreement, OperatorRule, PolicyEngine, PolicySet};
 use liaison_proto::v1 as pb;
 use sha2::Digest as _;
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::watch;
 
 use super::store::{AgreementStore, Change, Reserved, StoreError};
-use crate::{error::GatewayError, share::audit};
+use crate::register::{self, Follower, Origin, Reloader, record};
 
 /// The subject recorded for versions imported from the policy file.
 pub const POLICY_FILE: &str = "policy-file";
@@ -98,11 +98,6 @@ impl PolicySource {
         ))
     }
 
-    /// The register this source reads.
-    pub fn store(&self) -> &AgreementStore {
-        &self.store
-    }
-
     /// Rebuilds the engine if the register or the file changed. A file that
     /// no longer parses, or a register that no longer compiles, is logged
     /// and the engine in force is kept: a replica never stops enforcing
@@ -163,74 +158,27 @@ impl PolicySource {
 
     /// Runs the source until every reader of its engine is gone: rebuilds on
     /// each announcement, each `interval`, and each [`Reloader`] request.
-    pub async fn spawn(mut self, interval: Duration) -> Reloader {
-        let (requests, mut incoming) = mpsc::channel::<oneshot::Sender<()>>(64);
-        let mut listener = match self.store.listener().await {
-            Ok(l) => l,
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot listen for policy changes; polling only");
-                None
-            }
-        };
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(interval);
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                let announced = async {
-                    match listener.as_mut() {
-                        Some(l) => Some(l.recv().await),
-                        None => std::future::pending().await,
-                    }
-                };
-                let mut waiting = Vec::new();
-                tokio::select! {
-                    () = self.tx.closed() => break,
-                    request = incoming.recv() => match request {
-                        Some(reply) => waiting.push(reply),
-                        None => break,
-                    },
-                    notice = announced => {
-                        if let Some(Err(e)) = notice {
-                            tracing::warn!(error = %e, "lost the policy change channel; polling only");
-                            listener = None;
-                        }
-                    }
-                    _ = tick.tick() => {}
-                }
-                // Answer every request queued meanwhile with the same rebuild.
-                while let Ok(reply) = incoming.try_recv() {
-                    waiting.push(reply);
-                }
-                if let Err(e) = self.refresh().await {
-                    tracing::error!(error = %e, "policy reload failed; the policy in force is kept");
-                }
-                for reply in waiting {
-                    let _ = reply.send(());
-                }
-            }
-        });
-        Reloader { requests }
+    pub async fn spawn(self, interval: Duration) -> Reloader {
+        register::follow(self, interval).await
     }
 }
 
-/// Asks a running [`PolicySource`] to rebuild now.
-#[derive(Debug, Clone)]
-pub struct Reloader {
-    requests: mpsc::Sender<oneshot::Sender<()>>,
-}
+impl Follower for PolicySource {
+    const WHAT: &'static str = "policy";
+    const KEPT: &'static str = "the policy in force is kept";
+    type Error = SourceError;
+    type Value = Agreement;
 
-impl Reloader {
-    /// A reloader whose requests go to `requests` (another source's loop).
-    pub(crate) fn new(requests: mpsc::Sender<oneshot::Sender<()>>) -> Self {
-        Self { requests }
+    fn store(&self) -> &AgreementStore {
+        &self.store
     }
 
-    /// Rebuilds and returns once the new engine is in force on this replica.
-    pub async fn reload_now(&self) {
-        let (reply, done) = oneshot::channel();
-        if self.requests.send(reply).await.is_ok() {
-            let _ = done.await;
-        }
+    async fn refresh(&mut self) -> Result<bool, SourceError> {
+        PolicySource::refresh(self).await
+    }
+
+    async fn closed(&self) {
+        self.tx.closed().await;
     }
 }
 
@@ -334,16 +282,12 @@ async fn import(
                     let entry = change_entry(
                         &reserved,
                         &change,
-                        pb::AuditPrincipal {
-                            agency_id: agreement.provider.clone(),
-                            subject: POLICY_FILE.into(),
-                            display_name: format!("policy file {name}"),
-                            is_system: true,
-                            ..Default::default()
-                        },
-                        "policy-file/import",
-                        String::new(),
-                        String::new(),
+                        Origin::import(
+                            agreement.provider.clone(),
+                            POLICY_FILE,
+                            format!("policy file {name}"),
+                            "policy-file/import",
+                        ),
                     );
                     record(store, ledger, &reserved, &entry)
                         .await
@@ -366,81 +310,14 @@ async fn import(
 }
 
 /// The audit entry for one change to the register.
-pub fn change_entry(
-    reserved: &Reserved,
-    change: &Change,
-    principal: pb::AuditPrincipal,
-    method: &str,
-    client_address: String,
-    trace_id: String,
-) -> pb::AuditEntry {
-    let a = &reserved.agreement;
+pub fn change_entry(reserved: &Reserved, change: &Change, origin: Origin<'_>) -> pb::AuditEntry {
+    let a = &reserved.value;
     pb::AuditEntry {
-        format_version: audit::FORMAT_VERSION,
-        entry_id: uuid::Uuid::now_v7().to_string(),
-        recorded_at: Some(audit::now()),
-        recipient_agency_id: principal.agency_id.clone(),
-        principal: Some(principal),
-        action: pb::AuditAction::Administer as i32,
-        method: method.to_owned(),
-        justification: change.justification.clone(),
         isa_id: a.id.clone(),
         isa_version: a.version,
         legal_basis: a.legal_basis.clone(),
         policy_version: reserved.content_hash.clone(),
-        allowed: true,
         matched_rules: vec![format!("status:{}", a.status)],
-        outcome: pb::AuditOutcome::Recorded as i32,
-        target: format!("agreement:{}@{}", a.id, a.version),
-        client_address,
-        trace_id,
-        ..Default::default()
+        ..register::change_entry(change, origin, format!("agreement:{}@{}", a.id, a.version))
     }
-}
-
-/// Appends `entry` and only then puts `reserved` in force. If the append
-/// fails the reservation is dropped and nothing changes anywhere.
-pub async fn record(
-    store: &AgreementStore,
-    ledger: &Ledger,
-    reserved: &Reserved,
-    entry: &pb::AuditEntry,
-) -> Result<pb::Receipt, GatewayError> {
-    let receipt = match audit::append(ledger, entry).await {
-        Ok(receipt) => receipt,
-        Err(e) => {
-            tracing::error!(error = %e, isa_id = %reserved.agreement.id, "cannot record an agreement change; it is not made");
-            if let Err(e) = store.abandon(reserved).await {
-                tracing::warn!(error = %e, "cannot drop the reservation; it expires by itself");
-            }
-            return Err(GatewayError::AuditUnavailable);
-        }
-    };
-    let mut delay = Duration::from_millis(50);
-    for attempt in 1..=5 {
-        match store.commit(reserved, &receipt.entry_id).await {
-            Ok(()) => return Ok(receipt),
-            Err(StoreError::Conflict(message)) => {
-                return Err(GatewayError::VersionConflict { message });
-            }
-            Err(e) if attempt == 5 => {
-                tracing::error!(
-                    error = %e,
-                    entry_id = %receipt.entry_id,
-                    "an agreement change is recorded in the ledger but could not be put in force"
-                );
-                return Err(GatewayError::internal(
-                    "the change could not be put in force",
-                ));
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, attempt, "retrying an agreement commit");
-                tokio::time::sleep(delay).await;
-                delay = delay.saturating_mul(2);
-            }
-        }
-    }
-    Err(GatewayError::internal(
-        "the change could not be put in force",
-    ))
 }

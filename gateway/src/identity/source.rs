@@ -18,17 +18,15 @@ use std::{
 
 use liaison_ledger::Ledger;
 use liaison_proto::v1 as pb;
-use tokio::sync::{mpsc, oneshot};
 
 use super::{
     TrustRegistry,
     store::{IssuerStatus, IssuerStore, IssuerVersion, StoreError},
 };
 use crate::{
-    agreements::{Change, Reloader},
     config::{Config, IssuerConfig},
     error::GatewayError,
-    share::audit,
+    register::{self, Change, Follower, Origin, Reloader, Reserved, record},
 };
 
 /// The subject recorded for versions imported from the configuration file.
@@ -86,11 +84,6 @@ impl IssuerSource {
         })
     }
 
-    /// The store this source reads.
-    pub fn store(&self) -> &IssuerStore {
-        &self.store
-    }
-
     /// Reloads the registry if the store's change counter moved. A store
     /// that cannot be read is logged by the caller and the issuers in force
     /// are kept.
@@ -116,54 +109,27 @@ impl IssuerSource {
     /// Runs the source until the registry or every [`Reloader`] is gone:
     /// reloads on each announcement (`NOTIFY liaison_identity`), each
     /// `interval`, and each reloader request.
-    pub async fn spawn(mut self, interval: Duration) -> Reloader {
-        let (requests, mut incoming) = mpsc::channel::<oneshot::Sender<()>>(64);
-        let mut listener = match self.store.listener().await {
-            Ok(l) => l,
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot listen for trust registry changes; polling only");
-                None
-            }
-        };
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(interval);
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                if self.registry.strong_count() == 0 {
-                    break;
-                }
-                let announced = async {
-                    match listener.as_mut() {
-                        Some(l) => Some(l.recv().await),
-                        None => std::future::pending().await,
-                    }
-                };
-                let mut waiting = Vec::new();
-                tokio::select! {
-                    request = incoming.recv() => match request {
-                        Some(reply) => waiting.push(reply),
-                        None => break,
-                    },
-                    notice = announced => {
-                        if let Some(Err(e)) = notice {
-                            tracing::warn!(error = %e, "lost the trust registry change channel; polling only");
-                            listener = None;
-                        }
-                    }
-                    _ = tick.tick() => {}
-                }
-                while let Ok(reply) = incoming.try_recv() {
-                    waiting.push(reply);
-                }
-                if let Err(e) = self.refresh().await {
-                    tracing::error!(error = %e, "trust registry reload failed; the issuers in force are kept");
-                }
-                for reply in waiting {
-                    let _ = reply.send(());
-                }
-            }
-        });
-        Reloader::new(requests)
+    pub async fn spawn(self, interval: Duration) -> Reloader {
+        register::follow(self, interval).await
+    }
+}
+
+impl Follower for IssuerSource {
+    const WHAT: &'static str = "trust registry";
+    const KEPT: &'static str = "the issuers in force are kept";
+    type Error = StoreError;
+    type Value = IssuerVersion;
+
+    fn store(&self) -> &IssuerStore {
+        &self.store
+    }
+
+    async fn refresh(&mut self) -> Result<bool, StoreError> {
+        IssuerSource::refresh(self).await
+    }
+
+    fn gone(&self) -> bool {
+        self.registry.strong_count() == 0
     }
 }
 
@@ -228,7 +194,7 @@ async fn import(
     }
     let listed: BTreeSet<&str> = issuers.iter().map(|i| i.url.get_ref().as_str()).collect();
     let justification = "no longer listed in the configuration file";
-    for url in store.urls_changed_by(CONFIG_FILE).await? {
+    for url in store.keys_changed_by(CONFIG_FILE).await? {
         if listed.contains(url.as_str()) {
             continue;
         }
@@ -290,23 +256,19 @@ async fn import_one(
     let entry = change_entry(
         &reserved,
         &change,
-        pb::AuditPrincipal {
-            agency_id: agency,
-            subject: CONFIG_FILE.into(),
-            display_name: "configuration file".into(),
-            is_system: true,
-            ..Default::default()
-        },
-        "config-file/import",
-        String::new(),
-        String::new(),
+        Origin::import(
+            agency,
+            CONFIG_FILE,
+            "configuration file".into(),
+            "config-file/import",
+        ),
     );
     match record(store, ledger, &reserved, &entry).await {
         Ok(_) => {
             tracing::info!(
                 issuer = %url,
-                version = reserved.version,
-                status = %reserved.status,
+                version = reserved.value.version,
+                status = %reserved.value.status,
                 "issuer version imported from the configuration file"
             );
             Ok(())
@@ -320,77 +282,21 @@ async fn import_one(
 
 /// The audit entry for one change to the trust registry.
 pub fn change_entry(
-    version: &IssuerVersion,
+    reserved: &Reserved<IssuerVersion>,
     change: &Change,
-    principal: pb::AuditPrincipal,
-    method: &str,
-    client_address: String,
-    trace_id: String,
+    origin: Origin<'_>,
 ) -> pb::AuditEntry {
+    let version = &reserved.value;
     pb::AuditEntry {
-        format_version: audit::FORMAT_VERSION,
-        entry_id: uuid::Uuid::now_v7().to_string(),
-        recorded_at: Some(audit::now()),
-        recipient_agency_id: principal.agency_id.clone(),
-        principal: Some(principal),
-        action: pb::AuditAction::Administer as i32,
-        method: method.to_owned(),
-        justification: change.justification.clone(),
-        policy_version: version.content_hash.clone(),
-        allowed: true,
+        policy_version: reserved.content_hash.clone(),
         matched_rules: vec![
             format!("status:{}", version.status),
             format!("agency:{}", version.agency()),
         ],
-        outcome: pb::AuditOutcome::Recorded as i32,
-        target: format!("issuer:{}@{}", version.url(), version.version),
-        client_address,
-        trace_id,
-        ..Default::default()
+        ..register::change_entry(
+            change,
+            origin,
+            format!("issuer:{}@{}", version.url(), version.version),
+        )
     }
-}
-
-/// Appends `entry` and only then puts `reserved` in force. If the append
-/// fails the reservation is dropped and nothing changes anywhere.
-pub async fn record(
-    store: &IssuerStore,
-    ledger: &Ledger,
-    reserved: &IssuerVersion,
-    entry: &pb::AuditEntry,
-) -> Result<pb::Receipt, GatewayError> {
-    let receipt = match audit::append(ledger, entry).await {
-        Ok(receipt) => receipt,
-        Err(e) => {
-            tracing::error!(error = %e, issuer = %reserved.url(), "cannot record a trust registry change; it is not made");
-            if let Err(e) = store.abandon(reserved).await {
-                tracing::warn!(error = %e, "cannot drop the reservation; it expires by itself");
-            }
-            return Err(GatewayError::AuditUnavailable);
-        }
-    };
-    let mut delay = Duration::from_millis(50);
-    for attempt in 1..=5 {
-        match store.commit(reserved, &receipt.entry_id).await {
-            Ok(()) => return Ok(receipt),
-            Err(StoreError::Conflict(message)) => {
-                return Err(GatewayError::VersionConflict { message });
-            }
-            Err(e) if attempt == 5 => {
-                tracing::error!(
-                    error = %e,
-                    entry_id = %receipt.entry_id,
-                    "a trust registry change is recorded in the ledger but could not be put in force"
-                );
-                break;
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, attempt, "retrying a trust registry commit");
-                tokio::time::sleep(delay).await;
-                delay = delay.saturating_mul(2);
-            }
-        }
-    }
-    Err(GatewayError::internal(
-        "the change could not be put in force",
-    ))
 }

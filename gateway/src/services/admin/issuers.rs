@@ -15,14 +15,13 @@ use liaison_proto::v1 as pb;
 
 use super::{Admin, Call};
 use crate::{
-    agreements::Change,
     config::IssuerConfig,
     error::GatewayError,
     identity::{
-        source::{change_entry, record},
+        source::change_entry,
         store::{IssuerStatus, IssuerVersion, StoreError, StoredIssuer},
     },
-    share::audit,
+    register::record,
 };
 
 impl Admin {
@@ -219,28 +218,17 @@ impl Admin {
         next: IssuerVersion,
         base: u32,
     ) -> Result<(IssuerVersion, pb::Receipt), GatewayError> {
-        let change = Change {
-            agency: call.principal.agency.clone(),
-            by: call.principal.subject.clone(),
-            justification: call.justification.clone(),
-        };
+        let change = call.change();
         let reserved = self
             .trust
             .store
             .reserve(next, base, &change)
             .await
             .map_err(store_error)?;
-        let entry = change_entry(
-            &reserved,
-            &change,
-            audit::audit_principal(&call.principal),
-            call.method,
-            call.client_address.clone(),
-            call.trace_id.clone(),
-        );
+        let entry = change_entry(&reserved, &change, call.origin());
         let receipt = record(&self.trust.store, &self.register.ledger, &reserved, &entry).await?;
         self.trust.reloader.reload_now().await;
-        Ok((reserved, receipt))
+        Ok((reserved.value, receipt))
     }
 
     /// Records a refused change to the registry. An audit failure is not
@@ -256,28 +244,11 @@ impl Admin {
             | GatewayError::NotFound { .. } => pb::AuditOutcome::Invalid,
             _ => pb::AuditOutcome::Failed,
         };
-        let entry = pb::AuditEntry {
-            format_version: audit::FORMAT_VERSION,
-            entry_id: uuid::Uuid::now_v7().to_string(),
-            recorded_at: Some(audit::now()),
-            principal: Some(audit::audit_principal(&call.principal)),
-            recipient_agency_id: call.principal.agency.clone(),
-            action: pb::AuditAction::Administer as i32,
-            method: call.method.to_owned(),
-            justification: call.justification.clone(),
-            outcome: outcome as i32,
-            error_reason: error.reason().to_owned(),
-            error_message: error.to_string(),
-            // The caller is authenticated, so the URL it named is recorded
-            // as it named it (bounded), like an agreement id.
-            target: format!("issuer:{}", url.chars().take(300).collect::<String>()),
-            client_address: call.client_address.clone(),
-            trace_id: call.trace_id.clone(),
-            ..Default::default()
-        };
-        if let Err(e) = audit::append(&self.register.ledger, &entry).await {
-            tracing::error!(error = %e, "could not record a refused trust registry change");
-        }
+        // The caller is authenticated, so the URL it named is recorded as it
+        // named it (bounded), like an agreement id.
+        let target = format!("issuer:{}", url.chars().take(300).collect::<String>());
+        let entry = call.refusal(error, outcome, target);
+        self.record_refusal(&entry, "trust registry").await;
     }
 }
 
@@ -321,8 +292,8 @@ fn to_proto(v: &IssuerVersion) -> pb::Issuer {
 
 fn version_to_proto(v: &StoredIssuer) -> pb::IssuerVersion {
     pb::IssuerVersion {
-        issuer: Some(to_proto(&v.version)),
-        issuer_toml: crate::identity::store::canonical(&v.version.issuer)
+        issuer: Some(to_proto(&v.value)),
+        issuer_toml: crate::identity::store::canonical(&v.value.issuer)
             .map(|(text, _)| text)
             .unwrap_or_default(),
         recorded_at: Some(prost_types::Timestamp {
@@ -332,7 +303,7 @@ fn version_to_proto(v: &StoredIssuer) -> pb::IssuerVersion {
         changed_by_agency_id: v.change.agency.clone(),
         changed_by: v.change.by.clone(),
         justification: v.change.justification.clone(),
-        content_hash: v.version.content_hash.clone(),
+        content_hash: v.value.content_hash.clone(),
         audit_entry_id: v.audit_entry_id.clone(),
     }
 }

@@ -21,13 +21,14 @@ use tonic::{Request, Response, Status};
 
 use crate::{
     agreements::{
-        AgreementStore, Change, Reloader, StoreError,
-        source::{change_entry, compiles_with, record},
+        AgreementStore,
+        source::{change_entry, compiles_with},
     },
     authn,
     config::{AgencyKind, Config},
     error::GatewayError,
     identity::{Principal, TrustRegistry, store::IssuerStore},
+    register::{Change, Origin, Reloader, StoreError, record},
     share::{audit, authorize::PolicyHandle},
 };
 
@@ -139,25 +140,14 @@ impl Admin {
                 field: "agreement_toml".into(),
                 message: e.to_string(),
             })?;
-        let change = Change {
-            agency: call.principal.agency.clone(),
-            by: call.principal.subject.clone(),
-            justification: call.justification.clone(),
-        };
+        let change = call.change();
         let reserved = self
             .register
             .store
             .reserve(proposed, base, &change)
             .await
             .map_err(store_error)?;
-        let entry = change_entry(
-            &reserved,
-            &change,
-            audit::audit_principal(&call.principal),
-            call.method,
-            call.client_address.clone(),
-            call.trace_id.clone(),
-        );
+        let entry = change_entry(&reserved, &change, call.origin());
         let receipt = record(
             &self.register.store,
             &self.register.ledger,
@@ -166,7 +156,7 @@ impl Admin {
         )
         .await?;
         self.register.reloader.reload_now().await;
-        Ok((reserved.agreement, receipt))
+        Ok((reserved.value, receipt))
     }
 
     /// Records a refused change, so attempts are as visible as changes.
@@ -179,25 +169,16 @@ impl Admin {
             _ => pb::AuditOutcome::Failed,
         };
         let entry = pb::AuditEntry {
-            format_version: audit::FORMAT_VERSION,
-            entry_id: uuid::Uuid::now_v7().to_string(),
-            recorded_at: Some(audit::now()),
-            principal: Some(audit::audit_principal(&call.principal)),
-            recipient_agency_id: call.principal.agency.clone(),
-            action: pb::AuditAction::Administer as i32,
-            method: call.method.to_owned(),
-            justification: call.justification.clone(),
             isa_id: isa_id.to_owned(),
-            outcome: outcome as i32,
-            error_reason: error.reason().to_owned(),
-            error_message: error.to_string(),
-            target: format!("agreement:{isa_id}"),
-            client_address: call.client_address.clone(),
-            trace_id: call.trace_id.clone(),
-            ..Default::default()
+            ..call.refusal(error, outcome, format!("agreement:{isa_id}"))
         };
-        if let Err(e) = audit::append(&self.register.ledger, &entry).await {
-            tracing::error!(error = %e, "could not record a refused agreement change");
+        self.record_refusal(&entry, "agreement").await;
+    }
+
+    /// Appends the entry of a refused change to the register `what`.
+    async fn record_refusal(&self, entry: &pb::AuditEntry, what: &str) {
+        if let Err(e) = audit::append(&self.register.ledger, entry).await {
+            tracing::error!(error = %e, "could not record a refused {what} change");
         }
     }
 }
@@ -227,6 +208,52 @@ impl Call {
                 .unwrap_or_default(),
             trace_id: crate::telemetry::current_trace_id().unwrap_or_default(),
         })
+    }
+
+    /// The change as the register stores it.
+    fn change(&self) -> Change {
+        Change {
+            agency: self.principal.agency.clone(),
+            by: self.principal.subject.clone(),
+            justification: self.justification.clone(),
+        }
+    }
+
+    /// The call as a change's audit entry names it.
+    fn origin(&self) -> Origin<'static> {
+        Origin {
+            principal: audit::audit_principal(&self.principal),
+            method: self.method,
+            client_address: self.client_address.clone(),
+            trace_id: self.trace_id.clone(),
+        }
+    }
+
+    /// The `ADMINISTER` entry of this call refused with `error`, naming
+    /// `target`.
+    fn refusal(
+        &self,
+        error: &GatewayError,
+        outcome: pb::AuditOutcome,
+        target: String,
+    ) -> pb::AuditEntry {
+        pb::AuditEntry {
+            format_version: audit::FORMAT_VERSION,
+            entry_id: uuid::Uuid::now_v7().to_string(),
+            recorded_at: Some(audit::now()),
+            principal: Some(audit::audit_principal(&self.principal)),
+            recipient_agency_id: self.principal.agency.clone(),
+            action: pb::AuditAction::Administer as i32,
+            method: self.method.to_owned(),
+            justification: self.justification.clone(),
+            outcome: outcome as i32,
+            error_reason: error.reason().to_owned(),
+            error_message: error.to_string(),
+            target,
+            client_address: self.client_address.clone(),
+            trace_id: self.trace_id.clone(),
+            ..Default::default()
+        }
     }
 
     fn check_justification(&self) -> Result<(), GatewayError> {
@@ -357,7 +384,7 @@ impl AdminService for Admin {
         let versions = versions
             .into_iter()
             .map(|v| pb::AgreementVersion {
-                agreement: Some(to_proto(&v.agreement)),
+                agreement: Some(to_proto(&v.value)),
                 recorded_at: Some(prost_types::Timestamp {
                     seconds: v.recorded_at_micros.div_euclid(1_000_000),
                     nanos: i32::try_from(v.recorded_at_micros.rem_euclid(1_000_000) * 1_000)
