@@ -1198,10 +1198,6 @@ async fn the_agreement_register_reads_the_enforced_policy_and_marks_overdue_revi
     );
 }
 
-/// Times filtered search pages, end to end through the router, over a
-/// ledger of 1,000,000 recorded shares on PostgreSQL, or on SQLite with
-/// `LIAISON_BENCH_SQLITE=1` (`BENCHMARKS.md`). `LIAISON_BENCH_ENTRIES`
-/// changes the size.
 /// An entry of `seeded()` by its number.
 fn seeded_id(n: u32) -> String {
     format!("00000000-0000-4000-8000-{n:012}")
@@ -1532,82 +1528,58 @@ async fn a_restriction_that_cannot_be_recorded_is_not_honoured() {
     assert!(report.body.contains("<caption>1 disclosure</caption>"));
 }
 
+/// Times filtered search pages, end to end through the router, over a
+/// ledger of 1,000,000 recorded shares on PostgreSQL, or on SQLite with
+/// `LIAISON_BENCH_SQLITE=1` (`BENCHMARKS.md`). `LIAISON_BENCH_ENTRIES`
+/// changes the size. `LIAISON_BENCH_KEEP=1` keeps the filled database and
+/// prints its URL, so the pages' plans can be read on the same rows;
+/// `LIAISON_BENCH_URL` times the pages over such a kept database without
+/// filling it again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "a benchmark: fills a database with 1,000,000 entries"]
 async fn search_pages_over_a_million_entries() {
-    use std::sync::atomic::{AtomicU32, Ordering};
     let n: u32 = std::env::var("LIAISON_BENCH_ENTRIES")
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(1_000_000);
-    let sqlite = std::env::var("LIAISON_BENCH_SQLITE").is_ok();
-    let (url, _db, dir) = if sqlite {
+    let kept = std::env::var("LIAISON_BENCH_URL").ok();
+    let keep = std::env::var("LIAISON_BENCH_KEEP").is_ok();
+    let sqlite = std::env::var("LIAISON_BENCH_SQLITE").is_ok()
+        || kept.as_deref().is_some_and(|u| u.starts_with("sqlite:"));
+    let (url, db, dir) = if let Some(url) = &kept {
+        (url.clone(), None, tempfile::tempdir().unwrap())
+    } else if sqlite {
         let (url, dir) = fresh_sqlite_db();
         (url, None, dir)
     } else {
         let (url, db) = liaison_ledger::test_util::fresh_postgres_db().await;
         (url, Some(db), tempfile::tempdir().unwrap())
     };
+    let (_db, dir) = if keep {
+        println!("the database is kept: LIAISON_BENCH_URL={url}");
+        std::mem::forget(db);
+        let _kept = dir.keep();
+        (None, tempfile::tempdir().unwrap())
+    } else {
+        (db, dir)
+    };
     let world = Arc::new(World::start_at(&url, dir).await);
-    let started = std::time::Instant::now();
-    let now = time::OffsetDateTime::now_utc().unix_timestamp();
-    let next = Arc::new(AtomicU32::new(1));
-    let purposes = [
-        "safeguarding-children",
-        "missing-person",
-        "domestic-abuse-marac",
-        "crime-prevention",
-    ];
-    let mut tasks = Vec::new();
-    for _ in 0..64 {
-        let (world, next) = (world.clone(), next.clone());
-        tasks.push(tokio::spawn(async move {
-            loop {
-                let i = next.fetch_add(1, Ordering::Relaxed);
-                if i > n {
-                    break;
-                }
-                let outcome = if i % 10 == 0 {
-                    pb::AuditOutcome::Denied
-                } else {
-                    pb::AuditOutcome::Disclosed
-                };
-                let person = format!("P-{}", i % 50_000);
-                let mut e = share(
-                    i,
-                    "met-police",
-                    &format!("u-{}", i % 500),
-                    purposes[usize::try_from(i % 4).unwrap()],
-                    outcome,
-                    &[&person],
-                );
-                // One a minute, in append order as a live ledger is: the
-                // newest entry is the latest.
-                e.recorded_at = Some(prost_types::Timestamp {
-                    seconds: now - i64::from(n - i) * 60,
-                    nanos: 0,
-                });
-                audit::append(&world.ledger, &e).await.unwrap();
+    if kept.is_none() {
+        fill(&world, n).await;
+        // What autovacuum's analyze would do shortly after a fill this size;
+        // `LIAISON_BENCH_STALE=1` times the pages before it has.
+        if std::env::var("LIAISON_BENCH_STALE").is_err() {
+            if sqlite {
+                let mut conn = <sqlx::SqliteConnection as sqlx::Connection>::connect(&url)
+                    .await
+                    .unwrap();
+                sqlx::query("ANALYZE").execute(&mut conn).await.unwrap();
+            } else {
+                let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&url)
+                    .await
+                    .unwrap();
+                sqlx::query("ANALYZE").execute(&mut conn).await.unwrap();
             }
-        }));
-    }
-    for t in tasks {
-        t.await.unwrap();
-    }
-    println!("filled {n} entries in {:.1?}", started.elapsed());
-    // What autovacuum's analyze would do shortly after a fill this size;
-    // `LIAISON_BENCH_STALE=1` times the pages before it has.
-    if std::env::var("LIAISON_BENCH_STALE").is_err() {
-        if sqlite {
-            let mut conn = <sqlx::SqliteConnection as sqlx::Connection>::connect(&url)
-                .await
-                .unwrap();
-            sqlx::query("ANALYZE").execute(&mut conn).await.unwrap();
-        } else {
-            let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&url)
-                .await
-                .unwrap();
-            sqlx::query("ANALYZE").execute(&mut conn).await.unwrap();
         }
     }
     let dpo = world.sign_in(&["dpo"]).await;
@@ -1616,7 +1588,7 @@ async fn search_pages_over_a_million_entries() {
         "/console/entries?from={}",
         time::OffsetDateTime::now_utc().date() - time::Duration::days(6)
     );
-    let cases: [(&str, &str, Form<'_>); 8] = [
+    let cases: [(&str, &str, Form<'_>); 10] = [
         (
             "newest page, no filter",
             "/console/entries?order=newest",
@@ -1637,6 +1609,16 @@ async fn search_pages_over_a_million_entries() {
         (
             "deep page (after 500000)",
             "/console/entries?after=500000",
+            &[],
+        ),
+        (
+            "provider (one share in twenty)",
+            "/console/entries?provider=islington",
+            &[],
+        ),
+        (
+            "break-glass only (one in a thousand)",
+            "/console/entries?break_glass=on",
             &[],
         ),
         (
@@ -1676,4 +1658,66 @@ async fn search_pages_over_a_million_entries() {
             times[times.len() - 1]
         );
     }
+}
+
+/// Appends `n` synthetic shares through the share stack's audit append, as
+/// `search_pages_over_a_million_entries` describes them.
+async fn fill(world: &Arc<World>, n: u32) {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    let started = std::time::Instant::now();
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let next = Arc::new(AtomicU32::new(1));
+    let purposes = [
+        "safeguarding-children",
+        "missing-person",
+        "domestic-abuse-marac",
+        "crime-prevention",
+    ];
+    let mut tasks = Vec::new();
+    for _ in 0..64 {
+        let (world, next) = (world.clone(), next.clone());
+        tasks.push(tokio::spawn(async move {
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i > n {
+                    break;
+                }
+                let outcome = if i % 10 == 0 {
+                    pb::AuditOutcome::Denied
+                } else {
+                    pb::AuditOutcome::Disclosed
+                };
+                let person = format!("P-{}", i % 50_000);
+                let mut e = share(
+                    i,
+                    "met-police",
+                    &format!("u-{}", i % 500),
+                    purposes[usize::try_from(i % 4).unwrap()],
+                    outcome,
+                    &[&person],
+                );
+                // Every twentieth share is of another provider's data, every
+                // thousandth a break-glass one.
+                if i % 20 == 7 {
+                    e.provider_agency_id = "islington".into();
+                }
+                if i % 1_000 == 3 {
+                    e.break_glass = Some(pb::BreakGlass {
+                        reason: "a child missing overnight, the MASH closed".into(),
+                    });
+                }
+                // One a minute, in append order as a live ledger is: the
+                // newest entry is the latest.
+                e.recorded_at = Some(prost_types::Timestamp {
+                    seconds: now - i64::from(n - i) * 60,
+                    nanos: 0,
+                });
+                audit::append(&world.ledger, &e).await.unwrap();
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    println!("filled {n} entries in {:.1?}", started.elapsed());
 }
