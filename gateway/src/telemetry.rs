@@ -424,16 +424,13 @@ impl TelemetryConfig {
                     out.push(("otlp_endpoint", e));
                 }
             }
-            Some(endpoint) if endpoint.starts_with("http://") => {
-                if tls_set {
-                    out.push((
-                        "otlp_ca",
-                        format!(
-                            "`{endpoint}` is plaintext: `otlp_ca` and the client certificate apply only to an `https://` collector"
-                        ),
-                    ));
-                }
-            }
+            Some(endpoint) if endpoint.starts_with("http://") && tls_set => out.push((
+                "otlp_ca",
+                format!(
+                    "`{endpoint}` is plaintext: `otlp_ca` and the client certificate apply only to an `https://` collector"
+                ),
+            )),
+            Some(endpoint) if endpoint.starts_with("http://") => {}
             Some(endpoint) => out.push((
                 "otlp_endpoint",
                 format!("`{endpoint}` must be an `http://` or `https://` URL of a collector"),
