@@ -225,6 +225,12 @@ pub struct AgencyConfig {
     /// for mutual TLS (`[server.tls] client_auth`).
     #[serde(default)]
     pub client_ca: Option<PathBuf>,
+    /// Certificate revocation lists (PEM or DER) of the CAs in this
+    /// agency's chains. With any, every certificate of a client chain must
+    /// be covered by a current CRL, or the handshake is refused. Re-read
+    /// with the CA bundle when they change.
+    #[serde(default)]
+    pub client_crls: Vec<PathBuf>,
 }
 
 /// One trusted OpenID Connect issuer. Serialized, it is the canonical text
@@ -570,6 +576,13 @@ impl Config {
         }
         let mut seen = std::collections::BTreeSet::new();
         for (i, a) in self.agencies.iter().enumerate() {
+            if a.client_ca.is_none() && !a.client_crls.is_empty() {
+                problem(
+                    a.id.span(),
+                    format!("agency[{i}].client_crls"),
+                    "CRLs need the `client_ca` whose certificates they revoke".into(),
+                );
+            }
             if a.id.get_ref().trim().is_empty() {
                 problem(
                     a.id.span(),
@@ -696,8 +709,17 @@ impl Config {
                 });
             }
         }
+        if let Some(tls) = &self.server.tls {
+            for (key, message) in tls.problems(self.tls_agencies(), &self.base_dir) {
+                out.push(Problem {
+                    line: find_line(text, key),
+                    key: format!("server.tls.{key}"),
+                    message,
+                });
+            }
+        }
         if let Some(telemetry) = &self.telemetry {
-            for (key, message) in telemetry.problems() {
+            for (key, message) in telemetry.problems(&self.base_dir) {
                 out.push(Problem {
                     line: find_line(text, key),
                     key: format!("telemetry.{key}"),
@@ -765,6 +787,20 @@ impl Config {
         self.agencies
             .iter()
             .map(|a| a.id.get_ref().clone())
+            .collect()
+    }
+
+    /// Each agency's client CA and CRLs, for mutual TLS.
+    pub fn tls_agencies(&self) -> Vec<crate::tls::AgencySources> {
+        self.agencies
+            .iter()
+            .filter_map(|a| {
+                Some(crate::tls::AgencySources {
+                    id: a.id.get_ref().clone(),
+                    ca: a.client_ca.clone()?,
+                    crls: a.client_crls.clone(),
+                })
+            })
             .collect()
     }
 

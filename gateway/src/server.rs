@@ -72,6 +72,7 @@ pub struct Running {
     task: JoinHandle<Result<(), tonic::transport::Error>>,
     sealer: Option<SealerHandle>,
     telemetry: Option<crate::telemetry::Telemetry>,
+    tls: Option<(Acceptor, JoinHandle<()>)>,
 }
 
 impl Running {
@@ -94,10 +95,26 @@ impl Running {
         if let Some(sealer) = self.sealer.take() {
             sealer.shutdown().await;
         }
+        if let Some((_, watch)) = self.tls.take() {
+            watch.abort();
+        }
         if let Some(telemetry) = self.telemetry.take() {
             telemetry.shutdown().await;
         }
         served
+    }
+
+    /// What certificate reloading has done; `None` without `[server.tls]`.
+    pub fn tls_status(&self) -> Option<crate::tls::ReloadStatus> {
+        self.tls.as_ref().map(|(acceptor, _)| acceptor.status())
+    }
+
+    /// Sends every finished span to the collector now, rather than when the
+    /// batch falls due.
+    pub async fn flush_telemetry(&self) {
+        if let Some(telemetry) = &self.telemetry {
+            telemetry.flush().await;
+        }
     }
 
     /// What this replica's sealer is doing; `None` when it has no signing
@@ -130,9 +147,10 @@ pub async fn start(
 ) -> Result<Running, StartError> {
     let config = Arc::new(config);
     let telemetry = match &config.telemetry {
-        Some(tc) => {
-            Some(crate::telemetry::start(tc).map_err(|e| StartError::Other(e.to_string()))?)
-        }
+        Some(tc) => Some(
+            crate::telemetry::start(tc, &config.base_dir)
+                .map_err(|e| StartError::Other(e.to_string()))?,
+        ),
         None => None,
     };
     let ledger = Arc::new(Ledger::connect(&config.ledger_url()).await?);
@@ -372,14 +390,14 @@ pub async fn start(
             admin.abort();
         }
     };
+    let mut tls = None;
     let task = match &config.server.tls {
-        Some(tls) => {
-            let cas: Vec<(String, std::path::PathBuf)> = config
-                .agencies
-                .iter()
-                .filter_map(|a| a.client_ca.clone().map(|ca| (a.id.get_ref().clone(), ca)))
-                .collect();
-            let acceptor = Acceptor::new(tls, &cas, &config.base_dir)?;
+        Some(tls_config) => {
+            let acceptor = Acceptor::new(tls_config, config.tls_agencies(), &config.base_dir)?;
+            if let Some(metrics) = crate::telemetry::metrics() {
+                metrics.observe_tls(acceptor.clone());
+            }
+            tls = Some((acceptor.clone(), acceptor.watch()));
             tokio::spawn(router.serve_with_incoming_shutdown(acceptor.incoming(listener), signal))
         }
         None => {
@@ -408,5 +426,6 @@ pub async fn start(
         task,
         sealer,
         telemetry,
+        tls,
     })
 }

@@ -14,10 +14,12 @@
 
 pub mod admin;
 mod instruments;
+mod otlp;
 mod prometheus;
 
 use std::{
     net::SocketAddr,
+    path::{Path, PathBuf},
     sync::OnceLock,
     task::{Context, Poll},
     time::Duration,
@@ -27,7 +29,7 @@ use opentelemetry::{
     propagation::Extractor,
     trace::{TraceContextExt, TracerProvider as _},
 };
-use opentelemetry_otlp::WithExportConfig;
+use opentelemetry_otlp::WithTonicConfig;
 use opentelemetry_sdk::{
     Resource, metrics::SdkMeterProvider, propagation::TraceContextPropagator,
     trace::SdkTracerProvider,
@@ -46,11 +48,23 @@ pub use instruments::{Metrics, metrics};
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TelemetryConfig {
-    /// The OTLP/gRPC collector to send traces and metrics to, in plaintext,
-    /// e.g. `http://otel-collector:4317`; the `OTEL_EXPORTER_OTLP_ENDPOINT`
+    /// The OTLP/gRPC collector to send traces and metrics to:
+    /// `http://otel-collector:4317` in plaintext (a collector beside the
+    /// gateway), `https://…` over TLS; the `OTEL_EXPORTER_OTLP_ENDPOINT`
     /// environment variable overrides it. Absent, nothing is pushed.
     #[serde(default)]
     pub otlp_endpoint: Option<String>,
+    /// PEM CA certificates an `https://` collector's certificate must chain
+    /// to; absent, the system's trust store.
+    #[serde(default)]
+    pub otlp_ca: Option<PathBuf>,
+    /// PEM certificate chain presented to an `https://` collector that
+    /// requires mutual TLS; with `otlp_client_key`.
+    #[serde(default)]
+    pub otlp_client_certificate: Option<PathBuf>,
+    /// PEM private key of `otlp_client_certificate`.
+    #[serde(default)]
+    pub otlp_client_key: Option<PathBuf>,
     /// The `service.name` resource attribute.
     #[serde(default = "default_service_name")]
     pub service_name: String,
@@ -181,7 +195,7 @@ pub fn init() {
 /// Starts exporting as `config` says: an OTLP pipeline for traces and
 /// metrics when an endpoint is set, a Prometheus snapshot when an admin
 /// listener is, and the log format.
-pub fn start(config: &TelemetryConfig) -> Result<Telemetry, TelemetryError> {
+pub fn start(config: &TelemetryConfig, base_dir: &Path) -> Result<Telemetry, TelemetryError> {
     init();
     opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
     let resource = Resource::builder()
@@ -199,14 +213,18 @@ pub fn start(config: &TelemetryConfig) -> Result<Telemetry, TelemetryError> {
     let mut meter = SdkMeterProvider::builder().with_resource(resource.clone());
     let tracer = match &endpoint {
         Some(endpoint) => {
+            // One channel, so traces and metrics share a connection and a
+            // TLS session.
+            let channel = otlp::channel(endpoint, &config.otlp_tls(base_dir))
+                .map_err(|e| failed(endpoint, &e))?;
             let spans = opentelemetry_otlp::SpanExporter::builder()
                 .with_tonic()
-                .with_endpoint(endpoint)
+                .with_channel(channel.clone())
                 .build()
                 .map_err(|e| failed(endpoint, &e))?;
             let metrics = opentelemetry_otlp::MetricExporter::builder()
                 .with_tonic()
-                .with_endpoint(endpoint)
+                .with_channel(channel)
                 .build()
                 .map_err(|e| failed(endpoint, &e))?;
             meter = meter.with_reader(
@@ -376,19 +394,52 @@ where
 }
 
 impl TelemetryConfig {
-    /// What is wrong, as `(key, message)`.
-    pub fn problems(&self) -> Vec<(&'static str, String)> {
+    /// The collector's TLS settings, resolved against `base_dir`.
+    fn otlp_tls(&self, base_dir: &Path) -> otlp::OtlpTls {
+        otlp::OtlpTls {
+            ca: self.otlp_ca.as_ref().map(|p| base_dir.join(p)),
+            identity: self
+                .otlp_client_certificate
+                .as_ref()
+                .zip(self.otlp_client_key.as_ref())
+                .map(|(c, k)| (base_dir.join(c), base_dir.join(k))),
+        }
+    }
+
+    /// What is wrong, as `(key, message)`; files are read relative to
+    /// `base_dir`.
+    pub fn problems(&self, base_dir: &Path) -> Vec<(&'static str, String)> {
         let mut out = Vec::new();
-        if let Some(endpoint) = &self.otlp_endpoint
-            && !endpoint.starts_with("http://")
-        {
-            // The exporter is built without a TLS stack of its own: it
-            // speaks to a collector beside the gateway (sidecar or node
-            // agent), which forwards over TLS.
-            out.push((
+        let tls_set = self.otlp_ca.is_some()
+            || self.otlp_client_certificate.is_some()
+            || self.otlp_client_key.is_some();
+        match &self.otlp_endpoint {
+            Some(endpoint) if endpoint.starts_with("https://") => {
+                if self.otlp_client_certificate.is_some() != self.otlp_client_key.is_some() {
+                    out.push((
+                        "otlp_client_certificate",
+                        "`otlp_client_certificate` and `otlp_client_key` go together".to_owned(),
+                    ));
+                } else if let Err(e) = otlp::channel_config_check(&self.otlp_tls(base_dir)) {
+                    out.push(("otlp_endpoint", e));
+                }
+            }
+            Some(endpoint) if endpoint.starts_with("http://") && tls_set => out.push((
+                "otlp_ca",
+                format!(
+                    "`{endpoint}` is plaintext: `otlp_ca` and the client certificate apply only to an `https://` collector"
+                ),
+            )),
+            Some(endpoint) if endpoint.starts_with("http://") => {}
+            Some(endpoint) => out.push((
                 "otlp_endpoint",
-                format!("`{endpoint}` must be an `http://` URL of a nearby collector"),
-            ));
+                format!("`{endpoint}` must be an `http://` or `https://` URL of a collector"),
+            )),
+            None if tls_set => out.push((
+                "otlp_ca",
+                "TLS settings without an `otlp_endpoint`".to_owned(),
+            )),
+            None => {}
         }
         if self.service_name.trim().is_empty() {
             out.push(("service_name", "must not be empty".to_owned()));

@@ -9,6 +9,16 @@
 //! Each connection carries a [`PeerInfo`]: the remote
 //! address, the SHA-256 thumbprint of the client certificate (for
 //! certificate-bound tokens, RFC 8705) and the agency whose CA issued it.
+//!
+//! The certificate, the agencies' CAs and their CRLs are read as one piece
+//! ([`material`]) and replaced while the gateway runs when their files
+//! change ([`reload`]); each agency's client certificates are verified
+//! against its own CA and CRLs ([`verifier`]).
+
+mod der;
+mod material;
+mod reload;
+mod verifier;
 
 use std::{
     io,
@@ -17,13 +27,10 @@ use std::{
     pin::Pin,
     sync::Arc,
     task::{Context, Poll},
+    time::Duration,
 };
 
-use rustls::{
-    RootCertStore, ServerConfig,
-    pki_types::{CertificateDer, PrivateKeyDer, UnixTime, pem::PemObject},
-    server::{WebPkiClientVerifier, danger::ClientCertVerifier},
-};
+use rustls::{pki_types::UnixTime, server::danger::ClientCertVerifier};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use tokio::{
@@ -36,6 +43,8 @@ use tonic::transport::server::Connected;
 use crate::transport::{Guarded, read_preface};
 
 pub use crate::transport::HANDSHAKE_TIMEOUT;
+pub use material::AgencySources;
+pub use reload::ReloadStatus;
 
 /// Whether clients must present certificates.
 #[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
@@ -65,6 +74,46 @@ pub struct TlsConfig {
     /// Also accept TLS 1.2. Off by default: TLS 1.3 only.
     #[serde(default)]
     pub allow_tls12: bool,
+    /// How often the certificate, key, client CAs and CRLs are checked for
+    /// changes, in milliseconds (100 to 3600000); SIGHUP checks at once.
+    #[serde(default = "default_reload_interval_ms")]
+    pub reload_interval_ms: u64,
+}
+
+fn default_reload_interval_ms() -> u64 {
+    30_000
+}
+
+impl TlsConfig {
+    /// What is wrong, as `(key, message)`: the reload interval's bounds,
+    /// and anything that stops the files from loading as they stand now.
+    pub(crate) fn problems(
+        &self,
+        agencies: Vec<AgencySources>,
+        base_dir: &Path,
+    ) -> Vec<(&'static str, String)> {
+        let mut out = Vec::new();
+        if !(100..=3_600_000).contains(&self.reload_interval_ms) {
+            out.push((
+                "reload_interval_ms",
+                format!(
+                    "`{}` is out of range; between 100 and 3600000 milliseconds",
+                    self.reload_interval_ms
+                ),
+            ));
+        }
+        let key = |e: &TlsError| match e {
+            TlsError::Read { path, .. } if path.ends_with(&self.private_key) => "private_key",
+            TlsError::Read { path, .. } if path.ends_with(&self.certificate) => "certificate",
+            _ => "client_auth",
+        };
+        if let Err(e) =
+            material::Sources::new(self, agencies, base_dir).load(time::OffsetDateTime::now_utc())
+        {
+            out.push((key(&e), e.to_string()));
+        }
+        out
+    }
 }
 
 /// Why TLS could not be set up.
@@ -103,99 +152,43 @@ pub struct TlsConn {
 
 /// One agency's client CA, to tell which agency a certificate belongs to.
 #[derive(Debug, Clone)]
-struct AgencyCa {
+pub(crate) struct AgencyCa {
     agency: String,
     verifier: Arc<dyn ClientCertVerifier>,
 }
 
-/// Accepts TLS connections on a listener.
-#[derive(Clone)]
+/// Accepts TLS connections on a listener with the material in service at
+/// each handshake.
+#[derive(Debug, Clone)]
 pub struct Acceptor {
-    acceptor: tokio_rustls::TlsAcceptor,
-    agencies: Arc<Vec<AgencyCa>>,
-}
-
-impl std::fmt::Debug for Acceptor {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Acceptor")
-            .field("agencies", &self.agencies.len())
-            .finish_non_exhaustive()
-    }
+    live: Arc<reload::Live>,
+    reload_interval: Duration,
 }
 
 impl Acceptor {
-    /// Builds the server's TLS configuration. `agency_cas` pairs each agency
-    /// with the PEM file of the CA that issues its client certificates.
+    /// Reads and checks the server's TLS material. `agencies` names each
+    /// agency's client CA bundle and CRLs, relative to `base_dir`.
     pub fn new(
         tls: &TlsConfig,
-        agency_cas: &[(String, PathBuf)],
+        agencies: Vec<AgencySources>,
         base_dir: &Path,
     ) -> Result<Self, TlsError> {
-        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-        let chain = read_certs(&base_dir.join(&tls.certificate))?;
-        let key = read_key(&base_dir.join(&tls.private_key))?;
-
-        let mut all_roots = RootCertStore::empty();
-        let mut agencies = Vec::new();
-        for (agency, path) in agency_cas {
-            let mut roots = RootCertStore::empty();
-            for cert in read_certs(&base_dir.join(path))? {
-                roots
-                    .add(cert.clone())
-                    .map_err(|e| TlsError::Config(format!("CA for `{agency}`: {e}")))?;
-                all_roots
-                    .add(cert)
-                    .map_err(|e| TlsError::Config(format!("CA for `{agency}`: {e}")))?;
-            }
-            let verifier =
-                WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
-                    .build()
-                    .map_err(|e| TlsError::Config(format!("CA for `{agency}`: {e}")))?;
-            agencies.push(AgencyCa {
-                agency: agency.clone(),
-                verifier,
-            });
-        }
-
-        let versions: &[&rustls::SupportedProtocolVersion] = if tls.allow_tls12 {
-            &[&rustls::version::TLS13, &rustls::version::TLS12]
-        } else {
-            &[&rustls::version::TLS13]
-        };
-        let builder = ServerConfig::builder_with_provider(provider.clone())
-            .with_protocol_versions(versions)
-            .map_err(|e| TlsError::Config(e.to_string()))?;
-        let builder = match tls.client_auth {
-            ClientAuth::None => builder.with_no_client_auth(),
-            mode => {
-                if agencies.is_empty() {
-                    return Err(TlsError::Config(
-                        "client certificates are requested but no `[[agency]]` has a `client_ca`"
-                            .into(),
-                    ));
-                }
-                let verifier =
-                    WebPkiClientVerifier::builder_with_provider(Arc::new(all_roots), provider);
-                let verifier = if mode == ClientAuth::Optional {
-                    verifier.allow_unauthenticated()
-                } else {
-                    verifier
-                };
-                builder.with_client_cert_verifier(
-                    verifier
-                        .build()
-                        .map_err(|e| TlsError::Config(e.to_string()))?,
-                )
-            }
-        };
-        let mut config = builder
-            .with_single_cert(chain, key)
-            .map_err(|e| TlsError::Config(e.to_string()))?;
-        config.alpn_protocols = vec![b"h2".to_vec()];
+        let live = reload::Live::load(material::Sources::new(tls, agencies, base_dir))?;
         Ok(Self {
-            acceptor: tokio_rustls::TlsAcceptor::from(Arc::new(config)),
-            agencies: Arc::new(agencies),
+            live,
+            reload_interval: Duration::from_millis(tls.reload_interval_ms),
         })
+    }
+
+    /// Starts watching the files for changes; the task ends when aborted
+    /// or when every clone of this acceptor is gone.
+    pub fn watch(&self) -> tokio::task::JoinHandle<()> {
+        self.live.watch(self.reload_interval)
+    }
+
+    /// What reloading has done so far.
+    pub fn status(&self) -> ReloadStatus {
+        self.live.status()
     }
 
     /// Turns a listener into a stream of connections that completed the
@@ -204,8 +197,11 @@ impl Acceptor {
         crate::transport::accept(listener, move |tcp, remote| {
             let this = self.clone();
             async move {
-                let mut stream = this.acceptor.accept(tcp).await?;
-                let info = this.peer_info(&stream, remote);
+                let material = this.live.current();
+                let mut stream = tokio_rustls::TlsAcceptor::from(material.config.clone())
+                    .accept(tcp)
+                    .await?;
+                let info = peer_info(&material.agencies, &stream, remote);
                 read_preface(&mut stream).await?;
                 Ok(TlsConn {
                     inner: Guarded::new(stream),
@@ -214,35 +210,34 @@ impl Acceptor {
             }
         })
     }
+}
 
-    fn peer_info(
-        &self,
-        stream: &tokio_rustls::server::TlsStream<TcpStream>,
-        remote: SocketAddr,
-    ) -> PeerInfo {
-        let (_, session) = stream.get_ref();
-        let certs = session.peer_certificates().unwrap_or_default();
-        let Some((leaf, intermediates)) = certs.split_first() else {
-            return PeerInfo {
-                remote_addr: Some(remote),
-                ..PeerInfo::default()
-            };
-        };
-        let now = UnixTime::now();
-        let agency = self
-            .agencies
-            .iter()
-            .find(|a| {
-                a.verifier
-                    .verify_client_cert(leaf, intermediates, now)
-                    .is_ok()
-            })
-            .map(|a| a.agency.clone());
-        PeerInfo {
+fn peer_info(
+    agencies: &[AgencyCa],
+    stream: &tokio_rustls::server::TlsStream<TcpStream>,
+    remote: SocketAddr,
+) -> PeerInfo {
+    let (_, session) = stream.get_ref();
+    let certs = session.peer_certificates().unwrap_or_default();
+    let Some((leaf, intermediates)) = certs.split_first() else {
+        return PeerInfo {
             remote_addr: Some(remote),
-            certificate_sha256: Some(Sha256::digest(leaf.as_ref()).into()),
-            agency,
-        }
+            ..PeerInfo::default()
+        };
+    };
+    let now = UnixTime::now();
+    let agency = agencies
+        .iter()
+        .find(|a| {
+            a.verifier
+                .verify_client_cert(leaf, intermediates, now)
+                .is_ok()
+        })
+        .map(|a| a.agency.clone());
+    PeerInfo {
+        remote_addr: Some(remote),
+        certificate_sha256: Some(Sha256::digest(leaf.as_ref()).into()),
+        agency,
     }
 }
 
@@ -305,26 +300,4 @@ pub fn peer(extensions: &http::Extensions) -> PeerInfo {
             .and_then(|i| i.remote_addr()),
         ..PeerInfo::default()
     }
-}
-
-fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
-    let err = |message: String| TlsError::Read {
-        path: path.to_path_buf(),
-        message,
-    };
-    let certs = CertificateDer::pem_file_iter(path)
-        .map_err(|e| err(e.to_string()))?
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| err(e.to_string()))?;
-    if certs.is_empty() {
-        return Err(err("no PEM certificate found".into()));
-    }
-    Ok(certs)
-}
-
-fn read_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
-    PrivateKeyDer::from_pem_file(path).map_err(|e| TlsError::Read {
-        path: path.to_path_buf(),
-        message: e.to_string(),
-    })
 }

@@ -1,6 +1,8 @@
-//! Traces: a share's spans reach an OTLP collector as one tree under the
-//! RPC's server span, in the caller's trace when it sent `traceparent`, and
-//! the audit entry names that trace.
+//! Traces: a share's spans reach an OTLP collector over TLS as one tree
+//! under the RPC's server span, in the caller's trace when it sent
+//! `traceparent`, and the audit entry names that trace. A collector whose
+//! certificate the gateway does not trust is sent nothing, and the gateway
+//! serves on regardless.
 
 #![allow(
     clippy::unwrap_used,
@@ -11,7 +13,10 @@
 
 mod common;
 
-use std::sync::Arc;
+use std::sync::{
+    Arc,
+    atomic::{AtomicUsize, Ordering},
+};
 
 use common::*;
 use liaison_proto::v1::{self as pb, sharing_service_client::SharingServiceClient};
@@ -24,8 +29,10 @@ use opentelemetry_proto::tonic::{
     trace::v1::Span,
 };
 use prost::Message;
+use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use tokio::sync::Mutex;
-use tokio_stream::wrappers::TcpListenerStream;
+use tokio_stream::wrappers::ReceiverStream;
 
 const CALLER_TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
 const CALLER_PARENT: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
@@ -85,24 +92,112 @@ async fn search(
         .into_inner()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_share_is_one_trace_of_its_stages_joined_to_the_callers_and_named_in_the_audit_entry() {
-    let collector = Collector::default();
+/// A CA's certificate (PEM) and a server configuration presenting a
+/// `localhost` certificate it issued.
+fn collector_tls(ca_name: &str) -> (String, Arc<rustls::ServerConfig>) {
+    let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca.distinguished_name.push(DnType::CommonName, ca_name);
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca_key = KeyPair::generate().unwrap();
+    let ca_pem = ca.self_signed(&ca_key).unwrap().pem();
+    let key = KeyPair::generate().unwrap();
+    let leaf = CertificateParams::new(vec!["localhost".to_owned()])
+        .unwrap()
+        .signed_by(&key, &Issuer::from_params(&ca, &ca_key))
+        .unwrap();
+    let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::aws_lc_rs::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(
+        vec![CertificateDer::from(leaf.der().to_vec())],
+        PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der())),
+    )
+    .unwrap();
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    (ca_pem, Arc::new(config))
+}
+
+/// Serves `collector` over TLS with whichever configuration `presents`
+/// holds at each handshake; counts the handshakes that failed.
+async fn serve_over_tls(
+    collector: Collector,
+    presents: Arc<parking_lot::RwLock<Arc<rustls::ServerConfig>>>,
+) -> (std::net::SocketAddr, Arc<AtomicUsize>) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let endpoint = format!("http://{}", listener.local_addr().unwrap());
+    let addr = listener.local_addr().unwrap();
+    let refused = Arc::new(AtomicUsize::new(0));
+    let (tx, rx) = tokio::sync::mpsc::channel(16);
+    let counter = refused.clone();
+    tokio::spawn(async move {
+        loop {
+            let (tcp, _) = listener.accept().await.unwrap();
+            let acceptor = tokio_rustls::TlsAcceptor::from(presents.read().clone());
+            let (tx, counter) = (tx.clone(), counter.clone());
+            tokio::spawn(async move {
+                let Ok(mut tls) = acceptor.accept(tcp).await else {
+                    counter.fetch_add(1, Ordering::SeqCst);
+                    return;
+                };
+                // tonic serves what it is handed; the TLS stream is piped
+                // through an in-memory stream it knows.
+                let (mut near, far) = tokio::io::duplex(64 * 1024);
+                let _ = tx.send(Ok::<_, std::io::Error>(far)).await;
+                let _ = tokio::io::copy_bidirectional(&mut tls, &mut near).await;
+            });
+        }
+    });
     tokio::spawn(
         tonic::transport::Server::builder()
-            .add_service(TraceServiceServer::new(collector.clone()))
-            .serve_with_incoming(TcpListenerStream::new(listener)),
+            .add_service(TraceServiceServer::new(collector))
+            .serve_with_incoming(ReceiverStream::new(rx)),
     );
+    (addr, refused)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_share_is_one_trace_of_its_stages_joined_to_the_callers_and_named_in_the_audit_entry() {
+    let (trusted_ca, trusted) = collector_tls("Collector CA");
+    let (_, untrusted) = collector_tls("Another CA");
+    let collector = Collector::default();
+    // The collector first presents a certificate from a CA the gateway was
+    // not told to trust.
+    let presents = Arc::new(parking_lot::RwLock::new(untrusted));
+    let (addr, refused) = serve_over_tls(collector.clone(), presents.clone()).await;
+    let endpoint = format!("https://localhost:{}", addr.port());
+    let pki = tempfile::tempdir().unwrap();
+    let ca_path = pki.path().join("collector-ca.pem");
+    std::fs::write(&ca_path, trusted_ca).unwrap();
     let world = World::start_with(None, |text| {
         format!(
-            "{text}\n[telemetry]\notlp_endpoint = \"{endpoint}\"\nservice_name = \"liaison-test\"\nlog_format = \"json\"\n"
+            "{text}\n[telemetry]\notlp_endpoint = \"{endpoint}\"\notlp_ca = \"{}\"\nservice_name = \"liaison-test\"\nlog_format = \"json\"\n",
+            ca_path.display()
         )
     })
     .await;
     let sw = world.hackney.token(SOCIAL_WORKER).await.unwrap();
 
+    // Nothing reaches a collector the gateway cannot authenticate, and
+    // shares go on.
+    let unexported = search(&world, &sw, None).await;
+    world.gateway.flush_telemetry().await;
+    // The collector sees the handshake fail a moment after the gateway.
+    for _ in 0..100 {
+        if refused.load(Ordering::SeqCst) > 0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(
+        refused.load(Ordering::SeqCst) > 0,
+        "the gateway tried to export"
+    );
+    assert!(collector.0.lock().await.is_empty());
+
+    // With a certificate from the CA in `otlp_ca`, spans arrive.
+    *presents.write() = trusted;
     let fresh = search(&world, &sw, None).await;
     let joined = search(&world, &sw, Some(CALLER_PARENT)).await;
     let ledger = world.gateway.ledger.clone();
@@ -111,6 +206,7 @@ async fn a_share_is_one_trace_of_its_stages_joined_to_the_callers_and_named_in_t
     gateway.shutdown().await.unwrap();
 
     let spans = collector.0.lock().await.clone();
+    assert!(!spans.is_empty(), "spans arrive over TLS");
     let trace_of = |entry_id: &str| {
         let ledger = ledger.clone();
         let entry_id = entry_id.to_owned();
@@ -164,4 +260,9 @@ async fn a_share_is_one_trace_of_its_stages_joined_to_the_callers_and_named_in_t
         let fetch = in_trace.iter().find(|s| s.name == "fetch").unwrap();
         assert_eq!(attribute(fetch, "dataset").as_deref(), Some(DATASET));
     }
+    let lost = trace_of(&unexported.receipt.unwrap().entry_id).await;
+    assert!(
+        spans.iter().all(|s| hex::encode(&s.trace_id) != lost),
+        "spans refused by the untrusted collector are not sent later"
+    );
 }

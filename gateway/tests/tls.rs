@@ -1,21 +1,33 @@
 //! TLS on the gRPC listener: TLS 1.3 by default with the post-quantum hybrid
 //! key exchange preferred, and mutual TLS where each agency's systems hold
-//! certificates from that agency's own CA. Certificates are generated here,
-//! for these tests only.
+//! certificates from that agency's own CA, revocation by each agency's
+//! CRLs, and certificates, CAs and CRLs replaced without a restart.
+//! Certificates and CRLs are generated here, for these tests only.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
-use std::{path::Path, sync::Arc};
+use std::{path::Path, sync::Arc, time::Duration};
 
 use liaison_conformance::oidc::{TestProvider, client};
 use liaison_gateway::{config::Config, server};
 use liaison_proto::v1::{self as pb, sharing_service_client::SharingServiceClient};
-use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose};
+use rcgen::{
+    BasicConstraints, CertificateParams, CertificateRevocationListParams, DnType, IsCa, Issuer,
+    KeyIdMethod, KeyPair, KeyUsagePurpose, RevokedCertParams, SerialNumber,
+};
 use rustls::{
-    ClientConfig, RootCertStore,
+    AlertDescription, ClientConfig, RootCertStore,
     pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName},
 };
-use tokio::net::{TcpListener, TcpStream};
+use tokio::{
+    io::{AsyncReadExt, AsyncWriteExt},
+    net::{TcpListener, TcpStream},
+};
 use tonic::{Code, Request, metadata::MetadataValue, transport::Endpoint};
 use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
 
@@ -57,6 +69,32 @@ impl Ca {
 
     fn pem(&self) -> String {
         pem("CERTIFICATE", &self.der)
+    }
+
+    /// A CRL revoking the certificates with these serial numbers, current
+    /// for a day.
+    fn crl(&self, number: u64, revoked: &[u64]) -> Vec<u8> {
+        let now = time::OffsetDateTime::now_utc();
+        CertificateRevocationListParams {
+            this_update: now - time::Duration::minutes(1),
+            next_update: now + time::Duration::days(1),
+            crl_number: SerialNumber::from(number),
+            issuing_distribution_point: None,
+            revoked_certs: revoked
+                .iter()
+                .map(|serial| RevokedCertParams {
+                    serial_number: SerialNumber::from(*serial),
+                    revocation_time: now - time::Duration::minutes(1),
+                    reason_code: Some(rcgen::RevocationReason::KeyCompromise),
+                    invalidity_date: None,
+                })
+                .collect(),
+            key_identifier_method: KeyIdMethod::Sha256,
+        }
+        .signed_by(&Issuer::from_params(&self.params, &self.key))
+        .unwrap()
+        .der()
+        .to_vec()
     }
 }
 
@@ -102,6 +140,17 @@ fn write_pki(dir: &Path) -> Pki {
 }
 
 async fn start(dir: &Path, issuer: &str, client_auth: &str, allow_tls12: bool) -> server::Running {
+    start_with(dir, issuer, client_auth, allow_tls12, |text| text).await
+}
+
+/// Starts a gateway with the configuration `adjust` makes of the usual one.
+async fn start_with(
+    dir: &Path,
+    issuer: &str,
+    client_auth: &str,
+    allow_tls12: bool,
+    adjust: impl FnOnce(String) -> String,
+) -> server::Running {
     let text = format!(
         r#"
 version = 1
@@ -132,7 +181,7 @@ algorithms = ["ES256"]
 allow_insecure_http = true
 "#
     );
-    std::fs::write(dir.join("liaison.toml"), text).unwrap();
+    std::fs::write(dir.join("liaison.toml"), adjust(text)).unwrap();
     let config = Config::load(&dir.join("liaison.toml")).unwrap();
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     server::start(config, Some(listener), std::future::pending())
@@ -399,4 +448,321 @@ async fn the_post_quantum_hybrid_group_is_negotiated_when_both_sides_offer_it() 
     // shutdown until its idle timeout.
     drop(tls);
     gateway.shutdown().await.unwrap();
+}
+
+/// Replaces a file the way a deployment tool does: write beside, rename
+/// over, so the reader never sees half a file.
+fn replace(path: &Path, bytes: impl AsRef<[u8]>) {
+    let tmp = path.with_extension("new");
+    std::fs::write(&tmp, bytes).unwrap();
+    std::fs::rename(&tmp, path).unwrap();
+}
+
+/// The leaf certificate the gateway serves to a new connection.
+async fn served(addr: std::net::SocketAddr, config: Arc<ClientConfig>) -> CertificateDer<'static> {
+    let tcp = TcpStream::connect(addr).await.unwrap();
+    let tls = tokio_rustls::TlsConnector::from(config)
+        .connect(ServerName::try_from("localhost").unwrap(), tcp)
+        .await
+        .unwrap();
+    let leaf = tls.get_ref().1.peer_certificates().unwrap()[0].clone();
+    drop(tls);
+    leaf
+}
+
+/// A channel that counts the connections it opens and keeps the leaf
+/// certificate each was served.
+async fn recording_channel(
+    addr: std::net::SocketAddr,
+    config: Arc<ClientConfig>,
+) -> (
+    tonic::transport::Channel,
+    Arc<parking_lot::Mutex<Vec<CertificateDer<'static>>>>,
+) {
+    let seen = Arc::new(parking_lot::Mutex::new(Vec::new()));
+    let record = seen.clone();
+    let channel = Endpoint::from_shared(format!("http://localhost:{}", addr.port()))
+        .unwrap()
+        .connect_with_connector(tower::service_fn(move |_uri| {
+            let config = config.clone();
+            let record = record.clone();
+            async move {
+                let tcp = TcpStream::connect(addr).await?;
+                let tls = tokio_rustls::TlsConnector::from(config)
+                    .connect(ServerName::try_from("localhost").unwrap(), tcp)
+                    .await?;
+                record
+                    .lock()
+                    .push(tls.get_ref().1.peer_certificates().unwrap()[0].clone());
+                Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(tls))
+            }
+        }))
+        .await
+        .unwrap();
+    (channel, seen)
+}
+
+/// Polls `done` every 50 ms for up to 10 s.
+async fn eventually<F: std::future::Future<Output = bool>>(
+    what: &str,
+    mut done: impl FnMut() -> F,
+) {
+    for _ in 0..200 {
+        if done().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("not within 10 s: {what}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replaced_certificate_is_served_without_a_restart_and_bad_replacements_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = write_pki(dir.path());
+    let gateway = start_with(dir.path(), "http://127.0.0.1:1", "none", false, |text| {
+        text.replace(
+            "allow_tls12 = false\n",
+            "allow_tls12 = false\nreload_interval_ms = 100\n",
+        )
+    })
+    .await;
+    let addr = gateway.addr;
+    let tls = client_config(&pki, None, &[&rustls::version::TLS13]);
+    let cert_a = served(addr, tls.clone()).await;
+
+    // A connection made before the swap.
+    let (old, old_seen) = recording_channel(addr, tls.clone()).await;
+    let mut old_health = HealthClient::new(old);
+    old_health
+        .check(HealthCheckRequest::default())
+        .await
+        .unwrap();
+    assert_eq!(*old_seen.lock(), vec![cert_a.clone()]);
+
+    // Certificate B, from the same CA: new handshakes get it.
+    let (cert_b, key_b) = pki.server_ca.issue(&["localhost", "127.0.0.1"]);
+    replace(&dir.path().join("server.key"), key_b.serialize_pem());
+    replace(&dir.path().join("server.crt"), pem("CERTIFICATE", &cert_b));
+    eventually("certificate B is served", || {
+        let tls = tls.clone();
+        let cert_b = cert_b.clone();
+        async move { served(addr, tls).await == cert_b }
+    })
+    .await;
+    let status = gateway.tls_status().unwrap();
+    assert!(status.reloads >= 1, "{status:?}");
+    assert_eq!(status.last_error, None);
+    health(addr, tls.clone()).await.unwrap();
+
+    // The connection made before is untouched: it still answers, on the
+    // same connection and the certificate it was accepted with.
+    old_health
+        .check(HealthCheckRequest::default())
+        .await
+        .unwrap();
+    assert_eq!(*old_seen.lock(), vec![cert_a.clone()]);
+
+    // Each bad replacement is refused, named, and counted; B stays.
+    let day = time::Duration::days(1);
+    let now = time::OffsetDateTime::now_utc();
+    let expired = {
+        let mut params =
+            CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()]).unwrap();
+        params.not_before = now - 30 * day;
+        params.not_after = now - day;
+        let issuer = Issuer::from_params(&pki.server_ca.params, &pki.server_ca.key);
+        params.signed_by(&key_b, &issuer).unwrap().der().clone()
+    };
+    let other_key = KeyPair::generate().unwrap().serialize_pem();
+    let bad: [(&str, &str, Vec<u8>, &str); 3] = [
+        (
+            "an expired certificate",
+            "server.crt",
+            pem("CERTIFICATE", &expired).into_bytes(),
+            "expired",
+        ),
+        (
+            "a key that is not the certificate's",
+            "server.key",
+            other_key.into_bytes(),
+            "not the key of",
+        ),
+        (
+            "garbage",
+            "server.crt",
+            b"not a certificate".to_vec(),
+            "server.crt",
+        ),
+    ];
+    for (what, file, bytes, says) in bad {
+        // Start each case from B and its key.
+        replace(&dir.path().join("server.crt"), pem("CERTIFICATE", &cert_b));
+        replace(&dir.path().join("server.key"), key_b.serialize_pem());
+        eventually("B and its key are back in service", || async {
+            gateway.tls_status().unwrap().last_error.is_none()
+        })
+        .await;
+        let before = gateway.tls_status().unwrap().failures;
+        replace(&dir.path().join(file), bytes);
+        eventually(what, || async {
+            gateway.tls_status().unwrap().failures > before
+        })
+        .await;
+        let status = gateway.tls_status().unwrap();
+        let error = status.last_error.unwrap();
+        assert!(error.contains(file), "{what}: {error}");
+        assert!(error.contains(says), "{what}: {error}");
+        assert_eq!(served(addr, tls.clone()).await, cert_b, "{what}");
+        health(addr, tls.clone()).await.unwrap();
+    }
+    gateway.shutdown().await.unwrap();
+}
+
+/// The alert a client gets when the gateway refuses its certificate; the
+/// refusal of a TLS 1.3 client certificate comes after the client's
+/// Finished, so it is read from the first answer. `None` when admitted.
+async fn refusal(
+    addr: std::net::SocketAddr,
+    config: Arc<ClientConfig>,
+) -> Option<AlertDescription> {
+    let alert = |e: std::io::Error| match e.get_ref()?.downcast_ref::<rustls::Error>()? {
+        rustls::Error::AlertReceived(alert) => Some(*alert),
+        other => panic!("not refused by an alert: {other:?}"),
+    };
+    let tcp = TcpStream::connect(addr).await.unwrap();
+    let mut tls = match tokio_rustls::TlsConnector::from(config)
+        .connect(ServerName::try_from("localhost").unwrap(), tcp)
+        .await
+    {
+        Ok(tls) => tls,
+        Err(e) => return alert(e),
+    };
+    tls.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\0\0\0\x04\0\0\0\0\0")
+        .await
+        .unwrap();
+    let mut answer = [0u8; 64];
+    match tls.read(&mut answer).await {
+        Ok(n) => {
+            assert!(n > 0, "closed without an alert");
+            None
+        }
+        Err(e) => alert(e),
+    }
+}
+
+fn identity(
+    pair: &(CertificateDer<'static>, KeyPair),
+) -> Option<(CertificateDer<'static>, KeyPair)> {
+    Some((
+        pair.0.clone(),
+        KeyPair::from_pem(&pair.1.serialize_pem()).unwrap(),
+    ))
+}
+
+/// The eighth kind of bad client certificate: one its agency's CA has
+/// revoked. Refused at the handshake with `certificate_revoked`, while a
+/// certificate of the same CA that is not revoked, and one of an agency
+/// that publishes no CRL, are admitted; a new CRL applies to new
+/// handshakes without a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_certificate_revoked_by_its_agencys_crl_is_refused_and_crl_updates_need_no_restart()
+ {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = write_pki(dir.path());
+    let serial =
+        |n: u64| move |p: &mut CertificateParams| p.serial_number = Some(SerialNumber::from(n));
+    let revoked = pki.met.issue_with(&["met-lost-laptop"], serial(1001));
+    let good = pki.met.issue_with(&["met-mash-system"], serial(1002));
+    let hackney = pki
+        .hackney
+        .issue_with(&["hackney-mash-system"], serial(1001));
+    let crl_path = dir.path().join("met-crl.pem");
+    std::fs::write(&crl_path, pem("X509 CRL", &pki.met.crl(1, &[1001]))).unwrap();
+    let gateway = start_with(
+        dir.path(),
+        "http://127.0.0.1:1",
+        "required",
+        false,
+        |text| {
+            text.replace(
+                "client_ca = \"met-ca.pem\"\n",
+                "client_ca = \"met-ca.pem\"\nclient_crls = [\"met-crl.pem\"]\n",
+            )
+            .replace(
+                "allow_tls12 = false\n",
+                "allow_tls12 = false\nreload_interval_ms = 100\n",
+            )
+        },
+    )
+    .await;
+    let addr = gateway.addr;
+    let tls13: &[&'static rustls::SupportedProtocolVersion] = &[&rustls::version::TLS13];
+    let config =
+        |pair: &(CertificateDer<'static>, KeyPair)| client_config(&pki, identity(pair), tls13);
+
+    assert_eq!(
+        refusal(addr, config(&revoked)).await,
+        Some(AlertDescription::CertificateRevoked)
+    );
+    assert!(health(addr, config(&revoked)).await.is_err());
+    assert_eq!(refusal(addr, config(&good)).await, None);
+    health(addr, config(&good)).await.unwrap();
+    // Hackney publishes no CRL; the same serial number means nothing there.
+    assert_eq!(refusal(addr, config(&hackney)).await, None);
+
+    // The Met revokes a second certificate; the new CRL, written as DER
+    // this time, applies to the next handshake.
+    replace(&crl_path, pki.met.crl(2, &[1001, 1002]));
+    eventually("the second certificate is refused", || {
+        let config = config(&good);
+        async move { refusal(addr, config).await == Some(AlertDescription::CertificateRevoked) }
+    })
+    .await;
+    assert_eq!(
+        refusal(addr, config(&revoked)).await,
+        Some(AlertDescription::CertificateRevoked)
+    );
+    assert_eq!(refusal(addr, config(&hackney)).await, None);
+    assert_eq!(gateway.tls_status().unwrap().last_error, None);
+
+    // A CRL past its next update is refused as a reload, the current one
+    // staying in service, and refused by `config check` at start.
+    let stale = {
+        let now = time::OffsetDateTime::now_utc();
+        CertificateRevocationListParams {
+            this_update: now - time::Duration::days(2),
+            next_update: now - time::Duration::days(1),
+            crl_number: SerialNumber::from(3u64),
+            issuing_distribution_point: None,
+            revoked_certs: Vec::new(),
+            key_identifier_method: KeyIdMethod::Sha256,
+        }
+        .signed_by(&Issuer::from_params(&pki.met.params, &pki.met.key))
+        .unwrap()
+        .der()
+        .to_vec()
+    };
+    replace(&crl_path, &stale);
+    eventually("the stale CRL is refused", || async {
+        gateway.tls_status().unwrap().failures > 0
+    })
+    .await;
+    let error = gateway.tls_status().unwrap().last_error.unwrap();
+    assert!(
+        error.contains("met-crl.pem") && error.contains("stale"),
+        "{error}"
+    );
+    assert_eq!(
+        refusal(addr, config(&good)).await,
+        Some(AlertDescription::CertificateRevoked)
+    );
+    gateway.shutdown().await.unwrap();
+    let err = Config::load(&dir.path().join("liaison.toml"))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("met-crl.pem") && err.contains("stale"),
+        "{err}"
+    );
 }

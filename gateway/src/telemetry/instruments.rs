@@ -21,6 +21,7 @@ pub struct Metrics {
     jwks_refreshes: Counter<u64>,
     break_glass: Counter<u64>,
     alerts_dropped: Counter<u64>,
+    tls_reloads: Counter<u64>,
 }
 
 static METRICS: OnceLock<Metrics> = OnceLock::new();
@@ -70,6 +71,12 @@ pub(super) fn install(provider: &SdkMeterProvider) {
             .u64_counter("liaison.break_glass")
             .with_description(
                 "Shares allowed under break-glass, each awaiting DPO review, by agency",
+            )
+            .build(),
+        tls_reloads: meter
+            .u64_counter("liaison.tls.reloads")
+            .with_description(
+                "Changed TLS files (certificate, key, client CAs, CRLs) put in service (ok=true) or refused (ok=false)",
             )
             .build(),
         alerts_dropped: meter
@@ -128,6 +135,34 @@ impl Metrics {
     pub fn alert_dropped(&self, reason: &'static str) {
         self.alerts_dropped
             .add(1, &[KeyValue::new("reason", reason)]);
+    }
+
+    /// One reload of the listener's TLS files.
+    pub fn tls_reload(&self, ok: bool) {
+        self.tls_reloads.add(1, &[KeyValue::new("ok", ok)]);
+    }
+
+    /// Reports when the certificate in service expires, so an alert can
+    /// fire before it does, and whether the latest reload was refused.
+    pub fn observe_tls(&self, acceptor: crate::tls::Acceptor) {
+        let a = acceptor.clone();
+        let _ = self
+            .meter
+            .i64_observable_gauge("liaison.tls.certificate.not_after")
+            .with_unit("s")
+            .with_description("When the listener's certificate in service expires, in Unix seconds")
+            .with_callback(move |o| {
+                o.observe(a.status().certificate_not_after.unix_timestamp(), &[])
+            })
+            .build();
+        let _ = self
+            .meter
+            .u64_observable_gauge("liaison.tls.reload.failing")
+            .with_description(
+                "1 while the latest change to the TLS files was refused and the previous material is still served",
+            )
+            .with_callback(move |o| o.observe(u64::from(acceptor.status().last_error.is_some()), &[]))
+            .build();
     }
 
     /// One fetch of an issuer's keys.

@@ -38,7 +38,34 @@ fn the_example_telemetry_table_parses_when_uncommented() {
         .filter(|l| l.starts_with('[') || l.contains(" = "))
         .map(|l| format!("{l}\n"))
         .collect();
-    let t = parse(&table).unwrap().telemetry.unwrap();
+    // The TLS files it names, beside a copy.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("tls")).unwrap();
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = rcgen::CertificateParams::new(vec!["liaison".to_owned()])
+        .unwrap()
+        .self_signed(&key)
+        .unwrap();
+    for (file, pem) in [
+        ("otel-collector-ca.pem", cert.pem()),
+        ("otel-client.crt", cert.pem()),
+        ("otel-client.key", key.serialize_pem()),
+    ] {
+        std::fs::write(dir.path().join("tls").join(file), pem).unwrap();
+    }
+    let parse_in =
+        |text: &str| Config::parse(&format!("{BASE}{text}"), Path::new("test.toml"), dir.path());
+
+    // As shipped the endpoint is plaintext, where TLS files mean nothing.
+    let p = parse_in(&table).unwrap_err().problems;
+    assert_eq!(p.len(), 1, "{p:?}");
+    assert_eq!(p[0].key, "telemetry.otlp_ca");
+    let without_tls: String = table
+        .lines()
+        .filter(|l| !l.starts_with("otlp_c"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let t = parse_in(&without_tls).unwrap().telemetry.unwrap();
     assert_eq!(
         t.otlp_endpoint.as_deref(),
         Some("http://otel-collector:4317")
@@ -46,6 +73,24 @@ fn the_example_telemetry_table_parses_when_uncommented() {
     assert_eq!(t.service_name, "liaison");
     assert_eq!(t.admin_listen, Some("127.0.0.1:9464".parse().unwrap()));
     assert_eq!(t.log_format, LogFormat::Json);
+
+    // Over https the CA and client certificate are read and checked.
+    let tls = table.replace("http://otel-collector", "https://otel-collector");
+    let t = parse_in(&tls).unwrap().telemetry.unwrap();
+    assert_eq!(
+        t.otlp_ca.as_deref(),
+        Some(Path::new("tls/otel-collector-ca.pem"))
+    );
+    std::fs::write(dir.path().join("tls/otel-client.key"), "not a key").unwrap();
+    let p = parse_in(&tls).unwrap_err().problems;
+    assert!(
+        p[0].key == "telemetry.otlp_endpoint" && p[0].message.contains("otel-client.key"),
+        "{p:?}"
+    );
+    let p = parse_in(&tls.replace("otlp_client_key", "# otlp_client_key"))
+        .unwrap_err()
+        .problems;
+    assert_eq!(p[0].key, "telemetry.otlp_client_certificate", "{p:?}");
 }
 
 #[test]
