@@ -94,6 +94,7 @@ mod lint;
 mod mask;
 mod model;
 mod set;
+mod table;
 mod version;
 
 pub use cases::{
@@ -101,7 +102,7 @@ pub use cases::{
     TestReport, run_case_file,
 };
 pub use decision::{Decision, DecisionRequest, DenyReason, Grant, Obligation, Withholding};
-pub use engine::PolicyEngine;
+pub use engine::{CompileOptions, PolicyEngine, TableCoverage};
 pub use error::{PolicyError, Problem};
 pub use explain::{Asked, Check, Explanation, explain};
 pub use isa::{
