@@ -20,9 +20,15 @@ use crate::version::policy_version;
 /// casbin-rs evaluates every policy line on every call, so lines are not kept in one enforcer.
 /// Each (agreement, dataset, recipient agency) gets its own small enforcer holding only that
 /// agreement's allow lines for that dataset and recipient, plus the operator deny lines whose
-/// agency and dataset could match; a decision looks the enforcer up by key and evaluates a
-/// handful of lines per role. The index only narrows: every line still carries every attribute
-/// and the matcher checks them all, so a wrong lookup can only deny.
+/// agency and dataset could match. The index only narrows: every line still carries every
+/// attribute and the matcher checks them all, so a wrong lookup can only deny.
+///
+/// Within one enforcer casbin's answer depends only on which of the enforcer's constants each
+/// request attribute equals, so compiling asks casbin once per combination and keeps its answers
+/// in a decision table (see `table.rs`); a decision maps the request to its combination, once
+/// per distinct role and marker question, and reads what casbin said. An enforcer whose
+/// combinations exceed [`CompileOptions::max_table_cells`], or any enforcer under a model with
+/// another matcher, is asked live instead.
 pub struct PolicyEngine {
     version: String,
     agreements: BTreeMap<String, CompiledAgreement>,
@@ -179,6 +185,21 @@ impl PolicyEngine {
             0
         };
 
+        // Every enforcer is independent of the others, and filling their tables is most of the
+        // work, so they are built first, on every core.
+        let keys: Vec<(&Agreement, &str, &str)> = set
+            .agreements()
+            .iter()
+            .flat_map(|a| {
+                a.datasets.iter().flat_map(move |terms| {
+                    a.recipients
+                        .iter()
+                        .map(move |r| (a, terms.dataset.as_str(), r.as_str()))
+                })
+            })
+            .collect();
+        let mut built = build_enforcers(&model, &keys, set.rules(), max_cells)?.into_iter();
+
         let mut agreements = BTreeMap::new();
         for agreement in set.agreements() {
             let mut datasets = HashMap::new();
@@ -206,9 +227,10 @@ impl PolicyEngine {
                 }
                 let mut by_recipient = HashMap::new();
                 for recipient in &agreement.recipients {
-                    let lines = lines_for(agreement, &terms.dataset, recipient, set.rules());
-                    let key = (agreement.id.as_str(), terms.dataset.as_str(), recipient.as_str());
-                    let candidates = Candidates::build(&model, lines, key, max_cells)?;
+                    // `built` follows the order `keys` was gathered in, which this loop repeats.
+                    let candidates = built.next().ok_or_else(|| PolicyError::Casbin {
+                        message: "fewer enforcers were built than asked for".into(),
+                    })?;
                     by_recipient.insert(recipient.clone(), candidates);
                 }
                 datasets.insert(
@@ -249,10 +271,11 @@ impl PolicyEngine {
 
     /// Keeps up to `capacity` decisions (16,384 unless set), or none when `capacity` is zero.
     ///
-    /// A repeated question is answered from the cache in about a microsecond instead of tens
-    /// (casbin runs its matcher script once per candidate line). The cache belongs to this engine,
-    /// so a reloaded policy, being a new engine, never sees an old policy's decisions; and its key
-    /// holds every input of a decision, so a hit is exactly what evaluating would return.
+    /// The cache belongs to this engine, so a reloaded policy, being a new engine, never sees an
+    /// old policy's decisions; and its key holds every input of a decision, so a hit is exactly
+    /// what evaluating would return. A hit is still about three times cheaper than reading the
+    /// decision tables (it skips the lookups and returns a finished decision), and far cheaper
+    /// where an enforcer is asked live.
     #[must_use]
     pub fn with_decision_cache(mut self, capacity: usize) -> Self {
         self.cache = DecisionCache::new(capacity);
@@ -260,7 +283,8 @@ impl PolicyEngine {
     }
 
     /// Decides one request. Synchronous and without I/O: safe on any async worker. The only lock
-    /// is the decision cache's, held for a map lookup or insert.
+    /// is the decision cache's, held for a map lookup or insert. casbin runs only for enforcers
+    /// without a decision table.
     pub fn decide(&self, req: &DecisionRequest<'_>) -> Decision {
         let Some(compiled) = self.agreements.get(req.isa_id) else {
             return self.deny(
@@ -311,7 +335,10 @@ impl PolicyEngine {
             return self.deny(Some(agreement), DenyReason::EvaluationFailed, matched);
         }
         let casbin_grants = !verdict.granted.is_empty();
-        match (gap, verdict.denied_by.map(|(_, rule_id)| rule_id.to_owned())) {
+        match (
+            gap,
+            verdict.denied_by.map(|(_, rule_id)| rule_id.to_owned()),
+        ) {
             (Some(reason), _) => {
                 if casbin_grants {
                     tracing::error!(
@@ -555,6 +582,52 @@ impl fmt::Debug for PolicyEngine {
     }
 }
 
+/// Builds the enforcer for each (agreement, dataset, recipient) in `keys`, in order, spread over
+/// the available cores.
+fn build_enforcers(
+    model: &casbin::DefaultModel,
+    keys: &[(&Agreement, &str, &str)],
+    rules: &[OperatorRule],
+    max_cells: usize,
+) -> Result<Vec<Candidates>, PolicyError> {
+    let build = |keys: &[(&Agreement, &str, &str)]| -> Result<Vec<Candidates>, PolicyError> {
+        keys.iter()
+            .map(|(agreement, dataset, recipient)| {
+                let lines = lines_for(agreement, dataset, recipient, rules);
+                let key = (agreement.id.as_str(), *dataset, *recipient);
+                Candidates::build(model, lines, key, max_cells)
+            })
+            .collect()
+    };
+    // Threads pay off only past a few dozen enforcers.
+    let threads = std::thread::available_parallelism()
+        .map_or(1, std::num::NonZeroUsize::get)
+        .min(keys.len() / 32)
+        .clamp(1, MAX_COMPILE_THREADS);
+    if threads == 1 {
+        return build(keys);
+    }
+    let chunk = keys.len().div_ceil(threads);
+    std::thread::scope(|scope| {
+        let parts: Vec<_> = keys
+            .chunks(chunk)
+            .map(|part| scope.spawn(move || build(part)))
+            .collect();
+        let mut built = Vec::with_capacity(keys.len());
+        for part in parts {
+            let part = part.join().map_err(|_| PolicyError::Casbin {
+                message: "building enforcers failed unexpectedly".into(),
+            })?;
+            built.extend(part?);
+        }
+        Ok(built)
+    })
+}
+
+/// The most threads one compile uses: a reload should not take every core of a large host from
+/// the decisions still being made under the old policy.
+const MAX_COMPILE_THREADS: usize = 4;
+
 impl Candidates {
     /// Builds the enforcer for requests under agreement, dataset and recipient `key`, probes it,
     /// and fills its decision table if its request classes number at most `max_cells`.
@@ -681,7 +754,11 @@ impl Candidates {
         let mut verdict = Verdict::default();
         let mut seen_unnamed = false;
         for (n, role) in req.roles.iter().enumerate() {
-            if req.roles.get(..n).is_some_and(|before| before.contains(role)) {
+            if req
+                .roles
+                .get(..n)
+                .is_some_and(|before| before.contains(role))
+            {
                 continue;
             }
             // A role no line names can only match `*` lines, and matches them all alike, so one
@@ -753,7 +830,10 @@ impl Candidates {
 /// Enforces the first allow line's own values and expects it among the matches, so a model
 /// whose matcher cannot see the compiled lines fails at compile time, not on the first share.
 fn probe(enforcer: &Enforcer, lines: &[Vec<String>]) -> Result<(), PolicyError> {
-    let Some(allow) = lines.iter().find(|l| l.get(EFT).is_some_and(|e| e == "allow")) else {
+    let Some(allow) = lines
+        .iter()
+        .find(|l| l.get(EFT).is_some_and(|e| e == "allow"))
+    else {
         return Ok(());
     };
     let value = |column: usize| allow.get(column).map_or("", String::as_str);
@@ -769,7 +849,11 @@ fn probe(enforcer: &Enforcer, lines: &[Vec<String>]) -> Result<(), PolicyError> 
         GLASS_NO,
     );
     match enforcer.enforce_ex(request) {
-        Ok((_, lines)) if lines.iter().any(|l| l.get(ID).is_some_and(|id| id == expected)) => {
+        Ok((_, lines))
+            if lines
+                .iter()
+                .any(|l| l.get(ID).is_some_and(|id| id == expected)) =>
+        {
             Ok(())
         }
         Ok(_) => Err(PolicyError::Model {

@@ -43,7 +43,8 @@
 //! description = "Records of people under witness protection are never shared with partners"
 //! ```
 //!
-//! casbin decides it, once per allowed request, and [`Decision::withheld`] lists the markers
+//! casbin decides it (through the decision table it filled when the policy was compiled), once
+//! per allowed request, and [`Decision::withheld`] lists the markers
 //! withheld with their rules; [`Decision::withholding`] is the per-record lookup. Markers only
 //! narrow: a record is released only where it would be without its markers, and a marker no rule
 //! names changes nothing.

@@ -105,9 +105,11 @@ impl DecisionTable {
             let query = representative(&columns, cell);
             let [role, purpose, action, marker, glass] = query;
             let request = (isa, agency, role, dataset, purpose, action, marker, glass);
-            let (_, matched) = enforcer.enforce_ex(request).map_err(|e| PolicyError::Casbin {
-                message: format!("enforcing while building a decision table: {e}"),
-            })?;
+            let (_, matched) = enforcer
+                .enforce_ex(request)
+                .map_err(|e| PolicyError::Casbin {
+                    message: format!("enforcing while building a decision table: {e}"),
+                })?;
             let matched = matched
                 .iter()
                 .map(|line| position(line))
@@ -243,8 +245,14 @@ mod tests {
         // role: r1, r2, other; purpose: p1, other; action: read, other; marker: mk, other;
         // break-glass: yes, other.
         assert_eq!(table.cells(), 3 * 2 * 2 * 2 * 2);
-        assert_eq!(table.matched(["r1", "p1", "read", "", "no"]), Some(&[0][..]));
-        assert_eq!(table.matched(["r2", "p1", "read", "", "no"]), Some(&[1][..]));
+        assert_eq!(
+            table.matched(["r1", "p1", "read", "", "no"]),
+            Some(&[0][..])
+        );
+        assert_eq!(
+            table.matched(["r2", "p1", "read", "", "no"]),
+            Some(&[1][..])
+        );
         // casbin stops at the first deny it meets.
         assert_eq!(
             table.matched(["r2", "p1", "read", "", "yes"]),
@@ -264,7 +272,9 @@ mod tests {
     #[test]
     fn an_outsider_never_equals_a_constant() {
         let mut lines = lines();
-        lines.push(line(["deny", "rule:t", "*", "*", "~", "*", "*", "*", "*", "*"]));
+        lines.push(line([
+            "deny", "rule:t", "*", "*", "~", "*", "*", "*", "*", "*",
+        ]));
         let table = table(&lines, 4_096).unwrap();
         assert_eq!(table.matched(["~", "p1", "read", "", "no"]), Some(&[4][..]));
         assert_eq!(table.matched(["~~", "p1", "read", "", "no"]), Some(&[][..]));
@@ -276,7 +286,9 @@ mod tests {
         assert_eq!(table(&lines, 47).err(), Some(NoTable::TooLarge));
         assert!(table(&lines, 48).is_ok());
         let mut other = lines;
-        other.push(line(["deny", "rule:o", "*", "h", "*", "*", "*", "*", "*", "*"]));
+        other.push(line([
+            "deny", "rule:o", "*", "h", "*", "*", "*", "*", "*", "*",
+        ]));
         assert_eq!(table(&other, 4_096).err(), Some(NoTable::NotKeyed));
     }
 }

@@ -555,7 +555,10 @@ fn marker_rule(id: &str, dataset: &str, marker: &str) -> String {
 #[test]
 fn a_marker_no_mapping_produces_is_reported() {
     let bounded = known()
-        .with_markers("police.records", ["witness-protection", "child-sexual-exploitation"])
+        .with_markers(
+            "police.records",
+            ["witness-protection", "child-sexual-exploitation"],
+        )
         .with_markers("health.records", ["witness-protection"]);
     let check = |rules: &str| {
         let set = PolicySet::from_toml(&with_rules(rules)).unwrap();
@@ -566,7 +569,11 @@ fn a_marker_no_mapping_produces_is_reported() {
         []
     );
     assert_eq!(
-        one(&check(&marker_rule("typo", "police.records", "witness-protectoin"))),
+        one(&check(&marker_rule(
+            "typo",
+            "police.records",
+            "witness-protectoin"
+        ))),
         (
             Severity::Warning,
             LintCode::UnproducedMarker,
@@ -577,7 +584,10 @@ fn a_marker_no_mapping_produces_is_reported() {
         )
     );
     // On every dataset: reported only when none of them produces it.
-    assert_eq!(check(&marker_rule("cse", "*", "child-sexual-exploitation")), []);
+    assert_eq!(
+        check(&marker_rule("cse", "*", "child-sexual-exploitation")),
+        []
+    );
     assert_eq!(
         one(&check(&marker_rule("nowhere", "*", "adoption"))).3,
         "names marker `adoption`, which no mapping of any dataset produces, so it withholds \
