@@ -72,7 +72,8 @@ enum Evaluator {
     /// Asked of casbin on every call: the enforcer's combinations exceed the table bound, or the
     /// model's matcher is not the shipped one.
     Live {
-        enforcer: Enforcer,
+        /// Boxed: an enforcer is several times the size of a table, and most are tables.
+        enforcer: Box<Enforcer>,
         /// Each line's position, by id (ids are unique within an enforcer).
         positions: HashMap<String, u32>,
     },
@@ -123,7 +124,8 @@ pub struct CompileOptions<'a> {
 }
 
 impl CompileOptions<'_> {
-    /// 4,096 combinations: about 20 ms of casbin calls to fill at ten lines, 16 KiB to keep.
+    /// 4,096 combinations: some tens of milliseconds of casbin calls to fill at ten lines, 16 KiB
+    /// to keep.
     pub const DEFAULT_TABLE_CELLS: usize = 4_096;
 }
 
@@ -694,7 +696,7 @@ impl Candidates {
                     tracing::debug!(isa, dataset, recipient, ?why, "deciding live");
                 }
                 Evaluator::Live {
-                    enforcer,
+                    enforcer: Box::new(enforcer),
                     positions,
                 }
             }
