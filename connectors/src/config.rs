@@ -1,6 +1,7 @@
 //! Connector configuration, as it appears in the gateway's configuration file
 //! or in a file of its own.
 
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
@@ -105,6 +106,37 @@ impl ConnectorConfig {
             Self::JsonHttp(c) => &c.resilience,
             Self::CsvFolder(c) => &c.resilience,
             Self::Liaison(c) => &c.resilience,
+        }
+    }
+
+    /// The sensitivity markers this dataset's records can carry, as its mapping says (see
+    /// [`Mapping::sensitivity_markers`]); `None` when any text could be one, as for a federated
+    /// dataset, whose markers another gateway's mappings decide.
+    ///
+    /// Reads a `mapping_file` synchronously: for offline tools such as `liaison policy check`,
+    /// not for a serving gateway's async code.
+    pub fn sensitivity_markers(&self) -> Result<Option<BTreeSet<String>>, ConnectorError> {
+        let (inline, file) = match self {
+            Self::Sql(c) => (c.mapping.as_ref(), c.mapping_file.as_deref()),
+            Self::JsonHttp(c) => (c.mapping.as_ref(), c.mapping_file.as_deref()),
+            Self::CsvFolder(c) => (c.mapping.as_ref(), c.mapping_file.as_deref()),
+            Self::Liaison(_) => return Ok(None),
+        };
+        match (inline, file) {
+            (Some(mapping), None) => Ok(mapping.sensitivity_markers()),
+            (None, Some(path)) => {
+                let text =
+                    std::fs::read_to_string(path).map_err(|source| ConnectorError::ReadConfig {
+                        path: path.to_owned(),
+                        source,
+                    })?;
+                let mapping: Mapping = parse_toml(&text, path)?;
+                Ok(mapping.sensitivity_markers())
+            }
+            _ => Err(ConnectorError::InvalidConfig {
+                dataset: self.id().to_owned(),
+                problems: vec!["needs exactly one of `mapping` and `mapping_file`".into()],
+            }),
         }
     }
 

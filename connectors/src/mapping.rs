@@ -21,7 +21,7 @@
 //! use = { value = "NAME_USE_USUAL" }
 //! ```
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
 use serde::de::{self, MapAccess, Visitor};
@@ -621,6 +621,46 @@ impl<'de> Deserialize<'de> for FieldSpec {
     }
 }
 
+impl Mapping {
+    /// Every sensitivity marker a record read through this mapping can carry, or `None` when any
+    /// text could be one.
+    ///
+    /// A marker is a constant (`value`) or comes through a code list (its values and default),
+    /// and a field's own `default` may stand in; a marker read from a column or template without
+    /// a code list is the source's text, which nothing here bounds. Empty values are left out,
+    /// as they are from records. `liaison policy check` uses this to find operator rules that
+    /// name a marker no record can carry.
+    pub fn sensitivity_markers(&self) -> Option<BTreeSet<String>> {
+        let r = &self.records;
+        let kinds = [
+            r.incident.as_ref().map(|k| &k.sensitivity_markers),
+            r.warning_marker.as_ref().map(|k| &k.sensitivity_markers),
+            r.safeguarding_concern
+                .as_ref()
+                .map(|k| &k.sensitivity_markers),
+            r.risk_assessment.as_ref().map(|k| &k.sensitivity_markers),
+            r.relationship.as_ref().map(|k| &k.sensitivity_markers),
+        ];
+        let mut markers = BTreeSet::new();
+        for spec in kinds.into_iter().flatten().flatten() {
+            let from_source =
+                spec.column.is_some() || !spec.columns.is_empty() || spec.template.is_some();
+            match &spec.codes {
+                Some(name) => {
+                    let codes = self.code_lists.get(name)?;
+                    markers.extend(codes.codes.values().cloned());
+                    markers.extend(codes.default.clone());
+                }
+                None if from_source => return None,
+                None => markers.extend(spec.value.clone()),
+            }
+            markers.extend(spec.default.clone());
+        }
+        markers.retain(|m| !m.is_empty());
+        Some(markers)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -650,5 +690,44 @@ mod tests {
             err.to_string().contains("a column name or a table"),
             "{err}"
         );
+    }
+
+    fn mapping(records: &str) -> Mapping {
+        let text = format!(
+            "[code_lists.protective]\ncodes = {{ WP = \"witness-protection\", N = \"\" }}\n\
+             default = \"\"\n\n[person]\nsource_id = \"{{ID}}\"\n\n{records}"
+        );
+        toml::from_str(&text).unwrap()
+    }
+
+    #[test]
+    fn markers_from_constants_and_code_lists_are_known() {
+        let none = mapping("");
+        assert_eq!(none.sensitivity_markers(), Some(BTreeSet::new()));
+        let coded = mapping(
+            "[records.incident]\nsource_id = \"{ID}\"\nsensitivity_markers = [\n  \
+             { column = \"PROT\", codes = \"protective\" },\n  { value = \"cse\" },\n  \
+             { column = \"X\", codes = \"protective\", default = \"unmarked\" },\n]\n\
+             [records.incident.fields]\n",
+        );
+        let expected: BTreeSet<String> = ["cse", "unmarked", "witness-protection"]
+            .map(str::to_owned)
+            .into();
+        assert_eq!(coded.sensitivity_markers(), Some(expected));
+    }
+
+    #[test]
+    fn markers_read_from_the_source_are_unbounded() {
+        let raw = mapping(
+            "[records.warning_marker]\nsource_id = \"{ID}\"\n\
+             sensitivity_markers = [\"FLAG\"]\n[records.warning_marker.fields]\n",
+        );
+        assert_eq!(raw.sensitivity_markers(), None);
+        let unknown_list = mapping(
+            "[records.incident]\nsource_id = \"{ID}\"\n\
+             sensitivity_markers = [{ column = \"P\", codes = \"nowhere\" }]\n\
+             [records.incident.fields]\n",
+        );
+        assert_eq!(unknown_list.sensitivity_markers(), None);
     }
 }

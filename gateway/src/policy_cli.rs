@@ -57,6 +57,10 @@ fn check(config: Option<&Path>, policy: Option<&Path>) -> i32 {
                     .with_agencies(config.agencies.iter().map(|a| a.id.get_ref().clone()))
                     .with_datasets(config.connectors.iter().map(|c| c.id().to_owned()))
                     .with_fields(known_fields());
+                let known = match with_markers(known, &config) {
+                    Ok(known) => known,
+                    Err(e) => return fail(&e),
+                };
                 (config.policy_path(), known)
             }
             Err(e) => return fail(&e),
@@ -77,7 +81,110 @@ fn check(config: Option<&Path>, policy: Option<&Path>) -> i32 {
     i32::from(!report.is_ok())
 }
 
+/// Adds the sensitivity markers each dataset's mapping can produce, for datasets whose mapping
+/// bounds them, so rules naming a marker no record can carry are reported.
+pub fn with_markers(
+    mut known: KnownNames,
+    config: &Config,
+) -> Result<KnownNames, liaison_connectors::ConnectorError> {
+    for connector in &config.connectors {
+        // Paths as the server resolves them: relative to the configuration file.
+        let mut resolved = connector.clone();
+        resolved.resolve_paths(&config.base_dir);
+        if let Some(markers) = resolved.sensitivity_markers()? {
+            known = known.with_markers(connector.id(), markers);
+        }
+    }
+    Ok(known)
+}
+
 fn fail(e: &dyn std::fmt::Display) -> i32 {
     eprintln!("error: {e}");
     1
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use liaison_policy::{LintCode, lint_on};
+
+    use super::*;
+
+    /// A gateway whose one dataset is read through the example police mapping, which marks
+    /// records `witness-protection` and `child-sexual-exploitation` through code lists.
+    fn config() -> Config {
+        let text = r#"
+version = 1
+
+[ledger]
+url = "sqlite://ledger.db"
+
+[policy]
+file = "policy.toml"
+
+[[agency]]
+id = "met-police"
+display_name = "Metropolitan Police Service"
+kind = "police"
+
+[[connector]]
+kind = "sql"
+id = "police.records"
+agency = "met-police"
+title = "Police records"
+system = "RMS"
+url = "sqlite://rms.db?mode=ro"
+mapping_file = "police-rms.toml"
+"#;
+        let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../connectors/examples");
+        Config::parse(text, Path::new("liaison.toml"), &examples).unwrap()
+    }
+
+    fn policy(marker: &str) -> PolicySet {
+        PolicySet::from_toml(&format!(
+            r#"
+[[rule]]
+id = "withhold"
+effect = "deny"
+agency = "*"
+role = "*"
+dataset = "police.records"
+purpose = "*"
+action = "*"
+marker = "{marker}"
+description = "test"
+"#
+        ))
+        .unwrap()
+    }
+
+    #[test]
+    fn check_warns_of_a_marker_the_mapping_never_produces() {
+        let config = config();
+        let known = with_markers(KnownNames::default(), &config).unwrap();
+        let today = time::macros::date!(2026 - 06 - 01);
+        let markers = |marker: &str| -> Vec<String> {
+            lint_on(&policy(marker), &known, today)
+                .into_iter()
+                .filter(|l| l.code == LintCode::UnproducedMarker)
+                .map(|l| format!("{}: {}", l.subject, l.message))
+                .collect()
+        };
+        assert_eq!(markers("witness-protection"), Vec::<String>::new());
+        assert_eq!(
+            markers("witness-protecton"),
+            [
+                "rule `withhold`: names marker `witness-protecton`, which no mapping of dataset \
+                 `police.records` produces, so it withholds nothing"
+            ]
+        );
+    }
+
+    #[test]
+    fn a_mapping_that_cannot_be_read_is_an_error() {
+        let mut config = config();
+        config.base_dir = Path::new("/nonexistent").to_path_buf();
+        assert!(with_markers(KnownNames::default(), &config).is_err());
+    }
 }

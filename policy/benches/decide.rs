@@ -8,9 +8,11 @@
 //! asking for a covered dataset): the cheap early denials (unknown or suspended agreement) would
 //! only flatter the numbers. Some requests are refused by an operator rule, some hold two roles.
 //!
-//! The engine is measured twice: with its decision cache warm (every request asked once before),
-//! which is how a gateway answers repeated questions, and with the cache off, which is the cost
-//! of a question asked for the first time.
+//! The engine is measured three ways: with its decision cache warm (every request asked once
+//! before), which is how a gateway answers repeated questions; with the cache off, reading its
+//! decision tables, which is the cost of a question asked for the first time; and with the cache
+//! off and no tables (`max_table_cells = 0`), so every decision runs casbin's matcher, for
+//! comparison. How long compiling each size takes is printed too: a reload compiles a new engine.
 //!
 //! Besides criterion's estimates, a plain loop times each call on its own and prints p50 and p99,
 //! which criterion does not report. Cedar is timed on `is_authorized` alone, with its request and
@@ -33,8 +35,8 @@ use std::time::{Duration, Instant};
 use cedar::CedarPolicy;
 use criterion::{BenchmarkId, Criterion};
 use liaison_policy::{
-    Action, Agreement, AgreementStatus, DatasetTerms, DecisionRequest, Effect, OperatorRule,
-    PolicyEngine, PolicySet, RoleFields,
+    Action, Agreement, AgreementStatus, CompileOptions, DatasetTerms, DecisionRequest, Effect,
+    OperatorRule, PolicyEngine, PolicySet, RoleFields,
 };
 use time::macros::{date, datetime};
 
@@ -76,8 +78,13 @@ struct Fixture {
     lines: usize,
     /// With the decision cache, warmed: every request has been asked once.
     engine: PolicyEngine,
-    /// Without it: every call evaluates.
+    /// Without it: every call reads the decision tables.
     uncached: PolicyEngine,
+    /// Without the cache or tables: every call runs casbin's matcher.
+    live: PolicyEngine,
+    /// How long compiling took, with tables and without.
+    compile_time: Duration,
+    live_compile_time: Duration,
     cedar: CedarPolicy,
     asks: Vec<Ask>,
     /// Cedar's requests and entities, built once, in the order of `asks`.
@@ -187,9 +194,14 @@ fn fixture(lines: usize) -> Fixture {
     )
     .expect("generated policy is valid");
     let engine = PolicyEngine::compile(&set).expect("compiles");
+    let start = Instant::now();
     let uncached = PolicyEngine::compile(&set)
         .expect("compiles")
         .with_decision_cache(0);
+    let compile_time = start.elapsed();
+    let start = Instant::now();
+    let live = live_engine(&set);
+    let live_compile_time = start.elapsed();
     let cedar = CedarPolicy::translate(&set);
 
     // 1,024 requests spread over the agreements, each within an agreement's terms.
@@ -223,10 +235,26 @@ fn fixture(lines: usize) -> Fixture {
         lines,
         engine,
         uncached,
+        live,
+        compile_time,
+        live_compile_time,
         cedar,
         asks,
         cedar_requests,
     }
+}
+
+/// An engine without decision tables or cache: casbin runs its matcher on every decision.
+fn live_engine(set: &PolicySet) -> PolicyEngine {
+    PolicyEngine::compile_with(
+        set,
+        CompileOptions {
+            max_table_cells: 0,
+            ..CompileOptions::default()
+        },
+    )
+    .expect("compiles")
+    .with_decision_cache(0)
 }
 
 fn request(ask: &Ask) -> DecisionRequest<'_> {
@@ -249,16 +277,25 @@ impl Fixture {
         for (ask, (req, entities)) in self.asks.iter().zip(&self.cedar_requests) {
             let ours = self.engine.decide(&request(ask));
             assert_eq!(ours, self.uncached.decide(&request(ask)));
+            assert_eq!(ours, self.live.decide(&request(ask)));
             let ours = ours.is_allowed();
             assert_eq!(ours, self.cedar.is_authorized(req, entities), "{}", ask.isa);
             allowed += usize::from(ours);
         }
+        let coverage = self.uncached.table_coverage();
         eprintln!(
-            "{} lines: {} cedar policies; {allowed} of {} requests allowed",
+            "{} lines: {} cedar policies; {allowed} of {} requests allowed; {} enforcers with \
+             tables ({} cells), {} live; compiled in {:.2?} with tables, {:.2?} without",
             self.lines,
             self.cedar.len(),
-            self.asks.len()
+            self.asks.len(),
+            coverage.tables,
+            coverage.cells,
+            coverage.live,
+            self.compile_time,
+            self.live_compile_time,
         );
+        assert_eq!(coverage.live, 0);
         assert!(allowed > 0 && allowed < self.asks.len());
     }
 
@@ -270,6 +307,11 @@ impl Fixture {
     fn decide_uncached(&self, k: usize) -> bool {
         let ask = &self.asks[k % self.asks.len()];
         self.uncached.decide(black_box(&request(ask))).is_allowed()
+    }
+
+    fn decide_live(&self, k: usize) -> bool {
+        let ask = &self.asks[k % self.asks.len()];
+        self.live.decide(black_box(&request(ask))).is_allowed()
     }
 
     fn cedar(&self, k: usize) -> bool {
@@ -295,12 +337,23 @@ fn criterion_benches(c: &mut Criterion, fixtures: &[Fixture]) {
         );
         let mut k = 0;
         group.bench_with_input(
-            BenchmarkId::new("liaison-uncached", fixture.lines),
+            BenchmarkId::new("liaison-table", fixture.lines),
             fixture,
             |b, f| {
                 b.iter(|| {
                     k += 1;
                     f.decide_uncached(k)
+                })
+            },
+        );
+        let mut k = 0;
+        group.bench_with_input(
+            BenchmarkId::new("liaison-live", fixture.lines),
+            fixture,
+            |b, f| {
+                b.iter(|| {
+                    k += 1;
+                    f.decide_live(k)
                 })
             },
         );
@@ -354,8 +407,12 @@ fn percentiles(fixtures: &[Fixture]) {
                 latencies(Duration::from_secs(2), |k| fixture.decide(k)),
             ),
             (
-                "uncached",
+                "table",
                 latencies(Duration::from_secs(2), |k| fixture.decide_uncached(k)),
+            ),
+            (
+                "live",
+                latencies(Duration::from_secs(2), |k| fixture.decide_live(k)),
             ),
             (
                 "cedar",
@@ -374,12 +431,15 @@ fn percentiles(fixtures: &[Fixture]) {
 }
 
 /// What one uncached decision costs against the number of casbin lines in the enforcer it
-/// reaches: one agreement, recipient, dataset, role and action, with `n` purposes, so the
-/// enforcer holds `n` lines and the request matches the first.
+/// reaches, from the table and live: one agreement, recipient, dataset, role and action, with `n`
+/// purposes, so the enforcer holds `n` lines and the request matches the first.
 fn line_scaling() {
     println!();
     println!("uncached cost by lines in the enforcer a request reaches (plain loop)");
-    println!("{:>7}  {:>9}  {:>9}", "lines", "p50", "p99");
+    println!(
+        "{:>7}  {:>9}  {:>9}  {:>9}  {:>9}",
+        "lines", "table p50", "table p99", "live p50", "live p99"
+    );
     for n in [1, 4, 16, 64] {
         let mut a = agreement(0);
         a.recipients.truncate(1);
@@ -398,18 +458,61 @@ fn line_scaling() {
             isa: a.id.clone(),
         };
         let set = PolicySet::new(vec![a], Vec::new()).expect("valid");
-        let engine = PolicyEngine::compile(&set)
+        let tabled = PolicyEngine::compile(&set)
             .expect("compiles")
             .with_decision_cache(0);
-        assert!(engine.decide(&request(&ask)).is_allowed());
-        let times = latencies(Duration::from_secs(1), |_| {
-            engine.decide(black_box(&request(&ask))).is_allowed()
+        let live = live_engine(&set);
+        assert!(tabled.decide(&request(&ask)).is_allowed());
+        assert_eq!(tabled.decide(&request(&ask)), live.decide(&request(&ask)));
+        let table_times = latencies(Duration::from_secs(1), |_| {
+            tabled.decide(black_box(&request(&ask))).is_allowed()
+        });
+        let live_times = latencies(Duration::from_secs(1), |_| {
+            live.decide(black_box(&request(&ask))).is_allowed()
         });
         println!(
-            "{n:>7}  {:>9.2?}  {:>9.2?}",
-            percentile(&times, 0.50),
-            percentile(&times, 0.99)
+            "{n:>7}  {:>9.2?}  {:>9.2?}  {:>9.2?}  {:>9.2?}",
+            percentile(&table_times, 0.50),
+            percentile(&table_times, 0.99),
+            percentile(&live_times, 0.50),
+            percentile(&live_times, 0.99)
         );
+    }
+}
+
+/// How long compiling takes at each size, with decision tables and without, best of three.
+fn compile_times() {
+    println!();
+    println!("compile time (best of 3)");
+    println!(
+        "{:>7}  {:>9}  {:>11}  {:>12}",
+        "rules", "enforcers", "with tables", "without"
+    );
+    for &lines in &SIZES {
+        let agreements = lines / LINES_PER_AGREEMENT - usize::from(lines >= 1_000);
+        let rules = lines - agreements * LINES_PER_AGREEMENT;
+        let set = PolicySet::new(
+            (0..agreements).map(agreement).collect(),
+            (0..rules).map(rule).collect(),
+        )
+        .expect("valid");
+        let best = |compile: &dyn Fn() -> PolicyEngine| {
+            (0..3)
+                .map(|_| {
+                    let start = Instant::now();
+                    black_box(compile());
+                    start.elapsed()
+                })
+                .min()
+                .expect("three runs")
+        };
+        let tabled = best(&|| PolicyEngine::compile(&set).expect("compiles"));
+        let live = best(&|| live_engine(&set));
+        let enforcers = PolicyEngine::compile(&set)
+            .expect("compiles")
+            .table_coverage()
+            .tables;
+        println!("{lines:>7}  {enforcers:>9}  {tabled:>11.2?}  {live:>12.2?}");
     }
 }
 
@@ -438,5 +541,6 @@ fn main() {
     if std::env::args().any(|arg| arg == "--bench") {
         percentiles(&fixtures);
         line_scaling();
+        compile_times();
     }
 }

@@ -1,3 +1,4 @@
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::fmt;
 
@@ -8,8 +9,9 @@ use crate::decision::{Decision, DecisionRequest, DenyReason, Grant, Obligation, 
 use crate::error::PolicyError;
 use crate::isa::{Action, Agreement, AgreementStatus, BreakGlassScope, Effect, OperatorRule};
 use crate::mask::FieldMask;
-use crate::model::{MODEL, build_enforcer, parse_model, validate_model};
+use crate::model::{MODEL, build_enforcer, has_shipped_matcher, parse_model, validate_model};
 use crate::set::PolicySet;
+use crate::table::DecisionTable;
 use crate::version::policy_version;
 
 /// A compiled policy: immutable, `Send + Sync`, cheap to share in an `Arc` and to swap whole on
@@ -18,9 +20,15 @@ use crate::version::policy_version;
 /// casbin-rs evaluates every policy line on every call, so lines are not kept in one enforcer.
 /// Each (agreement, dataset, recipient agency) gets its own small enforcer holding only that
 /// agreement's allow lines for that dataset and recipient, plus the operator deny lines whose
-/// agency and dataset could match; a decision looks the enforcer up by key and evaluates a
-/// handful of lines per role. The index only narrows: every line still carries every attribute
-/// and the matcher checks them all, so a wrong lookup can only deny.
+/// agency and dataset could match. The index only narrows: every line still carries every
+/// attribute and the matcher checks them all, so a wrong lookup can only deny.
+///
+/// Within one enforcer casbin's answer depends only on which of the enforcer's constants each
+/// request attribute equals, so compiling asks casbin once per combination and keeps its answers
+/// in a decision table (see `table.rs`); a decision maps the request to its combination, once
+/// per distinct role and marker question, and reads what casbin said. An enforcer whose
+/// combinations exceed [`CompileOptions::max_table_cells`], or any enforcer under a model with
+/// another matcher, is asked live instead.
 pub struct PolicyEngine {
     version: String,
     agreements: BTreeMap<String, CompiledAgreement>,
@@ -46,47 +54,153 @@ struct CompiledDataset {
 
 /// The casbin lines that can match requests from one recipient for one dataset.
 struct Candidates {
-    enforcer: Enforcer,
+    evaluator: Evaluator,
+    /// What the engine needs of each line, by its position in the enforcer.
+    lines: Vec<Line>,
     /// Roles some line names.
     named_roles: HashSet<String>,
     /// Whether some line matches any role (`*`).
     any_role: bool,
-    /// Each deny line's position in the policy file, so that when several rules deny (through
-    /// different roles) the one reported does not depend on the order of the caller's roles.
-    deny_rank: HashMap<String, usize>,
-    /// Deny lines that apply only to break-glass shares (`break_glass = "deny"`).
-    glass_only: HashSet<String>,
     /// The markers some marker rule here names; each is put to casbin once per allowed share.
     markers: BTreeSet<String>,
 }
 
+/// How the lines casbin matches for a request are found.
+enum Evaluator {
+    /// Read from casbin's answers, asked for every class of request when the engine was built.
+    Table(DecisionTable),
+    /// Asked of casbin on every call: the enforcer's combinations exceed the table bound, or the
+    /// model's matcher is not the shipped one.
+    Live {
+        /// Boxed: an enforcer is several times the size of a table, and most are tables.
+        enforcer: Box<Enforcer>,
+        /// Each line's position, by id (ids are unique within an enforcer).
+        positions: HashMap<String, u32>,
+    },
+}
+
+/// One compiled line as a decision uses it.
+struct Line {
+    id: String,
+    kind: LineKind,
+}
+
+enum LineKind {
+    Allow,
+    Deny {
+        /// The line's position among the deny lines, which follow the policy file, so that when
+        /// several rules deny (through different roles) the one reported does not depend on the
+        /// order of the caller's roles.
+        rank: usize,
+        /// The operator rule's own id.
+        rule: String,
+        /// Whether it applies only to break-glass shares (`break_glass = "deny"`).
+        glass_only: bool,
+    },
+}
+
 /// What casbin said across the roles it was asked about.
 #[derive(Default)]
-struct Verdict {
-    /// Roles for which an agreement line matched.
-    granted: BTreeSet<String>,
+struct Verdict<'a> {
+    /// Roles for which an agreement line matched, sorted and distinct.
+    granted: Vec<&'a str>,
     /// The operator rule that denied, earliest in the policy file, with its position.
-    denied_by: Option<(usize, String)>,
+    denied_by: Option<(usize, &'a str)>,
     /// The same for rules that apply only to break-glass shares.
-    glass_denied_by: Option<(usize, String)>,
-    matched: Vec<String>,
+    glass_denied_by: Option<(usize, &'a str)>,
+    matched: Vec<&'a str>,
     failed: bool,
 }
 
+/// How [`PolicyEngine::compile_with`] builds an engine.
+#[derive(Debug, Clone, Copy)]
+pub struct CompileOptions<'a> {
+    /// The casbin model; it must pass [`validate_model`].
+    pub model: &'a str,
+    /// The most combinations of request classes one enforcer's decision table may hold. An
+    /// enforcer over the bound, and every enforcer when this is zero, puts each decision to
+    /// casbin live, at some microseconds per line.
+    pub max_table_cells: usize,
+}
+
+impl CompileOptions<'_> {
+    /// 4,096 combinations: some tens of milliseconds of casbin calls to fill at ten lines, 16 KiB
+    /// to keep.
+    pub const DEFAULT_TABLE_CELLS: usize = 4_096;
+}
+
+impl Default for CompileOptions<'static> {
+    fn default() -> Self {
+        Self {
+            model: MODEL,
+            max_table_cells: Self::DEFAULT_TABLE_CELLS,
+        }
+    }
+}
+
+/// How a compiled engine's enforcers decide, for logs and tests.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TableCoverage {
+    /// Enforcers answering from a decision table.
+    pub tables: usize,
+    /// Enforcers asking casbin on every decision.
+    pub live: usize,
+    /// Combinations held across all tables.
+    pub cells: usize,
+}
+
 impl PolicyEngine {
-    /// Compiles `set` against the shipped [`MODEL`].
+    /// Compiles `set` against the shipped [`MODEL`], with decision tables.
     ///
     /// Synchronous and CPU-bound: a gateway reloading policy from async code should call it
     /// inside `spawn_blocking`.
     pub fn compile(set: &PolicySet) -> Result<Self, PolicyError> {
-        Self::compile_with_model(set, MODEL)
+        Self::compile_with(set, CompileOptions::default())
     }
 
     /// Compiles `set` against another casbin model, which must pass [`validate_model`].
     pub fn compile_with_model(set: &PolicySet, model_text: &str) -> Result<Self, PolicyError> {
+        Self::compile_with(
+            set,
+            CompileOptions {
+                model: model_text,
+                ..CompileOptions::default()
+            },
+        )
+    }
+
+    /// Compiles `set` as `options` say.
+    ///
+    /// Each enforcer whose request classes number at most `options.max_table_cells` is asked
+    /// about every class here, once, so that decisions read casbin's answers instead of running
+    /// its matcher; that is most of the compile time. Under a model whose matcher is not the
+    /// shipped one the classes would not be exact, so every enforcer is asked live.
+    pub fn compile_with(set: &PolicySet, options: CompileOptions<'_>) -> Result<Self, PolicyError> {
+        let model_text = options.model;
         validate_model(model_text)?;
         let model = parse_model(model_text)?;
         let version = policy_version(model_text, set.agreements(), set.rules());
+        let max_cells = if has_shipped_matcher(&model) {
+            options.max_table_cells
+        } else {
+            tracing::info!("the casbin model's matcher is not the shipped one; deciding live");
+            0
+        };
+
+        // Every enforcer is independent of the others, and filling their tables is most of the
+        // work, so they are built first, on every core.
+        let keys: Vec<(&Agreement, &str, &str)> = set
+            .agreements()
+            .iter()
+            .flat_map(|a| {
+                a.datasets.iter().flat_map(move |terms| {
+                    a.recipients
+                        .iter()
+                        .map(move |r| (a, terms.dataset.as_str(), r.as_str()))
+                })
+            })
+            .collect();
+        let mut built = build_enforcers(&model, &keys, set.rules(), max_cells)?.into_iter();
 
         let mut agreements = BTreeMap::new();
         for agreement in set.agreements() {
@@ -115,9 +229,10 @@ impl PolicyEngine {
                 }
                 let mut by_recipient = HashMap::new();
                 for recipient in &agreement.recipients {
-                    let lines = lines_for(agreement, &terms.dataset, recipient, set.rules());
-                    let candidates = Candidates::build(&model, lines)?;
-                    candidates.probe(agreement, &terms.dataset, recipient)?;
+                    // `built` follows the order `keys` was gathered in, which this loop repeats.
+                    let candidates = built.next().ok_or_else(|| PolicyError::Casbin {
+                        message: "fewer enforcers were built than asked for".into(),
+                    })?;
                     by_recipient.insert(recipient.clone(), candidates);
                 }
                 datasets.insert(
@@ -138,21 +253,31 @@ impl PolicyEngine {
                 },
             );
         }
-        tracing::debug!(%version, agreements = agreements.len(), "policy compiled");
-        Ok(Self {
+        let engine = Self {
             version,
             agreements,
             rules: set.rules().to_vec(),
             cache: DecisionCache::new(DEFAULT_CAPACITY),
-        })
+        };
+        let coverage = engine.table_coverage();
+        tracing::debug!(
+            version = engine.version,
+            agreements = engine.agreements.len(),
+            tables = coverage.tables,
+            live = coverage.live,
+            cells = coverage.cells,
+            "policy compiled"
+        );
+        Ok(engine)
     }
 
     /// Keeps up to `capacity` decisions (16,384 unless set), or none when `capacity` is zero.
     ///
-    /// A repeated question is answered from the cache in about a microsecond instead of tens
-    /// (casbin runs its matcher script once per candidate line). The cache belongs to this engine,
-    /// so a reloaded policy, being a new engine, never sees an old policy's decisions; and its key
-    /// holds every input of a decision, so a hit is exactly what evaluating would return.
+    /// The cache belongs to this engine, so a reloaded policy, being a new engine, never sees an
+    /// old policy's decisions; and its key holds every input of a decision, so a hit is exactly
+    /// what evaluating would return. A hit is still about three times cheaper than reading the
+    /// decision tables (it skips the lookups and returns a finished decision), and far cheaper
+    /// where an enforcer is asked live.
     #[must_use]
     pub fn with_decision_cache(mut self, capacity: usize) -> Self {
         self.cache = DecisionCache::new(capacity);
@@ -160,7 +285,8 @@ impl PolicyEngine {
     }
 
     /// Decides one request. Synchronous and without I/O: safe on any async worker. The only lock
-    /// is the decision cache's, held for a map lookup or insert.
+    /// is the decision cache's, held for a map lookup or insert. casbin runs only for enforcers
+    /// without a decision table.
     pub fn decide(&self, req: &DecisionRequest<'_>) -> Decision {
         let Some(compiled) = self.agreements.get(req.isa_id) else {
             return self.deny(
@@ -205,13 +331,16 @@ impl PolicyEngine {
         // The first unmet condition of the agreement, in the documented order. casbin decides;
         // this names the reason, and must agree with casbin before anything is allowed.
         let gap = grant_gap(agreement, req);
-        let mut matched = verdict.matched;
+        let mut matched: Vec<String> = verdict.matched.iter().map(|id| (*id).to_owned()).collect();
 
         if verdict.failed {
             return self.deny(Some(agreement), DenyReason::EvaluationFailed, matched);
         }
         let casbin_grants = !verdict.granted.is_empty();
-        match (gap, verdict.denied_by.map(|(_, rule_id)| rule_id)) {
+        match (
+            gap,
+            verdict.denied_by.map(|(_, rule_id)| rule_id.to_owned()),
+        ) {
             (Some(reason), _) => {
                 if casbin_grants {
                     tracing::error!(
@@ -256,7 +385,7 @@ impl PolicyEngine {
         };
         let mut mask = FieldMask::empty();
         for role in &verdict.granted {
-            if let Some(fields) = dataset.masks.get(role) {
+            if let Some(fields) = dataset.masks.get(*role) {
                 mask.union_with(fields);
             }
         }
@@ -265,7 +394,7 @@ impl PolicyEngine {
         if req.break_glass {
             let mut invoked = false;
             for role in &verdict.granted {
-                if let Some(fields) = dataset.break_glass.get(role) {
+                if let Some(fields) = dataset.break_glass.get(*role) {
                     mask.union_with(fields);
                     matched.push(break_glass_id(agreement, req.dataset, role));
                     invoked = true;
@@ -284,7 +413,9 @@ impl PolicyEngine {
             if let Some((_, rule_id)) = verdict.glass_denied_by {
                 return self.deny(
                     Some(agreement),
-                    DenyReason::BreakGlassDenied { rule_id },
+                    DenyReason::BreakGlassDenied {
+                        rule_id: rule_id.to_owned(),
+                    },
                     matched,
                 );
             }
@@ -304,7 +435,7 @@ impl PolicyEngine {
                 if let Some((_, rule_id)) = earliest {
                     withheld.push(Withholding {
                         marker: marker.clone(),
-                        rule_id,
+                        rule_id: rule_id.to_owned(),
                     });
                 }
             }
@@ -380,6 +511,27 @@ impl PolicyEngine {
         grants
     }
 
+    /// How many enforcers answer from a decision table and how many ask casbin live.
+    pub fn table_coverage(&self) -> TableCoverage {
+        let mut coverage = TableCoverage::default();
+        for candidates in self.candidates() {
+            if candidates.is_table() {
+                coverage.tables += 1;
+                coverage.cells += candidates.cells();
+            } else {
+                coverage.live += 1;
+            }
+        }
+        coverage
+    }
+
+    fn candidates(&self) -> impl Iterator<Item = &Candidates> {
+        self.agreements
+            .values()
+            .flat_map(|a| a.datasets.values())
+            .flat_map(|d| d.by_recipient.values())
+    }
+
     pub fn agreement(&self, id: &str) -> Option<&Agreement> {
         self.agreements.get(id).map(|c| &c.agreement)
     }
@@ -423,41 +575,95 @@ impl PolicyEngine {
 
 impl fmt::Debug for PolicyEngine {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let enforcers: usize = self
-            .agreements
-            .values()
-            .flat_map(|a| a.datasets.values())
-            .map(|d| d.by_recipient.len())
-            .sum();
         f.debug_struct("PolicyEngine")
             .field("version", &self.version)
             .field("agreements", &self.agreements.keys().collect::<Vec<_>>())
-            .field("enforcers", &enforcers)
+            .field("enforcers", &self.table_coverage())
             .field("decision_cache", &self.cache.capacity())
             .finish()
     }
 }
 
+/// Builds the enforcer for each (agreement, dataset, recipient) in `keys`, in order, spread over
+/// the available cores.
+fn build_enforcers(
+    model: &casbin::DefaultModel,
+    keys: &[(&Agreement, &str, &str)],
+    rules: &[OperatorRule],
+    max_cells: usize,
+) -> Result<Vec<Candidates>, PolicyError> {
+    let build = |keys: &[(&Agreement, &str, &str)]| -> Result<Vec<Candidates>, PolicyError> {
+        keys.iter()
+            .map(|(agreement, dataset, recipient)| {
+                let lines = lines_for(agreement, dataset, recipient, rules);
+                let key = (agreement.id.as_str(), *dataset, *recipient);
+                Candidates::build(model, lines, key, max_cells)
+            })
+            .collect()
+    };
+    // Threads pay off only past a few dozen enforcers.
+    let threads = std::thread::available_parallelism()
+        .map_or(1, std::num::NonZeroUsize::get)
+        .min(keys.len() / 32)
+        .clamp(1, MAX_COMPILE_THREADS);
+    if threads == 1 {
+        return build(keys);
+    }
+    let chunk = keys.len().div_ceil(threads);
+    std::thread::scope(|scope| {
+        let parts: Vec<_> = keys
+            .chunks(chunk)
+            .map(|part| scope.spawn(move || build(part)))
+            .collect();
+        let mut built = Vec::with_capacity(keys.len());
+        for part in parts {
+            let part = part.join().map_err(|_| PolicyError::Casbin {
+                message: "building enforcers failed unexpectedly".into(),
+            })?;
+            built.extend(part?);
+        }
+        Ok(built)
+    })
+}
+
+/// The most threads one compile uses: a reload should not take every core of a large host from
+/// the decisions still being made under the old policy.
+const MAX_COMPILE_THREADS: usize = 4;
+
 impl Candidates {
-    fn build(model: &casbin::DefaultModel, lines: Vec<Vec<String>>) -> Result<Self, PolicyError> {
+    /// Builds the enforcer for requests under agreement, dataset and recipient `key`, probes it,
+    /// and fills its decision table if its request classes number at most `max_cells`.
+    fn build(
+        model: &casbin::DefaultModel,
+        lines: Vec<Vec<String>>,
+        (isa, dataset, recipient): (&str, &str, &str),
+        max_cells: usize,
+    ) -> Result<Self, PolicyError> {
         let mut named_roles = HashSet::new();
         let mut any_role = false;
-        let mut deny_rank = HashMap::new();
-        let mut glass_only = HashSet::new();
         let mut markers = BTreeSet::new();
+        let mut described = Vec::with_capacity(lines.len());
+        let mut positions = HashMap::with_capacity(lines.len());
+        let mut denies = 0;
         for line in &lines {
-            if line.get(EFT).is_some_and(|eft| eft == "deny")
-                && let Some(id) = line.get(ID)
-            {
-                let rank = deny_rank.len();
-                deny_rank.insert(id.clone(), rank);
-                if line.get(BREAK_GLASS).is_some_and(|bg| bg == GLASS_YES) {
-                    glass_only.insert(id.clone());
-                }
+            let (Some(eft), Some(id)) = (line.get(EFT), line.get(ID)) else {
+                return Err(PolicyError::Casbin {
+                    message: "a compiled line has no effect or id".into(),
+                });
+            };
+            let kind = if eft == "deny" {
+                denies += 1;
                 if let Some(marker) = line.get(MARKER).filter(|m| *m != ANY) {
                     markers.insert(marker.clone());
                 }
-            }
+                LineKind::Deny {
+                    rank: denies - 1,
+                    rule: id.strip_prefix(RULE_PREFIX).unwrap_or(id).to_owned(),
+                    glass_only: line.get(BREAK_GLASS).is_some_and(|bg| bg == GLASS_YES),
+                }
+            } else {
+                LineKind::Allow
+            };
             match line.get(ROLE) {
                 Some(role) if role == "*" => any_role = true,
                 Some(role) => {
@@ -465,66 +671,96 @@ impl Candidates {
                 }
                 None => {}
             }
+            let position = u32::try_from(described.len()).map_err(|_| PolicyError::Casbin {
+                message: "an enforcer holds more lines than it can number".into(),
+            })?;
+            positions.insert(id.clone(), position);
+            described.push(Line {
+                id: id.clone(),
+                kind,
+            });
         }
+        let enforcer = build_enforcer(model, lines.clone())?;
+        probe(&enforcer, &lines)?;
+        let position = |line: &[String]| line.get(ID).and_then(|id| positions.get(id)).copied();
+        let evaluator = match DecisionTable::build(
+            &enforcer,
+            &lines,
+            (isa, recipient, dataset),
+            position,
+            max_cells,
+        )? {
+            Ok(table) => Evaluator::Table(table),
+            Err(why) => {
+                if max_cells > 0 {
+                    tracing::debug!(isa, dataset, recipient, ?why, "deciding live");
+                }
+                Evaluator::Live {
+                    enforcer: Box::new(enforcer),
+                    positions,
+                }
+            }
+        };
         Ok(Self {
-            enforcer: build_enforcer(model, lines)?,
+            evaluator,
+            lines: described,
             named_roles,
             any_role,
-            deny_rank,
-            glass_only,
             markers,
         })
     }
 
-    /// Enforces one allow line's own values and expects it among the matches, so a model whose
-    /// matcher cannot see the compiled lines fails at compile time, not on the first share.
-    fn probe(
+    /// The positions of the lines casbin matches for `req` with `role` and `marker`, in the
+    /// order casbin reports them.
+    fn matched(
         &self,
-        agreement: &Agreement,
-        dataset: &str,
-        recipient: &str,
-    ) -> Result<(), PolicyError> {
-        let Some(terms) = agreement.dataset(dataset) else {
-            return Ok(());
-        };
-        let (Some(grant), Some(purpose), Some(action)) = (
-            terms.roles.first(),
-            agreement.purposes.first(),
-            terms.actions.first(),
-        ) else {
-            return Ok(());
-        };
-        let request = (
-            agreement.id.as_str(),
-            recipient,
-            grant.role.as_str(),
-            dataset,
-            purpose.as_str(),
-            action.as_str(),
-            NO_MARKER,
-            GLASS_NO,
-        );
-        let expected = allow_id(agreement, dataset, recipient, &grant.role, *action, purpose);
-        match self.enforcer.enforce_ex(request) {
-            Ok((_, lines)) if lines.iter().any(|l| l.get(ID) == Some(&expected)) => Ok(()),
-            Ok(_) => Err(PolicyError::Model {
-                reason: format!("its matcher does not match the compiled line `{expected}`"),
-            }),
-            Err(e) => Err(PolicyError::Model {
-                reason: format!("its matcher fails on `{expected}`: {e}"),
-            }),
+        req: &DecisionRequest<'_>,
+        role: &str,
+        marker: &str,
+        glass: &str,
+    ) -> Result<Cow<'_, [u32]>, String> {
+        match &self.evaluator {
+            Evaluator::Table(table) => table
+                .matched([role, req.purpose, req.action.as_str(), marker, glass])
+                .map(Cow::Borrowed)
+                .ok_or_else(|| "the decision table has no such cell".to_owned()),
+            Evaluator::Live {
+                enforcer,
+                positions,
+            } => {
+                let request = (
+                    req.isa_id,
+                    req.agency,
+                    role,
+                    req.dataset,
+                    req.purpose,
+                    req.action.as_str(),
+                    marker,
+                    glass,
+                );
+                let (_, lines) = enforcer.enforce_ex(request).map_err(|e| e.to_string())?;
+                lines
+                    .iter()
+                    .map(|line| line.get(ID).and_then(|id| positions.get(id)).copied())
+                    .collect::<Option<Vec<u32>>>()
+                    .map(Cow::Owned)
+                    .ok_or_else(|| "casbin reported a line the enforcer was not given".to_owned())
+            }
         }
     }
 
-    /// Puts `req` to casbin once per distinct role that could match, about the share itself
-    /// (`marker` empty) or about its records carrying `marker`.
-    fn evaluate(&self, req: &DecisionRequest<'_>, marker: &str) -> Verdict {
+    /// What casbin says about `req` for each distinct role that could match, about the share
+    /// itself (`marker` empty) or about its records carrying `marker`.
+    fn evaluate<'a>(&'a self, req: &DecisionRequest<'a>, marker: &str) -> Verdict<'a> {
         let glass = if req.break_glass { GLASS_YES } else { GLASS_NO };
         let mut verdict = Verdict::default();
-        let mut seen = HashSet::new();
         let mut seen_unnamed = false;
-        for role in req.roles {
-            if !seen.insert(role.as_str()) {
+        for (n, role) in req.roles.iter().enumerate() {
+            if req
+                .roles
+                .get(..n)
+                .is_some_and(|before| before.contains(role))
+            {
                 continue;
             }
             // A role no line names can only match `*` lines, and matches them all alike, so one
@@ -535,52 +771,99 @@ impl Candidates {
                 }
                 seen_unnamed = true;
             }
-            let request = (
-                req.isa_id,
-                req.agency,
-                role.as_str(),
-                req.dataset,
-                req.purpose,
-                req.action.as_str(),
-                marker,
-                glass,
-            );
-            match self.enforcer.enforce_ex(request) {
-                Ok((_, lines)) => {
-                    for line in lines {
-                        let (Some(eft), Some(id)) = (line.get(EFT), line.get(ID)) else {
-                            continue;
-                        };
-                        match eft.as_str() {
-                            "allow" => {
-                                verdict.granted.insert(role.clone());
-                            }
-                            "deny" => {
-                                let rank = self.deny_rank.get(id).copied().unwrap_or(usize::MAX);
-                                let slot = if self.glass_only.contains(id) {
-                                    &mut verdict.glass_denied_by
-                                } else {
-                                    &mut verdict.denied_by
-                                };
-                                if slot.as_ref().is_none_or(|(r, _)| rank < *r) {
-                                    let rule = id.strip_prefix(RULE_PREFIX).unwrap_or(id);
-                                    *slot = Some((rank, rule.to_owned()));
-                                }
-                            }
-                            _ => {}
+            let matched = match self.matched(req, role, marker, glass) {
+                Ok(matched) => matched,
+                Err(error) => {
+                    tracing::error!(%error, isa = req.isa_id, "casbin evaluation failed");
+                    verdict.failed = true;
+                    continue;
+                }
+            };
+            for position in matched.iter() {
+                let Some(line) = usize::try_from(*position)
+                    .ok()
+                    .and_then(|p| self.lines.get(p))
+                else {
+                    verdict.failed = true;
+                    continue;
+                };
+                match &line.kind {
+                    LineKind::Allow => {
+                        if !verdict.granted.contains(&role.as_str()) {
+                            verdict.granted.push(role);
                         }
-                        if !verdict.matched.contains(id) {
-                            verdict.matched.push(id.clone());
+                    }
+                    LineKind::Deny {
+                        rank,
+                        rule,
+                        glass_only,
+                    } => {
+                        let slot = if *glass_only {
+                            &mut verdict.glass_denied_by
+                        } else {
+                            &mut verdict.denied_by
+                        };
+                        if slot.is_none_or(|(r, _)| *rank < r) {
+                            *slot = Some((*rank, rule));
                         }
                     }
                 }
-                Err(e) => {
-                    tracing::error!(error = %e, isa = req.isa_id, "casbin evaluation failed");
-                    verdict.failed = true;
+                if !verdict.matched.contains(&line.id.as_str()) {
+                    verdict.matched.push(&line.id);
                 }
             }
         }
+        verdict.granted.sort_unstable();
         verdict
+    }
+
+    fn is_table(&self) -> bool {
+        matches!(self.evaluator, Evaluator::Table(_))
+    }
+
+    fn cells(&self) -> usize {
+        match &self.evaluator {
+            Evaluator::Table(table) => table.cells(),
+            Evaluator::Live { .. } => 0,
+        }
+    }
+}
+
+/// Enforces the first allow line's own values and expects it among the matches, so a model
+/// whose matcher cannot see the compiled lines fails at compile time, not on the first share.
+fn probe(enforcer: &Enforcer, lines: &[Vec<String>]) -> Result<(), PolicyError> {
+    let Some(allow) = lines
+        .iter()
+        .find(|l| l.get(EFT).is_some_and(|e| e == "allow"))
+    else {
+        return Ok(());
+    };
+    let value = |column: usize| allow.get(column).map_or("", String::as_str);
+    let expected = value(ID);
+    let request = (
+        value(2),
+        value(3),
+        value(ROLE),
+        value(5),
+        value(6),
+        value(7),
+        NO_MARKER,
+        GLASS_NO,
+    );
+    match enforcer.enforce_ex(request) {
+        Ok((_, lines))
+            if lines
+                .iter()
+                .any(|l| l.get(ID).is_some_and(|id| id == expected)) =>
+        {
+            Ok(())
+        }
+        Ok(_) => Err(PolicyError::Model {
+            reason: format!("its matcher does not match the compiled line `{expected}`"),
+        }),
+        Err(e) => Err(PolicyError::Model {
+            reason: format!("its matcher fails on `{expected}`: {e}"),
+        }),
     }
 }
 

@@ -43,7 +43,8 @@
 //! description = "Records of people under witness protection are never shared with partners"
 //! ```
 //!
-//! casbin decides it, once per allowed request, and [`Decision::withheld`] lists the markers
+//! casbin decides it (through the decision table it filled when the policy was compiled), once
+//! per allowed request, and [`Decision::withheld`] lists the markers
 //! withheld with their rules; [`Decision::withholding`] is the per-record lookup. Markers only
 //! narrow: a record is released only where it would be without its markers, and a marker no rule
 //! names changes nothing.
@@ -94,6 +95,7 @@ mod lint;
 mod mask;
 mod model;
 mod set;
+mod table;
 mod version;
 
 pub use cases::{
@@ -101,7 +103,7 @@ pub use cases::{
     TestReport, run_case_file,
 };
 pub use decision::{Decision, DecisionRequest, DenyReason, Grant, Obligation, Withholding};
-pub use engine::PolicyEngine;
+pub use engine::{CompileOptions, PolicyEngine, TableCoverage};
 pub use error::{PolicyError, Problem};
 pub use explain::{Asked, Check, Explanation, explain};
 pub use isa::{

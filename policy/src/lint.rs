@@ -7,7 +7,7 @@
 //! whole pipeline a deployment would (model, file, lints, compile) and reports every finding at
 //! once, so the CLI only reads files and prints.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::str::FromStr;
 
@@ -36,6 +36,10 @@ pub struct KnownNames {
     /// `person.names.given_names`. A policy may name a leaf or any of its ancestors
     /// (`person.names`, `person`).
     pub fields: Option<BTreeSet<String>>,
+    /// For each dataset whose mappings bound the sensitivity markers its records can carry,
+    /// those markers. A dataset not listed may carry any marker (its mapping reads markers from
+    /// the source untranslated, or another gateway's mapping decides them).
+    pub markers: Option<BTreeMap<String, BTreeSet<String>>>,
 }
 
 /// One finding of [`lint`] or [`check`].
@@ -93,6 +97,9 @@ pub enum LintCode {
     /// Break-glass terms that release nothing beyond the role's normal fields, so invoking them
     /// raises an alert for no wider access.
     BreakGlassAddsNothing,
+    /// A rule names a marker that no mapping of the datasets it covers puts on a record, so it
+    /// withholds nothing.
+    UnproducedMarker,
 }
 
 /// Everything `liaison policy check` reports about one policy file.
@@ -129,6 +136,19 @@ impl KnownNames {
 
     pub fn with_fields<I: IntoIterator<Item = S>, S: Into<String>>(mut self, paths: I) -> Self {
         self.fields = Some(paths.into_iter().map(Into::into).collect());
+        self
+    }
+
+    /// Records that the records of `dataset` can carry exactly `markers` and no other.
+    pub fn with_markers<I: IntoIterator<Item = S>, S: Into<String>>(
+        mut self,
+        dataset: impl Into<String>,
+        markers: I,
+    ) -> Self {
+        self.markers.get_or_insert_default().insert(
+            dataset.into(),
+            markers.into_iter().map(Into::into).collect(),
+        );
         self
     }
 
@@ -182,6 +202,7 @@ impl LintCode {
             Self::ActivePastEnd => "active-past-end",
             Self::ReviewOverdue => "review-overdue",
             Self::BreakGlassAddsNothing => "break-glass-adds-nothing",
+            Self::UnproducedMarker => "unproduced-marker",
         }
     }
 }
@@ -318,6 +339,8 @@ pub fn lint(set: &PolicySet, known: &KnownNames) -> Vec<Lint> {
 ///   has passed.
 /// * Break-glass: its roles and fields are checked as names like any grant's (errors), and terms
 ///   that add no field to a role's normal set are reported (warning).
+/// * Markers (warnings): a rule naming a marker that no mapping of its dataset produces, or, for
+///   a rule on every dataset, no mapping of any known dataset.
 pub fn lint_on(set: &PolicySet, known: &KnownNames, today: time::Date) -> Vec<Lint> {
     let mut lints = Vec::new();
     for agreement in set.agreements() {
@@ -326,6 +349,7 @@ pub fn lint_on(set: &PolicySet, known: &KnownNames, today: time::Date) -> Vec<Li
     }
     for rule in set.rules() {
         unknown_in_rule(rule, known, &mut lints);
+        unproduced_marker(rule, known, &mut lints);
     }
     for agreement in set.agreements() {
         dates(agreement, today, &mut lints);
@@ -529,6 +553,42 @@ fn break_glass_terms(agreement: &Agreement, known: &KnownNames, lints: &mut Vec<
             }
         }
     }
+}
+
+/// A marker rule whose marker no record of its datasets can carry withholds nothing: usually a
+/// misspelling, or a mapping that stopped producing the marker.
+fn unproduced_marker(rule: &OperatorRule, known: &KnownNames, lints: &mut Vec<Lint>) {
+    let (Some(marker), Some(markers)) = (&rule.marker, &known.markers) else {
+        return;
+    };
+    let message = if rule.dataset == "*" {
+        // Only when every dataset's markers are bounded can no dataset produce it.
+        let Some(datasets) = &known.datasets else {
+            return;
+        };
+        let unproduced = !datasets.is_empty()
+            && datasets
+                .iter()
+                .all(|d| markers.get(d).is_some_and(|m| !m.contains(marker)));
+        if !unproduced {
+            return;
+        }
+        format!("names marker `{marker}`, which no mapping of any dataset produces")
+    } else {
+        match markers.get(&rule.dataset) {
+            Some(produced) if !produced.contains(marker) => format!(
+                "names marker `{marker}`, which no mapping of dataset `{}` produces",
+                rule.dataset
+            ),
+            _ => return,
+        }
+    };
+    lints.push(Lint::new(
+        Severity::Warning,
+        LintCode::UnproducedMarker,
+        rule_subject(rule),
+        format!("{message}, so it withholds nothing"),
+    ));
 }
 
 fn unknown_in_rule(rule: &OperatorRule, known: &KnownNames, lints: &mut Vec<Lint>) {

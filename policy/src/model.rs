@@ -109,6 +109,22 @@ pub(crate) fn parse_model(text: &str) -> Result<DefaultModel, PolicyError> {
     ready(DefaultModel::from_str(text))?.map_err(|e| model_error(e.to_string()))
 }
 
+/// Whether `model` matches lines exactly as the shipped [`MODEL`] does: each request attribute
+/// equal to the line's value or the line's value `*`. Decision tables rely on it.
+pub(crate) fn has_shipped_matcher(model: &DefaultModel) -> bool {
+    let matcher = |model: &DefaultModel| {
+        model
+            .get_model()
+            .get("m")
+            .and_then(|map| map.get("m"))
+            .map(|assertion| assertion.value.clone())
+    };
+    let Ok(shipped) = parse_model(MODEL) else {
+        return false;
+    };
+    matches!((matcher(model), matcher(&shipped)), (Some(a), Some(b)) if a == b)
+}
+
 /// An enforcer over `lines`, built synchronously.
 ///
 /// casbin's constructors are async only because adapters may do I/O. Ours is an in-memory

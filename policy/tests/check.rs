@@ -544,3 +544,68 @@ fn break_glass_for_a_role_without_normal_terms_is_refused_when_loading() {
         "{e}"
     );
 }
+
+fn marker_rule(id: &str, dataset: &str, marker: &str) -> String {
+    format!(
+        "{}marker = \"{marker}\"\n",
+        rule(id, "*", "*", dataset, "*", "*")
+    )
+}
+
+#[test]
+fn a_marker_no_mapping_produces_is_reported() {
+    let bounded = known()
+        .with_markers(
+            "police.records",
+            ["witness-protection", "child-sexual-exploitation"],
+        )
+        .with_markers("health.records", ["witness-protection"]);
+    let check = |rules: &str| {
+        let set = PolicySet::from_toml(&with_rules(rules)).unwrap();
+        lint_on(&set, &bounded, TODAY)
+    };
+    assert_eq!(
+        check(&marker_rule("wp", "police.records", "witness-protection")),
+        []
+    );
+    assert_eq!(
+        one(&check(&marker_rule(
+            "typo",
+            "police.records",
+            "witness-protectoin"
+        ))),
+        (
+            Severity::Warning,
+            LintCode::UnproducedMarker,
+            "rule `typo`".to_owned(),
+            "names marker `witness-protectoin`, which no mapping of dataset `police.records` \
+             produces, so it withholds nothing"
+                .to_owned()
+        )
+    );
+    // On every dataset: reported only when none of them produces it.
+    assert_eq!(
+        check(&marker_rule("cse", "*", "child-sexual-exploitation")),
+        []
+    );
+    assert_eq!(
+        one(&check(&marker_rule("nowhere", "*", "adoption"))).3,
+        "names marker `adoption`, which no mapping of any dataset produces, so it withholds \
+         nothing"
+    );
+    // A dataset whose markers nothing bounds may carry any marker.
+    let open = known().with_markers("police.records", ["witness-protection"]);
+    let set = PolicySet::from_toml(&with_rules(&marker_rule("any", "*", "adoption"))).unwrap();
+    assert_eq!(lint_on(&set, &open, TODAY), []);
+    let set =
+        PolicySet::from_toml(&with_rules(&marker_rule("h", "health.records", "adoption"))).unwrap();
+    assert!(
+        lint_on(&set, &open, TODAY)
+            .iter()
+            .all(|l| l.code != LintCode::UnproducedMarker)
+    );
+    // Without mappings to go by, nothing is said.
+    let set =
+        PolicySet::from_toml(&with_rules(&marker_rule("p", "police.records", "adoption"))).unwrap();
+    assert_eq!(lint_on(&set, &known(), TODAY), []);
+}
