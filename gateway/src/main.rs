@@ -2,6 +2,12 @@
 
 use clap::Parser;
 
+/// mimalloc rather than the system allocator: every share allocates and
+/// frees many small objects on both runtime threads, and glibc malloc spent
+/// about a quarter of the gateway's CPU on that under load (BENCHMARKS.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() {
     liaison_gateway::telemetry::init();
