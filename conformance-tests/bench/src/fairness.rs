@@ -301,10 +301,18 @@ async fn flood_run(
                         false
                     }
                     Err(s) => {
+                        // The message names the cause of a transport
+                        // failure, which the code alone (`Unknown`) does not.
+                        let message: String = s
+                            .message()
+                            .chars()
+                            .take(80)
+                            .collect::<String>()
+                            .replace('|', "/");
                         *other
                             .lock()
                             .await
-                            .entry(format!("{:?}", s.code()))
+                            .entry(format!("{:?} `{message}`", s.code()))
                             .or_insert(0) += 1;
                         false
                     }

@@ -544,6 +544,9 @@ target/release/liaison-bench            # full: 3 rounds of 10 s runs, ~8 min
 target/release/liaison-bench --quick    # smoke: 3 rounds of 1 s runs, under 2 min
 ```
 
+`--scenario scale-out` and `--scenario fairness` run the measurements of the sections
+\"Scale-out behind one port\" and \"Per-agency fairness\" instead.
+
 `h2load` comes from `apt-get install nghttp2-client`; PostgreSQL is the local server
 (`LIAISON_TEST_POSTGRES_URL`, default `postgres://postgres@127.0.0.1:5432/postgres`), where each
 round gets a scratch database; `--no-postgres` leaves it out.
