@@ -165,7 +165,7 @@ agency's p99 must stay within +20 % of its p99 alone. In one run of
 
 ```
 cargo build --release -p liaison-gateway -p liaison-bench
-target/release/liaison-bench --scenario fairness             # 3 rounds of 10 s runs, ~1.5 min
+target/release/liaison-bench --scenario fairness             # 3 rounds of 10 s runs, ~1 min
 target/release/liaison-bench --scenario fairness --quick     # 2 s runs, a smoke test
 ```
 

@@ -264,7 +264,7 @@ one replica killed mid-load. In one run of `liaison-bench --scenario scale-out`
 
 ```
 cargo build --release -p liaison-gateway -p liaison-bench
-target/release/liaison-bench --scenario scale-out            # 3 rounds of 10 s runs, ~4 min
+target/release/liaison-bench --scenario scale-out            # 3 rounds of 10 s runs, ~3.5 min
 target/release/liaison-bench --scenario scale-out --quick    # 1 s runs, a smoke test
 ```
 
