@@ -197,23 +197,84 @@ max_waiting = 1024
     }
 }
 
+/// The recipient agency of the demo agreement, whose system the bench's
+/// token speaks for.
+pub const RECIPIENT: &str = "hackney-childrens";
+
+/// `[server.limits]`, as `gateway/src/admission.rs` reads them: the same for
+/// every agency.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// `agency_requests_per_second`.
+    pub rate: u32,
+    /// `agency_burst`.
+    pub burst: u32,
+    /// `agency_max_concurrent`.
+    pub concurrent: u32,
+    /// `max_in_flight`.
+    pub in_flight: u32,
+}
+
+impl Limits {
+    /// Checked on every call but beyond any load the bench makes: the bench
+    /// measures what a share costs, not where admission refuses.
+    pub const UNREACHED: Limits = Limits {
+        rate: 100_000_000,
+        burst: 100_000_000,
+        concurrent: 100_000,
+        in_flight: 100_000,
+    };
+}
+
+/// A recipient agency and the identity provider that speaks for it.
+#[derive(Debug, Clone, Copy)]
+pub struct Recipient<'a> {
+    /// The agency id.
+    pub agency: &'a str,
+    /// Its display name.
+    pub name: &'a str,
+    /// Its issuer's URL.
+    pub issuer: &'a str,
+}
+
 /// The gateway's configuration: plaintext HTTP/2 on `listen`, the given
 /// ledger, the policy, the two agencies, the bench's issuer for the
 /// recipient, and one connector serving the requests' dataset.
 pub fn config(listen: &str, ledger: &str, issuer: &str, source: &Source<'_>) -> String {
+    let recipient = Recipient {
+        agency: RECIPIENT,
+        name: "Hackney Children and Families Service",
+        issuer,
+    };
+    config_with(listen, ledger, &[recipient], Limits::UNREACHED, source)
+}
+
+/// [`config`] with any number of recipient agencies, each with its own
+/// issuer, and the given admission limits.
+pub fn config_with(
+    listen: &str,
+    ledger: &str,
+    recipients: &[Recipient<'_>],
+    limits: Limits,
+    source: &Source<'_>,
+) -> String {
     let connector = source.connector();
-    format!(
+    let Limits {
+        rate,
+        burst,
+        concurrent,
+        in_flight,
+    } = limits;
+    let mut out = format!(
         r#"version = 1
 [server]
 listen = "{listen}"
 connector_deadline_ms = 5000
-# The bench measures what a share costs, not where admission refuses: the
-# limits are checked on every call but set beyond any load here.
 [server.limits]
-agency_requests_per_second = 100000000
-agency_burst = 100000000
-agency_max_concurrent = 100000
-max_in_flight = 100000
+agency_requests_per_second = {rate}
+agency_burst = {burst}
+agency_max_concurrent = {concurrent}
+max_in_flight = {in_flight}
 [ledger]
 url = "{ledger}"
 [policy]
@@ -222,18 +283,43 @@ file = "policy.toml"
 id = "met-police"
 display_name = "Metropolitan Police Service"
 kind = "police"
-[[agency]]
-id = "hackney-childrens"
-display_name = "Hackney Children and Families Service"
+"#
+    );
+    for r in recipients {
+        let _ = write!(
+            out,
+            r#"[[agency]]
+id = "{agency}"
+display_name = "{name}"
 kind = "local-authority"
 [[issuer]]
 url = "{issuer}"
-agency = "hackney-childrens"
+agency = "{agency}"
 audiences = ["{AUDIENCE}"]
 algorithms = ["ES256"]
 allow_insecure_http = true
-{connector}"#
-    )
+"#,
+            agency = r.agency,
+            name = r.name,
+            issuer = r.issuer,
+        );
+    }
+    out.push_str(&connector);
+    out
+}
+
+/// The policy with `agency` added to the demo agreement's recipients, on
+/// the same terms as the demo's recipient; `None` if the demo agreement's
+/// recipients are not where they are expected.
+pub fn policy_with_recipient(policy: &str, agency: &str) -> Option<String> {
+    let line = format!("recipients = [\"{RECIPIENT}\"]");
+    policy.contains(&line).then(|| {
+        policy.replacen(
+            &line,
+            &format!("recipients = [\"{RECIPIENT}\", \"{agency}\"]"),
+            1,
+        )
+    })
 }
 
 /// The share context every request carries.
@@ -306,6 +392,56 @@ mod tests {
             !text.contains("hackney-childrens\""),
             "no rule names the recipient"
         );
+    }
+
+    #[test]
+    fn a_second_recipient_gets_its_own_issuer_and_the_demo_terms() {
+        let one = config(
+            "127.0.0.1:1",
+            "sqlite://l.db",
+            "http://127.0.0.1:2",
+            &Source::Memory {
+                folder: Path::new("/x"),
+                mapping: Path::new("/m.toml"),
+            },
+        );
+        assert_eq!(one.matches("[[issuer]]").count(), 1);
+        assert!(one.contains("agency_requests_per_second = 100000000"));
+        let two = config_with(
+            "127.0.0.1:1",
+            "sqlite://l.db",
+            &[
+                Recipient {
+                    agency: RECIPIENT,
+                    name: "H",
+                    issuer: "http://127.0.0.1:2",
+                },
+                Recipient {
+                    agency: "camden-childrens",
+                    name: "C",
+                    issuer: "http://127.0.0.1:3",
+                },
+            ],
+            Limits {
+                rate: 400,
+                burst: 40,
+                concurrent: 256,
+                in_flight: 1024,
+            },
+            &Source::Memory {
+                folder: Path::new("/x"),
+                mapping: Path::new("/m.toml"),
+            },
+        );
+        assert_eq!(two.matches("[[issuer]]").count(), 2);
+        assert!(two.contains("agency = \"camden-childrens\""));
+        assert!(two.contains("agency_requests_per_second = 400\nagency_burst = 40\n"));
+        let demo = "[[agreement]]\nrecipients = [\"hackney-childrens\"]\n";
+        assert_eq!(
+            policy_with_recipient(demo, "camden-childrens").unwrap(),
+            "[[agreement]]\nrecipients = [\"hackney-childrens\", \"camden-childrens\"]\n"
+        );
+        assert!(policy_with_recipient("recipients = []", "x").is_none());
     }
 
     #[test]

@@ -9,20 +9,40 @@
 
 use std::{net::SocketAddr, path::PathBuf};
 
-use clap::Parser;
+use clap::{Parser, ValueEnum};
 
+pub mod balancer;
 pub mod echo;
+pub mod fairness;
 pub mod fixture;
 pub mod issuer;
 pub mod load;
 pub mod process;
 pub mod report;
 pub mod run;
+pub mod scale;
+
+/// What a run measures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Measure {
+    /// One gateway in each configuration beside echo (BENCHMARKS.md,
+    /// "Gateway throughput and latency").
+    Throughput,
+    /// 1, 2 and 3 replicas on one PostgreSQL ledger behind a TCP balancer,
+    /// then one killed mid-load ("Scale-out behind one port").
+    ScaleOut,
+    /// One agency flooding beyond its rate limit beside another at a steady
+    /// rate ("Per-agency fairness").
+    Fairness,
+}
 
 /// Measures the gateway against a bare tonic echo server.
 #[derive(Debug, Parser)]
 #[command(name = "liaison-bench", version, about)]
 pub struct Cli {
+    /// What to measure.
+    #[arg(long, value_enum, default_value_t = Measure::Throughput)]
+    pub scenario: Measure,
     /// Short rounds (about a minute and a half in all) for a smoke test.
     #[arg(long)]
     pub quick: bool,
@@ -52,9 +72,26 @@ pub struct Cli {
     /// `bench-data` beside this binary).
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
+    /// `scale-out`: the most replicas behind the balancer (each round runs
+    /// 1 up to this many; the failover run starts with this many).
+    #[arg(long, default_value_t = 3)]
+    pub replicas: usize,
+    /// `fairness`: `agency_requests_per_second` for every agency; the
+    /// measured agency sends a quarter of it.
+    #[arg(long, default_value_t = 400)]
+    pub agency_rate: u32,
+    /// `fairness`: the flooding agency's rate as a multiple of its quota.
+    #[arg(long, default_value_t = 10.0)]
+    pub flood_factor: f64,
     /// Run as the echo server on this address (used by the bench itself).
     #[arg(long, hide = true)]
     pub echo_server: Option<SocketAddr>,
+    /// Run as the TCP balancer on this address (used by the bench itself).
+    #[arg(long, hide = true)]
+    pub balance: Option<SocketAddr>,
+    /// A backend of the balancer; repeated.
+    #[arg(long = "backend", hide = true)]
+    pub backends: Vec<SocketAddr>,
 }
 
 /// Runs the command; the returned code is the process exit code.
@@ -68,7 +105,21 @@ pub async fn run(cli: Cli) -> i32 {
             }
         };
     }
-    match run::bench(&cli).await {
+    if let Some(addr) = cli.balance {
+        return match balancer::serve(addr, cli.backends.clone()).await {
+            Ok(()) => 0,
+            Err(e) => {
+                eprintln!("balancer: {e}");
+                1
+            }
+        };
+    }
+    let result = match cli.scenario {
+        Measure::Throughput => run::bench(&cli).await,
+        Measure::ScaleOut => scale::bench(&cli).await,
+        Measure::Fairness => fairness::bench(&cli).await,
+    };
+    match result {
         Ok(()) => 0,
         Err(e) => {
             eprintln!("liaison-bench: {e}");

@@ -177,6 +177,103 @@ where
     summarise(rate, samples, errors + missing)
 }
 
+/// What a closed-loop run saw, second by second in `bucket`-long slices.
+#[derive(Debug, Clone)]
+pub struct Timeline<T, E> {
+    /// The slice length.
+    pub bucket: Duration,
+    /// Calls answered in each slice, by when they were answered.
+    pub ok: Vec<u64>,
+    /// Calls failed in each slice.
+    pub failed: Vec<u64>,
+    /// What each answered call returned, in no particular order.
+    pub answers: Vec<T>,
+    /// Each failure, with when it came (from the start of the run).
+    pub errors: Vec<(Duration, E)>,
+}
+
+impl<T, E> Timeline<T, E> {
+    /// Answered calls per second between `from` and `to` (from the start).
+    pub fn rate(&self, from: Duration, to: Duration) -> f64 {
+        let bucket = self.bucket.as_secs_f64();
+        let first = (from.as_secs_f64() / bucket).ceil() as usize;
+        let last = ((to.as_secs_f64() / bucket).floor() as usize).min(self.ok.len());
+        if last <= first {
+            return f64::NAN;
+        }
+        let n: u64 = self.ok.get(first..last).unwrap_or_default().iter().sum();
+        n as f64 / ((last - first) as f64 * bucket)
+    }
+}
+
+/// Runs `workers` loops for `run`, each calling `call(worker)` again as soon
+/// as the last call ended: a closed loop like h2load's, but one that sees
+/// every gRPC status and every answer, and that keeps going through a lost
+/// connection (the channel behind `call` reconnects). After a failure a
+/// worker waits 10 ms, so a dead connection is not spun on.
+pub async fn closed_loop<F, Fut, T, E>(
+    workers: usize,
+    run: Duration,
+    bucket: Duration,
+    call: F,
+) -> Timeline<T, E>
+where
+    F: Fn(usize) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<T, E>> + Send + 'static,
+    T: Send + 'static,
+    E: Send + 'static,
+{
+    let call = Arc::new(call);
+    let start = Instant::now();
+    let end = start + run;
+    let (tx, mut rx) = mpsc::unbounded_channel::<(Duration, Result<T, E>)>();
+    for w in 0..workers {
+        let call = call.clone();
+        let tx = tx.clone();
+        tokio::spawn(async move {
+            while Instant::now() < end {
+                let result = call(w).await;
+                let failed = result.is_err();
+                if tx.send((start.elapsed(), result)).is_err() {
+                    return;
+                }
+                if failed {
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+            }
+        });
+    }
+    drop(tx);
+    let slices = (run.as_secs_f64() / bucket.as_secs_f64()).ceil() as usize + 1;
+    let mut t = Timeline {
+        bucket,
+        ok: vec![0; slices],
+        failed: vec![0; slices],
+        answers: Vec::new(),
+        errors: Vec::new(),
+    };
+    // Calls still outstanding well after the run are not waited for.
+    let deadline = tokio::time::Instant::from_std(end) + Duration::from_secs(10);
+    while let Ok(Some((at, result))) = tokio::time::timeout_at(deadline, rx.recv()).await {
+        let slice = ((at.as_secs_f64() / bucket.as_secs_f64()) as usize).min(slices - 1);
+        match result {
+            Ok(v) => {
+                if let Some(n) = t.ok.get_mut(slice) {
+                    *n += 1;
+                }
+                t.answers.push(v);
+            }
+            Err(e) => {
+                if let Some(n) = t.failed.get_mut(slice) {
+                    *n += 1;
+                }
+                t.errors.push((at, e));
+            }
+        }
+    }
+    t
+}
+
 /// Calls `call()` one at a time for `run` and reports each call's latency.
 pub async fn one_at_a_time<F, Fut>(run: Duration, call: F) -> Latency
 where
@@ -255,6 +352,31 @@ time for request:      456us     31.22ms     20.55ms      2.70ms    80.00%
         assert_eq!(r.failed, 2);
         assert!((r.bytes_per_response - 51843900.0 / 24690.0).abs() < 1e-6);
         assert!((r.mean_us - 20550.0).abs() < 1e-6);
+    }
+
+    #[tokio::test]
+    async fn a_closed_loop_counts_answers_and_failures_over_time() {
+        let t = closed_loop(
+            4,
+            Duration::from_millis(300),
+            Duration::from_millis(100),
+            |w| async move {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+                if w == 0 { Err("refused") } else { Ok(w) }
+            },
+        )
+        .await;
+        let ok: u64 = t.ok.iter().sum();
+        let failed: u64 = t.failed.iter().sum();
+        assert_eq!(ok as usize, t.answers.len());
+        assert_eq!(failed as usize, t.errors.len());
+        // Three workers answer about every 5 ms; the failing one waits 10 ms
+        // more after each failure.
+        assert!((100..=200).contains(&ok), "{ok} answered");
+        assert!((10..=25).contains(&failed), "{failed} failed");
+        assert!(t.answers.iter().all(|&w| w != 0));
+        let rate = t.rate(Duration::ZERO, Duration::from_millis(300));
+        assert!((300.0..=700.0).contains(&rate), "{rate}/s");
     }
 
     #[test]

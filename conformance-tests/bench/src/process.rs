@@ -94,6 +94,11 @@ impl Server {
         status_kib(self.pid, "VmHWM:").unwrap_or_default()
     }
 
+    /// Everything the process wrote so far.
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
     /// The last lines the process wrote, for an error message.
     pub fn log_tail(&self) -> String {
         let text = std::fs::read_to_string(&self.log).unwrap_or_default();
@@ -104,7 +109,8 @@ impl Server {
             .join("\n")
     }
 
-    /// Kills the process and waits for it.
+    /// Kills the process (SIGKILL: no graceful shutdown, as a crash or an
+    /// OOM kill) and waits for it.
     pub async fn stop(mut self) {
         let _ = self.child.kill().await;
     }

@@ -4,6 +4,9 @@
 
 use std::{fmt::Write as _, path::Path, time::Duration};
 
+pub mod fairness;
+pub mod scale;
+
 use crate::{
     load::{Latency, median},
     run::{Durations, LedgerKind, Peak, Results, ServerRun, SourceKind},
@@ -468,28 +471,47 @@ fn targets(results: &Results) -> String {
     out
 }
 
-/// Appends `block` to the section in `path`, creating the section (after
-/// any others) if it is not there; earlier blocks are kept.
+/// Appends `block` to the throughput section in `path`, creating the
+/// section (after any others) if it is not there; earlier blocks are kept.
 pub fn append(path: &Path, block: &str) -> Result<(), String> {
+    append_to(path, SECTION, INTRO, block)
+}
+
+/// Appends `block` to `section` in `path`, creating the section with
+/// `intro` (after any others) if it is not there; earlier blocks are kept.
+pub fn append_to(path: &Path, section: &str, intro: &str, block: &str) -> Result<(), String> {
     let text = std::fs::read_to_string(path).unwrap_or_default();
-    let updated = insert(&text, block);
+    let updated = insert_into(&text, section, intro, block);
     std::fs::write(path, updated).map_err(|e| format!("{}: {e}", path.display()))
 }
 
+#[cfg(test)]
 fn insert(text: &str, block: &str) -> String {
-    let Some(start) = text.find(SECTION) else {
+    insert_into(text, SECTION, INTRO, block)
+}
+
+fn insert_into(text: &str, section: &str, intro: &str, block: &str) -> String {
+    // A section heading is a whole line: "## Gateway" must not match
+    // "## Gateway throughput and latency".
+    let heading = format!("{section}\n");
+    let found = if text.starts_with(&heading) {
+        Some(0)
+    } else {
+        text.find(&format!("\n{heading}")).map(|i| i + 1)
+    };
+    let Some(start) = found else {
         let mut out = text.trim_end().to_string();
         out.push_str("\n\n");
-        out.push_str(SECTION);
+        out.push_str(section);
         out.push_str("\n\n");
-        out.push_str(INTRO);
+        out.push_str(intro);
         out.push('\n');
         out.push_str(block.trim_end());
         out.push('\n');
         return out;
     };
     // The section ends where the next top-level section begins.
-    let after = start + SECTION.len();
+    let after = start + section.len();
     let end = text
         .get(after..)
         .and_then(|rest| rest.find("\n## "))
@@ -521,6 +543,9 @@ cargo build --release -p liaison-gateway -p liaison-bench
 target/release/liaison-bench            # full: 3 rounds of 10 s runs, ~8 min
 target/release/liaison-bench --quick    # smoke: 3 rounds of 1 s runs, under 2 min
 ```
+
+`--scenario scale-out` and `--scenario fairness` run the measurements of the sections
+\"Scale-out behind one port\" and \"Per-agency fairness\" instead.
 
 `h2load` comes from `apt-get install nghttp2-client`; PostgreSQL is the local server
 (`LIAISON_TEST_POSTGRES_URL`, default `postgres://postgres@127.0.0.1:5432/postgres`), where each

@@ -135,20 +135,24 @@ pub struct Results {
     pub rates: Vec<Vec<f64>>,
 }
 
-struct Env {
-    gateway_bin: PathBuf,
-    self_bin: PathBuf,
-    repo: PathBuf,
-    data_dir: PathBuf,
-    token: String,
-    auth: MetadataValue<Ascii>,
-    issuer_url: String,
-    durations: Durations,
+/// What every scenario runs with: the binaries, the data, the issuer and
+/// a token from it.
+pub(crate) struct Env {
+    pub(crate) gateway_bin: PathBuf,
+    pub(crate) self_bin: PathBuf,
+    pub(crate) repo: PathBuf,
+    pub(crate) data_dir: PathBuf,
+    pub(crate) token: String,
+    pub(crate) auth: MetadataValue<Ascii>,
+    pub(crate) issuer_url: String,
+    pub(crate) durations: Durations,
+    /// Kept for the life of the run: it serves the gateways' JWKS.
+    pub(crate) _issuer: Issuer,
 }
 
-/// Runs the whole benchmark and writes the report.
-pub async fn bench(cli: &Cli) -> Result<(), String> {
-    let started = Instant::now();
+/// Finds the binaries and the data folder, starts the issuer and mints the
+/// recipient's token.
+pub(crate) async fn env(cli: &Cli) -> Result<Env, String> {
     let self_bin = std::env::current_exe().map_err(|e| e.to_string())?;
     let bin_dir = self_bin
         .parent()
@@ -188,7 +192,7 @@ pub async fn bench(cli: &Cli) -> Result<(), String> {
     let auth: MetadataValue<Ascii> = format!("Bearer {token}")
         .parse()
         .map_err(|_| "the token is not a header value")?;
-    let env = Env {
+    Ok(Env {
         gateway_bin,
         self_bin,
         repo,
@@ -197,8 +201,14 @@ pub async fn bench(cli: &Cli) -> Result<(), String> {
         auth,
         issuer_url: issuer.url.clone(),
         durations,
-    };
+        _issuer: issuer,
+    })
+}
 
+/// Runs the throughput benchmark and writes the report.
+pub async fn bench(cli: &Cli) -> Result<(), String> {
+    let started = Instant::now();
+    let env = env(cli).await?;
     let mut scenarios = vec![Scenario {
         source: SourceKind::Memory,
         people: 1_000,
@@ -274,7 +284,7 @@ pub async fn bench(cli: &Cli) -> Result<(), String> {
 
 /// The synthetic children's services export of `people`, written once and
 /// kept, in a folder of its own for the CSV folder connector to watch.
-fn legacy_export(env: &Env, people: usize) -> Result<PathBuf, String> {
+pub(crate) fn legacy_export(env: &Env, people: usize) -> Result<PathBuf, String> {
     let dir = env.data_dir.join(format!("council-export-{people}"));
     if dir.exists() {
         return Ok(dir);
@@ -292,7 +302,7 @@ fn legacy_export(env: &Env, people: usize) -> Result<PathBuf, String> {
 }
 
 /// The synthetic legacy database of `people`, generated once and kept.
-async fn legacy_db(env: &Env, people: usize) -> Result<PathBuf, String> {
+pub(crate) async fn legacy_db(env: &Env, people: usize) -> Result<PathBuf, String> {
     let path = env.data_dir.join(format!("police-rms-{people}.db"));
     if path.exists() {
         return Ok(path);
@@ -311,7 +321,7 @@ async fn legacy_db(env: &Env, people: usize) -> Result<PathBuf, String> {
     Ok(path)
 }
 
-async fn channel(addr: SocketAddr) -> Result<Channel, String> {
+pub(crate) async fn channel(addr: SocketAddr) -> Result<Channel, String> {
     Channel::from_shared(format!("http://{addr}"))
         .map_err(|e| e.to_string())?
         .connect()
@@ -319,7 +329,7 @@ async fn channel(addr: SocketAddr) -> Result<Channel, String> {
         .map_err(|e| format!("cannot connect to {addr}: {e}"))
 }
 
-async fn serving(addr: SocketAddr) -> bool {
+pub(crate) async fn serving(addr: SocketAddr) -> bool {
     let Ok(ch) = channel(addr).await else {
         return false;
     };
@@ -331,7 +341,7 @@ async fn serving(addr: SocketAddr) -> bool {
         .is_ok_and(|r| r.get_ref().status == ServingStatus::Serving as i32)
 }
 
-async fn echo_answers(addr: SocketAddr) -> bool {
+pub(crate) async fn echo_answers(addr: SocketAddr) -> bool {
     let Ok(ch) = channel(addr).await else {
         return false;
     };
@@ -341,7 +351,7 @@ async fn echo_answers(addr: SocketAddr) -> bool {
         .is_ok()
 }
 
-fn authed<T>(auth: &MetadataValue<Ascii>, message: T) -> Request<T> {
+pub(crate) fn authed<T>(auth: &MetadataValue<Ascii>, message: T) -> Request<T> {
     let mut req = Request::new(message);
     req.metadata_mut().insert("authorization", auth.clone());
     req
@@ -355,25 +365,43 @@ async fn peak(
     env: &Env,
     expect_bytes: usize,
 ) -> Result<Peak, String> {
-    let before = server.cpu();
+    peak_at(server.addr, &[server], path, body, env, expect_bytes).await
+}
+
+/// Runs h2load against `target` and reads the CPU time of `servers`
+/// (every process that serves it) around it.
+pub(crate) async fn peak_at(
+    target: SocketAddr,
+    servers: &[&Server],
+    path: &str,
+    body: &Path,
+    env: &Env,
+    expect_bytes: usize,
+) -> Result<Peak, String> {
+    let before: Vec<Duration> = servers.iter().map(|s| s.cpu()).collect();
     let h = load::h2load(
-        server.addr,
+        target,
         path,
         body,
         &[format!("authorization: Bearer {}", env.token)],
         env.durations.h2load,
     )
     .await?;
-    let cpu = server.cpu().saturating_sub(before);
+    let cpu: Duration = servers
+        .iter()
+        .zip(&before)
+        .map(|(s, b)| s.cpu().saturating_sub(*b))
+        .sum();
     // h2load counts HTTP 200s; a gRPC error is a 200 too, with a short body
     // and the status in trailers. An answer much smaller than the one
     // checked beforehand means the calls failed.
     if h.bytes_per_response < 0.9 * (expect_bytes + 5) as f64 {
+        let logs: Vec<String> = servers.iter().map(|s| s.log_tail()).collect();
         return Err(format!(
             "{path}: {:.0} bytes per answer under h2load, expected {}: the calls are failing; the server's log ends:\n{}",
             h.bytes_per_response,
             expect_bytes + 5,
-            server.log_tail()
+            logs.join("\n---\n")
         ));
     }
     Ok(Peak {
@@ -435,35 +463,12 @@ async fn gateway_round(env: &Env, scenario: &Scenario) -> Result<ServerRun, Stri
 
     // One of each, checked, before any load: the person to read, and the
     // sizes the echo server will mirror.
-    let ch = channel(addr).await?;
-    let mut client = SharingServiceClient::new(ch.clone());
-    // A folder connector reads its export once serving; wait for it.
-    let mut found = pb::SearchPersonsResponse::default();
-    for _ in 0..100 {
-        found = client
-            .search_persons(authed(&env.auth, fixture::search()))
-            .await
-            .map_err(|s| format!("SearchPersons failed: {s:?}"))?
-            .into_inner();
-        if !found.matches.is_empty() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let person_id = found
-        .matches
-        .first()
-        .and_then(|m| m.person.as_ref())
-        .map(|p| p.person_id.clone())
-        .ok_or("SearchPersons found nobody")?;
-    let search_bytes = found.encoded_len();
-    let get = fixture::get_records(&person_id);
-    let records = client
-        .get_records(authed(&env.auth, get.clone()))
-        .await
-        .map_err(|s| format!("GetRecords failed: {s:?}"))?
-        .into_inner();
-    let records_bytes = records.encoded_len();
+    let client = SharingServiceClient::new(channel(addr).await?);
+    let Checked {
+        get,
+        search_bytes,
+        records_bytes,
+    } = first_answers(addr, &env.auth).await?;
     let search_body = dir.path().join("search.bin");
     let records_body = dir.path().join("records.bin");
     std::fs::write(&search_body, fixture::grpc_frame(&fixture::search()))
@@ -540,7 +545,56 @@ async fn gateway_round(env: &Env, scenario: &Scenario) -> Result<ServerRun, Stri
     })
 }
 
-async fn futures_channels(addr: SocketAddr, n: usize) -> Result<Vec<Channel>, String> {
+/// A gateway's first answers, checked before any load.
+pub(crate) struct Checked {
+    /// The read of Leah Marsh's records that the load repeats.
+    pub(crate) get: pb::GetRecordsRequest,
+    /// Size of the `SearchPersons` answer, protobuf bytes.
+    pub(crate) search_bytes: usize,
+    /// Size of the `GetRecords` answer, protobuf bytes.
+    pub(crate) records_bytes: usize,
+}
+
+/// Searches for the synthetic child until the connector has read its
+/// export, then reads her records once, as the caller `auth` speaks for.
+pub(crate) async fn first_answers(
+    addr: SocketAddr,
+    auth: &MetadataValue<Ascii>,
+) -> Result<Checked, String> {
+    let mut client = SharingServiceClient::new(channel(addr).await?);
+    // A folder connector reads its export once serving; wait for it.
+    let mut found = pb::SearchPersonsResponse::default();
+    for _ in 0..100 {
+        found = client
+            .search_persons(authed(auth, fixture::search()))
+            .await
+            .map_err(|s| format!("SearchPersons failed: {s:?}"))?
+            .into_inner();
+        if !found.matches.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let person_id = found
+        .matches
+        .first()
+        .and_then(|m| m.person.as_ref())
+        .map(|p| p.person_id.clone())
+        .ok_or("SearchPersons found nobody")?;
+    let get = fixture::get_records(&person_id);
+    let records = client
+        .get_records(authed(auth, get.clone()))
+        .await
+        .map_err(|s| format!("GetRecords failed: {s:?}"))?
+        .into_inner();
+    Ok(Checked {
+        get,
+        search_bytes: found.encoded_len(),
+        records_bytes: records.encoded_len(),
+    })
+}
+
+pub(crate) async fn futures_channels(addr: SocketAddr, n: usize) -> Result<Vec<Channel>, String> {
     let mut out = Vec::with_capacity(n);
     for _ in 0..n {
         out.push(channel(addr).await?);
@@ -631,7 +685,7 @@ async fn echo_round(env: &Env, rates: &[f64], sizes: (usize, usize)) -> Result<S
     })
 }
 
-fn load_average() -> String {
+pub(crate) fn load_average() -> String {
     std::fs::read_to_string("/proc/loadavg")
         .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
         .unwrap_or_default()

@@ -1,0 +1,250 @@
+//! The markdown block a `--scenario fairness` run appends to BENCHMARKS.md.
+
+use std::{fmt::Write as _, time::Duration};
+
+use super::{machine, ratio, thousands, us};
+use crate::{
+    fairness::{FLOODER, Results},
+    fixture::RECIPIENT,
+    load::median,
+};
+
+/// The section the blocks go under.
+pub const SECTION: &str = "## Per-agency fairness";
+
+/// The issue's bound on the measured agency's p99 during a flood.
+pub const P99_BOUND: f64 = 1.2;
+
+/// About the run itself.
+#[derive(Debug)]
+pub struct RunInfo {
+    /// `--quick`.
+    pub quick: bool,
+    /// The command line.
+    pub command: String,
+    /// Load average before and after.
+    pub load: (String, String),
+    /// Wall time of the whole run.
+    pub elapsed: Duration,
+}
+
+/// The median over rounds of during / alone for `f`.
+pub fn median_ratio(results: &Results, f: fn(&crate::load::Latency) -> f64) -> f64 {
+    median(
+        &results
+            .rounds
+            .iter()
+            .map(|r| f(&r.during) / f(&r.alone))
+            .collect::<Vec<_>>(),
+    )
+}
+
+/// Renders one run's block.
+pub fn render(results: &Results, info: &RunInfo) -> String {
+    let mut out = String::new();
+    let when = time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default();
+    let mode = if info.quick { "`--quick`" } else { "full" };
+    let s = results.settings;
+    let _ = writeln!(out, "### Run of {when} ({mode})\n");
+    let _ = writeln!(out, "* Command: `{}`", info.command);
+    let _ = writeln!(out, "* Machine: {}", machine());
+    let _ = writeln!(
+        out,
+        "* `[server.limits]` `agency_requests_per_second = {}`, `agency_burst = {}`; `{RECIPIENT}` open loop at {}/s, `{FLOODER}` at {}/s ({:.0} × its quota), {:.0} s per run, {} rounds; load average {} before, {} after; {:.0} s in all.",
+        s.quota,
+        s.burst,
+        thousands(s.rate),
+        thousands(s.flood_rate),
+        s.flood_rate / f64::from(s.quota.max(1)),
+        s.run.as_secs_f64(),
+        results.rounds.len(),
+        info.load.0,
+        info.load.1,
+        info.elapsed.as_secs_f64()
+    );
+    let _ = writeln!(
+        out,
+        "\n**Each round** (`GetRecords`; latency from each request's intended send time; gateway CPU in cores used over the run)\n"
+    );
+    let _ = writeln!(
+        out,
+        "| round | `{RECIPIENT}` alone p50 / p99 (errors) | during the flood p50 / p99 (errors) | p99 × alone | `{FLOODER}` sent / admitted / RESOURCE_EXHAUSTED / other | admitted per second of the run (quota {}/s + burst {}) | gateway CPU alone / during |",
+        s.quota, s.burst
+    );
+    let _ = writeln!(out, "|---|---:|---:|---:|---:|---:|---:|");
+    for (i, r) in results.rounds.iter().enumerate() {
+        let other: u64 = r.flood.other.values().sum();
+        let kinds: Vec<String> = r
+            .flood
+            .other
+            .iter()
+            .map(|(k, n)| format!("{n} {k}"))
+            .collect();
+        let _ = writeln!(
+            out,
+            "| {}{} | {} / {} ({}) | {} / {} ({}) | {} | {} / {} / {} / {}{} | {:.0} | {:.2} / {:.2} |",
+            i + 1,
+            if r.flood_first { " (flood first)" } else { "" },
+            us(r.alone.p50),
+            us(r.alone.p99),
+            r.alone.errors,
+            us(r.during.p50),
+            us(r.during.p99),
+            r.during.errors,
+            ratio(r.during.p99 / r.alone.p99),
+            thousands(r.flood.sent as f64),
+            thousands(r.flood.admitted as f64),
+            thousands(r.flood.exhausted as f64),
+            other,
+            if kinds.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", kinds.join(", "))
+            },
+            r.flood.admitted as f64 / s.run.as_secs_f64(),
+            r.cores.0,
+            r.cores.1,
+        );
+    }
+    let p99 = median_ratio(results, |l| l.p99);
+    let p50 = median_ratio(results, |l| l.p50);
+    let errors: u64 = results
+        .rounds
+        .iter()
+        .map(|r| r.alone.errors + r.during.errors)
+        .sum();
+    let refused: u64 = results.rounds.iter().map(|r| r.flood.exhausted).sum();
+    let other: u64 = results
+        .rounds
+        .iter()
+        .map(|r| r.flood.other.values().sum::<u64>())
+        .sum();
+    let _ = writeln!(
+        out,
+        "\n**Against the target** (median over rounds of the per-round ratio during / alone)\n"
+    );
+    let _ = writeln!(out, "| target | measured | met |\n|---|---:|:---:|");
+    let mark = |ok: bool| if ok { "yes" } else { "**no**" };
+    let _ = writeln!(
+        out,
+        "| `{RECIPIENT}` p99 during the flood ≤ alone + 20 % | {} × (p50 {} ×) | {} |",
+        ratio(p99),
+        ratio(p50),
+        if p99.is_finite() {
+            mark(p99 <= P99_BOUND)
+        } else {
+            "—"
+        }
+    );
+    let _ = writeln!(
+        out,
+        "| `{RECIPIENT}` never refused | {} errors | {} |",
+        errors,
+        mark(errors == 0)
+    );
+    let _ = writeln!(
+        out,
+        "| `{FLOODER}`'s excess refused `RESOURCE_EXHAUSTED`, nothing else | {} refused, {} other failures | {} |",
+        thousands(refused as f64),
+        other,
+        mark(refused > 0 && other == 0)
+    );
+    out
+}
+
+/// What the section says once, above its first block.
+pub const INTRO: &str = "\
+One agency's system flooding the gateway far beyond its rate limit, beside another agency at a
+steady rate well inside its own: the flood must be refused `RESOURCE_EXHAUSTED` and the other
+agency's p99 must stay within +20 % of its p99 alone. In one run of
+`liaison-bench --scenario fairness` (`conformance-tests/bench/src/fairness.rs`).
+
+**Commands**
+
+```
+cargo build --release -p liaison-gateway -p liaison-bench
+target/release/liaison-bench --scenario fairness             # 3 rounds of 10 s runs, ~1 min
+target/release/liaison-bench --scenario fairness --quick     # 2 s runs, a smoke test
+```
+
+`--agency-rate` sets `agency_requests_per_second` (default 400; `agency_burst` is a tenth of
+it) and `--flood-factor` the flood's multiple of it (default 10).
+
+**What is measured**
+
+* One gateway (in-memory connector, 1,000 people, SQLite ledger, the 1,000-rule policy) with two
+  recipient agencies, each with its own identity provider: `hackney-childrens` (the demo
+  agreement's recipient) and `camden-childrens`, added to the same agreement on the same terms,
+  so the flood's admitted calls are real shares, appended to the ledger.
+* `hackney-childrens` sends `GetRecords` open loop at a quarter of its quota on 4 connections,
+  latency from each request's intended send time. `camden-childrens` sends `GetRecords` open loop
+  at the flood rate on 4 connections of its own; every answer's gRPC code is counted.
+* Each round runs `hackney-childrens` alone and during the flood, the flood first in every
+  second round; the gateway runs throughout. The load generators run in the bench process on
+  the same two cores as the gateway, so the flood also costs the measured agency CPU on the
+  client side.
+";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{
+        fairness::{Flood, Round, Settings},
+        load::Latency,
+    };
+
+    fn latency(p50: f64, p99: f64) -> Latency {
+        Latency {
+            p50,
+            p99,
+            ..Latency::default()
+        }
+    }
+
+    #[test]
+    fn the_verdict_is_the_median_of_the_per_round_ratios() {
+        let round = |alone: f64, during: f64, exhausted: u64| Round {
+            alone: latency(alone / 2.0, alone),
+            during: latency(during / 2.0, during),
+            flood: Flood {
+                sent: 100,
+                admitted: 100 - exhausted,
+                exhausted,
+                ..Flood::default()
+            },
+            ..Round::default()
+        };
+        let results = Results {
+            settings: Settings {
+                quota: 10,
+                burst: 1,
+                rate: 2.5,
+                flood_rate: 100.0,
+                run: Duration::from_secs(1),
+            },
+            // Ratios 1.1, 3.0, 1.15: the median is 1.15.
+            rounds: vec![
+                round(100.0, 110.0, 90),
+                round(100.0, 300.0, 90),
+                round(200.0, 230.0, 90),
+            ],
+        };
+        assert!((median_ratio(&results, |l| l.p99) - 1.15).abs() < 1e-9);
+        let text = render(
+            &results,
+            &RunInfo {
+                quick: true,
+                command: "bench".into(),
+                load: ("0".into(), "0".into()),
+                elapsed: Duration::from_secs(1),
+            },
+        );
+        assert!(text.contains("| 1.15 × (p50 1.15 ×) | yes |"), "{text}");
+        assert!(
+            text.contains("| 270 refused, 0 other failures | yes |"),
+            "{text}"
+        );
+    }
+}
