@@ -43,6 +43,10 @@ impl Server {
         let started = Instant::now();
         let mut child = Command::new(program)
             .args(args)
+            // As the shipped deployments run the gateway (docs/operations.md,
+            // "Memory"); the echo server uses the system allocator and ignores them.
+            .env("MIMALLOC_PURGE_DELAY", "0")
+            .env("MIMALLOC_ARENA_EAGER_COMMIT", "0")
             .stdin(Stdio::null())
             .stdout(out)
             .stderr(err)
