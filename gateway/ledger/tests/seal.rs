@@ -331,12 +331,19 @@ async fn postgres_sealers_elect_one_leader_and_fail_over() {
     // The leader's database session dies (its process crashed, or the network dropped): the
     // server releases the lock and the standby takes over.
     let admin = PgPool::connect(db.admin_url()).await.unwrap();
+    // Only the leadership lock: a seal transaction in progress holds its own
+    // (transaction-level) advisory lock beside it. A bigint key is split into
+    // `classid` (high half) and `objid` (low half).
+    let leader = i64::from_be_bytes(*b"ledglead");
     let killed: Vec<(bool,)> = sqlx::query_as(
         "SELECT pg_terminate_backend(pid) FROM pg_locks \
          WHERE locktype = 'advisory' AND granted \
-           AND database = (SELECT oid FROM pg_database WHERE datname = $1)",
+           AND database = (SELECT oid FROM pg_database WHERE datname = $1) \
+           AND classid::bigint = $2 AND objid::bigint = $3",
     )
     .bind(db.name())
+    .bind(leader >> 32)
+    .bind(leader & 0xffff_ffff)
     .fetch_all(&admin)
     .await
     .unwrap();
