@@ -644,7 +644,24 @@ impl Candidates {
         let mut markers = BTreeSet::new();
         let mut described = Vec::with_capacity(lines.len());
         let mut positions = HashMap::with_capacity(lines.len());
-        let mut denies = 0;
+        // A deny line's rank is its place among the operator's rules as written.
+        let is_deny = |line: &Vec<String>| line.get(EFT).is_some_and(|eft| eft == "deny");
+        let is_glass_only = |line: &Vec<String>| {
+            is_deny(line) && line.get(BREAK_GLASS).is_some_and(|bg| bg == GLASS_YES)
+        };
+        let ranks: HashMap<String, usize> = lines
+            .iter()
+            .filter(|line| is_deny(line))
+            .filter_map(|line| line.get(ID).cloned())
+            .enumerate()
+            .map(|(rank, id)| (id, rank))
+            .collect();
+        // casbin stops at the first deny line that matches and reports only the lines up to it,
+        // so a break-glass-only refusal listed first would hide an ordinary denial of the same
+        // share, and break-glass would be refused for another reason than the share itself.
+        // Ordinary lines therefore go first; ranks keep the rules' own order.
+        let mut lines = lines;
+        lines.sort_by_key(|line| is_glass_only(line));
         for line in &lines {
             let (Some(eft), Some(id)) = (line.get(EFT), line.get(ID)) else {
                 return Err(PolicyError::Casbin {
@@ -652,12 +669,11 @@ impl Candidates {
                 });
             };
             let kind = if eft == "deny" {
-                denies += 1;
                 if let Some(marker) = line.get(MARKER).filter(|m| *m != ANY) {
                     markers.insert(marker.clone());
                 }
                 LineKind::Deny {
-                    rank: denies - 1,
+                    rank: ranks.get(id).copied().unwrap_or(usize::MAX),
                     rule: id.strip_prefix(RULE_PREFIX).unwrap_or(id).to_owned(),
                     glass_only: line.get(BREAK_GLASS).is_some_and(|bg| bg == GLASS_YES),
                 }

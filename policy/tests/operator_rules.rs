@@ -392,6 +392,35 @@ fn a_break_glass_deny_rule_refuses_invocations_only() {
     );
 }
 
+/// A break-glass refusal written before an ordinary denial of the same share must not hide it:
+/// casbin reports only the lines up to the first deny that matches, so the engine lists
+/// ordinary denials first, and invoking break-glass is refused for the share's own reason.
+#[test]
+fn a_break_glass_refusal_listed_first_does_not_hide_an_ordinary_denial() {
+    let glass = format!(
+        "{}\nbreak_glass = \"deny\"",
+        deny_rule("no-emergency-access", "*", "*", "*", "*", "*")
+    );
+    let text = format!(
+        "{}\n[[rule]]\n{}\ndescription = \"test rule\"\n",
+        with_rule(&glass),
+        deny_rule("pause-everything", "*", "*", "*", "*", "*")
+    );
+    let engine = engine(&text);
+    for roles in [&["social-worker"][..], &["team-manager"][..]] {
+        let normal = ask().roles(roles).decide(&engine);
+        let invoked = ask().roles(roles).break_glass().decide(&engine);
+        assert_eq!(
+            normal.deny,
+            Some(DenyReason::ExplicitDeny {
+                rule_id: "pause-everything".into()
+            }),
+            "{normal:?}"
+        );
+        assert_eq!(invoked.deny, normal.deny, "{invoked:?}");
+    }
+}
+
 #[test]
 fn exempting_a_rule_without_a_marker_is_refused() {
     let rule = format!(
