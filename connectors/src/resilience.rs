@@ -464,7 +464,7 @@ impl Resilient {
         idempotent: bool,
         attempt: impl Fn() -> BoxFuture<'a, Result<T, ConnectorError>>,
     ) -> Result<T, ConnectorError> {
-        let span = tracing::info_span!(
+        let span = tracing::debug_span!(
             "connector.call",
             dataset = %self.inner.descriptor().id,
             operation = operation.as_str(),

@@ -12,16 +12,22 @@
 //!   sources or slow clients can hold;
 //! - a **total in-flight** limit across agencies: load shedding.
 //!
-//! Refusals are counted and logged, not written to the ledger: a request
-//! refused here has disclosed nothing and reached no policy, and recording
-//! each would let a flood fill the audit store.
+//! Refusals are counted (`liaison.admission.refusals`) and logged, not
+//! written to the ledger: a request refused here has disclosed nothing and
+//! reached no policy, and recording each would let a flood fill the audit
+//! store. For the same reason the log says at most once a second per agency
+//! how many were refused: a line per refusal would make a flood's cost a
+//! formatted write to standard error per call, paid by every agency.
 
 use std::{
     collections::HashMap,
     num::NonZeroU32,
-    sync::Arc,
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
     task::{Context, Poll},
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use governor::{
@@ -112,6 +118,40 @@ impl LimitsConfig {
 struct AgencyGate {
     rate: DefaultDirectRateLimiter,
     concurrency: Arc<Semaphore>,
+    refusals: RefusalLog,
+}
+
+/// How often, at most, one agency's refusals are logged.
+const LOG_EVERY: Duration = Duration::from_secs(1);
+
+/// When one agency's refusals were last logged, and how many have not been
+/// since.
+#[derive(Debug, Default)]
+struct RefusalLog {
+    /// Milliseconds from [`Gates::epoch`] to the last line, plus one; 0 is
+    /// never.
+    logged_at: AtomicU64,
+    unlogged: AtomicU64,
+}
+
+impl RefusalLog {
+    /// Whether a refusal at `now_ms` is logged, and if so how many before
+    /// it were not.
+    fn take(&self, now_ms: u64) -> Option<u64> {
+        let last = self.logged_at.load(Ordering::Relaxed);
+        let every = LOG_EVERY.as_millis() as u64;
+        let due = last == 0 || now_ms + 1 >= last + every;
+        if due
+            && self
+                .logged_at
+                .compare_exchange(last, now_ms + 1, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            return Some(self.unlogged.swap(0, Ordering::Relaxed));
+        }
+        self.unlogged.fetch_add(1, Ordering::Relaxed);
+        None
+    }
 }
 
 /// The shared admission state.
@@ -120,6 +160,7 @@ struct Gates {
     agencies: HashMap<String, AgencyGate>,
     in_flight: Arc<Semaphore>,
     clock: DefaultClock,
+    epoch: Instant,
 }
 
 /// What admission holds while a request runs; dropping it frees the slots.
@@ -163,6 +204,33 @@ impl Gates {
             _total: total,
         })
     }
+
+    /// Counts a refusal and logs it if the agency's refusals were not
+    /// logged in the last [`LOG_EVERY`].
+    fn refused(&self, principal: &Principal, refusal: &GatewayError) {
+        let limit = match refusal {
+            GatewayError::RateLimited { limit, .. } => limit,
+            _ => "in_flight",
+        };
+        if let Some(metrics) = crate::telemetry::metrics() {
+            metrics.refusal(&principal.agency, limit);
+        }
+        let now_ms = u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX - 1);
+        let unlogged = match self.agencies.get(&principal.agency) {
+            Some(gate) => gate.refusals.take(now_ms),
+            None => Some(0),
+        };
+        if let Some(unlogged) = unlogged {
+            tracing::warn!(
+                agency = %principal.agency,
+                limit,
+                reason = refusal.reason(),
+                refused_unlogged = unlogged,
+                error = %refusal,
+                "request refused at admission (one line a second per agency; refused_unlogged counts the rest)",
+            );
+        }
+    }
 }
 
 /// Adds admission control.
@@ -187,6 +255,7 @@ impl AdmissionLayer {
                     AgencyGate {
                         rate: RateLimiter::direct(quota),
                         concurrency: Arc::new(Semaphore::new(per_agency)),
+                        refusals: RefusalLog::default(),
                     },
                 )
             })
@@ -196,6 +265,7 @@ impl AdmissionLayer {
                 agencies,
                 in_flight: Arc::new(Semaphore::new(limits.max_in_flight as usize)),
                 clock: DefaultClock::default(),
+                epoch: Instant::now(),
             }),
         }
     }
@@ -244,8 +314,10 @@ where
         // Requests without a principal (health, reflection) pass: they
         // reach no data and cost next to nothing.
         let admitted = req.extensions().get::<Arc<Principal>>().map(|principal| {
-            let _span = tracing::info_span!("admit", agency = %principal.agency).entered();
-            self.gates.admit(principal)
+            let _span = tracing::debug_span!("admit", agency = %principal.agency).entered();
+            self.gates.admit(principal).inspect_err(|refusal| {
+                self.gates.refused(principal, refusal);
+            })
         });
         Box::pin(async move {
             match admitted {
@@ -255,10 +327,7 @@ where
                     drop(slots);
                     response
                 }
-                Some(Err(refusal)) => {
-                    tracing::warn!(reason = refusal.reason(), error = %refusal, "request refused at admission");
-                    Ok(tonic::Status::from(refusal).into_http())
-                }
+                Some(Err(refusal)) => Ok(tonic::Status::from(refusal).into_http()),
             }
         })
     }
@@ -309,6 +378,20 @@ mod tests {
             tonic::Code::ResourceExhausted
         );
         gates.admit(&principal("hackney-childrens")).unwrap();
+    }
+
+    #[test]
+    fn refusals_are_logged_at_most_once_a_second_with_the_count_not_logged() {
+        let log = RefusalLog::default();
+        assert_eq!(log.take(0), Some(0));
+        for ms in [1, 10, 500, 999] {
+            assert_eq!(log.take(ms), None, "at {ms} ms");
+        }
+        assert_eq!(log.take(1000), Some(4));
+        assert_eq!(log.take(1500), None);
+        assert_eq!(log.take(1999), None);
+        assert_eq!(log.take(2000), Some(2));
+        assert_eq!(log.take(10_000), Some(0));
     }
 
     #[test]

@@ -119,7 +119,7 @@ where
                                 token.trim(),
                                 peer.certificate_sha256.as_ref().map(|h| &h[..]),
                             )
-                            .instrument(tracing::info_span!("authenticate"))
+                            .instrument(tracing::debug_span!("authenticate"))
                             .await
                     }
                     None => Err(GatewayError::Unauthenticated {

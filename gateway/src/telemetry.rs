@@ -11,6 +11,9 @@
 //! Without a `[telemetry]` table nothing is exported: the OpenTelemetry
 //! layer stays empty, the global tracer and meter providers stay no-ops and
 //! [`metrics()`] is `None`, so every recording site costs one atomic load.
+//! The stage spans are `debug`: not exporting, none is made (logs at the
+//! default `info` see the server span only), and no trace context is read
+//! from requests.
 
 pub mod admin;
 mod instruments;
@@ -179,13 +182,22 @@ pub fn init() {
         LogFormat::Text
     };
     let (fmt, fmt_handle) = reload::Layer::new(fmt_layer(format));
+    // Each layer filters for itself, so a span is made only if some layer
+    // wants it: the stage spans of a share are `debug`, below the logs'
+    // default level, and wanted by the OpenTelemetry layer only while it
+    // exports. Telemetry off, they cost a level comparison each.
     let otel = tracing_opentelemetry::OpenTelemetryLayer::new(LateTracer).with_filter(
-        tracing_subscriber::filter::dynamic_filter_fn(|_, _| TRACER.get().is_some()),
+        tracing_subscriber::filter::dynamic_filter_fn(|meta, _| {
+            TRACER.get().is_some()
+                && (*meta.level() <= tracing::Level::INFO
+                    || (meta.is_span()
+                        && *meta.level() <= tracing::Level::DEBUG
+                        && meta.target().starts_with("liaison")))
+        }),
     );
     let installed = tracing_subscriber::registry()
-        .with(fmt)
+        .with(fmt.with_filter(filter))
         .with(otel)
-        .with(filter)
         .try_init();
     if installed.is_ok() {
         let _ = FMT.set(fmt_handle);
@@ -299,6 +311,7 @@ impl Telemetry {
 /// The OpenTelemetry trace id of the current span, when one is being
 /// exported.
 pub fn current_trace_id() -> Option<String> {
+    TRACER.get()?;
     let cx = tracing::Span::current().context();
     let span = cx.span();
     let sc = span.span_context();
@@ -307,6 +320,7 @@ pub fn current_trace_id() -> Option<String> {
 
 /// The current span as a `traceparent` for a connector to send on.
 pub fn current_trace_parent() -> Option<liaison_connectors::trace::TraceParent> {
+    TRACER.get()?;
     let cx = tracing::Span::current().context();
     let span = cx.span();
     let sc = span.span_context();
@@ -365,7 +379,7 @@ where
     }
 
     fn call(&mut self, req: http::Request<B>) -> Self::Future {
-        let method = req.uri().path().trim_start_matches('/').to_owned();
+        let method = req.uri().path().trim_start_matches('/');
         let span = tracing::info_span!(
             "grpc",
             otel.name = %method,
@@ -375,15 +389,19 @@ where
             trace_id = tracing::field::Empty,
             span_id = tracing::field::Empty,
         );
-        let parent =
-            opentelemetry::global::get_text_map_propagator(|p| p.extract(&Headers(req.headers())));
-        if parent.span().span_context().is_valid() {
-            let _ = span.set_parent(parent);
-        }
-        let sc = span.context().span().span_context().clone();
-        if sc.is_valid() {
-            span.record("trace_id", sc.trace_id().to_string());
-            span.record("span_id", sc.span_id().to_string());
+        // Not exporting, there is no trace to join or to name.
+        if TRACER.get().is_some() {
+            let parent = opentelemetry::global::get_text_map_propagator(|p| {
+                p.extract(&Headers(req.headers()))
+            });
+            if parent.span().span_context().is_valid() {
+                let _ = span.set_parent(parent);
+            }
+            let sc = span.context().span().span_context().clone();
+            if sc.is_valid() {
+                span.record("trace_id", sc.trace_id().to_string());
+                span.record("span_id", sc.span_id().to_string());
+            }
         }
         let future = {
             let _entered = span.enter();

@@ -1,6 +1,6 @@
-//! Metrics: after a share and a denial, `GET /metrics` on the admin
-//! listener counts both, and the ledger's appends were timed; `/healthz` and
-//! `/readyz` answer.
+//! Metrics: after a share, a denial and requests over the agency's rate
+//! limit, `GET /metrics` on the admin listener counts each, and the ledger's
+//! appends were timed; `/healthz` and `/readyz` answer.
 
 #![allow(
     clippy::unwrap_used,
@@ -28,6 +28,10 @@ async fn metrics_count_shares_denials_and_ledger_appends() {
         l.local_addr().unwrap()
     };
     let world = World::start_with(None, |text| {
+        let text = text.replace(
+            "[ledger]",
+            "[server.limits]\nagency_requests_per_second = 1\nagency_burst = 2\n[ledger]",
+        );
         format!("{text}\n[telemetry]\nadmin_listen = \"{admin}\"\n")
     })
     .await;
@@ -50,6 +54,23 @@ async fn metrics_count_shares_denials_and_ledger_appends() {
             assert!(!result.unwrap().into_inner().matches.is_empty());
         }
     }
+
+    // The two shares spent the agency's burst: of five more calls at once,
+    // few more are admitted, and every refusal is counted.
+    let mut refused = 0.0;
+    for _ in 0..5 {
+        match sharing
+            .list_datasets(authed(&sw, pb::ListDatasetsRequest::default()))
+            .await
+        {
+            Ok(_) => {}
+            Err(status) => {
+                assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
+                refused += 1.0;
+            }
+        }
+    }
+    assert!(refused >= 3.0, "{refused} of 5 refused");
 
     let http = reqwest::Client::new();
     let get = |path: &str| http.get(format!("http://{admin}{path}")).send();
@@ -94,6 +115,14 @@ async fn metrics_count_shares_denials_and_ledger_appends() {
         ),
         Some(1.0),
         "only the allowed share reached the connector: {text}"
+    );
+    assert_eq!(
+        sample(
+            &text,
+            r#"liaison_admission_refusals_total{agency="hackney-childrens",limit="rate"}"#
+        ),
+        Some(refused),
+        "{text}"
     );
     assert!(sample(&text, "liaison_ledger_entries_total").unwrap() >= 2.0);
     assert!(text.contains("# TYPE liaison_ledger_append_duration histogram"));

@@ -5,6 +5,8 @@
 //! integrators and the gateway share one source of truth and no `protoc` is
 //! needed.
 
+pub mod codec;
+
 /// `liaison.v1`: messages, enums, service clients and servers.
 pub mod v1 {
     #![allow(

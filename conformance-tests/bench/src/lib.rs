@@ -21,6 +21,7 @@ pub mod process;
 pub mod report;
 pub mod run;
 pub mod scale;
+pub mod telemetry;
 
 /// What a run measures.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -34,6 +35,9 @@ pub enum Measure {
     /// One agency flooding beyond its rate limit beside another at a steady
     /// rate ("Per-agency fairness").
     Fairness,
+    /// The same gateway with telemetry off, with nothing logged at all,
+    /// with Prometheus metrics and with OTLP export ("Telemetry cost").
+    Telemetry,
 }
 
 /// Measures the gateway against a bare tonic echo server.
@@ -118,6 +122,7 @@ pub async fn run(cli: Cli) -> i32 {
         Measure::Throughput => run::bench(&cli).await,
         Measure::ScaleOut => scale::bench(&cli).await,
         Measure::Fairness => fairness::bench(&cli).await,
+        Measure::Telemetry => telemetry::bench(&cli).await,
     };
     match result {
         Ok(()) => 0,

@@ -38,6 +38,22 @@ impl Server {
         F: Fn(SocketAddr) -> Fut,
         Fut: std::future::Future<Output = bool>,
     {
+        Self::spawn_with_env(program, args, &[], addr, log, ready).await
+    }
+
+    /// [`Server::spawn`] with `env` added to the process's environment.
+    pub async fn spawn_with_env<F, Fut>(
+        program: &Path,
+        args: &[&str],
+        env: &[(&str, &str)],
+        addr: SocketAddr,
+        log: &Path,
+        ready: F,
+    ) -> Result<Self, String>
+    where
+        F: Fn(SocketAddr) -> Fut,
+        Fut: std::future::Future<Output = bool>,
+    {
         let out = std::fs::File::create(log).map_err(|e| format!("{}: {e}", log.display()))?;
         let err = out.try_clone().map_err(|e| e.to_string())?;
         let started = Instant::now();
@@ -47,6 +63,7 @@ impl Server {
             // "Memory"); the echo server uses the system allocator and ignores them.
             .env("MIMALLOC_PURGE_DELAY", "0")
             .env("MIMALLOC_ARENA_EAGER_COMMIT", "0")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(out)
             .stderr(err)

@@ -6,6 +6,7 @@ use std::{fmt::Write as _, path::Path, time::Duration};
 
 pub mod fairness;
 pub mod scale;
+pub mod telemetry;
 
 use crate::{
     load::{Latency, median},

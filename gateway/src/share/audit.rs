@@ -101,7 +101,10 @@ where
             let entry = entry_for(&call, &answer.facts, answer.result.as_ref().err());
             let started = std::time::Instant::now();
             let appended = append(&ledger, &entry)
-                .instrument(tracing::info_span!("audit-append", outcome = entry.outcome))
+                .instrument(tracing::debug_span!(
+                    "audit-append",
+                    outcome = entry.outcome
+                ))
                 .await;
             if let Some(m) = crate::telemetry::metrics() {
                 m.ledger_append(started.elapsed(), appended.is_ok());

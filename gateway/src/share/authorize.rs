@@ -83,7 +83,7 @@ where
         let engine = self.policy.borrow().clone();
         Box::pin(async move {
             let (plan, facts, denial) =
-                tracing::info_span!("authorise").in_scope(|| decide(&engine, &validated));
+                tracing::debug_span!("authorise").in_scope(|| decide(&engine, &validated));
             if plan.is_empty() {
                 let error = denial.unwrap_or_else(|| GatewayError::Denied {
                     reason: "DATASET_NOT_COVERED",

@@ -86,7 +86,7 @@ async fn fetch(registry: Arc<Registry>, deadline: Duration, req: Authorized) -> 
         let dataset = dataset.clone();
         let operation = req.validated.operation.clone();
         let share = share.clone();
-        let span = tracing::info_span!("fetch", dataset = %dataset);
+        let span = tracing::debug_span!("fetch", dataset = %dataset);
         tasks.spawn(
             async move {
                 // The connector's source joins this span's trace.
@@ -229,7 +229,7 @@ async fn open_feeds(
         };
         let after = resumed.get(&dataset);
         let read = tokio::time::timeout(deadline, connector.changes(after, 1))
-            .instrument(tracing::info_span!("fetch", dataset = %dataset))
+            .instrument(tracing::debug_span!("fetch", dataset = %dataset))
             .await;
         match read {
             Ok(Ok(changes)) => {

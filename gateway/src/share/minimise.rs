@@ -117,7 +117,7 @@ where
             let mut answer = inner.call(req).await?;
             if let Ok(payload) = &mut answer.result {
                 let minimised =
-                    tracing::info_span!("minimise").in_scope(|| minimise_payload(payload, &masks));
+                    tracing::debug_span!("minimise").in_scope(|| minimise_payload(payload, &masks));
                 answer.facts.disclosures = minimised.disclosures;
                 answer.facts.withheld = minimised.withheld;
             }

@@ -66,7 +66,7 @@ where
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
         Box::pin(async move {
-            let validated = match tracing::info_span!("validate").in_scope(|| validate(call)) {
+            let validated = match tracing::debug_span!("validate").in_scope(|| validate(call)) {
                 Ok(v) => v,
                 Err(e) => return Ok(Answer::refused(e)),
             };

@@ -15,6 +15,7 @@ pub struct Metrics {
     meter: Meter,
     shares: Counter<u64>,
     denials: Counter<u64>,
+    refusals: Counter<u64>,
     connector_duration: Histogram<f64>,
     connector_errors: Counter<u64>,
     ledger_append: Histogram<f64>,
@@ -46,6 +47,12 @@ pub(super) fn install(provider: &SdkMeterProvider) {
         denials: meter
             .u64_counter("liaison.denials")
             .with_description("Shares refused by policy, by reason")
+            .build(),
+        refusals: meter
+            .u64_counter("liaison.admission.refusals")
+            .with_description(
+                "Requests refused at admission (RESOURCE_EXHAUSTED) before any policy or ledger work, by agency and limit (rate, concurrency, in_flight)",
+            )
             .build(),
         connector_duration: meter
             .f64_histogram("liaison.connector.duration")
@@ -106,6 +113,17 @@ impl Metrics {
     pub fn denial(&self, reason: &str) {
         self.denials
             .add(1, &[KeyValue::new("reason", reason.to_owned())]);
+    }
+
+    /// One request refused at admission.
+    pub fn refusal(&self, agency: &str, limit: &'static str) {
+        self.refusals.add(
+            1,
+            &[
+                KeyValue::new("agency", agency.to_owned()),
+                KeyValue::new("limit", limit),
+            ],
+        );
     }
 
     /// One connector call; `error` names how it failed, if it did.
