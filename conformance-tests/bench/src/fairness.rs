@@ -3,21 +3,15 @@
 //! agency's latency holds. One gateway, two recipient agencies each with
 //! its own identity provider; the measured agency sends `GetRecords` open
 //! loop well under its quota, alone and then beside the flood, in
-//! interleaved rounds.
+//! interleaved rounds. The flood comes from h2load (`--rps`), an external
+//! process whose own CPU is a small share of the two cores; what became of
+//! its calls is read from the gateway's `liaison_admission_refusals_total`
+//! on its admin listener.
 
-use std::{
-    collections::BTreeMap,
-    sync::{
-        Arc,
-        atomic::{AtomicU64, Ordering},
-    },
-    time::Duration,
-};
+use std::{collections::BTreeMap, sync::Arc, time::Duration};
 
 use liaison_proto::v1::{self as pb, sharing_service_client::SharingServiceClient};
-use tokio::sync::Mutex;
 use tonic::{
-    Code,
     metadata::{Ascii, MetadataValue},
     transport::Channel,
 };
@@ -110,12 +104,20 @@ pub async fn bench(cli: &Cli) -> Result<(), String> {
         .map_err(|_| "the token is not a header value")?;
 
     let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
-    let server = start_gateway(&env, &flooder, settings, dir.path()).await?;
+    let admin = process::free_addr()?;
+    let server = start_gateway(&env, &flooder, settings, admin, dir.path()).await?;
     let checked = run::first_answers(server.addr, &env.auth).await?;
     // The flooder may read the same person: the agreement names it too.
     run::first_answers(server.addr, &flood_auth).await?;
     let measured = clients(server.addr).await?;
-    let flooding = clients(server.addr).await?;
+    let flood_body = dir.path().join("flood.bin");
+    std::fs::write(&flood_body, fixture::grpc_frame(&checked.get)).map_err(|e| e.to_string())?;
+    let target = FloodTarget {
+        addr: server.addr,
+        admin,
+        body: flood_body,
+        header: format!("authorization: Bearer {flood_token}"),
+    };
 
     let load_before = run::load_average();
     let mut results = Results {
@@ -140,10 +142,10 @@ pub async fn bench(cli: &Cli) -> Result<(), String> {
             if flood {
                 let (during, f) = tokio::join!(
                     steady(&measured, &env.auth, &checked.get, settings),
-                    flood_run(&flooding, &flood_auth, &checked.get, settings),
+                    flood_run(&target, settings),
                 );
                 r.during = during;
-                r.flood = f;
+                r.flood = f?;
             } else {
                 r.alone = steady(&measured, &env.auth, &checked.get, settings).await;
             }
@@ -189,6 +191,7 @@ async fn start_gateway(
     env: &Env,
     flooder: &Issuer,
     settings: Settings,
+    admin: std::net::SocketAddr,
     dir: &std::path::Path,
 ) -> Result<Server, String> {
     let demo = std::fs::read_to_string(env.repo.join("deploy/demo/policy.toml"))
@@ -226,6 +229,7 @@ async fn start_gateway(
             mapping: &mapping,
         },
     );
+    let text = format!("{text}\n[telemetry]\nadmin_listen = \"{admin}\"\n");
     let config = dir.join("liaison.toml");
     std::fs::write(&config, text).map_err(|e| e.to_string())?;
     let config_arg = config.display().to_string();
@@ -271,69 +275,62 @@ async fn steady(
     .await
 }
 
-/// The flooding agency, open loop at its flood rate, every answer's code
-/// counted.
-async fn flood_run(
-    channels: &Arc<Vec<Channel>>,
-    auth: &MetadataValue<Ascii>,
-    get: &pb::GetRecordsRequest,
-    settings: Settings,
-) -> Flood {
-    let exhausted = Arc::new(AtomicU64::new(0));
-    let other: Arc<Mutex<BTreeMap<String, u64>>> = Arc::default();
-    let channels = channels.clone();
-    let auth = auth.clone();
-    let get = get.clone();
-    let latency = {
-        let exhausted = exhausted.clone();
-        let other = other.clone();
-        load::open_loop(settings.flood_rate, settings.run, move |i| {
-            let channel = channels.get(i as usize % channels.len().max(1)).cloned();
-            let req = run::authed(&auth, get.clone());
-            let exhausted = exhausted.clone();
-            let other = other.clone();
-            async move {
-                let Some(c) = channel else { return false };
-                match SharingServiceClient::new(c).get_records(req).await {
-                    Ok(_) => true,
-                    Err(s) if s.code() == Code::ResourceExhausted => {
-                        exhausted.fetch_add(1, Ordering::Relaxed);
-                        false
-                    }
-                    Err(s) => {
-                        // The message names the cause of a transport
-                        // failure, which the code alone (`Unknown`) does not.
-                        let message: String = s
-                            .message()
-                            .chars()
-                            .take(80)
-                            .collect::<String>()
-                            .replace('|', "/");
-                        *other
-                            .lock()
-                            .await
-                            .entry(format!("{:?} `{message}`", s.code()))
-                            .or_insert(0) += 1;
-                        false
-                    }
-                }
-            }
-        })
-        .await
-    };
-    let exhausted = exhausted.load(Ordering::Relaxed);
-    let mut other = other.lock().await.clone();
-    // Calls the generator gave up waiting for count as failures too.
-    let unanswered = latency
-        .errors
-        .saturating_sub(exhausted + other.values().sum::<u64>());
-    if unanswered > 0 {
-        other.insert("unanswered".into(), unanswered);
+/// Where the flood goes and how it is told apart.
+struct FloodTarget {
+    addr: std::net::SocketAddr,
+    admin: std::net::SocketAddr,
+    body: std::path::PathBuf,
+    header: String,
+}
+
+/// The flooding agency: h2load at the flood rate on four connections. Its
+/// refusals are the change in the gateway's count of them for the agency;
+/// the rest of what h2load saw answered were admitted.
+async fn flood_run(target: &FloodTarget, settings: Settings) -> Result<Flood, String> {
+    const CONNECTIONS: u32 = 4;
+    let before = refusals(target.admin, FLOODER).await?;
+    let per_connection = (settings.flood_rate / f64::from(CONNECTIONS)).round() as u32;
+    let h = load::h2load_paced(
+        target.addr,
+        "/liaison.v1.SharingService/GetRecords",
+        &target.body,
+        std::slice::from_ref(&target.header),
+        settings.run.as_secs().max(1),
+        CONNECTIONS,
+        per_connection.max(1),
+    )
+    .await?;
+    let exhausted = refusals(target.admin, FLOODER).await? - before;
+    let mut other = BTreeMap::new();
+    if h.failed > 0 {
+        other.insert("h2load failed, errored or timed out".to_owned(), h.failed);
     }
-    Flood {
-        sent: latency.done + latency.errors,
-        admitted: latency.done,
+    Ok(Flood {
+        sent: h.done,
+        admitted: h.done.saturating_sub(exhausted + h.failed),
         exhausted,
         other,
-    }
+    })
+}
+
+/// `liaison_admission_refusals_total` for `agency`, summed over limits,
+/// from the admin listener's Prometheus text.
+async fn refusals(admin: std::net::SocketAddr, agency: &str) -> Result<u64, String> {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let mut tcp = tokio::net::TcpStream::connect(admin)
+        .await
+        .map_err(|e| format!("admin listener: {e}"))?;
+    tcp.write_all(b"GET /metrics HTTP/1.1\r\nHost: gateway\r\nConnection: close\r\n\r\n")
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut text = String::new();
+    tcp.read_to_string(&mut text)
+        .await
+        .map_err(|e| e.to_string())?;
+    let label = format!("agency=\"{agency}\"");
+    Ok(text
+        .lines()
+        .filter(|l| l.starts_with("liaison_admission_refusals_total{") && l.contains(&label))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum::<f64>() as u64)
 }

@@ -22,6 +22,8 @@ pub struct H2load {
     pub succeeded: u64,
     /// Requests that failed or errored.
     pub failed: u64,
+    /// Requests answered (any status).
+    pub done: u64,
     /// Response body bytes (DATA frames) per succeeded request.
     pub bytes_per_response: f64,
     /// Mean time per request, in µs.
@@ -54,8 +56,52 @@ pub async fn h2load(
     headers: &[String],
     seconds: u64,
 ) -> Result<H2load, String> {
+    h2load_with(
+        addr,
+        path,
+        body,
+        headers,
+        seconds,
+        &["-c", "16", "-m", "16"],
+    )
+    .await
+}
+
+/// [`h2load`] paced: `clients` connections each sending `rps` requests a
+/// second (h2load's `--rps`), up to 64 at once on each.
+pub async fn h2load_paced(
+    addr: SocketAddr,
+    path: &str,
+    body: &Path,
+    headers: &[String],
+    seconds: u64,
+    clients: u32,
+    rps: u32,
+) -> Result<H2load, String> {
+    let clients = clients.to_string();
+    let rps = format!("--rps={rps}");
+    h2load_with(
+        addr,
+        path,
+        body,
+        headers,
+        seconds,
+        &["-c", &clients, "-m", "64", &rps],
+    )
+    .await
+}
+
+async fn h2load_with(
+    addr: SocketAddr,
+    path: &str,
+    body: &Path,
+    headers: &[String],
+    seconds: u64,
+    shape: &[&str],
+) -> Result<H2load, String> {
     let mut cmd = tokio::process::Command::new("h2load");
-    cmd.args(["-c", "16", "-m", "16", "-t", "1", "-D"])
+    cmd.args(shape)
+        .args(["-t", "1", "-D"])
         .arg(seconds.to_string())
         .arg("-d")
         .arg(body)
@@ -92,6 +138,7 @@ pub fn parse_h2load(text: &str) -> Option<H2load> {
                 let (n, what) = part.split_once(' ')?;
                 let n: u64 = n.parse().ok()?;
                 match what {
+                    "done" => r.done = n,
                     "succeeded" => r.succeeded = n,
                     "failed" | "errored" | "timeout" => r.failed += n,
                     _ => {}
@@ -350,6 +397,7 @@ time for request:      456us     31.22ms     20.55ms      2.70ms    80.00%
         assert!((r.rps - 12345.6).abs() < 1e-6);
         assert_eq!(r.succeeded, 24690);
         assert_eq!(r.failed, 2);
+        assert_eq!(r.done, 24691);
         assert!((r.bytes_per_response - 51843900.0 / 24690.0).abs() < 1e-6);
         assert!((r.mean_us - 20550.0).abs() < 1e-6);
     }

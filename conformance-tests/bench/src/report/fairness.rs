@@ -179,12 +179,16 @@ it) and `--flood-factor` the flood's multiple of it (default 10).
   agreement's recipient) and `camden-childrens`, added to the same agreement on the same terms,
   so the flood's admitted calls are real shares, appended to the ledger.
 * `hackney-childrens` sends `GetRecords` open loop at a quarter of its quota on 4 connections,
-  latency from each request's intended send time. `camden-childrens` sends `GetRecords` open loop
-  at the flood rate on 4 connections of its own; every answer's gRPC code is counted.
+  latency from each request's intended send time. `camden-childrens` floods with `GetRecords`
+  from h2load (`--rps`, 4 connections of its own, up to 64 streams each), an external process as
+  a partner's system would be; its refusals are the change in the gateway's
+  `liaison_admission_refusals_total{agency=\"camden-childrens\"}` (admin listener), and what else
+  h2load saw answered was admitted. Runs before the third below flooded from a tonic client
+  in the bench process, which counted every answer's gRPC code but spent a large share of the
+  two cores itself.
 * Each round runs `hackney-childrens` alone and during the flood, the flood first in every
-  second round; the gateway runs throughout. The load generators run in the bench process on
-  the same two cores as the gateway, so the flood also costs the measured agency CPU on the
-  client side.
+  second round; the gateway runs throughout. The measured agency's client runs in the bench
+  process, on the same two cores as the gateway and h2load.
 ";
 
 #[cfg(test)]
