@@ -81,29 +81,6 @@ struct Gateway {
     _dir: tempfile::TempDir,
 }
 
-/// A token for the demo client `name`, from its identity provider.
-async fn client_token(state: &serde_json::Value, name: &str) -> String {
-    let profile = &state["clients"][name];
-    #[derive(serde::Deserialize)]
-    struct Token {
-        access_token: String,
-    }
-    reqwest::Client::new()
-        .post(profile["token_url"].as_str().unwrap())
-        .basic_auth(
-            profile["client_id"].as_str().unwrap(),
-            profile["client_secret"].as_str(),
-        )
-        .form(&[("grant_type", "client_credentials")])
-        .send()
-        .await
-        .unwrap()
-        .json::<Token>()
-        .await
-        .unwrap()
-        .access_token
-}
-
 impl Gateway {
     async fn start() -> Gateway {
         let dir = tempfile::tempdir().unwrap();
@@ -129,10 +106,10 @@ impl Gateway {
                 .unwrap();
         let url = state["gateway"].as_str().unwrap().to_owned();
         let addr: SocketAddr = url.trim_start_matches("http://").parse().unwrap();
-        let token = client_token(&state, "hackney-social-worker").await;
+        let token = process::demo_token(&state, "hackney-social-worker").await;
         // Attacks that need an authenticated call come from another agency,
         // so they do not spend the legitimate client's own rate limit.
-        let attacker_token = client_token(&state, "met-officer").await;
+        let attacker_token = process::demo_token(&state, "met-officer").await;
         let channel = Channel::from_shared(url).unwrap().connect().await.unwrap();
         Gateway {
             child,

@@ -130,29 +130,8 @@ async fn testssl_finds_nothing_of_medium_severity_or_worse_on_the_api_listener()
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
     let ca = write_config(dir.path(), port);
-    let mut gateway = Command::new(process::liaison_bin())
-        .arg("serve")
-        .arg("--config")
-        .arg(dir.path().join("liaison.toml"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    // The port is bound once everything else has started.
-    let mut up = false;
-    for _ in 0..300 {
-        if tokio::net::TcpStream::connect(("127.0.0.1", port))
-            .await
-            .is_ok()
-        {
-            up = true;
-            break;
-        }
-        assert!(gateway.try_wait().unwrap().is_none(), "the gateway exited");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert!(up, "the gateway did not listen within 30 s");
+    let mut gateway = process::serve(&dir.path().join("liaison.toml"), &[]);
+    process::wait_listening(port, &mut gateway).await;
 
     let json = dir.path().join("testssl.json");
     let scan = Command::new(testssl)

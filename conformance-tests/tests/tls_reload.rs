@@ -16,11 +16,10 @@
 
 mod process;
 
-use std::{path::Path, process::Stdio, sync::Arc, time::Duration};
+use std::{path::Path, sync::Arc, time::Duration};
 
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose};
 use rustls::pki_types::{CertificateDer, ServerName};
-use tokio::process::Command;
 
 /// The CA, and a leaf for `localhost` it issued whose common name is `cn`.
 struct Pki {
@@ -148,29 +147,9 @@ kind = "local-authority"
         ),
     )
     .unwrap();
-    let mut gateway = Command::new(process::liaison_bin())
-        .arg("serve")
-        .arg("--config")
-        .arg(dir.path().join("liaison.toml"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
+    let mut gateway = process::serve(&dir.path().join("liaison.toml"), &[]);
     let pid = gateway.id().unwrap();
-    let mut up = false;
-    for _ in 0..300 {
-        if tokio::net::TcpStream::connect(("127.0.0.1", port))
-            .await
-            .is_ok()
-        {
-            up = true;
-            break;
-        }
-        assert!(gateway.try_wait().unwrap().is_none(), "the gateway exited");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert!(up, "the gateway did not listen within 30 s");
+    process::wait_listening(port, &mut gateway).await;
     assert_eq!(presented(port, &ca).await, first);
 
     // Replaced on disk: not noticed before the interval, which is an hour.

@@ -68,3 +68,59 @@ pub async fn start_demo(dir: &Path) -> Child {
     }
     panic!("`liaison demo` wrote no demo.json within 60 s");
 }
+
+/// `liaison serve --config <config>`, its output discarded, `env` added to
+/// its environment.
+pub fn serve(config: &Path, env: &[(&str, &str)]) -> Child {
+    Command::new(liaison_bin())
+        .arg("serve")
+        .arg("--config")
+        .arg(config)
+        .envs(env.iter().copied())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap()
+}
+
+/// Waits until 127.0.0.1:`port` accepts connections (the gateway binds its
+/// listener once everything else has started); fails if `child` exits or
+/// 30 s pass.
+pub async fn wait_listening(port: u16, child: &mut Child) {
+    for _ in 0..300 {
+        if tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_ok()
+        {
+            return;
+        }
+        assert!(child.try_wait().unwrap().is_none(), "the gateway exited");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("the gateway did not listen on port {port} within 30 s");
+}
+
+/// A token for the demo client `name`, as `demo.json` (`state`) lists it,
+/// from its identity provider.
+pub async fn demo_token(state: &serde_json::Value, name: &str) -> String {
+    let profile = &state["clients"][name];
+    #[derive(serde::Deserialize)]
+    struct Token {
+        access_token: String,
+    }
+    reqwest::Client::new()
+        .post(profile["token_url"].as_str().unwrap())
+        .basic_auth(
+            profile["client_id"].as_str().unwrap(),
+            profile["client_secret"].as_str(),
+        )
+        .form(&[("grant_type", "client_credentials")])
+        .send()
+        .await
+        .unwrap()
+        .json::<Token>()
+        .await
+        .unwrap()
+        .access_token
+}
