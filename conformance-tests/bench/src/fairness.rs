@@ -230,15 +230,13 @@ async fn start_gateway(
         },
     );
     let text = format!("{text}\n[telemetry]\nadmin_listen = \"{admin}\"\n");
-    let config = dir.join("liaison.toml");
-    std::fs::write(&config, text).map_err(|e| e.to_string())?;
-    let config_arg = config.display().to_string();
-    Server::spawn(
-        &env.gateway_bin,
-        &["serve", "--config", &config_arg],
+    run::serve_config(
+        env,
+        &dir.join("liaison.toml"),
+        &text,
+        &[],
         addr,
         &dir.join("gateway.log"),
-        run::serving,
     )
     .await
 }

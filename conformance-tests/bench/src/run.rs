@@ -449,14 +449,13 @@ async fn gateway_round(env: &Env, scenario: &Scenario) -> Result<ServerRun, Stri
             },
         ),
     };
-    std::fs::write(&config, text).map_err(|e| e.to_string())?;
-    let config_arg = config.display().to_string();
-    let server = Server::spawn(
-        &env.gateway_bin,
-        &["serve", "--config", &config_arg],
+    let server = serve_config(
+        env,
+        &config,
+        &text,
+        &[],
         addr,
         &dir.path().join("gateway.log"),
-        serving,
     )
     .await?;
     let idle_rss_kib = server.rss_kib();
@@ -543,6 +542,29 @@ async fn gateway_round(env: &Env, scenario: &Scenario) -> Result<ServerRun, Stri
         records_bytes,
         request_bytes: get.encoded_len(),
     })
+}
+
+/// Writes `text` as `config` and runs `liaison serve` on it, logging to
+/// `log`, `envs` added to its environment, until gRPC health says it serves.
+pub(crate) async fn serve_config(
+    env: &Env,
+    config: &Path,
+    text: &str,
+    envs: &[(&str, &str)],
+    addr: SocketAddr,
+    log: &Path,
+) -> Result<Server, String> {
+    std::fs::write(config, text).map_err(|e| format!("{}: {e}", config.display()))?;
+    let config_arg = config.display().to_string();
+    Server::spawn_with_env(
+        &env.gateway_bin,
+        &["serve", "--config", &config_arg],
+        envs,
+        addr,
+        log,
+        serving,
+    )
+    .await
 }
 
 /// A gateway's first answers, checked before any load.

@@ -212,14 +212,13 @@ impl Deployment {
                     mapping: &mapping,
                 },
             );
-            std::fs::write(&config, text).map_err(|e| e.to_string())?;
-            let config_arg = config.display().to_string();
-            let server = Server::spawn(
-                &env.gateway_bin,
-                &["serve", "--config", &config_arg],
+            let server = run::serve_config(
+                env,
+                &config,
+                &text,
+                &[],
                 addr,
                 &dir.path().join(format!("gateway-{i}.log")),
-                run::serving,
             )
             .await?;
             // Each replica straight, not through the balancer, so each has

@@ -26,9 +26,7 @@ use opentelemetry_proto::tonic::collector::trace::v1::{
 };
 
 use crate::{
-    Cli, fixture,
-    process::{self, Server},
-    report,
+    Cli, fixture, process, report,
     run::{self, Env},
 };
 
@@ -208,20 +206,17 @@ async fn measure(
             ));
         }
     }
-    let config = dir.path().join("liaison.toml");
-    std::fs::write(&config, text).map_err(|e| e.to_string())?;
-    let config_arg = config.display().to_string();
     let log_env: &[(&str, &str)] = match variant {
         Variant::Silent => &[("RUST_LOG", "off")],
         _ => &[("RUST_LOG", "info")],
     };
-    let server = Server::spawn_with_env(
-        &env.gateway_bin,
-        &["serve", "--config", &config_arg],
+    let server = run::serve_config(
+        env,
+        &dir.path().join("liaison.toml"),
+        &text,
         log_env,
         addr,
         &dir.path().join("gateway.log"),
-        run::serving,
     )
     .await?;
     let checked = run::first_answers(addr, &env.auth).await?;
