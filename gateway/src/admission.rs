@@ -195,9 +195,7 @@ impl Gates {
             .map_err(|not_until| GatewayError::RateLimited {
                 agency: principal.agency.clone(),
                 limit: "rate",
-                retry_after: not_until
-                    .wait_time_from(self.clock.now())
-                    .max(Duration::from_millis(1)),
+                retry_after: whole_millis(not_until.wait_time_from(self.clock.now())),
             })?;
         Ok(Admitted {
             _agency: agency,
@@ -231,6 +229,14 @@ impl Gates {
             );
         }
     }
+}
+
+/// `wait` rounded up to a whole millisecond, at least one: a client needs no
+/// finer advice, and a refusal's status then repeats word for word, which
+/// HTTP/2 header compression sends as a table reference.
+fn whole_millis(wait: Duration) -> Duration {
+    let millis = wait.as_nanos().div_ceil(1_000_000).max(1);
+    Duration::from_millis(u64::try_from(millis).unwrap_or(u64::MAX))
 }
 
 /// Adds admission control.
@@ -378,6 +384,17 @@ mod tests {
             tonic::Code::ResourceExhausted
         );
         gates.admit(&principal("hackney-childrens")).unwrap();
+    }
+
+    #[test]
+    fn retry_advice_is_whole_milliseconds() {
+        assert_eq!(whole_millis(Duration::ZERO), Duration::from_millis(1));
+        assert_eq!(whole_millis(Duration::from_nanos(1)), Duration::from_millis(1));
+        assert_eq!(
+            whole_millis(Duration::from_micros(2_001)),
+            Duration::from_millis(3)
+        );
+        assert_eq!(whole_millis(Duration::from_millis(987)), Duration::from_millis(987));
     }
 
     #[test]

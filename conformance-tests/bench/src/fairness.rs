@@ -57,19 +57,36 @@ pub struct Flood {
     pub other: BTreeMap<String, u64>,
 }
 
-/// One round: the measured agency alone, and beside the flood.
+/// How the other agency loads the gateway while the measured one runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Beside {
+    /// Not at all.
+    Alone,
+    /// At exactly its quota: all admitted, nothing refused.
+    AtQuota,
+    /// At the flood rate.
+    Flood,
+}
+
+/// One round: the measured agency alone, beside the other agency at its
+/// quota, and beside its flood.
 #[derive(Debug, Clone, Default)]
 pub struct Round {
     /// Alone.
     pub alone: Latency,
+    /// Beside the other agency at its quota.
+    pub at_quota: Latency,
     /// During the flood.
     pub during: Latency,
+    /// The other agency's calls at its quota.
+    pub quota_load: Flood,
     /// The flood.
     pub flood: Flood,
-    /// Whether the flood ran first this round.
-    pub flood_first: bool,
-    /// The gateway's CPU use, in cores, alone and during the flood.
-    pub cores: (f64, f64),
+    /// The order the three ran in.
+    pub order: Vec<Beside>,
+    /// The gateway's CPU use, in cores: alone, beside the quota, during the
+    /// flood.
+    pub cores: (f64, f64, f64),
 }
 
 /// Everything measured.
@@ -125,37 +142,53 @@ pub async fn bench(cli: &Cli) -> Result<(), String> {
         rounds: Vec::new(),
     };
     for round in 0..cli.rounds.max(3) {
-        // ABBA: the flood goes first every other round, so a drift in the
-        // machine's load does not always favour one side.
-        let flood_first = round % 2 == 1;
+        // The order rotates each round, so a drift in the machine's load
+        // does not always favour one condition.
+        let mut order = vec![Beside::Alone, Beside::AtQuota, Beside::Flood];
+        order.rotate_left(round % 3);
         let mut r = Round {
-            flood_first,
+            order: order.clone(),
             ..Round::default()
         };
-        for flood in [flood_first, !flood_first] {
-            eprintln!(
-                "round {}: {}",
-                round + 1,
-                if flood { "during the flood" } else { "alone" }
-            );
+        for beside in order {
+            eprintln!("round {}: {beside:?}", round + 1);
             let cpu = server.cpu();
-            if flood {
-                let (during, f) = tokio::join!(
-                    steady(&measured, &env.auth, &checked.get, settings),
-                    flood_run(&target, settings),
-                );
-                r.during = during;
-                r.flood = f?;
-            } else {
-                r.alone = steady(&measured, &env.auth, &checked.get, settings).await;
-            }
+            let other_rate = match beside {
+                Beside::Alone => None,
+                Beside::AtQuota => Some(f64::from(settings.quota)),
+                Beside::Flood => Some(settings.flood_rate),
+            };
+            let (latency, other) = match other_rate {
+                None => (
+                    steady(&measured, &env.auth, &checked.get, settings).await,
+                    None,
+                ),
+                Some(rate) => {
+                    let (latency, other) = tokio::join!(
+                        steady(&measured, &env.auth, &checked.get, settings),
+                        flood_run(&target, rate, settings.run),
+                    );
+                    (latency, Some(other?))
+                }
+            };
             let cores = server.cpu().saturating_sub(cpu).as_secs_f64() / settings.run.as_secs_f64();
-            if flood {
-                r.cores.1 = cores;
-            } else {
-                r.cores.0 = cores;
+            match beside {
+                Beside::Alone => {
+                    r.alone = latency;
+                    r.cores.0 = cores;
+                }
+                Beside::AtQuota => {
+                    r.at_quota = latency;
+                    r.quota_load = other.unwrap_or_default();
+                    r.cores.1 = cores;
+                }
+                Beside::Flood => {
+                    r.during = latency;
+                    r.flood = other.unwrap_or_default();
+                    r.cores.2 = cores;
+                }
             }
-            // Let the flooder's bucket and the gateway's queues settle.
+            // Let the other agency's bucket and the gateway's queues settle.
             tokio::time::sleep(Duration::from_secs(1)).await;
         }
         results.rounds.push(r);
@@ -281,19 +314,19 @@ struct FloodTarget {
     header: String,
 }
 
-/// The flooding agency: h2load at the flood rate on four connections. Its
+/// The other agency: h2load at `rate` on four connections. Its
 /// refusals are the change in the gateway's count of them for the agency;
 /// the rest of what h2load saw answered were admitted.
-async fn flood_run(target: &FloodTarget, settings: Settings) -> Result<Flood, String> {
+async fn flood_run(target: &FloodTarget, rate: f64, run: Duration) -> Result<Flood, String> {
     const CONNECTIONS: u32 = 4;
     let before = refusals(target.admin, FLOODER).await?;
-    let per_connection = (settings.flood_rate / f64::from(CONNECTIONS)).round() as u32;
+    let per_connection = (rate / f64::from(CONNECTIONS)).round() as u32;
     let h = load::h2load_paced(
         target.addr,
         "/liaison.v1.SharingService/GetRecords",
         &target.body,
         std::slice::from_ref(&target.header),
-        settings.run.as_secs().max(1),
+        run.as_secs().max(1),
         CONNECTIONS,
         per_connection.max(1),
     )
