@@ -389,12 +389,18 @@ mod tests {
     #[test]
     fn retry_advice_is_whole_milliseconds() {
         assert_eq!(whole_millis(Duration::ZERO), Duration::from_millis(1));
-        assert_eq!(whole_millis(Duration::from_nanos(1)), Duration::from_millis(1));
+        assert_eq!(
+            whole_millis(Duration::from_nanos(1)),
+            Duration::from_millis(1)
+        );
         assert_eq!(
             whole_millis(Duration::from_micros(2_001)),
             Duration::from_millis(3)
         );
-        assert_eq!(whole_millis(Duration::from_millis(987)), Duration::from_millis(987));
+        assert_eq!(
+            whole_millis(Duration::from_millis(987)),
+            Duration::from_millis(987)
+        );
     }
 
     #[test]
