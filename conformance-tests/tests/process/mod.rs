@@ -1,6 +1,6 @@
 //! Helpers shared by the suites that run `liaison` as a process.
 
-#![allow(dead_code)]
+#![allow(dead_code, clippy::indexing_slicing)]
 
 use std::{
     path::{Path, PathBuf},
