@@ -205,17 +205,12 @@ pub async fn bench(cli: &Cli) -> Result<(), String> {
             elapsed: started.elapsed(),
         },
     );
-    println!("{block}");
-    if !cli.no_write {
-        report::append_to(
-            &cli.output,
-            report::fairness::SECTION,
-            report::fairness::INTRO,
-            &block,
-        )?;
-        eprintln!("appended to {}", cli.output.display());
-    }
-    Ok(())
+    report::publish(
+        cli,
+        report::fairness::SECTION,
+        report::fairness::INTRO,
+        &block,
+    )
 }
 
 /// The gateway with both recipients, the limits, the in-memory connector

@@ -472,10 +472,15 @@ fn targets(results: &Results) -> String {
     out
 }
 
-/// Appends `block` to the throughput section in `path`, creating the
-/// section (after any others) if it is not there; earlier blocks are kept.
-pub fn append(path: &Path, block: &str) -> Result<(), String> {
-    append_to(path, SECTION, INTRO, block)
+/// Prints a run's `block` and, unless `--no-write`, appends it to `section`
+/// of `--output` (created with `intro` if it is not there).
+pub fn publish(cli: &crate::Cli, section: &str, intro: &str, block: &str) -> Result<(), String> {
+    println!("{block}");
+    if !cli.no_write {
+        append_to(&cli.output, section, intro, block)?;
+        eprintln!("appended to {}", cli.output.display());
+    }
+    Ok(())
 }
 
 /// Appends `block` to `section` in `path`, creating the section with
@@ -530,7 +535,7 @@ fn insert_into(text: &str, section: &str, intro: &str, block: &str) -> String {
 }
 
 /// What the section says once, above its first block.
-const INTRO: &str = "\
+pub const INTRO: &str = "\
 The gateway end to end beside a bare tonic echo server (the ceiling: same tonic, plaintext
 HTTP/2 with the gateway's server settings, a unary call with the `GetRecords` request's and
 answer's sizes, no work), both as child processes on loopback, in one run of

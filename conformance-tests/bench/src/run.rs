@@ -274,12 +274,7 @@ pub async fn bench(cli: &Cli) -> Result<(), String> {
             elapsed: started.elapsed(),
         },
     );
-    println!("{block}");
-    if !cli.no_write {
-        report::append(&cli.output, &block)?;
-        eprintln!("appended to {}", cli.output.display());
-    }
-    Ok(())
+    report::publish(cli, report::SECTION, report::INTRO, &block)
 }
 
 /// The synthetic children's services export of `people`, written once and

@@ -162,17 +162,7 @@ pub async fn bench(cli: &Cli) -> Result<(), String> {
             elapsed: started.elapsed(),
         },
     );
-    println!("{block}");
-    if !cli.no_write {
-        report::append_to(
-            &cli.output,
-            report::scale::SECTION,
-            report::scale::INTRO,
-            &block,
-        )?;
-        eprintln!("appended to {}", cli.output.display());
-    }
-    Ok(())
+    report::publish(cli, report::scale::SECTION, report::scale::INTRO, &block)
 }
 
 /// Replicas on one fresh PostgreSQL ledger, each checked, with the

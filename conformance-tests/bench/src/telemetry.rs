@@ -158,17 +158,12 @@ pub async fn bench(cli: &Cli) -> Result<(), String> {
             elapsed: started.elapsed(),
         },
     );
-    println!("{block}");
-    if !cli.no_write {
-        report::append_to(
-            &cli.output,
-            report::telemetry::SECTION,
-            report::telemetry::INTRO,
-            &block,
-        )?;
-        eprintln!("appended to {}", cli.output.display());
-    }
-    Ok(())
+    report::publish(
+        cli,
+        report::telemetry::SECTION,
+        report::telemetry::INTRO,
+        &block,
+    )
 }
 
 /// Starts the gateway as `variant` says, checks its answers and measures
