@@ -22,7 +22,10 @@ mod prometheus;
 use std::{
     net::SocketAddr,
     path::{Path, PathBuf},
-    sync::OnceLock,
+    sync::{
+        OnceLock,
+        atomic::{AtomicBool, Ordering},
+    },
     task::{Context, Poll},
     time::Duration,
 };
@@ -41,7 +44,10 @@ use tower::{Layer, Service};
 use tracing::Instrument;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 use tracing_subscriber::{
-    EnvFilter, Layer as _, Registry, layer::SubscriberExt, reload, util::SubscriberInitExt,
+    EnvFilter, Layer as _,
+    filter::{FilterExt as _, filter_fn},
+    layer::SubscriberExt,
+    util::SubscriberInitExt,
 };
 
 pub use instruments::{Metrics, metrics};
@@ -112,10 +118,18 @@ pub struct Telemetry {
     prometheus: Option<prometheus::Snapshot>,
 }
 
-type Fmt = Box<dyn tracing_subscriber::Layer<Registry> + Send + Sync>;
+/// Whether logs are written as JSON rather than text; set from
+/// `LIAISON_LOG_FORMAT` at [`init`] and from the configuration at [`start`].
+///
+/// Both formats' layers are installed, each filtered on this flag, rather
+/// than one layer swapped by `tracing_subscriber::reload`: a reloadable layer
+/// defeats the subscriber's per-callsite interest cache (tokio-rs/tracing
+/// #2325), so every disabled `trace` span in h2 and hyper would be created
+/// and dropped on every request.
+static JSON_LOGS: AtomicBool = AtomicBool::new(false);
 
-/// Reloads the log format once the configuration is read.
-static FMT: OnceLock<reload::Handle<Fmt, Registry>> = OnceLock::new();
+/// Set once [`init`] has installed the subscriber.
+static INSTALLED: OnceLock<()> = OnceLock::new();
 
 /// The tracer of the first gateway in this process configured to export.
 /// The OpenTelemetry layer is installed from the start, filtered off until
@@ -153,53 +167,58 @@ fn default_service_name() -> String {
     "liaison".into()
 }
 
-fn fmt_layer(format: LogFormat) -> Fmt {
-    let layer = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
-    match format {
-        LogFormat::Text => layer.boxed(),
-        // The span list carries the server span's `trace_id` and `span_id`
-        // on every line written while serving a request.
-        LogFormat::Json => layer
-            .json()
-            .with_current_span(true)
-            .with_span_list(true)
-            .boxed(),
-    }
+/// The log level filter from `RUST_LOG` (default `info`), one per layer.
+fn log_filter() -> EnvFilter {
+    EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"))
+}
+
+/// Whether the OpenTelemetry layer wants spans and events of `meta`'s
+/// callsite: nothing until a tracer is set, then `info` and above, and the
+/// gateway's own `debug` spans (the stages of a share).
+fn exported(meta: &tracing::Metadata<'_>) -> bool {
+    TRACER.get().is_some()
+        && (*meta.level() <= tracing::Level::INFO
+            || (meta.is_span()
+                && *meta.level() <= tracing::Level::DEBUG
+                && meta.target().starts_with("liaison")))
 }
 
 /// Installs the global subscriber once; later calls do nothing. Logs are
 /// text unless `LIAISON_LOG_FORMAT=json`, until [`start`] applies the
 /// configured format; the level comes from `RUST_LOG` (default `info`).
 pub fn init() {
-    if FMT.get().is_some() {
+    if INSTALLED.get().is_some() {
         return;
     }
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let format = if std::env::var("LIAISON_LOG_FORMAT").is_ok_and(|v| v == "json") {
-        LogFormat::Json
-    } else {
-        LogFormat::Text
-    };
-    let (fmt, fmt_handle) = reload::Layer::new(fmt_layer(format));
-    // Each layer filters for itself, so a span is made only if some layer
-    // wants it: the stage spans of a share are `debug`, below the logs'
-    // default level, and wanted by the OpenTelemetry layer only while it
-    // exports. Telemetry off, they cost a level comparison each.
-    let otel = tracing_opentelemetry::OpenTelemetryLayer::new(LateTracer).with_filter(
-        tracing_subscriber::filter::dynamic_filter_fn(|meta, _| {
-            TRACER.get().is_some()
-                && (*meta.level() <= tracing::Level::INFO
-                    || (meta.is_span()
-                        && *meta.level() <= tracing::Level::DEBUG
-                        && meta.target().starts_with("liaison")))
-        }),
-    );
+    if std::env::var("LIAISON_LOG_FORMAT").is_ok_and(|v| v == "json") {
+        JSON_LOGS.store(true, Ordering::Relaxed);
+    }
+    let text = tracing_subscriber::fmt::layer()
+        .with_writer(std::io::stderr)
+        .with_filter(log_filter().and(filter_fn(|_| !JSON_LOGS.load(Ordering::Relaxed))));
+    // The span list carries the server span's `trace_id` and `span_id` on
+    // every line written while serving a request.
+    let json = tracing_subscriber::fmt::layer()
+        .with_writer(std::io::stderr)
+        .json()
+        .with_current_span(true)
+        .with_span_list(true)
+        .with_filter(log_filter().and(filter_fn(|_| JSON_LOGS.load(Ordering::Relaxed))));
+    // Each layer filters for itself, and every filter answers once per
+    // callsite (the interest cache is rebuilt when the format or the tracer
+    // changes), so a span is made only if some layer wants it: the stage spans of a share are
+    // `debug`, below the logs' default level, and wanted by the
+    // OpenTelemetry layer only while it exports. Telemetry off, a disabled
+    // span costs a cached check.
+    let otel =
+        tracing_opentelemetry::OpenTelemetryLayer::new(LateTracer).with_filter(filter_fn(exported));
     let installed = tracing_subscriber::registry()
-        .with(fmt.with_filter(filter))
+        .with(text)
+        .with(json)
         .with(otel)
         .try_init();
     if installed.is_ok() {
-        let _ = FMT.set(fmt_handle);
+        let _ = INSTALLED.set(());
     }
 }
 
@@ -261,14 +280,13 @@ pub fn start(config: &TelemetryConfig, base_dir: &Path) -> Result<Telemetry, Tel
     opentelemetry::global::set_meter_provider(meter.clone());
     instruments::install(&meter);
 
-    if let Some(fmt) = FMT.get() {
-        let _ = fmt.reload(fmt_layer(config.log_format));
-    }
+    JSON_LOGS.store(config.log_format == LogFormat::Json, Ordering::Relaxed);
     if let Some(provider) = &tracer {
         opentelemetry::global::set_tracer_provider(provider.clone());
         let _ = TRACER.set(provider.tracer("liaison"));
-        tracing::callsite::rebuild_interest_cache();
     }
+    // The filters' answers per callsite depend on both.
+    tracing::callsite::rebuild_interest_cache();
     Ok(Telemetry {
         tracer,
         meter,

@@ -30,9 +30,6 @@ pub(crate) struct Dialect {
     /// once (waiting up to the busy timeout for another process), so two appenders never both
     /// read the head and then collide on the upgrade to a write lock.
     pub begin_write: &'static str,
-    /// Reads the head row and, on PostgreSQL, locks it until commit: this lock is what orders
-    /// appends from every gateway process sharing the database.
-    pub lock_head: &'static str,
     /// Starts a read-only transaction that sees one snapshot across several statements, so a
     /// verify that pages through the table sees a ledger that is consistent with its head.
     pub begin_snapshot: &'static str,
@@ -56,7 +53,6 @@ struct Migration {
 
 pub(crate) const SQLITE: Dialect = Dialect {
     begin_write: "BEGIN IMMEDIATE",
-    lock_head: "SELECT size, chain_hash FROM ledger_head WHERE id = 1",
     begin_snapshot: "BEGIN",
     create_schema_table: "CREATE TABLE IF NOT EXISTS ledger_schema (
         version     INTEGER PRIMARY KEY,
@@ -85,7 +81,6 @@ pub(crate) const SQLITE: Dialect = Dialect {
 
 pub(crate) const POSTGRES: Dialect = Dialect {
     begin_write: "BEGIN ISOLATION LEVEL READ COMMITTED",
-    lock_head: "SELECT size, chain_hash FROM ledger_head WHERE id = 1 FOR UPDATE",
     begin_snapshot: "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY",
     create_schema_table: "CREATE TABLE IF NOT EXISTS ledger_schema (
         version     BIGINT PRIMARY KEY,

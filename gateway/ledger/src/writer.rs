@@ -14,11 +14,12 @@
 //! concurrency (a batch of one) does not wait.
 //!
 //! On PostgreSQL a batch is one call of the `ledger_append` function (schema 2), one round trip;
-//! on SQLite, which has no round trips, a handful of statements in a `BEGIN IMMEDIATE`
+//! on SQLite four round trips to the connection's worker thread in a `BEGIN IMMEDIATE`
 //! transaction. Both do the same thing in the same order.
 //!
-//! The single writer also orders appends within the process; the head-row lock orders them
-//! across processes (see [`crate::db::Dialect`]).
+//! The single writer also orders appends within the process; across processes, the head row's
+//! lock (`SELECT … FOR UPDATE` in `ledger_append`) does on PostgreSQL and the database write lock
+//! taken by `BEGIN IMMEDIATE` on SQLite.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -26,7 +27,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use sqlx::pool::PoolConnection;
-use sqlx::{Connection as _, QueryBuilder, Row};
+use sqlx::{Connection as _, QueryBuilder};
 use time::OffsetDateTime;
 use tokio::sync::{mpsc, oneshot};
 
@@ -86,6 +87,17 @@ struct TailRow {
     seq: i64,
     entry_id: String,
     chain_hash: Vec<u8>,
+}
+
+/// The head row and the first two entries from its size on, in one row each (entry columns
+/// `NULL` when there are none).
+#[derive(sqlx::FromRow)]
+struct HeadRow {
+    size: i64,
+    chain_hash: Vec<u8>,
+    seq: Option<i64>,
+    entry_id: Option<String>,
+    entry_chain_hash: Option<Vec<u8>>,
 }
 
 /// The connection the writer keeps between batches.
@@ -446,38 +458,69 @@ async fn write_batch_postgres(
 }
 
 /// [`write_batch`] on SQLite.
+///
+/// Every statement is a hand-over to the connection's worker thread and back, and a wake-up
+/// of each when the gateway is not busy, so a batch takes four: begin, read the head, write,
+/// commit. Entry ids are fresh in all but a retried append, so the batch is first written
+/// assuming none is stored yet; only if one turns out to be is that transaction rolled back
+/// and the batch written again after looking its ids up.
 async fn write_batch_sqlite(
     conn: &mut sqlx::SqliteConnection,
     batch: &[Request],
 ) -> Result<(Vec<Result<Receipt, LedgerError>>, u64), LedgerError> {
+    if let Some(written) = write_sqlite(conn, batch, false).await? {
+        return Ok(written);
+    }
+    write_sqlite(conn, batch, true)
+        .await?
+        .ok_or_else(|| LedgerError::Unavailable {
+            reason: "an entry id was stored while its batch was being written".to_owned(),
+        })
+}
+
+/// One attempt of [`write_batch_sqlite`]: with `look_up`, the batch's ids are looked up first
+/// and stored ones answered with their receipts; without, `None` (and nothing committed) if
+/// any is stored.
+async fn write_sqlite(
+    conn: &mut sqlx::SqliteConnection,
+    batch: &[Request],
+    look_up: bool,
+) -> Result<Option<(Vec<Result<Receipt, LedgerError>>, u64)>, LedgerError> {
     let dialect = &crate::db::SQLITE;
-    {
-        let mut tx = conn.begin_with(dialect.begin_write).await?;
+    let mut tx = conn.begin_with(dialect.begin_write).await?;
 
-        // INVARIANT: from here to commit this transaction holds the head row (PostgreSQL) or
-        // the database write lock (SQLite), so nobody else can assign a seq.
-        let head = sqlx::query(dialect.lock_head).fetch_one(&mut *tx).await?;
-        let mut size: i64 = head.try_get("size")?;
-        let mut chain = to_hash(head.try_get("chain_hash")?).ok_or(LedgerError::broken(
-            0,
-            None,
-            Problem::Malformed {
-                what: "head chain hash",
-            },
-        ))?;
+    // INVARIANT: from here to commit this transaction holds the database write lock, so
+    // nobody else can assign a seq.
+    //
+    // Extending a chain whose head does not match its last entry would bury the damage under
+    // new entries, so appends stop until an operator has run verify. The head and the entries
+    // from its size on come in one statement: an indexed lookup per batch.
+    let head: Vec<HeadRow> = sqlx::query_as(
+        "SELECT h.size, h.chain_hash, e.seq, e.entry_id, e.chain_hash AS entry_chain_hash \
+         FROM ledger_head h LEFT JOIN audit_entries e ON e.seq >= max(h.size, 1) \
+         WHERE h.id = 1 ORDER BY e.seq LIMIT 2",
+    )
+    .fetch_all(&mut *tx)
+    .await?;
+    let malformed = |what| LedgerError::broken(0, None, Problem::Malformed { what });
+    let first = head.first().ok_or_else(|| malformed("ledger head"))?;
+    let mut size = first.size;
+    let mut chain =
+        to_hash(first.chain_hash.clone()).ok_or_else(|| malformed("head chain hash"))?;
+    let tail: Vec<TailRow> = head
+        .into_iter()
+        .filter_map(|row| {
+            Some(TailRow {
+                seq: row.seq?,
+                entry_id: row.entry_id?,
+                chain_hash: row.entry_chain_hash?,
+            })
+        })
+        .collect();
+    check_head(size, &chain, &tail)?;
 
-        // Extending a chain whose head does not match its last entry would bury the damage
-        // under new entries, so appends stop until an operator has run verify. One indexed
-        // lookup per batch.
-        let tail: Vec<TailRow> = sqlx::query_as(
-            "SELECT seq, entry_id, chain_hash FROM audit_entries \
-             WHERE seq >= $1 ORDER BY seq LIMIT 2",
-        )
-        .bind(size.max(1))
-        .fetch_all(&mut *tx)
-        .await?;
-        check_head(size, &chain, &tail)?;
-
+    let mut known: HashMap<String, Receipt> = HashMap::with_capacity(batch.len());
+    if look_up {
         let mut query = QueryBuilder::new(
             "SELECT seq, entry_id, recorded_at, leaf_hash, chain_hash \
              FROM audit_entries WHERE entry_id IN (",
@@ -488,103 +531,108 @@ async fn write_batch_sqlite(
         }
         ids.push_unseparated(")");
         let existing: Vec<ExistingRow> = query.build_query_as().fetch_all(&mut *tx).await?;
-        let mut known: HashMap<String, Receipt> = HashMap::with_capacity(existing.len());
         for row in existing {
             let entry_id = row.entry_id.clone();
             known.insert(entry_id, row.into_receipt()?);
         }
-
-        let mut answers = Vec::with_capacity(batch.len());
-        let mut rows: Vec<NewRow<'_>> = Vec::new();
-        for request in batch {
-            let entry = &request.entry;
-            if let Some(receipt) = known.get(&entry.entry_id) {
-                // A retry of an append whose answer was lost gets the original receipt; a
-                // different body under the same id is refused.
-                answers.push(if receipt.leaf_hash == entry.leaf_hash {
-                    Ok(receipt.clone())
-                } else {
-                    Err(LedgerError::Duplicate {
-                        entry_id: entry.entry_id.clone(),
-                    })
-                });
-                continue;
-            }
-            size += 1;
-            chain = chain_hash(&chain, &entry.leaf_hash);
-            let receipt = Receipt {
-                // `size` is at least 1 here: the head passed `check_head` and was incremented.
-                seq: u64::try_from(size).unwrap_or(0),
-                entry_id: entry.entry_id.clone(),
-                leaf_hash: entry.leaf_hash,
-                chain_hash: chain,
-                recorded_at: entry.recorded_at,
-            };
-            known.insert(entry.entry_id.clone(), receipt.clone());
-            rows.push(NewRow {
-                seq: size,
-                chain_hash: chain,
-                entry,
-            });
-            answers.push(Ok(receipt));
-        }
-
-        if !rows.is_empty() {
-            let mut insert = QueryBuilder::new(
-                "INSERT INTO audit_entries (seq, entry_id, recorded_at, body, leaf_hash, \
-                 chain_hash, agency, subject, recipient, action, purpose, isa_id, outcome, \
-                 provider, break_glass) ",
-            );
-            insert.push_values(&rows, |mut values, row| {
-                let e = row.entry;
-                values
-                    .push_bind(row.seq)
-                    .push_bind(e.entry_id.as_str())
-                    .push_bind(e.recorded_at_nanos)
-                    .push_bind(e.body.as_slice())
-                    .push_bind(e.leaf_hash.as_slice())
-                    .push_bind(row.chain_hash.as_slice())
-                    .push_bind(e.index.agency.as_str())
-                    .push_bind(e.index.subject.as_str())
-                    .push_bind(e.index.recipient.as_str())
-                    .push_bind(e.index.action.as_str())
-                    .push_bind(e.index.purpose.as_str())
-                    .push_bind(e.index.isa_id.as_str())
-                    .push_bind(e.index.outcome.as_str())
-                    .push_bind(e.index.provider.as_str())
-                    .push_bind(e.index.break_glass);
-            });
-            insert.build().execute(&mut *tx).await?;
-
-            let subjects: Vec<(i64, &str)> = rows
-                .iter()
-                .flat_map(|row| {
-                    let seq = row.seq;
-                    row.entry
-                        .index
-                        .subjects
-                        .iter()
-                        .map(move |s| (seq, s.as_str()))
-                })
-                .collect();
-            for chunk in subjects.chunks(SUBJECT_ROWS_PER_INSERT) {
-                let mut insert =
-                    QueryBuilder::new("INSERT INTO audit_subjects (seq, subject_ref) ");
-                insert.push_values(chunk, |mut values, (seq, subject_ref)| {
-                    values.push_bind(*seq).push_bind(*subject_ref);
-                });
-                insert.build().execute(&mut *tx).await?;
-            }
-
-            sqlx::query("UPDATE ledger_head SET size = $1, chain_hash = $2 WHERE id = 1")
-                .bind(size)
-                .bind(chain.as_slice())
-                .execute(&mut *tx)
-                .await?;
-        }
-        tx.commit().await?;
-        Ok((answers, rows.len() as u64))
     }
+
+    let mut answers = Vec::with_capacity(batch.len());
+    let mut rows: Vec<NewRow<'_>> = Vec::with_capacity(batch.len());
+    for request in batch {
+        let entry = &request.entry;
+        if let Some(receipt) = known.get(&entry.entry_id) {
+            // A retry of an append whose answer was lost gets the original receipt; a
+            // different body under the same id is refused.
+            answers.push(if receipt.leaf_hash == entry.leaf_hash {
+                Ok(receipt.clone())
+            } else {
+                Err(LedgerError::Duplicate {
+                    entry_id: entry.entry_id.clone(),
+                })
+            });
+            continue;
+        }
+        size += 1;
+        chain = chain_hash(&chain, &entry.leaf_hash);
+        let receipt = Receipt {
+            // `size` is at least 1 here: the head passed `check_head` and was incremented.
+            seq: u64::try_from(size).unwrap_or(0),
+            entry_id: entry.entry_id.clone(),
+            leaf_hash: entry.leaf_hash,
+            chain_hash: chain,
+            recorded_at: entry.recorded_at,
+        };
+        known.insert(entry.entry_id.clone(), receipt.clone());
+        rows.push(NewRow {
+            seq: size,
+            chain_hash: chain,
+            entry,
+        });
+        answers.push(Ok(receipt));
+    }
+
+    if !rows.is_empty() {
+        // The entries, their subjects and the new head go in one hand-over: SQLite runs the
+        // statements of one text in order, each taking its own `?` parameters.
+        let mut write = QueryBuilder::new(
+            "INSERT INTO audit_entries (seq, entry_id, recorded_at, body, leaf_hash, \
+             chain_hash, agency, subject, recipient, action, purpose, isa_id, outcome, \
+             provider, break_glass) ",
+        );
+        write.push_values(&rows, |mut values, row| {
+            let e = row.entry;
+            values
+                .push_bind(row.seq)
+                .push_bind(e.entry_id.as_str())
+                .push_bind(e.recorded_at_nanos)
+                .push_bind(e.body.as_slice())
+                .push_bind(e.leaf_hash.as_slice())
+                .push_bind(row.chain_hash.as_slice())
+                .push_bind(e.index.agency.as_str())
+                .push_bind(e.index.subject.as_str())
+                .push_bind(e.index.recipient.as_str())
+                .push_bind(e.index.action.as_str())
+                .push_bind(e.index.purpose.as_str())
+                .push_bind(e.index.isa_id.as_str())
+                .push_bind(e.index.outcome.as_str())
+                .push_bind(e.index.provider.as_str())
+                .push_bind(e.index.break_glass);
+        });
+        let subjects: Vec<(i64, &str)> = rows
+            .iter()
+            .flat_map(|row| {
+                let seq = row.seq;
+                row.entry
+                    .index
+                    .subjects
+                    .iter()
+                    .map(move |s| (seq, s.as_str()))
+            })
+            .collect();
+        for chunk in subjects.chunks(SUBJECT_ROWS_PER_INSERT) {
+            write.push("; INSERT INTO audit_subjects (seq, subject_ref) ");
+            write.push_values(chunk, |mut values, (seq, subject_ref)| {
+                values.push_bind(*seq).push_bind(*subject_ref);
+            });
+        }
+        write.push("; UPDATE ledger_head SET size = ");
+        write.push_bind(size);
+        write.push(", chain_hash = ");
+        write.push_bind(chain.as_slice());
+        write.push(" WHERE id = 1");
+        match write.build().execute(&mut *tx).await {
+            Ok(_) => {}
+            // A stored entry id: nothing is committed (dropping `tx` rolls back), and the
+            // batch is written again with its ids looked up.
+            Err(sqlx::Error::Database(e)) if !look_up && e.is_unique_violation() => {
+                return Ok(None);
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    tx.commit().await?;
+    Ok(Some((answers, rows.len() as u64)))
 }
 
 impl ExistingRow {

@@ -97,6 +97,23 @@ async fn retry_returns_the_original_receipt(url: &str) {
     assert_eq!(a.unwrap(), b.unwrap());
     assert_eq!(ledger.size().await.unwrap(), 3);
     assert_eq!(ledger.verify().await.unwrap().entries, 3);
+
+    // A retry batched with new entries: the retry gets its receipt, the new ones are recorded
+    // after the head, and a forgery among them is refused alone.
+    let mut forged = sample_entry(2);
+    forged.body.push(b'!');
+    let (old, new, other, refused) = tokio::join!(
+        ledger.append(sample_entry(1)),
+        ledger.append(sample_entry(4)),
+        ledger.append(sample_entry(5)),
+        ledger.append(forged),
+    );
+    assert_eq!(old.unwrap(), first);
+    let mut seqs = [new.unwrap().seq, other.unwrap().seq];
+    seqs.sort_unstable();
+    assert_eq!(seqs, [4, 5]);
+    assert!(matches!(refused, Err(LedgerError::Duplicate { .. })));
+    assert_eq!(ledger.verify().await.unwrap().entries, 5);
 }
 
 async fn invalid_entries_are_refused_before_the_database(url: &str) {

@@ -4,11 +4,13 @@
 
 use std::{
     convert::Infallible,
+    panic::AssertUnwindSafe,
     sync::Arc,
     task::{Context, Poll},
     time::Duration,
 };
 
+use futures_util::FutureExt as _;
 use liaison_connectors::{Connector, PersonQuery, Registry};
 use liaison_proto::v1 as pb;
 use tokio::task::JoinSet;
@@ -71,8 +73,8 @@ async fn fetch(registry: Arc<Registry>, deadline: Duration, req: Authorized) -> 
         return open_feeds(registry, deadline, req.plan, cursors).await;
     }
     let mut facts = Facts::default();
-    let mut tasks = JoinSet::new();
     let share = share_request(&req);
+    let mut consults = Vec::with_capacity(req.plan.len());
     for (dataset, _) in &req.plan {
         facts.sources.push(dataset.clone());
         let Some(connector) = registry.get(dataset).cloned() else {
@@ -87,7 +89,7 @@ async fn fetch(registry: Arc<Registry>, deadline: Duration, req: Authorized) -> 
         let operation = req.validated.operation.clone();
         let share = share.clone();
         let span = tracing::debug_span!("fetch", dataset = %dataset);
-        tasks.spawn(
+        consults.push(
             async move {
                 // The connector's source joins this span's trace.
                 let parent = crate::telemetry::current_trace_parent();
@@ -110,20 +112,36 @@ async fn fetch(registry: Arc<Registry>, deadline: Duration, req: Authorized) -> 
             .instrument(span),
         );
     }
+    let mut results = Vec::with_capacity(consults.len());
+    if consults.len() == 1 {
+        // One source (the usual share) is consulted on this task: a task of
+        // its own would only add a spawn and a wake-up. A connector that
+        // panics is caught here as it would be by its task.
+        for consult in consults {
+            match AssertUnwindSafe(consult).catch_unwind().await {
+                Ok(r) => results.push(r),
+                Err(_) => tracing::error!("connector call panicked"),
+            }
+        }
+    } else {
+        let mut tasks = JoinSet::new();
+        for consult in consults {
+            tasks.spawn(consult);
+        }
+        while let Some(joined) = tasks.join_next().await {
+            match joined {
+                Ok(r) => results.push(r),
+                Err(e) => tracing::error!(error = %e, "connector task failed"),
+            }
+        }
+    }
     let mut found = Vec::new();
     let mut person = None;
     let mut records = Vec::new();
     // Sources a peer reported missing from its answer: part of the answer's
     // gaps, but not failures of a dataset asked here.
     let mut behind = Vec::new();
-    while let Some(joined) = tasks.join_next().await {
-        let (dataset, result) = match joined {
-            Ok(r) => r,
-            Err(e) => {
-                tracing::error!(error = %e, "connector task failed");
-                continue;
-            }
-        };
+    for (dataset, result) in results {
         match result {
             Err(_) => facts.gaps.push(gap(
                 &dataset,
