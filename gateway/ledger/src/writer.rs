@@ -621,7 +621,9 @@ async fn write_sqlite(
         write.push(", chain_hash = ");
         write.push_bind(chain.as_slice());
         write.push(" WHERE id = 1");
-        match write.build().execute(&mut *tx).await {
+        // Its text differs with the batch's shape, so it is not kept prepared: a cache of
+        // statements for every shape seen held tens of megabytes of SQLite's memory.
+        match write.build().persistent(false).execute(&mut *tx).await {
             Ok(_) => {}
             // A stored entry id: nothing is committed (dropping `tx` rolls back), and the
             // batch is written again with its ids looked up.

@@ -3,6 +3,7 @@
 //! answer, never a hang; only when every source fails is the share failed.
 
 use std::{
+    collections::HashMap,
     convert::Infallible,
     panic::AssertUnwindSafe,
     sync::Arc,
@@ -89,7 +90,9 @@ async fn fetch(registry: Arc<Registry>, deadline: Duration, req: Authorized) -> 
         let operation = req.validated.operation.clone();
         let share = share.clone();
         let span = tracing::debug_span!("fetch", dataset = %dataset);
-        consults.push(
+        let name = dataset.clone();
+        consults.push((
+            name,
             async move {
                 // The connector's source joins this span's trace.
                 let parent = crate::telemetry::current_trace_parent();
@@ -110,28 +113,39 @@ async fn fetch(registry: Arc<Registry>, deadline: Duration, req: Authorized) -> 
                 (dataset, result)
             }
             .instrument(span),
-        );
+        ));
     }
+    // A connector that panics (on hostile data, say) is a gap like one that
+    // fails, named but without the panic's words.
+    let panicked = |facts: &mut Facts, dataset: &str| {
+        tracing::error!(dataset = %dataset, "connector call panicked");
+        facts
+            .gaps
+            .push(gap(dataset, "UNAVAILABLE", "the connector failed"));
+    };
     let mut results = Vec::with_capacity(consults.len());
     if consults.len() == 1 {
         // One source (the usual share) is consulted on this task: a task of
-        // its own would only add a spawn and a wake-up. A connector that
-        // panics is caught here as it would be by its task.
-        for consult in consults {
+        // its own would only add a spawn and a wake-up.
+        for (dataset, consult) in consults {
             match AssertUnwindSafe(consult).catch_unwind().await {
                 Ok(r) => results.push(r),
-                Err(_) => tracing::error!("connector call panicked"),
+                Err(_) => panicked(&mut facts, &dataset),
             }
         }
     } else {
         let mut tasks = JoinSet::new();
-        for consult in consults {
-            tasks.spawn(consult);
+        let mut names = HashMap::with_capacity(consults.len());
+        for (dataset, consult) in consults {
+            names.insert(tasks.spawn(consult).id(), dataset);
         }
         while let Some(joined) = tasks.join_next().await {
             match joined {
                 Ok(r) => results.push(r),
-                Err(e) => tracing::error!(error = %e, "connector task failed"),
+                Err(e) => match names.get(&e.id()) {
+                    Some(dataset) if e.is_panic() => panicked(&mut facts, dataset),
+                    _ => tracing::error!(error = %e, "connector task failed"),
+                },
             }
         }
     }
@@ -749,5 +763,85 @@ mod tests {
         };
         assert_eq!(datasets, ["met.fed"]);
         assert!(message.contains("PURPOSE_NOT_PERMITTED"), "{message}");
+    }
+
+    /// A source whose every answer panics, as a connector might on data it
+    /// did not expect.
+    #[derive(Debug)]
+    struct Panicking(DatasetDescriptor);
+
+    impl Connector for Panicking {
+        fn descriptor(&self) -> &DatasetDescriptor {
+            &self.0
+        }
+
+        fn search<'a>(
+            &'a self,
+            _query: &'a PersonQuery,
+            _limit: usize,
+        ) -> ConnectorFuture<'a, Result<Found, ConnectorError>> {
+            Box::pin(async { panic!("unexpected legacy row") })
+        }
+
+        fn fetch<'a>(
+            &'a self,
+            _source_id: &'a str,
+            _kinds: &'a [pb::RecordKind],
+        ) -> ConnectorFuture<'a, Result<Fetched, ConnectorError>> {
+            Box::pin(async { panic!("unexpected legacy row") })
+        }
+    }
+
+    #[tokio::test]
+    async fn a_connector_that_panics_is_a_named_gap_alone_or_beside_others() {
+        let mut registry = Registry::default();
+        registry
+            .insert(Arc::new(Panicking(descriptor("local"))))
+            .unwrap();
+        registry
+            .insert(Arc::new(Declining {
+                descriptor: descriptor("met.fed"),
+                decline: false,
+                seen: std::sync::OnceLock::new(),
+            }))
+            .unwrap();
+        let registry = Arc::new(registry);
+
+        // Alone (consulted on the share's own task): the share fails as
+        // unavailable, naming the source and not the panic.
+        let mut req = authorized(false, None);
+        req.plan.retain(|(d, _)| d == "local");
+        let answer = Fetch::new(registry.clone(), Duration::from_secs(2))
+            .oneshot(req)
+            .await
+            .unwrap();
+        let Err(GatewayError::SourcesUnavailable { message }) = &answer.result else {
+            panic!("{:?}", answer.result)
+        };
+        assert_eq!(message, "`local` UNAVAILABLE");
+        let messages: Vec<&str> = answer
+            .facts
+            .gaps
+            .iter()
+            .map(|g| g.message.as_str())
+            .collect();
+        assert_eq!(messages, ["the connector failed"]);
+
+        // Beside a source that answers (a task each): a partial answer with
+        // the panicking source as its gap.
+        let mut req = authorized(false, None);
+        req.plan.retain(|(d, _)| d != "absent");
+        let answer = Fetch::new(registry, Duration::from_secs(2))
+            .oneshot(req)
+            .await
+            .unwrap();
+        let Ok(Payload::Search { gaps, .. }) = answer.result else {
+            panic!("{:?}", answer.result)
+        };
+        let gaps: Vec<(&str, &str, &str)> = gaps
+            .iter()
+            .map(|g| (g.dataset_id.as_str(), g.reason.as_str(), g.message.as_str()))
+            .collect();
+        assert_eq!(gaps, [("local", "UNAVAILABLE", "the connector failed")]);
     }
 }
