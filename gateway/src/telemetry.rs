@@ -206,10 +206,10 @@ pub fn init() {
         .with_filter(log_filter().and(filter_fn(|_| JSON_LOGS.load(Ordering::Relaxed))));
     // Each layer filters for itself, and every filter answers once per
     // callsite (the interest cache is rebuilt when the format or the tracer
-    // changes), so a span is made only if some layer wants it: the stage spans of a share are
-    // `debug`, below the logs' default level, and wanted by the
-    // OpenTelemetry layer only while it exports. Telemetry off, a disabled
-    // span costs a cached check.
+    // changes), so a span is made only if some layer wants it: the stage
+    // spans of a share are `debug`, below the logs' default level, and
+    // wanted by the OpenTelemetry layer only while it exports. Telemetry
+    // off, a disabled span costs a cached check.
     let otel =
         tracing_opentelemetry::OpenTelemetryLayer::new(LateTracer).with_filter(filter_fn(exported));
     let installed = tracing_subscriber::registry()

@@ -427,13 +427,7 @@ async fn write_batch_postgres(
     for (pos, request) in batch.iter().enumerate() {
         let entry = &request.entry;
         if let Some(receipt) = known.get(&entry.entry_id) {
-            answers.push(if receipt.leaf_hash == entry.leaf_hash {
-                Ok(receipt.clone())
-            } else {
-                Err(LedgerError::Duplicate {
-                    entry_id: entry.entry_id.clone(),
-                })
-            });
+            answers.push(stored_answer(receipt, entry));
             continue;
         }
         let Some(&(seq, chain_hash)) = assigned.get(&pos) else {
@@ -542,15 +536,7 @@ async fn write_sqlite(
     for request in batch {
         let entry = &request.entry;
         if let Some(receipt) = known.get(&entry.entry_id) {
-            // A retry of an append whose answer was lost gets the original receipt; a
-            // different body under the same id is refused.
-            answers.push(if receipt.leaf_hash == entry.leaf_hash {
-                Ok(receipt.clone())
-            } else {
-                Err(LedgerError::Duplicate {
-                    entry_id: entry.entry_id.clone(),
-                })
-            });
+            answers.push(stored_answer(receipt, entry));
             continue;
         }
         size += 1;
@@ -635,6 +621,19 @@ async fn write_sqlite(
     }
     tx.commit().await?;
     Ok(Some((answers, rows.len() as u64)))
+}
+
+/// The answer to appending `entry` under an id already stored (or earlier in the batch) with
+/// `receipt`: a retry of an append whose answer was lost gets the original receipt; a different
+/// body under the same id is refused.
+fn stored_answer(receipt: &Receipt, entry: &Prepared) -> Result<Receipt, LedgerError> {
+    if receipt.leaf_hash == entry.leaf_hash {
+        Ok(receipt.clone())
+    } else {
+        Err(LedgerError::Duplicate {
+            entry_id: entry.entry_id.clone(),
+        })
+    }
 }
 
 impl ExistingRow {
