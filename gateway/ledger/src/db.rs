@@ -247,21 +247,12 @@ async fn open_sqlite(url: &str, settings: PoolSettings) -> Result<SqlitePool, Le
         .busy_timeout(settings.busy_timeout)
         .foreign_keys(true)
         .create_if_missing(true);
-    let pool = if is_sqlite_memory(url) {
-        // An in-memory database lives only as long as a connection to it, so keep exactly one
-        // open forever. Used by tests; it is not durable.
-        SqlitePoolOptions::new()
-            .max_connections(1)
-            .min_connections(1)
-            .idle_timeout(None)
-            .max_lifetime(None)
-    } else {
-        SqlitePoolOptions::new().max_connections(settings.max_connections)
-    }
-    // An in-process connection does not go away by itself; pinging it before each use only
-    // costs a round trip to its worker thread.
-    .test_before_acquire(false);
-    let pool = pool.acquire_timeout(settings.acquire_timeout);
+    let pool = SqlitePoolOptions::new()
+        .max_connections(settings.max_connections)
+        // An in-process connection does not go away by itself; pinging it before each use only
+        // costs a round trip to its worker thread.
+        .test_before_acquire(false)
+        .acquire_timeout(settings.acquire_timeout);
     // Switching a new database file to WAL needs an exclusive lock, and SQLite answers "busy"
     // at once rather than calling the busy handler when another process holds it (several
     // gateways starting together on one file). Retry for as long as the busy timeout allows.
@@ -308,7 +299,7 @@ async fn open_postgres(url: &str, settings: PoolSettings) -> Result<PgPool, Ledg
         .map_err(|err| LedgerError::unavailable(&err))
 }
 
-fn is_sqlite_memory(url: &str) -> bool {
+pub(crate) fn is_sqlite_memory(url: &str) -> bool {
     url.contains(":memory:") || url.contains("mode=memory")
 }
 

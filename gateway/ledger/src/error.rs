@@ -315,6 +315,15 @@ impl From<sqlx::Error> for LedgerError {
     }
 }
 
+/// The SQLite writer thread's errors, reported as the pool's are.
+impl From<rusqlite::Error> for LedgerError {
+    fn from(err: rusqlite::Error) -> Self {
+        Self::Unavailable {
+            reason: err.to_string(),
+        }
+    }
+}
+
 impl fmt::Display for Problem {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {

@@ -9,14 +9,15 @@ use sqlx::{QueryBuilder, Row};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::LedgerError;
-use crate::db::{Db, PoolSettings, dispatch};
+use crate::db::{self, Db, PoolSettings, dispatch};
 use crate::entry::{
     EntryFilter, EntryIndex, LedgerStats, NewEntry, Order, Receipt, StoredEntry, from_nanos,
     to_nanos,
 };
 use crate::error::Problem;
 use crate::merkle::Hash;
-use crate::writer::{self, Prepared, Request, Stats, to_hash};
+use crate::sqlite_writer;
+use crate::writer::{self, Prepared, Request, Sink, Stats, to_hash};
 
 /// The most entries [`Ledger::list`] returns in one page.
 pub const MAX_PAGE: u32 = 1000;
@@ -76,6 +77,8 @@ pub(crate) struct Inner {
     queue_capacity: usize,
     stats: Arc<Stats>,
     closed: AtomicBool,
+    /// Where an in-memory ledger's file lives, removed when the last handle is dropped.
+    _scratch: Option<tempfile::TempDir>,
 }
 
 /// One row of `audit_entries`.
@@ -119,7 +122,7 @@ impl Default for LedgerOptions {
 
 impl Ledger {
     /// Opens the ledger at `url` with default options: `sqlite://path/to/ledger.db` (created if
-    /// missing), `sqlite::memory:` (tests only: not durable) or `postgres://…`. Creates or
+    /// missing), `sqlite::memory:` (tests only: a scratch file, removed with the ledger) or `postgres://…`. Creates or
     /// upgrades the schema.
     pub async fn connect(url: &str) -> Result<Self, LedgerError> {
         Self::connect_with(url, LedgerOptions::default()).await
@@ -132,12 +135,41 @@ impl Ledger {
             acquire_timeout: options.acquire_timeout,
             busy_timeout: options.busy_timeout,
         };
+        // An in-memory database would be reachable only through the pool's one connection,
+        // not by the writer thread's own: it becomes a file in a directory of its own, removed
+        // with the ledger.
+        let scratch = if db::is_sqlite_memory(url) {
+            Some(tempfile::tempdir().map_err(|err| LedgerError::Io {
+                reason: format!("cannot create a scratch directory: {err}"),
+            })?)
+        } else {
+            None
+        };
+        let scratch_url;
+        let url = match &scratch {
+            Some(dir) => {
+                scratch_url = format!("sqlite://{}", dir.path().join("ledger.db").display());
+                scratch_url.as_str()
+            }
+            None => url,
+        };
         let db = Db::open(url, settings).await?;
+        let sink = match &db {
+            Db::Sqlite(pool) => Sink::Sqlite {
+                path: pool.connect_options().get_filename().to_owned(),
+                busy_timeout: settings.busy_timeout,
+            },
+            Db::Postgres(_) => Sink::Postgres,
+        };
         let queue_capacity = options.queue_capacity.max(1);
         let (queue, receiver) = mpsc::channel(queue_capacity);
         let stats = Arc::new(Stats::default());
+        if let Db::Sqlite(pool) = &db {
+            tokio::spawn(sqlite_writer::checkpoint(pool.clone(), Arc::clone(&stats)));
+        }
         tokio::spawn(writer::run(
             db.clone(),
+            sink,
             receiver,
             options.max_batch.clamp(1, 1000),
             options.max_linger,
@@ -150,6 +182,7 @@ impl Ledger {
                 queue_capacity,
                 stats,
                 closed: AtomicBool::new(false),
+                _scratch: scratch,
             }),
         })
     }

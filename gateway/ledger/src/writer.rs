@@ -14,35 +14,33 @@
 //! concurrency (a batch of one) does not wait.
 //!
 //! On PostgreSQL a batch is one call of the `ledger_append` function (schema 2), one round trip;
-//! on SQLite four round trips to the connection's worker thread in a `BEGIN IMMEDIATE`
-//! transaction. Both do the same thing in the same order.
+//! on SQLite one hand-over to the writer thread, which runs it as a `BEGIN IMMEDIATE`
+//! transaction ([`crate::sqlite_writer`]). Both do the same thing in the same order.
 //!
 //! The single writer also orders appends within the process; across processes, the head row's
 //! lock (`SELECT … FOR UPDATE` in `ledger_append`) does on PostgreSQL and the database write lock
 //! taken by `BEGIN IMMEDIATE` on SQLite.
 
 use std::collections::HashMap;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use sqlx::pool::PoolConnection;
-use sqlx::{Connection as _, QueryBuilder};
 use time::OffsetDateTime;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::LedgerError;
-use crate::chain::{GENESIS, chain_hash};
+use crate::chain::GENESIS;
 use crate::db::Db;
 use crate::entry::{EntryIndex, LedgerStats, NewEntry, Receipt, from_nanos, to_nanos};
 use crate::error::Problem;
 use crate::merkle::{Hash, leaf_hash};
+use crate::sqlite_writer::SqliteWriter;
 
 /// Longest accepted entry id, in bytes.
 const MAX_ENTRY_ID_LEN: usize = 256;
-
-/// Rows per `INSERT` into `audit_subjects`, well under both backends' bind-parameter limits.
-const SUBJECT_ROWS_PER_INSERT: usize = 1000;
 
 /// One queued append and where to send its answer.
 #[derive(Debug)]
@@ -54,13 +52,16 @@ pub(crate) struct Request {
 /// An entry that has been validated and hashed by its caller's task, so the writer only writes.
 #[derive(Debug)]
 pub(crate) struct Prepared {
-    entry_id: String,
-    recorded_at: OffsetDateTime,
-    recorded_at_nanos: i64,
-    body: Vec<u8>,
-    leaf_hash: Hash,
-    index: EntryIndex,
+    pub(crate) entry_id: String,
+    pub(crate) recorded_at: OffsetDateTime,
+    pub(crate) recorded_at_nanos: i64,
+    pub(crate) body: Vec<u8>,
+    pub(crate) leaf_hash: Hash,
+    pub(crate) index: EntryIndex,
 }
+
+/// A batch's answers, one per request in order, and how many entries were new.
+pub(crate) type Written = (Vec<Result<Receipt, LedgerError>>, u64);
 
 /// The writer's counters, shared with [`crate::Ledger::stats`].
 #[derive(Debug, Default)]
@@ -72,38 +73,19 @@ pub(crate) struct Stats {
 }
 
 /// A row of `audit_entries` as the writer needs it to answer a repeated entry id.
-#[derive(sqlx::FromRow)]
-struct ExistingRow {
-    seq: i64,
-    entry_id: String,
-    recorded_at: i64,
-    leaf_hash: Vec<u8>,
-    chain_hash: Vec<u8>,
+pub(crate) struct ExistingRow {
+    pub(crate) seq: i64,
+    pub(crate) entry_id: String,
+    pub(crate) recorded_at: i64,
+    pub(crate) leaf_hash: Vec<u8>,
+    pub(crate) chain_hash: Vec<u8>,
 }
 
 /// The last entry and whatever follows it, to check the head against.
-#[derive(sqlx::FromRow)]
-struct TailRow {
-    seq: i64,
-    entry_id: String,
-    chain_hash: Vec<u8>,
-}
-
-/// The head row and the first two entries from its size on, in one row each (entry columns
-/// `NULL` when there are none).
-#[derive(sqlx::FromRow)]
-struct HeadRow {
-    size: i64,
-    chain_hash: Vec<u8>,
-    seq: Option<i64>,
-    entry_id: Option<String>,
-    entry_chain_hash: Option<Vec<u8>>,
-}
-
-/// The connection the writer keeps between batches.
-enum Held {
-    Sqlite(PoolConnection<sqlx::Sqlite>),
-    Postgres(PoolConnection<sqlx::Postgres>),
+pub(crate) struct TailRow {
+    pub(crate) seq: i64,
+    pub(crate) entry_id: String,
+    pub(crate) chain_hash: Vec<u8>,
 }
 
 /// A row of `ledger_append`'s result (see schema 2 for the statuses).
@@ -116,13 +98,6 @@ struct AppendRow {
     r_recorded_at: Option<i64>,
     r_leaf_hash: Option<Vec<u8>>,
     r_chain_hash: Option<Vec<u8>>,
-}
-
-/// An entry this batch will insert.
-struct NewRow<'a> {
-    seq: i64,
-    chain_hash: Hash,
-    entry: &'a Prepared,
 }
 
 impl Prepared {
@@ -182,6 +157,11 @@ impl Prepared {
 }
 
 impl Stats {
+    /// Entries appended so far.
+    pub(crate) fn entries(&self) -> u64 {
+        self.entries.load(Ordering::Relaxed)
+    }
+
     pub(crate) fn snapshot(&self) -> LedgerStats {
         LedgerStats {
             transactions: self.transactions.load(Ordering::Relaxed),
@@ -192,19 +172,39 @@ impl Stats {
     }
 }
 
+/// Where the writer's batches go.
+#[derive(Debug)]
+pub(crate) enum Sink {
+    /// The SQLite file the pool opened, written by a thread of its own (started at the first
+    /// batch, and again if it stops).
+    Sqlite {
+        path: PathBuf,
+        busy_timeout: Duration,
+    },
+    /// The pool itself: each batch is one call on a connection the writer keeps.
+    Postgres,
+}
+
+/// What the writer holds between batches.
+enum Held {
+    Sqlite(SqliteWriter),
+    Postgres(PoolConnection<sqlx::Postgres>),
+}
+
 /// Runs until every sender is dropped. A failed transaction answers its batch and the loop goes
-/// on: the pool replaces broken connections, so the next batch succeeds once the database is
-/// back, without a restart.
+/// on: broken connections are replaced, so the next batch succeeds once the database is back,
+/// without a restart.
 pub(crate) async fn run(
     db: Db,
+    sink: Sink,
     mut queue: mpsc::Receiver<Request>,
     max_batch: usize,
     max_linger: Duration,
     stats: Arc<Stats>,
 ) {
     let mut batch = Vec::with_capacity(max_batch);
-    // On PostgreSQL the writer keeps one connection while it works, so a batch costs no pool
-    // checkout (and its ping round trip); after a failure the connection is dropped and a fresh
+    // The writer keeps its connection while it works, so a batch costs no pool checkout (and
+    // on PostgreSQL no ping round trip); after a failure the connection is dropped and a fresh
     // one taken.
     let mut held: Option<Held> = None;
     // How many appends the next batch can expect, and how long the last transaction took.
@@ -212,7 +212,8 @@ pub(crate) async fn run(
     let mut last_transaction = Duration::ZERO;
     loop {
         let received = match held {
-            // Closing the pool waits for checked-out connections: give ours back when it closes.
+            // Closing the ledger closes the pool, which waits for checked-out connections: give
+            // ours back (or close the thread's) when it closes.
             Some(_) => tokio::select! {
                 received = queue.recv_many(&mut batch, max_batch) => received,
                 () = db.closed() => {
@@ -239,7 +240,7 @@ pub(crate) async fn run(
         }
         let size = batch.len() as u64;
         let started = Instant::now();
-        let written = write_batch(&db, &mut held, &batch).await;
+        let written = write_batch(&db, &sink, &mut held, &mut batch).await;
         last_transaction = started.elapsed();
         // Those answered now may append again at once; those queued meanwhile are waiting.
         expected = if size > 1 {
@@ -252,7 +253,12 @@ pub(crate) async fn run(
                 stats.transactions.fetch_add(1, Ordering::Relaxed);
                 stats.entries.fetch_add(new_entries, Ordering::Relaxed);
                 stats.largest_batch.fetch_max(size, Ordering::Relaxed);
-                tracing::debug!(batch = size, new_entries, "ledger batch committed");
+                tracing::debug!(
+                    batch = size,
+                    new_entries,
+                    took_us = u64::try_from(last_transaction.as_micros()).unwrap_or(u64::MAX),
+                    "ledger batch committed"
+                );
                 for (request, answer) in batch.drain(..).zip(answers) {
                     // The caller may have given up waiting; its entry is recorded regardless.
                     let _ = request.reply.send(answer);
@@ -278,50 +284,74 @@ pub(crate) async fn run(
 /// whole batch and commits nothing, and drops the connection.
 async fn write_batch(
     db: &Db,
+    sink: &Sink,
     held: &mut Option<Held>,
-    batch: &[Request],
-) -> Result<(Vec<Result<Receipt, LedgerError>>, u64), LedgerError> {
-    let reused = held.is_some();
-    let result = write_on(db, held, batch).await;
-    // SQLite connections are in-process and cheap to check out, and an in-memory database has
-    // only one, which readers need too: only PostgreSQL connections are kept.
-    if result.is_err() || matches!(db, Db::Sqlite(_)) {
-        *held = None;
-    }
-    if reused
-        && matches!(
-            (db, &result),
-            (Db::Postgres(_), Err(LedgerError::Unavailable { .. }))
-        )
-    {
-        // The kept connection may have died while idle (a server restart, a failover, an idle
-        // timeout). A batch is idempotent by entry id, even if it was committed before the
-        // connection failed, so it is tried once more on a fresh, checked connection.
-        let result = write_on(db, held, batch).await;
-        if result.is_err() {
-            *held = None;
+    batch: &mut Vec<Request>,
+) -> Result<Written, LedgerError> {
+    match (db, sink) {
+        (Db::Sqlite(pool), Sink::Sqlite { path, busy_timeout }) => {
+            // Appends queued when the ledger closed fail, as they would for want of a
+            // connection from the closed pool.
+            if pool.is_closed() {
+                *held = None;
+                return Err(LedgerError::unavailable(&sqlx::Error::PoolClosed));
+            }
+            let writer = match held {
+                Some(Held::Sqlite(writer)) => writer,
+                _ => match SqliteWriter::start(path.clone(), *busy_timeout) {
+                    Ok(writer) => match held.insert(Held::Sqlite(writer)) {
+                        Held::Sqlite(writer) => writer,
+                        Held::Postgres(_) => unreachable!("just inserted"),
+                    },
+                    Err(err) => return Err(err),
+                },
+            };
+            let (back, written) = writer.write(std::mem::take(batch)).await;
+            if back.is_empty() && written.is_err() {
+                // The thread stopped without its batch (whose callers were answered by their
+                // dropped senders): start another next time.
+                *held = None;
+            }
+            *batch = back;
+            written
         }
-        return result;
+        (Db::Postgres(pool), _) => {
+            let reused = matches!(held, Some(Held::Postgres(_)));
+            let result = write_on_postgres(pool, held, batch).await;
+            if reused && matches!(result, Err(LedgerError::Unavailable { .. })) {
+                // The kept connection may have died while idle (a server restart, a failover,
+                // an idle timeout). A batch is idempotent by entry id, even if it was committed
+                // before the connection failed, so it is tried once more on a fresh, checked
+                // connection.
+                return write_on_postgres(pool, held, batch).await;
+            }
+            result
+        }
+        (Db::Sqlite(_), Sink::Postgres) => Err(LedgerError::Unavailable {
+            reason: "the ledger's SQLite file is not known to its writer".to_owned(),
+        }),
     }
-    result
 }
 
-async fn write_on(
-    db: &Db,
+/// [`write_batch_postgres`] on the held connection, taking one if none is held and dropping it
+/// after a failure.
+async fn write_on_postgres(
+    pool: &sqlx::PgPool,
     held: &mut Option<Held>,
     batch: &[Request],
-) -> Result<(Vec<Result<Receipt, LedgerError>>, u64), LedgerError> {
+) -> Result<Written, LedgerError> {
     let conn = match held {
-        Some(conn) => conn,
-        None => held.insert(match db {
-            Db::Sqlite(pool) => Held::Sqlite(pool.acquire().await?),
-            Db::Postgres(pool) => Held::Postgres(pool.acquire().await?),
-        }),
+        Some(Held::Postgres(conn)) => conn,
+        _ => match held.insert(Held::Postgres(pool.acquire().await?)) {
+            Held::Postgres(conn) => conn,
+            Held::Sqlite(_) => unreachable!("just inserted"),
+        },
     };
-    match conn {
-        Held::Sqlite(conn) => write_batch_sqlite(conn, batch).await,
-        Held::Postgres(conn) => write_batch_postgres(conn, batch).await,
+    let result = write_batch_postgres(conn, batch).await;
+    if result.is_err() {
+        *held = None;
     }
+    result
 }
 
 /// [`write_batch`] on PostgreSQL: one call of `ledger_append`, which runs as its own
@@ -329,7 +359,7 @@ async fn write_on(
 async fn write_batch_postgres(
     conn: &mut sqlx::PgConnection,
     batch: &[Request],
-) -> Result<(Vec<Result<Receipt, LedgerError>>, u64), LedgerError> {
+) -> Result<Written, LedgerError> {
     let entries = || batch.iter().map(|request| &request.entry);
     let texts = |field: fn(&Prepared) -> &str| -> Vec<&str> { entries().map(field).collect() };
     let mut ref_pos: Vec<i32> = Vec::new();
@@ -451,182 +481,10 @@ async fn write_batch_postgres(
     Ok((answers, new_entries))
 }
 
-/// [`write_batch`] on SQLite.
-///
-/// Every statement is a hand-over to the connection's worker thread and back, and a wake-up
-/// of each when the gateway is not busy, so a batch takes four: begin, read the head, write,
-/// commit. Entry ids are fresh in all but a retried append, so the batch is first written
-/// assuming none is stored yet; only if one turns out to be is that transaction rolled back
-/// and the batch written again after looking its ids up.
-async fn write_batch_sqlite(
-    conn: &mut sqlx::SqliteConnection,
-    batch: &[Request],
-) -> Result<(Vec<Result<Receipt, LedgerError>>, u64), LedgerError> {
-    if let Some(written) = write_sqlite(conn, batch, false).await? {
-        return Ok(written);
-    }
-    write_sqlite(conn, batch, true)
-        .await?
-        .ok_or_else(|| LedgerError::Unavailable {
-            reason: "an entry id was stored while its batch was being written".to_owned(),
-        })
-}
-
-/// One attempt of [`write_batch_sqlite`]: with `look_up`, the batch's ids are looked up first
-/// and stored ones answered with their receipts; without, `None` (and nothing committed) if
-/// any is stored.
-async fn write_sqlite(
-    conn: &mut sqlx::SqliteConnection,
-    batch: &[Request],
-    look_up: bool,
-) -> Result<Option<(Vec<Result<Receipt, LedgerError>>, u64)>, LedgerError> {
-    let dialect = &crate::db::SQLITE;
-    let mut tx = conn.begin_with(dialect.begin_write).await?;
-
-    // INVARIANT: from here to commit this transaction holds the database write lock, so
-    // nobody else can assign a seq.
-    //
-    // Extending a chain whose head does not match its last entry would bury the damage under
-    // new entries, so appends stop until an operator has run verify. The head and the entries
-    // from its size on come in one statement: an indexed lookup per batch.
-    let head: Vec<HeadRow> = sqlx::query_as(
-        "SELECT h.size, h.chain_hash, e.seq, e.entry_id, e.chain_hash AS entry_chain_hash \
-         FROM ledger_head h LEFT JOIN audit_entries e ON e.seq >= max(h.size, 1) \
-         WHERE h.id = 1 ORDER BY e.seq LIMIT 2",
-    )
-    .fetch_all(&mut *tx)
-    .await?;
-    let malformed = |what| LedgerError::broken(0, None, Problem::Malformed { what });
-    let first = head.first().ok_or_else(|| malformed("ledger head"))?;
-    let mut size = first.size;
-    let mut chain =
-        to_hash(first.chain_hash.clone()).ok_or_else(|| malformed("head chain hash"))?;
-    let tail: Vec<TailRow> = head
-        .into_iter()
-        .filter_map(|row| {
-            Some(TailRow {
-                seq: row.seq?,
-                entry_id: row.entry_id?,
-                chain_hash: row.entry_chain_hash?,
-            })
-        })
-        .collect();
-    check_head(size, &chain, &tail)?;
-
-    let mut known: HashMap<String, Receipt> = HashMap::with_capacity(batch.len());
-    if look_up {
-        let mut query = QueryBuilder::new(
-            "SELECT seq, entry_id, recorded_at, leaf_hash, chain_hash \
-             FROM audit_entries WHERE entry_id IN (",
-        );
-        let mut ids = query.separated(", ");
-        for request in batch {
-            ids.push_bind(request.entry.entry_id.as_str());
-        }
-        ids.push_unseparated(")");
-        let existing: Vec<ExistingRow> = query.build_query_as().fetch_all(&mut *tx).await?;
-        for row in existing {
-            let entry_id = row.entry_id.clone();
-            known.insert(entry_id, row.into_receipt()?);
-        }
-    }
-
-    let mut answers = Vec::with_capacity(batch.len());
-    let mut rows: Vec<NewRow<'_>> = Vec::with_capacity(batch.len());
-    for request in batch {
-        let entry = &request.entry;
-        if let Some(receipt) = known.get(&entry.entry_id) {
-            answers.push(stored_answer(receipt, entry));
-            continue;
-        }
-        size += 1;
-        chain = chain_hash(&chain, &entry.leaf_hash);
-        let receipt = Receipt {
-            // `size` is at least 1 here: the head passed `check_head` and was incremented.
-            seq: u64::try_from(size).unwrap_or(0),
-            entry_id: entry.entry_id.clone(),
-            leaf_hash: entry.leaf_hash,
-            chain_hash: chain,
-            recorded_at: entry.recorded_at,
-        };
-        known.insert(entry.entry_id.clone(), receipt.clone());
-        rows.push(NewRow {
-            seq: size,
-            chain_hash: chain,
-            entry,
-        });
-        answers.push(Ok(receipt));
-    }
-
-    if !rows.is_empty() {
-        // The entries, their subjects and the new head go in one hand-over: SQLite runs the
-        // statements of one text in order, each taking its own `?` parameters.
-        let mut write = QueryBuilder::new(
-            "INSERT INTO audit_entries (seq, entry_id, recorded_at, body, leaf_hash, \
-             chain_hash, agency, subject, recipient, action, purpose, isa_id, outcome, \
-             provider, break_glass) ",
-        );
-        write.push_values(&rows, |mut values, row| {
-            let e = row.entry;
-            values
-                .push_bind(row.seq)
-                .push_bind(e.entry_id.as_str())
-                .push_bind(e.recorded_at_nanos)
-                .push_bind(e.body.as_slice())
-                .push_bind(e.leaf_hash.as_slice())
-                .push_bind(row.chain_hash.as_slice())
-                .push_bind(e.index.agency.as_str())
-                .push_bind(e.index.subject.as_str())
-                .push_bind(e.index.recipient.as_str())
-                .push_bind(e.index.action.as_str())
-                .push_bind(e.index.purpose.as_str())
-                .push_bind(e.index.isa_id.as_str())
-                .push_bind(e.index.outcome.as_str())
-                .push_bind(e.index.provider.as_str())
-                .push_bind(e.index.break_glass);
-        });
-        let subjects: Vec<(i64, &str)> = rows
-            .iter()
-            .flat_map(|row| {
-                let seq = row.seq;
-                row.entry
-                    .index
-                    .subjects
-                    .iter()
-                    .map(move |s| (seq, s.as_str()))
-            })
-            .collect();
-        for chunk in subjects.chunks(SUBJECT_ROWS_PER_INSERT) {
-            write.push("; INSERT INTO audit_subjects (seq, subject_ref) ");
-            write.push_values(chunk, |mut values, (seq, subject_ref)| {
-                values.push_bind(*seq).push_bind(*subject_ref);
-            });
-        }
-        write.push("; UPDATE ledger_head SET size = ");
-        write.push_bind(size);
-        write.push(", chain_hash = ");
-        write.push_bind(chain.as_slice());
-        write.push(" WHERE id = 1");
-        // Its text differs with the batch's shape, so it is not kept prepared: a cache of
-        // statements for every shape seen held tens of megabytes of SQLite's memory.
-        match write.build().persistent(false).execute(&mut *tx).await {
-            Ok(_) => {}
-            // A stored entry id: nothing is committed (dropping `tx` rolls back), and the
-            // batch is written again with its ids looked up.
-            Err(sqlx::Error::Database(e)) if !look_up && e.is_unique_violation() => {
-                return Ok(None);
-            }
-            Err(e) => return Err(e.into()),
-        }
-    }
-    tx.commit().await?;
-    Ok(Some((answers, rows.len() as u64)))
-}
-
 /// The answer to appending `entry` under an id already stored (or earlier in the batch) with
 /// `receipt`: a retry of an append whose answer was lost gets the original receipt; a different
 /// body under the same id is refused.
-fn stored_answer(receipt: &Receipt, entry: &Prepared) -> Result<Receipt, LedgerError> {
+pub(crate) fn stored_answer(receipt: &Receipt, entry: &Prepared) -> Result<Receipt, LedgerError> {
     if receipt.leaf_hash == entry.leaf_hash {
         Ok(receipt.clone())
     } else {
@@ -637,7 +495,7 @@ fn stored_answer(receipt: &Receipt, entry: &Prepared) -> Result<Receipt, LedgerE
 }
 
 impl ExistingRow {
-    fn into_receipt(self) -> Result<Receipt, LedgerError> {
+    pub(crate) fn into_receipt(self) -> Result<Receipt, LedgerError> {
         let seq = u64::try_from(self.seq).unwrap_or(0);
         let malformed =
             |what| LedgerError::broken(seq, Some(&self.entry_id), Problem::Malformed { what });
@@ -653,7 +511,7 @@ impl ExistingRow {
 
 /// Checks that the head row describes the last entry: `tail` holds the entries from seq
 /// `max(size, 1)` on.
-fn check_head(size: i64, chain: &Hash, tail: &[TailRow]) -> Result<(), LedgerError> {
+pub(crate) fn check_head(size: i64, chain: &Hash, tail: &[TailRow]) -> Result<(), LedgerError> {
     let head_size = u64::try_from(size).unwrap_or(0);
     let size_mismatch = |seq: i64, entry_id: Option<&str>| {
         LedgerError::broken(

@@ -434,3 +434,32 @@ async fn in_memory_sqlite_works_for_tests() {
     assert_eq!(ledger.verify().await.unwrap().entries, 5);
     assert_eq!(ledger.backend(), liaison_ledger::Backend::Sqlite);
 }
+
+/// The writer does not checkpoint the WAL itself (that would stall its batches); the ledger
+/// copies it back into the database in the background, so the WAL is reused rather than
+/// holding every page ever written.
+#[tokio::test]
+async fn the_sqlite_wal_is_checkpointed_while_entries_are_appended() {
+    let (url, dir) = liaison_ledger::test_util::fresh_sqlite_db();
+    let ledger = Ledger::connect(&url).await.unwrap();
+    for round in 0..8u32 {
+        let appends = (0..200u32).map(|n| {
+            let id = format!("wal-{round}-{n}");
+            let body = liaison_ledger::test_util::body_for(&id, 2_000);
+            ledger.append(liaison_ledger::test_util::load_entry(&id, body))
+        });
+        for receipt in futures_util::future::join_all(appends).await {
+            receipt.unwrap();
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    }
+    let size = |name: &str| std::fs::metadata(dir.path().join(name)).unwrap().len();
+    let (db, wal) = (size("ledger.db"), size("ledger.db-wal"));
+    // 1,600 entries of 2 kB: several megabytes, which the WAL would hold uncheckpointed.
+    assert!(
+        db > 3_000_000,
+        "the database file holds the entries: {db} bytes"
+    );
+    assert!(wal < db / 2, "the WAL is reused: {wal} bytes beside {db}");
+    assert_eq!(ledger.verify().await.unwrap().entries, 1_600);
+}

@@ -1,0 +1,312 @@
+//! The SQLite ledger's appends, on a thread that owns its own connection.
+//!
+//! Through sqlx every statement is a hand-over to the connection's worker thread and back, and
+//! on a quiet gateway each hand-over wakes two threads: a batch of four statements costs about
+//! 0.35 ms of wake-ups on top of its commit, and sqlx copies every argument on the way. Here a
+//! batch is one hand-over: the group-commit task sends it to this thread, which runs the whole
+//! transaction with statements prepared once and kept, and sends it back with its answers.
+//!
+//! The thread's connection is opened on the same file as the pool (after the pool has brought
+//! the schema up to date), with the same durability: WAL, `synchronous=FULL`, foreign keys on,
+//! and the pool's busy timeout, since the sealer and other gateways write to the same file.
+//!
+//! It does not checkpoint. SQLite's automatic checkpoint runs in whichever connection's commit
+//! takes the WAL past 1,000 pages, and copying those pages into the database and syncing it
+//! would then delay that batch's callers by milliseconds. [`checkpoint`] does it instead, from
+//! the pool, while the writer goes on appending (a `PASSIVE` checkpoint takes no lock a writer
+//! waits for).
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, mpsc};
+use std::thread;
+use std::time::Duration;
+
+use rusqlite::{Connection, ErrorCode, OptionalExtension, TransactionBehavior, params};
+use tokio::sync::oneshot;
+
+use crate::LedgerError;
+use crate::chain::chain_hash;
+use crate::entry::Receipt;
+use crate::error::Problem;
+use crate::writer::{
+    ExistingRow, Request, Stats, TailRow, Written, check_head, stored_answer, to_hash,
+};
+
+/// How often [`checkpoint`] copies the WAL back into the database while entries are appended:
+/// at the writer's peak the WAL grows by a few hundred pages in this time.
+const CHECKPOINT_INTERVAL: Duration = Duration::from_millis(250);
+
+/// Statements the writer keeps prepared: the head, the look-up, three writes.
+const STATEMENT_CACHE: usize = 8;
+
+/// The head row and the first two entries from its size on (entry columns `NULL` when there are
+/// none): the head check in one indexed look-up.
+const HEAD: &str = "SELECT h.size, h.chain_hash, e.seq, e.entry_id, e.chain_hash \
+     FROM ledger_head h LEFT JOIN audit_entries e ON e.seq >= max(h.size, 1) \
+     WHERE h.id = 1 ORDER BY e.seq LIMIT 2";
+
+const LOOK_UP: &str = "SELECT seq, entry_id, recorded_at, leaf_hash, chain_hash \
+     FROM audit_entries WHERE entry_id = ?1";
+
+const INSERT_ENTRY: &str = "INSERT INTO audit_entries (seq, entry_id, recorded_at, body, \
+     leaf_hash, chain_hash, agency, subject, recipient, action, purpose, isa_id, outcome, \
+     provider, break_glass) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)";
+
+const INSERT_SUBJECT: &str = "INSERT INTO audit_subjects (seq, subject_ref) VALUES (?1, ?2)";
+
+const UPDATE_HEAD: &str = "UPDATE ledger_head SET size = ?1, chain_hash = ?2 WHERE id = 1";
+
+/// A batch and where to send it back, with its answers.
+struct Job {
+    batch: Vec<Request>,
+    reply: oneshot::Sender<(Vec<Request>, Result<Written, LedgerError>)>,
+}
+
+/// The writer thread. Dropping this ends the thread once its current batch is done, which
+/// closes its connection.
+#[derive(Debug)]
+pub(crate) struct SqliteWriter {
+    jobs: mpsc::Sender<Job>,
+}
+
+impl SqliteWriter {
+    /// Starts the thread for the database file at `path`. Its connection is opened at the first
+    /// batch, and again after a batch that failed for want of the database.
+    pub(crate) fn start(path: PathBuf, busy_timeout: Duration) -> Result<Self, LedgerError> {
+        let (jobs, queue) = mpsc::channel::<Job>();
+        thread::Builder::new()
+            .name("ledger-writer".to_owned())
+            .spawn(move || {
+                let mut conn: Option<Connection> = None;
+                while let Ok(Job { batch, reply }) = queue.recv() {
+                    let written = match &mut conn {
+                        Some(conn) => write_batch(conn, &batch),
+                        None => open(&path, busy_timeout)
+                            .and_then(|opened| write_batch(conn.insert(opened), &batch)),
+                    };
+                    if matches!(written, Err(LedgerError::Unavailable { .. })) {
+                        conn = None;
+                    }
+                    // The writer task may have stopped waiting; the batch's fate is then moot.
+                    let _ = reply.send((batch, written));
+                }
+            })
+            .map_err(|err| LedgerError::Unavailable {
+                reason: format!("cannot start the ledger writer thread: {err}"),
+            })?;
+        Ok(Self { jobs })
+    }
+
+    /// Writes `batch` in one transaction and gives it back with one answer per request, in
+    /// order, and how many entries were new.
+    pub(crate) async fn write(
+        &self,
+        batch: Vec<Request>,
+    ) -> (Vec<Request>, Result<Written, LedgerError>) {
+        let stopped = || LedgerError::Unavailable {
+            reason: "the ledger writer thread stopped".to_owned(),
+        };
+        let (reply, answer) = oneshot::channel();
+        if let Err(mpsc::SendError(job)) = self.jobs.send(Job { batch, reply }) {
+            return (job.batch, Err(stopped()));
+        }
+        // The thread answers every job it takes, with the batch; it can only drop one by
+        // panicking, and then the batch's callers are answered by their own dropped senders.
+        answer
+            .await
+            .unwrap_or_else(|_| (Vec::new(), Err(stopped())))
+    }
+}
+
+fn open(path: &Path, busy_timeout: Duration) -> Result<Connection, LedgerError> {
+    let conn = Connection::open(path)?;
+    conn.busy_timeout(busy_timeout)?;
+    // `journal_mode` is kept in the file (the pool set WAL); these two are per connection.
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    conn.pragma_update(None, "foreign_keys", true)?;
+    // See the module documentation: [`checkpoint`] does this off the append path.
+    conn.pragma_update(None, "wal_autocheckpoint", 0)?;
+    conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
+    Ok(conn)
+}
+
+/// Copies the WAL back into the database every [`CHECKPOINT_INTERVAL`] in which entries were
+/// appended, on a pool connection, until the pool closes. A checkpoint that cannot finish (a
+/// reader still using old pages) is simply tried again next time.
+pub(crate) async fn checkpoint(pool: sqlx::SqlitePool, stats: Arc<Stats>) {
+    let mut ticker = tokio::time::interval(CHECKPOINT_INTERVAL);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut seen = stats.entries();
+    loop {
+        tokio::select! {
+            _ = ticker.tick() => {}
+            () = pool.close_event() => return,
+        }
+        let entries = stats.entries();
+        if entries == seen {
+            continue;
+        }
+        seen = entries;
+        if let Err(err) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
+            .execute(&pool)
+            .await
+        {
+            tracing::debug!(error = %err, "ledger WAL checkpoint failed; trying again later");
+        }
+    }
+}
+
+/// Entry ids are fresh in all but a retried append, so the batch is first written assuming none
+/// is stored yet; only if one turns out to be is that transaction rolled back and the batch
+/// written again after looking its ids up.
+fn write_batch(conn: &mut Connection, batch: &[Request]) -> Result<Written, LedgerError> {
+    if let Some(written) = attempt(conn, batch, false)? {
+        return Ok(written);
+    }
+    attempt(conn, batch, true)?.ok_or_else(|| LedgerError::Unavailable {
+        reason: "an entry id was stored while its batch was being written".to_owned(),
+    })
+}
+
+/// One attempt of [`write_batch`]: with `look_up`, the batch's ids are looked up first and
+/// stored ones answered with their receipts; without, `None` (and nothing committed) if any is
+/// stored.
+fn attempt(
+    conn: &mut Connection,
+    batch: &[Request],
+    look_up: bool,
+) -> Result<Option<Written>, LedgerError> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+
+    // INVARIANT: from here to commit this transaction holds the database write lock, so
+    // nobody else can assign a seq.
+    //
+    // Extending a chain whose head does not match its last entry would bury the damage under
+    // new entries, so appends stop until an operator has run verify.
+    let malformed = |what| LedgerError::broken(0, None, Problem::Malformed { what });
+    let (mut size, chain, tail) = {
+        let mut head = tx.prepare_cached(HEAD)?;
+        let mut rows = head.query([])?;
+        let mut first: Option<(i64, Vec<u8>)> = None;
+        let mut tail = Vec::with_capacity(2);
+        while let Some(row) = rows.next()? {
+            if first.is_none() {
+                first = Some((row.get(0)?, row.get(1)?));
+            }
+            let entry: (Option<i64>, Option<String>, Option<Vec<u8>>) =
+                (row.get(2)?, row.get(3)?, row.get(4)?);
+            if let (Some(seq), Some(entry_id), Some(chain_hash)) = entry {
+                tail.push(TailRow {
+                    seq,
+                    entry_id,
+                    chain_hash,
+                });
+            }
+        }
+        let (size, chain) = first.ok_or_else(|| malformed("ledger head"))?;
+        (
+            size,
+            to_hash(chain).ok_or_else(|| malformed("head chain hash"))?,
+            tail,
+        )
+    };
+    check_head(size, &chain, &tail)?;
+
+    let mut known: HashMap<String, Receipt> = HashMap::with_capacity(batch.len());
+    if look_up {
+        let mut find = tx.prepare_cached(LOOK_UP)?;
+        for request in batch {
+            let row = find
+                .query_row([request.entry.entry_id.as_str()], |row| {
+                    Ok(ExistingRow {
+                        seq: row.get(0)?,
+                        entry_id: row.get(1)?,
+                        recorded_at: row.get(2)?,
+                        leaf_hash: row.get(3)?,
+                        chain_hash: row.get(4)?,
+                    })
+                })
+                .optional()?;
+            if let Some(row) = row {
+                known.insert(row.entry_id.clone(), row.into_receipt()?);
+            }
+        }
+    }
+
+    let mut answers = Vec::with_capacity(batch.len());
+    let mut chain = chain;
+    let mut new_entries = 0u64;
+    {
+        let mut insert = tx.prepare_cached(INSERT_ENTRY)?;
+        let mut subject = tx.prepare_cached(INSERT_SUBJECT)?;
+        for request in batch {
+            let entry = &request.entry;
+            if let Some(receipt) = known.get(&entry.entry_id) {
+                answers.push(stored_answer(receipt, entry));
+                continue;
+            }
+            size += 1;
+            chain = chain_hash(&chain, &entry.leaf_hash);
+            let index = &entry.index;
+            let inserted = insert.execute(params![
+                size,
+                entry.entry_id,
+                entry.recorded_at_nanos,
+                entry.body,
+                entry.leaf_hash.as_slice(),
+                chain.as_slice(),
+                index.agency,
+                index.subject,
+                index.recipient,
+                index.action,
+                index.purpose,
+                index.isa_id,
+                index.outcome,
+                index.provider,
+                index.break_glass,
+            ]);
+            match inserted {
+                Ok(_) => {}
+                // A stored entry id: nothing is committed (dropping `tx` rolls back), and the
+                // batch is written again with its ids looked up.
+                Err(err) if !look_up && is_unique_violation(&err) => return Ok(None),
+                Err(err) => return Err(err.into()),
+            }
+            for subject_ref in &index.subjects {
+                subject.execute(params![size, subject_ref])?;
+            }
+            let receipt = Receipt {
+                // `size` is at least 1 here: the head passed `check_head` and was incremented.
+                seq: u64::try_from(size).unwrap_or(0),
+                entry_id: entry.entry_id.clone(),
+                leaf_hash: entry.leaf_hash,
+                chain_hash: chain,
+                recorded_at: entry.recorded_at,
+            };
+            known.insert(entry.entry_id.clone(), receipt.clone());
+            answers.push(Ok(receipt));
+            new_entries += 1;
+        }
+        if new_entries > 0 {
+            tx.prepare_cached(UPDATE_HEAD)?
+                .execute(params![size, chain.as_slice()])?;
+        }
+    }
+    tx.commit()?;
+    Ok(Some((answers, new_entries)))
+}
+
+/// A `UNIQUE` or primary-key constraint failed: here, an entry id already stored.
+fn is_unique_violation(err: &rusqlite::Error) -> bool {
+    matches!(
+        err,
+        rusqlite::Error::SqliteFailure(e, _)
+            if e.code == ErrorCode::ConstraintViolation
+                && matches!(
+                    e.extended_code,
+                    rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE
+                        | rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY
+                )
+    )
+}
