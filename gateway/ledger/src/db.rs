@@ -193,11 +193,6 @@ impl Db {
         dispatch!(self, |pool, dialect| pool.close().await)
     }
 
-    /// Resolves once the pool is closed.
-    pub(crate) async fn closed(&self) {
-        dispatch!(self, |pool, dialect| pool.close_event().await)
-    }
-
     /// Applies the schema steps this database has not seen, in one transaction.
     async fn migrate(&self) -> Result<(), LedgerError> {
         dispatch!(self, |pool, dialect| {

@@ -63,18 +63,41 @@ struct Job {
     reply: oneshot::Sender<(Vec<Request>, Result<Written, LedgerError>)>,
 }
 
-/// The writer thread. Dropping this ends the thread once its current batch is done, which
-/// closes its connection.
+/// The writer thread, started at the first batch and again after it stops. Dropping this (or
+/// [`SqliteWriter::release`]) ends the thread once its current batch is done, which closes its
+/// connection.
 #[derive(Debug)]
 pub(crate) struct SqliteWriter {
-    jobs: mpsc::Sender<Job>,
+    path: PathBuf,
+    busy_timeout: Duration,
+    jobs: Option<mpsc::Sender<Job>>,
 }
 
 impl SqliteWriter {
-    /// Starts the thread for the database file at `path`. Its connection is opened at the first
-    /// batch, and again after a batch that failed for want of the database.
-    pub(crate) fn start(path: PathBuf, busy_timeout: Duration) -> Result<Self, LedgerError> {
+    /// A writer for the database file at `path`; nothing is started yet.
+    pub(crate) fn new(path: PathBuf, busy_timeout: Duration) -> Self {
+        Self {
+            path,
+            busy_timeout,
+            jobs: None,
+        }
+    }
+
+    /// Whether the thread is running (and so holds, or will hold, a connection).
+    pub(crate) fn is_running(&self) -> bool {
+        self.jobs.is_some()
+    }
+
+    /// Ends the thread, closing its connection; the next batch starts another.
+    pub(crate) fn release(&mut self) {
+        self.jobs = None;
+    }
+
+    /// Starts the thread. Its connection is opened at the first batch, and again after a batch
+    /// that failed for want of the database.
+    fn spawn(&self) -> Result<mpsc::Sender<Job>, LedgerError> {
         let (jobs, queue) = mpsc::channel::<Job>();
+        let (path, busy_timeout) = (self.path.clone(), self.busy_timeout);
         thread::Builder::new()
             .name("ledger-writer".to_owned())
             .spawn(move || {
@@ -95,27 +118,40 @@ impl SqliteWriter {
             .map_err(|err| LedgerError::Unavailable {
                 reason: format!("cannot start the ledger writer thread: {err}"),
             })?;
-        Ok(Self { jobs })
+        Ok(jobs)
     }
 
     /// Writes `batch` in one transaction and gives it back with one answer per request, in
     /// order, and how many entries were new.
     pub(crate) async fn write(
-        &self,
+        &mut self,
         batch: Vec<Request>,
     ) -> (Vec<Request>, Result<Written, LedgerError>) {
         let stopped = || LedgerError::Unavailable {
             reason: "the ledger writer thread stopped".to_owned(),
         };
+        let jobs = match &self.jobs {
+            Some(jobs) => jobs,
+            None => match self.spawn() {
+                Ok(jobs) => self.jobs.insert(jobs),
+                Err(err) => return (batch, Err(err)),
+            },
+        };
         let (reply, answer) = oneshot::channel();
-        if let Err(mpsc::SendError(job)) = self.jobs.send(Job { batch, reply }) {
+        if let Err(mpsc::SendError(job)) = jobs.send(Job { batch, reply }) {
+            self.jobs = None;
             return (job.batch, Err(stopped()));
         }
         // The thread answers every job it takes, with the batch; it can only drop one by
         // panicking, and then the batch's callers are answered by their own dropped senders.
-        answer
-            .await
-            .unwrap_or_else(|_| (Vec::new(), Err(stopped())))
+        match answer.await {
+            Ok(answered) => answered,
+            Err(_) => {
+                // Start another next time.
+                self.jobs = None;
+                (Vec::new(), Err(stopped()))
+            }
+        }
     }
 }
 

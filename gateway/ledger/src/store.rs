@@ -16,7 +16,7 @@ use crate::entry::{
 };
 use crate::error::Problem;
 use crate::merkle::Hash;
-use crate::sqlite_writer;
+use crate::sqlite_writer::{self, SqliteWriter};
 use crate::writer::{self, Prepared, Request, Sink, Stats, to_hash};
 
 /// The most entries [`Ledger::list`] returns in one page.
@@ -122,8 +122,8 @@ impl Default for LedgerOptions {
 
 impl Ledger {
     /// Opens the ledger at `url` with default options: `sqlite://path/to/ledger.db` (created if
-    /// missing), `sqlite::memory:` (tests only: a scratch file, removed with the ledger) or `postgres://…`. Creates or
-    /// upgrades the schema.
+    /// missing), `sqlite::memory:` (tests only: a scratch file, removed with the ledger) or
+    /// `postgres://…`. Creates or upgrades the schema.
     pub async fn connect(url: &str) -> Result<Self, LedgerError> {
         Self::connect_with(url, LedgerOptions::default()).await
     }
@@ -154,21 +154,26 @@ impl Ledger {
             None => url,
         };
         let db = Db::open(url, settings).await?;
-        let sink = match &db {
-            Db::Sqlite(pool) => Sink::Sqlite {
-                path: pool.connect_options().get_filename().to_owned(),
-                busy_timeout: settings.busy_timeout,
-            },
-            Db::Postgres(_) => Sink::Postgres,
-        };
         let queue_capacity = options.queue_capacity.max(1);
         let (queue, receiver) = mpsc::channel(queue_capacity);
         let stats = Arc::new(Stats::default());
-        if let Db::Sqlite(pool) = &db {
-            tokio::spawn(sqlite_writer::checkpoint(pool.clone(), Arc::clone(&stats)));
-        }
+        let sink = match &db {
+            Db::Sqlite(pool) => {
+                tokio::spawn(sqlite_writer::checkpoint(pool.clone(), Arc::clone(&stats)));
+                Sink::Sqlite {
+                    pool: pool.clone(),
+                    writer: SqliteWriter::new(
+                        pool.connect_options().get_filename().to_owned(),
+                        settings.busy_timeout,
+                    ),
+                }
+            }
+            Db::Postgres(pool) => Sink::Postgres {
+                pool: pool.clone(),
+                held: None,
+            },
+        };
         tokio::spawn(writer::run(
-            db.clone(),
             sink,
             receiver,
             options.max_batch.clamp(1, 1000),

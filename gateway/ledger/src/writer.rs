@@ -22,7 +22,6 @@
 //! taken by `BEGIN IMMEDIATE` on SQLite.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -33,7 +32,6 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::LedgerError;
 use crate::chain::GENESIS;
-use crate::db::Db;
 use crate::entry::{EntryIndex, LedgerStats, NewEntry, Receipt, from_nanos, to_nanos};
 use crate::error::Problem;
 use crate::merkle::{Hash, leaf_hash};
@@ -172,31 +170,52 @@ impl Stats {
     }
 }
 
-/// Where the writer's batches go.
+/// Where the writer's batches go, and what it holds between them.
 #[derive(Debug)]
 pub(crate) enum Sink {
-    /// The SQLite file the pool opened, written by a thread of its own (started at the first
-    /// batch, and again if it stops).
+    /// The SQLite file the pool opened, written by a thread of its own.
     Sqlite {
-        path: PathBuf,
-        busy_timeout: Duration,
+        pool: sqlx::SqlitePool,
+        writer: SqliteWriter,
     },
     /// The pool itself: each batch is one call on a connection the writer keeps.
-    Postgres,
+    Postgres {
+        pool: sqlx::PgPool,
+        held: Option<PoolConnection<sqlx::Postgres>>,
+    },
 }
 
-/// What the writer holds between batches.
-enum Held {
-    Sqlite(SqliteWriter),
-    Postgres(PoolConnection<sqlx::Postgres>),
+impl Sink {
+    /// Whether a connection is held (or the thread that holds one is running).
+    fn holds(&self) -> bool {
+        match self {
+            Self::Sqlite { writer, .. } => writer.is_running(),
+            Self::Postgres { held, .. } => held.is_some(),
+        }
+    }
+
+    /// Gives the held connection back, or closes it.
+    fn release(&mut self) {
+        match self {
+            Self::Sqlite { writer, .. } => writer.release(),
+            Self::Postgres { held, .. } => *held = None,
+        }
+    }
+
+    /// Resolves when the ledger's pool closes.
+    async fn closed(&self) {
+        match self {
+            Self::Sqlite { pool, .. } => pool.close_event().await,
+            Self::Postgres { pool, .. } => pool.close_event().await,
+        }
+    }
 }
 
 /// Runs until every sender is dropped. A failed transaction answers its batch and the loop goes
 /// on: broken connections are replaced, so the next batch succeeds once the database is back,
 /// without a restart.
 pub(crate) async fn run(
-    db: Db,
-    sink: Sink,
+    mut sink: Sink,
     mut queue: mpsc::Receiver<Request>,
     max_batch: usize,
     max_linger: Duration,
@@ -206,22 +225,22 @@ pub(crate) async fn run(
     // The writer keeps its connection while it works, so a batch costs no pool checkout (and
     // on PostgreSQL no ping round trip); after a failure the connection is dropped and a fresh
     // one taken.
-    let mut held: Option<Held> = None;
     // How many appends the next batch can expect, and how long the last transaction took.
     let mut expected = 0usize;
     let mut last_transaction = Duration::ZERO;
     loop {
-        let received = match held {
+        let received = if sink.holds() {
             // Closing the ledger closes the pool, which waits for checked-out connections: give
             // ours back (or close the thread's) when it closes.
-            Some(_) => tokio::select! {
+            tokio::select! {
                 received = queue.recv_many(&mut batch, max_batch) => received,
-                () = db.closed() => {
-                    held = None;
+                () = sink.closed() => {
+                    sink.release();
                     queue.recv_many(&mut batch, max_batch).await
                 }
-            },
-            None => queue.recv_many(&mut batch, max_batch).await,
+            }
+        } else {
+            queue.recv_many(&mut batch, max_batch).await
         };
         if received == 0 {
             break;
@@ -240,7 +259,7 @@ pub(crate) async fn run(
         }
         let size = batch.len() as u64;
         let started = Instant::now();
-        let written = write_batch(&db, &sink, &mut held, &mut batch).await;
+        let written = write_batch(&mut sink, &mut batch).await;
         last_transaction = started.elapsed();
         // Those answered now may append again at once; those queued meanwhile are waiting.
         expected = if size > 1 {
@@ -282,41 +301,21 @@ pub(crate) async fn run(
 /// Appends `batch` in one transaction on the held connection (taking one if none is held).
 /// Returns one answer per request, in order, and how many entries were new. Any error fails the
 /// whole batch and commits nothing, and drops the connection.
-async fn write_batch(
-    db: &Db,
-    sink: &Sink,
-    held: &mut Option<Held>,
-    batch: &mut Vec<Request>,
-) -> Result<Written, LedgerError> {
-    match (db, sink) {
-        (Db::Sqlite(pool), Sink::Sqlite { path, busy_timeout }) => {
+async fn write_batch(sink: &mut Sink, batch: &mut Vec<Request>) -> Result<Written, LedgerError> {
+    match sink {
+        Sink::Sqlite { pool, writer } => {
             // Appends queued when the ledger closed fail, as they would for want of a
             // connection from the closed pool.
             if pool.is_closed() {
-                *held = None;
+                writer.release();
                 return Err(LedgerError::unavailable(&sqlx::Error::PoolClosed));
             }
-            let writer = match held {
-                Some(Held::Sqlite(writer)) => writer,
-                _ => match SqliteWriter::start(path.clone(), *busy_timeout) {
-                    Ok(writer) => match held.insert(Held::Sqlite(writer)) {
-                        Held::Sqlite(writer) => writer,
-                        Held::Postgres(_) => unreachable!("just inserted"),
-                    },
-                    Err(err) => return Err(err),
-                },
-            };
             let (back, written) = writer.write(std::mem::take(batch)).await;
-            if back.is_empty() && written.is_err() {
-                // The thread stopped without its batch (whose callers were answered by their
-                // dropped senders): start another next time.
-                *held = None;
-            }
             *batch = back;
             written
         }
-        (Db::Postgres(pool), _) => {
-            let reused = matches!(held, Some(Held::Postgres(_)));
+        Sink::Postgres { pool, held } => {
+            let reused = held.is_some();
             let result = write_on_postgres(pool, held, batch).await;
             if reused && matches!(result, Err(LedgerError::Unavailable { .. })) {
                 // The kept connection may have died while idle (a server restart, a failover,
@@ -327,9 +326,6 @@ async fn write_batch(
             }
             result
         }
-        (Db::Sqlite(_), Sink::Postgres) => Err(LedgerError::Unavailable {
-            reason: "the ledger's SQLite file is not known to its writer".to_owned(),
-        }),
     }
 }
 
@@ -337,15 +333,12 @@ async fn write_batch(
 /// after a failure.
 async fn write_on_postgres(
     pool: &sqlx::PgPool,
-    held: &mut Option<Held>,
+    held: &mut Option<PoolConnection<sqlx::Postgres>>,
     batch: &[Request],
 ) -> Result<Written, LedgerError> {
     let conn = match held {
-        Some(Held::Postgres(conn)) => conn,
-        _ => match held.insert(Held::Postgres(pool.acquire().await?)) {
-            Held::Postgres(conn) => conn,
-            Held::Sqlite(_) => unreachable!("just inserted"),
-        },
+        Some(conn) => conn,
+        None => held.insert(pool.acquire().await?),
     };
     let result = write_batch_postgres(conn, batch).await;
     if result.is_err() {
