@@ -667,8 +667,11 @@ fn open_pool(config: &SqlConnectorConfig) -> Result<Pool, ConnectorError> {
         let options = SqliteConnectOptions::from_str(url)
             .map_err(|e| bad_url(e.to_string()))?
             .read_only(true);
+        // A connection to a local file does not go stale the way one over a network does; the
+        // ping before each query would be one more hand-over to sqlx's worker thread.
         let pool = SqlitePoolOptions::new()
             .max_connections(max)
+            .test_before_acquire(false)
             .connect_lazy_with(options);
         Ok(Pool::Sqlite(pool))
     } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
