@@ -10,14 +10,20 @@
 //! the schema up to date), with the same durability: WAL, `synchronous=FULL`, foreign keys on,
 //! and the pool's busy timeout, since the sealer and other gateways write to the same file.
 //!
-//! It does not checkpoint. SQLite's automatic checkpoint runs in whichever connection's commit
-//! takes the WAL past 1,000 pages, and copying those pages into the database and syncing it
-//! would then delay that batch's callers by milliseconds. [`checkpoint`] does it instead, from
-//! the pool, while the writer goes on appending (a `PASSIVE` checkpoint takes no lock a writer
-//! waits for).
+//! It does not checkpoint automatically. SQLite's automatic checkpoint runs in whichever
+//! connection's commit takes the WAL past 1,000 pages, and copying those pages into the database
+//! and syncing it would then delay that batch's callers by milliseconds. [`checkpoint`] does the
+//! copying instead, from the pool, while the writer goes on appending (a `PASSIVE` checkpoint
+//! takes no lock a writer waits for). But SQLite starts the WAL over from its beginning only in a
+//! write transaction that begins with every frame already copied, and under steady appends the
+//! pool's checkpoint always ends a few commits behind the writer: the WAL would grow by every
+//! page ever written. So once the WAL is past [`RESTART_FRAMES`], the pool's checkpoint asks
+//! the writer to finish the job: after answering its batch, the writer copies the few frames
+//! written since, and its next transaction starts the WAL over.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, mpsc};
 use std::thread;
 use std::time::Duration;
@@ -36,6 +42,10 @@ use crate::writer::{
 /// How often [`checkpoint`] copies the WAL back into the database while entries are appended:
 /// at the writer's peak the WAL grows by a few hundred pages in this time.
 const CHECKPOINT_INTERVAL: Duration = Duration::from_millis(250);
+
+/// WAL frames (4 KiB pages) past which the writer is asked to finish a checkpoint so the WAL
+/// starts over: the size at which SQLite's own automatic checkpoint would run.
+const RESTART_FRAMES: i64 = 1_000;
 
 /// Statements the writer keeps prepared: the head, the look-up, three writes.
 const STATEMENT_CACHE: usize = 8;
@@ -70,15 +80,19 @@ struct Job {
 pub(crate) struct SqliteWriter {
     path: PathBuf,
     busy_timeout: Duration,
+    /// Set by [`checkpoint`] when the writer should finish a checkpoint (see the module docs).
+    restart_wal: Arc<AtomicBool>,
     jobs: Option<mpsc::Sender<Job>>,
 }
 
 impl SqliteWriter {
-    /// A writer for the database file at `path`; nothing is started yet.
-    pub(crate) fn new(path: PathBuf, busy_timeout: Duration) -> Self {
+    /// A writer for the database file at `path`; nothing is started yet. [`checkpoint`] is
+    /// given the same `restart_wal`.
+    pub(crate) fn new(path: PathBuf, busy_timeout: Duration, restart_wal: Arc<AtomicBool>) -> Self {
         Self {
             path,
             busy_timeout,
+            restart_wal,
             jobs: None,
         }
     }
@@ -98,6 +112,7 @@ impl SqliteWriter {
     fn spawn(&self) -> Result<mpsc::Sender<Job>, LedgerError> {
         let (jobs, queue) = mpsc::channel::<Job>();
         let (path, busy_timeout) = (self.path.clone(), self.busy_timeout);
+        let restart_wal = Arc::clone(&self.restart_wal);
         thread::Builder::new()
             .name("ledger-writer".to_owned())
             .spawn(move || {
@@ -113,6 +128,11 @@ impl SqliteWriter {
                     }
                     // The writer task may have stopped waiting; the batch's fate is then moot.
                     let _ = reply.send((batch, written));
+                    if let Some(conn) = &conn
+                        && restart_wal.swap(false, Ordering::Relaxed)
+                    {
+                        finish_checkpoint(conn);
+                    }
                 }
             })
             .map_err(|err| LedgerError::Unavailable {
@@ -170,7 +190,11 @@ fn open(path: &Path, busy_timeout: Duration) -> Result<Connection, LedgerError> 
 /// Copies the WAL back into the database every [`CHECKPOINT_INTERVAL`] in which entries were
 /// appended, on a pool connection, until the pool closes. A checkpoint that cannot finish (a
 /// reader still using old pages) is simply tried again next time.
-pub(crate) async fn checkpoint(pool: sqlx::SqlitePool, stats: Arc<Stats>) {
+pub(crate) async fn checkpoint(
+    pool: sqlx::SqlitePool,
+    stats: Arc<Stats>,
+    restart_wal: Arc<AtomicBool>,
+) {
     let mut ticker = tokio::time::interval(CHECKPOINT_INTERVAL);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut seen = stats.entries();
@@ -184,12 +208,45 @@ pub(crate) async fn checkpoint(pool: sqlx::SqlitePool, stats: Arc<Stats>) {
             continue;
         }
         seen = entries;
-        if let Err(err) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
-            .execute(&pool)
+        let started = std::time::Instant::now();
+        // One row: whether it was blocked, the WAL's frames, and how many of them are now in
+        // the database.
+        match sqlx::query_as::<_, (i64, i64, i64)>("PRAGMA wal_checkpoint(PASSIVE)")
+            .fetch_one(&pool)
             .await
         {
-            tracing::debug!(error = %err, "ledger WAL checkpoint failed; trying again later");
+            Ok((_, wal_frames, copied)) => {
+                tracing::debug!(
+                    wal_frames,
+                    copied,
+                    took_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
+                    "ledger WAL checkpointed"
+                );
+                if wal_frames >= RESTART_FRAMES {
+                    restart_wal.store(true, Ordering::Relaxed);
+                }
+            }
+            Err(err) => {
+                tracing::debug!(error = %err, "ledger WAL checkpoint failed; trying again later");
+            }
         }
+    }
+}
+
+/// On the writer's connection, between batches: copies what the pool's checkpoint left (the
+/// frames of the last few commits), so that the next write transaction starts the WAL over.
+fn finish_checkpoint(conn: &Connection) {
+    let started = std::time::Instant::now();
+    match conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |row| {
+        Ok((row.get::<_, i64>(1)?, row.get::<_, i64>(2)?))
+    }) {
+        Ok((wal_frames, copied)) => tracing::debug!(
+            wal_frames,
+            copied,
+            took_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
+            "ledger WAL checkpoint finished by the writer"
+        ),
+        Err(err) => tracing::debug!(error = %err, "ledger WAL checkpoint by the writer failed"),
     }
 }
 

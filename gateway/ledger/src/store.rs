@@ -159,12 +159,18 @@ impl Ledger {
         let stats = Arc::new(Stats::default());
         let sink = match &db {
             Db::Sqlite(pool) => {
-                tokio::spawn(sqlite_writer::checkpoint(pool.clone(), Arc::clone(&stats)));
+                let restart_wal = Arc::new(AtomicBool::new(false));
+                tokio::spawn(sqlite_writer::checkpoint(
+                    pool.clone(),
+                    Arc::clone(&stats),
+                    Arc::clone(&restart_wal),
+                ));
                 Sink::Sqlite {
                     pool: pool.clone(),
                     writer: SqliteWriter::new(
                         pool.connect_options().get_filename().to_owned(),
                         settings.busy_timeout,
+                        restart_wal,
                     ),
                 }
             }

@@ -463,3 +463,51 @@ async fn the_sqlite_wal_is_checkpointed_while_entries_are_appended() {
     assert!(wal < db / 2, "the WAL is reused: {wal} bytes beside {db}");
     assert_eq!(ledger.verify().await.unwrap().entries, 1_600);
 }
+
+/// Under appends that never pause, the background checkpoint always finishes behind the writer;
+/// the WAL must still start over from its beginning now and then (each time, SQLite counts a
+/// checkpoint in the WAL header), or it grows by every page ever written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sqlite_wal_starts_over_while_appends_never_pause() {
+    let (url, dir) = liaison_ledger::test_util::fresh_sqlite_db();
+    let ledger = Ledger::connect(&url).await.unwrap();
+    ledger.append(sample_entry(1)).await.unwrap();
+    // The WAL header's checkpoint sequence number (bytes 12..16, big-endian) goes up by one
+    // each time the WAL is started over.
+    let restarts = || {
+        let header = std::fs::read(dir.path().join("ledger.db-wal")).unwrap();
+        u32::from_be_bytes(header[12..16].try_into().unwrap())
+    };
+    let before = restarts();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_millis(2_500);
+    let appenders = (0..32u32).map(|task| {
+        let ledger = ledger.clone();
+        tokio::spawn(async move {
+            let mut n = 0u32;
+            while std::time::Instant::now() < deadline {
+                let id = format!("steady-{task}-{n}");
+                let body = liaison_ledger::test_util::body_for(&id, 1_000);
+                ledger
+                    .append(liaison_ledger::test_util::load_entry(&id, body))
+                    .await
+                    .unwrap();
+                n += 1;
+            }
+            n
+        })
+    });
+    let mut appended = 0;
+    for appender in futures_util::future::join_all(appenders).await {
+        appended += appender.unwrap();
+    }
+    let after = restarts();
+    assert!(
+        after >= before + 2,
+        "the WAL started over {} times during {appended} appends",
+        after - before
+    );
+    assert_eq!(
+        ledger.verify().await.unwrap().entries,
+        u64::from(appended) + 1
+    );
+}
