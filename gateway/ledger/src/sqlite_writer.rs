@@ -41,11 +41,18 @@ use crate::writer::{
 
 /// How often [`checkpoint`] copies the WAL back into the database while entries are appended:
 /// at the writer's peak the WAL grows by a few hundred pages in this time.
-const CHECKPOINT_INTERVAL: Duration = Duration::from_millis(250);
+const CHECKPOINT_INTERVAL: Duration = Duration::from_millis(1000);
 
 /// WAL frames (4 KiB pages) past which the writer is asked to finish a checkpoint so the WAL
 /// starts over: the size at which SQLite's own automatic checkpoint would run.
-const RESTART_FRAMES: i64 = 1_000;
+const RESTART_FRAMES: i64 = 4_096;
+
+/// What a checkpoint pass may leave for the writer to copy: a few milliseconds of its time.
+const LEFT_FOR_WRITER: i64 = 256;
+
+/// Checkpoint passes per interval, each copying what was appended during the one before; after
+/// the last the writer finishes whatever is left, so the WAL never goes without starting over.
+const MAX_PASSES: usize = 4;
 
 /// Statements the writer keeps prepared: the head, the look-up, three writes.
 const STATEMENT_CACHE: usize = 8;
@@ -208,27 +215,43 @@ pub(crate) async fn checkpoint(
             continue;
         }
         seen = entries;
-        let started = std::time::Instant::now();
-        // One row: whether it was blocked, the WAL's frames, and how many of them are now in
-        // the database.
-        match sqlx::query_as::<_, (i64, i64, i64)>("PRAGMA wal_checkpoint(PASSIVE)")
-            .fetch_one(&pool)
-            .await
-        {
-            Ok((_, wal_frames, copied)) => {
-                tracing::debug!(
-                    wal_frames,
-                    copied,
-                    took_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
-                    "ledger WAL checkpointed"
-                );
-                if wal_frames >= RESTART_FRAMES {
-                    restart_wal.store(true, Ordering::Relaxed);
-                }
+        // Each pass copies what was appended during the one before; the writer is asked to
+        // finish only once what is left is small, since its part delays its next batch.
+        let mut last_frames = None;
+        for pass in 1..=MAX_PASSES {
+            let started = std::time::Instant::now();
+            // One row: whether it was blocked, the WAL's frames, and how many of them are now
+            // in the database.
+            let (wal_frames, copied) =
+                match sqlx::query_as::<_, (i64, i64, i64)>("PRAGMA wal_checkpoint(PASSIVE)")
+                    .fetch_one(&pool)
+                    .await
+                {
+                    Ok((_, wal_frames, copied)) => (wal_frames, copied),
+                    Err(err) => {
+                        tracing::debug!(
+                            error = %err,
+                            "ledger WAL checkpoint failed; trying again later"
+                        );
+                        break;
+                    }
+                };
+            tracing::debug!(
+                wal_frames,
+                copied,
+                took_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
+                "ledger WAL checkpointed"
+            );
+            if wal_frames < RESTART_FRAMES || copied < wal_frames {
+                // Small enough to leave, or a reader holds old pages: next time.
+                break;
             }
-            Err(err) => {
-                tracing::debug!(error = %err, "ledger WAL checkpoint failed; trying again later");
+            let appended_meanwhile = last_frames.map_or(wal_frames, |last| wal_frames - last);
+            if appended_meanwhile <= LEFT_FOR_WRITER || pass == MAX_PASSES {
+                restart_wal.store(true, Ordering::Relaxed);
+                break;
             }
+            last_frames = Some(wal_frames);
         }
     }
 }

@@ -451,7 +451,8 @@ async fn the_sqlite_wal_is_checkpointed_while_entries_are_appended() {
         for receipt in futures_util::future::join_all(appends).await {
             receipt.unwrap();
         }
-        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        // Longer than the checkpoint interval (1 s), so each pause holds a checkpoint.
+        tokio::time::sleep(std::time::Duration::from_millis(1_100)).await;
     }
     let size = |name: &str| std::fs::metadata(dir.path().join(name)).unwrap().len();
     let (db, wal) = (size("ledger.db"), size("ledger.db-wal"));
@@ -479,7 +480,8 @@ async fn the_sqlite_wal_starts_over_while_appends_never_pause() {
         u32::from_be_bytes(header[12..16].try_into().unwrap())
     };
     let before = restarts();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_millis(2_500);
+    // Four checkpoint intervals (1 s each).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_millis(4_500);
     let appenders = (0..32u32).map(|task| {
         let ledger = ledger.clone();
         tokio::spawn(async move {
