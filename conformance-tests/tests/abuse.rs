@@ -129,15 +129,7 @@ impl Gateway {
             self.child.try_wait().unwrap().is_none(),
             "the gateway process died"
         );
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid)).unwrap();
-        let field = |name: &str| -> u64 {
-            status
-                .lines()
-                .find_map(|l| l.strip_prefix(name))
-                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-                .unwrap()
-        };
-        (field("VmRSS:"), field("VmHWM:"))
+        process::memory(self.pid)
     }
 
     /// Latencies of `SAMPLES` health checks and `SAMPLES` authenticated

@@ -57,20 +57,6 @@ fn free_port() -> u16 {
     l.local_addr().unwrap().port()
 }
 
-/// `(VmRSS, VmHWM)` of `pid`, in KiB.
-fn memory(pid: u32) -> (u64, u64) {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let field = |key: &str| {
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix(key))
-            .and_then(|v| v.split_whitespace().next())
-            .and_then(|n| n.parse::<u64>().ok())
-            .unwrap()
-    };
-    (field("VmRSS:"), field("VmHWM:"))
-}
-
 /// What one open-loop run saw.
 #[derive(Debug, Default)]
 struct Run {
@@ -96,7 +82,7 @@ async fn open_loop(channel: &Channel, token: &str, pid: u32, rate: u32, seconds:
         let end = start + Duration::from_secs(u64::from(seconds));
         while tokio::time::Instant::now() < end {
             tick.tick().await;
-            samples.push((start.elapsed().as_secs_f64(), memory(pid).0));
+            samples.push((start.elapsed().as_secs_f64(), process::memory(pid).0));
         }
         samples
     });
@@ -221,7 +207,7 @@ async fn twice_the_rate_limit_is_refused_with_memory_bounded_and_admitted_latenc
         tokio::time::sleep(Duration::from_secs(1)).await;
 
         let over = open_loop(&channel, &token, pid, 2 * RATE, OVERLOAD_SECONDS).await;
-        let (_, peak) = memory(pid);
+        let (_, peak) = process::memory(pid);
         let sent = 2 * RATE * OVERLOAD_SECONDS;
         let admitted = over.admitted.len() as u32;
 

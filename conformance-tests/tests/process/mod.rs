@@ -124,3 +124,17 @@ pub async fn demo_token(state: &serde_json::Value, name: &str) -> String {
         .unwrap()
         .access_token
 }
+
+/// `(VmRSS, VmHWM)` of `pid`, in KiB.
+pub fn memory(pid: u32) -> (u64, u64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let field = |key: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(key))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|n| n.parse::<u64>().ok())
+            .unwrap()
+    };
+    (field("VmRSS:"), field("VmHWM:"))
+}
