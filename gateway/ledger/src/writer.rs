@@ -170,7 +170,9 @@ impl Stats {
     }
 }
 
-/// Where the writer's batches go, and what it holds between them.
+/// Where the writer's batches go, and what it holds between them: it keeps its connection
+/// while it works, so a batch costs no pool checkout (and on PostgreSQL no ping round trip);
+/// after a failure the connection is dropped and a fresh one taken.
 #[derive(Debug)]
 pub(crate) enum Sink {
     /// The SQLite file the pool opened, written by a thread of its own.
@@ -222,9 +224,6 @@ pub(crate) async fn run(
     stats: Arc<Stats>,
 ) {
     let mut batch = Vec::with_capacity(max_batch);
-    // The writer keeps its connection while it works, so a batch costs no pool checkout (and
-    // on PostgreSQL no ping round trip); after a failure the connection is dropped and a fresh
-    // one taken.
     // How many appends the next batch can expect, and how long the last transaction took.
     let mut expected = 0usize;
     let mut last_transaction = Duration::ZERO;
