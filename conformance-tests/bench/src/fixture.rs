@@ -308,6 +308,16 @@ allow_insecure_http = true
     out
 }
 
+/// `config` with the ledger signing tree heads with the key in `key_file`
+/// (relative to the config file), so the gateway runs its sealer.
+pub fn with_signing_key(config: &str, key_file: &str) -> String {
+    config.replacen(
+        "[ledger]\n",
+        &format!("[ledger]\nsigning_key_file = \"{key_file}\"\n"),
+        1,
+    )
+}
+
 /// The policy with `agency` added to the demo agreement's recipients, on
 /// the same terms as the demo's recipient; `None` if the demo agreement's
 /// recipients are not where they are expected.

@@ -62,6 +62,10 @@ pub struct Cli {
     /// Leave out the PostgreSQL ledger.
     #[arg(long)]
     pub no_postgres: bool,
+    /// Run the gateways without a ledger signing key, so without the sealer
+    /// that a deployed gateway runs (as every run before 2026-12-07 did).
+    #[arg(long)]
+    pub no_seal: bool,
     /// The `liaison` binary (default: beside this one).
     #[arg(long)]
     pub gateway_bin: Option<PathBuf>,

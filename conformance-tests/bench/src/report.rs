@@ -570,7 +570,10 @@ round gets a scratch database; `--no-postgres` leaves it out.
   and 32 operator pauses, none refusing the requests. Tokens are ES256, signed by a key the bench generates and
   published by an in-process discovery document and JWKS; every request carries one, checked
   by the gateway as any other. Answers are minimised by the demo agreement's social-worker
-  fields, and every share is appended to the ledger before it is answered.
+  fields, and every share is appended to the ledger before it is answered. From 2026-12-07
+  each gateway also seals its ledger as a deployed one does (a signing key and the default
+  interval of 1 s: the new entries re-checked, the tree's nodes stored and a head signed);
+  earlier runs, and runs with `--no-seal`, had no sealer.
 * Each round runs every gateway configuration, then echo: `SearchPersons` (for Leah Marsh, the
   synthetic data's fixed child) and `GetRecords` (her records) at peak with h2load (gRPC
   framing in the request body, 16 connections × 16 streams, one h2load thread); `GetRecords`

@@ -146,6 +146,9 @@ pub(crate) struct Env {
     pub(crate) auth: MetadataValue<Ascii>,
     pub(crate) issuer_url: String,
     pub(crate) durations: Durations,
+    /// Whether the throughput gateways seal their ledgers, as a deployed
+    /// gateway does (a signing key, the default interval).
+    pub(crate) seal: bool,
     /// Kept for the life of the run: it serves the gateways' JWKS.
     pub(crate) _issuer: Issuer,
 }
@@ -201,6 +204,7 @@ pub(crate) async fn env(cli: &Cli) -> Result<Env, String> {
         auth,
         issuer_url: issuer.url.clone(),
         durations,
+        seal: !cli.no_seal,
         _issuer: issuer,
     })
 }
@@ -443,6 +447,15 @@ async fn gateway_round(env: &Env, scenario: &Scenario) -> Result<ServerRun, Stri
                 mapping: &env.repo.join("connectors/examples/police-rms.toml"),
             },
         ),
+    };
+    let text = if env.seal {
+        let key = liaison_ledger::SigningKey::generate()
+            .and_then(|key| key.to_pkcs8_pem())
+            .map_err(|e| format!("ledger signing key: {e}"))?;
+        std::fs::write(dir.path().join("ledger-signing.pem"), key).map_err(|e| e.to_string())?;
+        fixture::with_signing_key(&text, "ledger-signing.pem")
+    } else {
+        text
     };
     let server = serve_config(
         env,

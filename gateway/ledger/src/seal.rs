@@ -2,10 +2,12 @@
 //!
 //! Appends only write entries and chain them; they never wait for the tree. The sealer comes
 //! after them: every [`SealerOptions::interval`] it reads the entries appended since the last
-//! signed head, re-checks each one's leaf and chain hash (it signs only what it has checked),
-//! stores every perfect subtree they complete in `tree_nodes`, and signs the new root, all in one
-//! transaction. The largest signed size is the *sealed size*; proofs up to it are read from the
-//! stored nodes ([`Ledger::inclusion_proof`]), a few primary-key reads.
+//! signed head and re-checks each one's leaf and chain hash (it signs only what it has checked),
+//! then, in one short write transaction, stores every perfect subtree they complete in
+//! `tree_nodes` and signs the new root. The reading and hashing happen outside that transaction,
+//! since on SQLite it holds the lock every append needs. The largest signed size is the *sealed
+//! size*; proofs up to it are read from the stored nodes ([`Ledger::inclusion_proof`]), a few
+//! primary-key reads.
 //!
 //! # One sealer among replicas
 //!
@@ -25,7 +27,7 @@
 //! long outage) is a series of bounded transactions rather than one long lock.
 
 use std::path::PathBuf;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use sqlx::{Connection as _, PgConnection, QueryBuilder, Row};
 use tokio::sync::{oneshot, watch};
@@ -44,6 +46,10 @@ use crate::writer::to_hash;
 
 /// Entries read per query while sealing.
 const SEAL_PAGE: i64 = 2048;
+
+/// The signed head with the largest size.
+const LATEST_HEAD: &str = "SELECT size, timestamp, root, key_id, signature FROM tree_heads \
+                           ORDER BY size DESC LIMIT 1";
 
 /// Tree nodes per `INSERT`: three bind parameters each, well below both backends' limits.
 const NODE_ROWS_PER_INSERT: usize = 3000;
@@ -217,12 +223,7 @@ impl Ledger {
     /// The signed head with the largest size.
     pub async fn latest_signed_head(&self) -> Result<Option<SignedTreeHead>, LedgerError> {
         let row: Option<HeadRow> = dispatch!(&self.inner.db, |pool, dialect| {
-            sqlx::query_as(
-                "SELECT size, timestamp, root, key_id, signature FROM tree_heads \
-                 ORDER BY size DESC LIMIT 1",
-            )
-            .fetch_optional(pool)
-            .await?
+            sqlx::query_as(LATEST_HEAD).fetch_optional(pool).await?
         });
         row.map(HeadRow::into_head).transpose()
     }
@@ -329,30 +330,32 @@ fn reborrow<'b>(conn: &'b mut Conn<'_>) -> Conn<'b> {
     }
 }
 
-/// One seal transaction: extends the stored tree by at most `max_entries` entries and signs it.
+/// One seal: extends the stored tree by at most `max_entries` entries and signs it.
+///
+/// The entries are read and re-checked first, outside any write transaction: on SQLite a write
+/// transaction is the database's one write lock, and the appender waits for it, so a seal that
+/// read and hashed thousands of entries inside one stalled every share for as long. Entries never
+/// change once appended, so what was read stays true; the write transaction then only re-reads
+/// the latest head (another sealer may have signed meanwhile, and then this one starts over from
+/// it), checks that the last entry read still ends the chain as computed, and stores the nodes
+/// and the new head.
 async fn seal_step(
     conn: Conn<'_>,
     key: &SigningKey,
     max_entries: u64,
 ) -> Result<Step, LedgerError> {
     dispatch_conn!(conn, |conn, dialect| {
-        let mut tx = conn.begin_with(dialect.begin_write).await?;
-        if let Some(lock) = dialect.seal_lock {
-            sqlx::query(lock).execute(&mut *tx).await?;
-        }
-        let latest: Option<HeadRow> = sqlx::query_as(
-            "SELECT size, timestamp, root, key_id, signature FROM tree_heads \
-             ORDER BY size DESC LIMIT 1",
-        )
-        .fetch_optional(&mut *tx)
-        .await?;
+        let started = Instant::now();
+        let latest: Option<HeadRow> = sqlx::query_as(LATEST_HEAD)
+            .fetch_optional(&mut *conn)
+            .await?;
         let latest = latest.map(HeadRow::into_head).transpose()?;
         let size: i64 = sqlx::query_scalar("SELECT size FROM ledger_head WHERE id = 1")
-            .fetch_one(&mut *tx)
+            .fetch_one(&mut *conn)
             .await?;
         let size = u64::try_from(size)
             .map_err(|_| LedgerError::broken(0, None, Problem::Malformed { what: "head size" }))?;
-        let sealed = latest.map_or(0, |head| head.size);
+        let sealed = latest.as_ref().map_or(0, |head| head.size);
         if size < sealed {
             // Entries a head was signed over are gone: never sign over a truncated ledger.
             return Err(LedgerError::broken(
@@ -365,7 +368,6 @@ async fn seal_step(
         }
         let target = size.min(sealed.saturating_add(max_entries.max(1)));
         if target == sealed {
-            tx.rollback().await?;
             return Ok(Step {
                 latest,
                 signed: false,
@@ -380,7 +382,7 @@ async fn seal_step(
             rows.extend(
                 node_query(chunk)
                     .build_query_as::<NodeRow>()
-                    .fetch_all(&mut *tx)
+                    .fetch_all(&mut *conn)
                     .await?,
             );
         }
@@ -427,14 +429,14 @@ async fn seal_step(
             let stored: Option<Vec<u8>> =
                 sqlx::query_scalar("SELECT chain_hash FROM audit_entries WHERE seq = $1")
                     .bind(bound)
-                    .fetch_optional(&mut *tx)
+                    .fetch_optional(&mut *conn)
                     .await?;
             let stored = match stored {
                 Some(hash) => Some(hash),
                 None => {
                     sqlx::query_scalar("SELECT chain_hash FROM ledger_checkpoint WHERE size = $1")
                         .bind(bound)
-                        .fetch_optional(&mut *tx)
+                        .fetch_optional(&mut *conn)
                         .await?
                 }
             };
@@ -455,7 +457,7 @@ async fn seal_step(
             .bind(i64::try_from(next).unwrap_or(i64::MAX))
             .bind(i64::try_from(target).unwrap_or(i64::MAX))
             .bind(SEAL_PAGE)
-            .fetch_all(&mut *tx)
+            .fetch_all(&mut *conn)
             .await?;
             if page.is_empty() {
                 return Err(LedgerError::broken(
@@ -487,6 +489,33 @@ async fn seal_step(
             }
         }
 
+        // Only now the write transaction, and only writes in it.
+        let read = started.elapsed();
+        let mut tx = conn.begin_with(dialect.begin_write).await?;
+        if let Some(lock) = dialect.seal_lock {
+            sqlx::query(lock).execute(&mut *tx).await?;
+        }
+        let now_latest: Option<HeadRow> =
+            sqlx::query_as(LATEST_HEAD).fetch_optional(&mut *tx).await?;
+        let now_latest = now_latest.map(HeadRow::into_head).transpose()?;
+        if now_latest != latest {
+            // Another sealer signed while these entries were read: go on from its head.
+            tx.rollback().await?;
+            return Ok(Step {
+                latest: now_latest,
+                signed: false,
+                caught_up: false,
+            });
+        }
+        let last: Option<Vec<u8>> =
+            sqlx::query_scalar("SELECT chain_hash FROM audit_entries WHERE seq = $1")
+                .bind(i64::try_from(target).unwrap_or(i64::MAX))
+                .fetch_optional(&mut *tx)
+                .await?;
+        if last.and_then(to_hash) != Some(chain) {
+            return Err(LedgerError::broken(target, None, Problem::ChainMismatch));
+        }
+
         for chunk in nodes.chunks(NODE_ROWS_PER_INSERT) {
             let mut insert = QueryBuilder::new("INSERT INTO tree_nodes (level, idx, hash) ");
             insert.push_values(chunk, |mut values, (node, hash)| {
@@ -513,7 +542,15 @@ async fn seal_step(
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
-        tracing::debug!(size = head.size, "ledger tree head signed");
+        // How long the seal read and checked entries, and how long it held the write lock.
+        tracing::debug!(
+            size = head.size,
+            entries = target - sealed,
+            nodes = nodes.len(),
+            read_us = read.as_micros(),
+            locked_us = started.elapsed().saturating_sub(read).as_micros(),
+            "ledger tree head signed"
+        );
         Ok(Step {
             latest: Some(head),
             signed: true,

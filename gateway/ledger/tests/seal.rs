@@ -38,6 +38,57 @@ async fn append_range(ledger: &Ledger, ns: std::ops::RangeInclusive<u64>) -> Vec
     leaves
 }
 
+/// Appends `ns`, up to `at_once` in flight, so group commit batches them.
+async fn append_concurrently(ledger: &Ledger, ns: std::ops::RangeInclusive<u64>, at_once: usize) {
+    let mut tasks = JoinSet::new();
+    for n in ns {
+        let ledger = ledger.clone();
+        tasks.spawn(async move { ledger.append(sample_entry(n)).await.unwrap() });
+        if tasks.len() >= at_once {
+            tasks.join_next().await.unwrap().unwrap();
+        }
+    }
+    while let Some(done) = tasks.join_next().await {
+        done.unwrap();
+    }
+}
+
+/// On SQLite a write transaction is the database's one write lock, which every append needs: a
+/// sealer that read and re-hashed thousands of entries inside one held every share up for as
+/// long. Appends must complete while a large seal is under way.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_appends_go_on_while_a_seal_reads_its_entries() {
+    let (url, _dir) = liaison_ledger::test_util::fresh_sqlite_db();
+    let ledger = Ledger::connect(&url).await.unwrap();
+    let most = SealerOptions::default().max_entries;
+    append_concurrently(&ledger, 1..=most, 512).await;
+
+    let sealing = tokio::spawn({
+        let ledger = ledger.clone();
+        async move { ledger.seal(&test_signing_key(1)).await }
+    });
+    let mut during = 0;
+    let mut n = most + 1;
+    while !sealing.is_finished() {
+        ledger.append(sample_entry(n)).await.unwrap();
+        n += 1;
+        if !sealing.is_finished() {
+            during += 1;
+        }
+    }
+    let head = sealing.await.unwrap().unwrap().unwrap();
+    assert!(head.size >= most);
+    assert!(
+        during >= 10,
+        "only {during} appends completed while {most} entries were sealed"
+    );
+    let report = ledger
+        .verify_signed(&test_signing_key(1).verifying_key(), &[])
+        .await
+        .unwrap();
+    assert!(report.heads >= 1);
+}
+
 async fn sealing_signs_heads_and_stores_nodes(url: &str) {
     let ledger = Ledger::connect(url).await.unwrap();
     let key = test_signing_key(1);
