@@ -542,13 +542,14 @@ async fn seal_step(
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
-        // How long the seal read and checked entries, and how long it held the write lock.
+        // How long the seal read and checked entries, and how long its write transaction took
+        // from `BEGIN` (so waiting for the lock included) to `COMMIT`.
         tracing::debug!(
             size = head.size,
             entries = target - sealed,
             nodes = nodes.len(),
             read_us = read.as_micros(),
-            locked_us = started.elapsed().saturating_sub(read).as_micros(),
+            write_us = started.elapsed().saturating_sub(read).as_micros(),
             "ledger tree head signed"
         );
         Ok(Step {
