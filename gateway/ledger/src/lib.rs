@@ -36,6 +36,7 @@ mod restrict;
 pub mod retention;
 pub mod seal;
 pub mod sign;
+mod sqlite_seal;
 mod sqlite_writer;
 mod store;
 #[cfg(any(test, feature = "test-util"))]

@@ -30,7 +30,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use sqlx::{Connection as _, PgConnection, QueryBuilder, Row};
-use tokio::sync::{oneshot, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
 use crate::LedgerError;
@@ -39,17 +39,30 @@ use crate::db::{Conn, Db, LEADER_LOCK_KEY, dispatch, dispatch_conn};
 use crate::error::Problem;
 use crate::merkle::{self, Hash, NodeId, RootBuilder};
 use crate::sign::{KeyId, SignedTreeHead, SigningKey};
+use crate::sqlite_seal;
 use crate::store::Ledger;
 use crate::tree::{NODES_PER_SELECT, NodeRow, node_query, nodes_from_rows};
 use crate::witness::WitnessFile;
 use crate::writer::to_hash;
 
-/// Entries read per query while sealing.
+/// Entries read per query while sealing, on PostgreSQL.
 const SEAL_PAGE: i64 = 2048;
 
+/// The entries a seal reads, from `$1` to `$2`, at most `$3` of them.
+pub(crate) const SEAL_ROWS: &str = "SELECT seq, entry_id, body, leaf_hash, chain_hash \
+                                    FROM audit_entries WHERE seq >= $1 AND seq <= $2 \
+                                    ORDER BY seq LIMIT $3";
+
 /// The signed head with the largest size.
-const LATEST_HEAD: &str = "SELECT size, timestamp, root, key_id, signature FROM tree_heads \
-                           ORDER BY size DESC LIMIT 1";
+pub(crate) const LATEST_HEAD: &str = "SELECT size, timestamp, root, key_id, signature \
+                                      FROM tree_heads ORDER BY size DESC LIMIT 1";
+
+/// The chain hash of the entry at a given seq.
+pub(crate) const CHAIN_AT: &str = "SELECT chain_hash FROM audit_entries WHERE seq = $1";
+
+/// Stores a signed head.
+pub(crate) const INSERT_HEAD: &str = "INSERT INTO tree_heads (size, timestamp, root, key_id, \
+                                      signature) VALUES ($1, $2, $3, $4, $5)";
 
 /// Tree nodes per `INSERT`: three bind parameters each, well below both backends' limits.
 const NODE_ROWS_PER_INSERT: usize = 3000;
@@ -102,10 +115,10 @@ pub struct SealerStatus {
 #[derive(sqlx::FromRow)]
 pub(crate) struct HeadRow {
     pub size: i64,
-    timestamp: i64,
-    root: Vec<u8>,
-    key_id: Vec<u8>,
-    signature: Vec<u8>,
+    pub timestamp: i64,
+    pub root: Vec<u8>,
+    pub key_id: Vec<u8>,
+    pub signature: Vec<u8>,
 }
 
 /// What one seal transaction did.
@@ -114,6 +127,95 @@ struct Step {
     latest: Option<SignedTreeHead>,
     signed: bool,
     caught_up: bool,
+}
+
+/// How seals work on SQLite (see [`seal_step`]): where they open a connection to read entries
+/// on, and the writer their writes go to.
+#[derive(Debug)]
+pub(crate) struct SqliteSealing {
+    pub path: PathBuf,
+    pub busy_timeout: Duration,
+    pub writes: mpsc::Sender<SealJob>,
+}
+
+/// A seal's writes on SQLite, which the ledger writer thread makes between two batches of
+/// appends (see [`seal_step`]).
+#[derive(Debug)]
+pub(crate) struct SealWrite {
+    /// The latest signed head when the entries were read; the seal is stored only if it still is.
+    pub expected: Option<SignedTreeHead>,
+    /// The last entry sealed, and the chain hash the seal computed for it.
+    pub last_seq: i64,
+    pub last_chain: Hash,
+    /// The tree nodes the sealed entries complete.
+    pub nodes: Vec<(NodeId, Hash)>,
+    /// The new head, already signed.
+    pub head: SignedTreeHead,
+}
+
+/// What became of a [`SealWrite`].
+#[derive(Debug)]
+pub(crate) enum SealWritten {
+    /// Nodes and head are stored.
+    Stored,
+    /// Another sealer signed this head meanwhile; nothing was written.
+    Superseded(Option<SignedTreeHead>),
+}
+
+/// A [`SealWrite`] and where its answer goes.
+#[derive(Debug)]
+pub(crate) struct SealJob {
+    pub write: SealWrite,
+    pub reply: oneshot::Sender<Result<SealWritten, LedgerError>>,
+}
+
+/// The re-check of the entries a seal reads, in order, and the tree they extend.
+#[derive(Debug)]
+pub(crate) struct Checking {
+    /// The seq the next entry must have.
+    pub next: u64,
+    /// The chain hash up to the last entry checked.
+    pub chain: Hash,
+    pub tree: RootBuilder,
+    /// The nodes the entries checked so far complete.
+    pub nodes: Vec<(NodeId, Hash)>,
+}
+
+impl Checking {
+    /// Checks the next entry, read from the database: its seq follows on, its leaf hash is its
+    /// body's and its chain hash follows from the one before.
+    pub(crate) fn check(
+        &mut self,
+        seq: i64,
+        entry_id: &str,
+        body: &[u8],
+        leaf_hash: &[u8],
+        chain_hash_stored: &[u8],
+    ) -> Result<(), LedgerError> {
+        let next = self.next;
+        let seq = u64::try_from(seq).unwrap_or(0);
+        if seq != next {
+            return Err(LedgerError::broken(
+                next,
+                None,
+                Problem::SequenceGap { next: seq },
+            ));
+        }
+        let broken = |problem| LedgerError::broken(seq, Some(entry_id), problem);
+        let leaf = merkle::leaf_hash(body);
+        if leaf_hash != leaf.as_slice() {
+            return Err(broken(Problem::LeafHashMismatch));
+        }
+        self.chain = chain_hash(&self.chain, &leaf);
+        if chain_hash_stored != self.chain.as_slice() {
+            return Err(broken(Problem::ChainMismatch));
+        }
+        let nodes = &mut self.nodes;
+        self.tree
+            .push_with(leaf, |node, hash| nodes.push((node, *hash)));
+        self.next += 1;
+        Ok(())
+    }
 }
 
 #[derive(sqlx::FromRow)]
@@ -212,9 +314,10 @@ impl Ledger {
     /// tools and single-process deployments that seal on their own schedule.
     pub async fn seal(&self, key: &SigningKey) -> Result<Option<SignedTreeHead>, LedgerError> {
         let max = SealerOptions::default().max_entries;
+        let sqlite = self.inner.sqlite_sealing.as_ref();
         dispatch!(&self.inner.db, |pool, dialect| {
             let mut conn = pool.acquire().await?;
-            seal_all(Conn::from(&mut *conn), key, max, None)
+            seal_all(Conn::from(&mut *conn), sqlite, key, max, None)
                 .await
                 .map(|(latest, _)| latest)
         })
@@ -304,13 +407,14 @@ impl<'a> From<&'a mut PgConnection> for Conn<'a> {
 /// Seals until caught up. Returns the latest head and how many heads were signed.
 async fn seal_all(
     mut conn: Conn<'_>,
+    sqlite: Option<&SqliteSealing>,
     key: &SigningKey,
     max_entries: u64,
     witness: Option<&WitnessFile>,
 ) -> Result<(Option<SignedTreeHead>, u64), LedgerError> {
     let mut signed = 0;
     loop {
-        let step = seal_step(reborrow(&mut conn), key, max_entries).await?;
+        let step = seal_step(reborrow(&mut conn), sqlite, key, max_entries).await?;
         if step.signed {
             signed += 1;
             if let (Some(witness), Some(head)) = (witness, &step.latest) {
@@ -339,8 +443,15 @@ fn reborrow<'b>(conn: &'b mut Conn<'_>) -> Conn<'b> {
 /// the latest head (another sealer may have signed meanwhile, and then this one starts over from
 /// it), checks that the last entry read still ends the chain as computed, and stores the nodes
 /// and the new head.
+///
+/// On SQLite (`sqlite` given) the entries are read on a connection of the seal's own, and the
+/// transaction is made by the ledger writer thread, between two batches of appends: taken on
+/// another connection it would wait for the lock the writer holds nearly all the time under
+/// load, polling under SQLite's busy handler, whose sleeps (1, 2, 5, 10 … ms) then also delay
+/// the writer's next batch after the seal has committed.
 async fn seal_step(
     conn: Conn<'_>,
+    sqlite: Option<&SqliteSealing>,
     key: &SigningKey,
     max_entries: u64,
 ) -> Result<Step, LedgerError> {
@@ -355,7 +466,7 @@ async fn seal_step(
             .await?;
         let size = u64::try_from(size)
             .map_err(|_| LedgerError::broken(0, None, Problem::Malformed { what: "head size" }))?;
-        let sealed = latest.as_ref().map_or(0, |head| head.size);
+        let sealed = latest.map_or(0, |head| head.size);
         if size < sealed {
             // Entries a head was signed over are gone: never sign over a truncated ledger.
             return Err(LedgerError::broken(
@@ -402,7 +513,7 @@ async fn seal_step(
                 })
             })
             .collect::<Result<Vec<Hash>, _>>()?;
-        let mut tree = RootBuilder::from_frontier(sealed, &frontier).ok_or(LedgerError::broken(
+        let tree = RootBuilder::from_frontier(sealed, &frontier).ok_or(LedgerError::broken(
             sealed,
             None,
             Problem::Malformed {
@@ -426,11 +537,10 @@ async fn seal_step(
         let mut chain = GENESIS;
         if sealed > 0 {
             let bound = i64::try_from(sealed).unwrap_or(i64::MAX);
-            let stored: Option<Vec<u8>> =
-                sqlx::query_scalar("SELECT chain_hash FROM audit_entries WHERE seq = $1")
-                    .bind(bound)
-                    .fetch_optional(&mut *conn)
-                    .await?;
+            let stored: Option<Vec<u8>> = sqlx::query_scalar(CHAIN_AT)
+                .bind(bound)
+                .fetch_optional(&mut *conn)
+                .await?;
             let stored = match stored {
                 Some(hash) => Some(hash),
                 None => {
@@ -447,107 +557,133 @@ async fn seal_step(
             ))?;
         }
 
-        let mut nodes: Vec<(NodeId, Hash)> = Vec::new();
-        let mut next = sealed + 1;
-        while next <= target {
-            let page: Vec<SealRow> = sqlx::query_as(
-                "SELECT seq, entry_id, body, leaf_hash, chain_hash FROM audit_entries \
-                 WHERE seq >= $1 AND seq <= $2 ORDER BY seq LIMIT $3",
-            )
-            .bind(i64::try_from(next).unwrap_or(i64::MAX))
-            .bind(i64::try_from(target).unwrap_or(i64::MAX))
-            .bind(SEAL_PAGE)
-            .fetch_all(&mut *conn)
-            .await?;
-            if page.is_empty() {
-                return Err(LedgerError::broken(
-                    next,
-                    None,
-                    Problem::HeadSizeMismatch { head_size: size },
-                ));
-            }
-            for row in page {
-                let seq = u64::try_from(row.seq).unwrap_or(0);
-                if seq != next {
-                    return Err(LedgerError::broken(
-                        next,
-                        None,
-                        Problem::SequenceGap { next: seq },
-                    ));
+        let mut checking = Checking {
+            next: sealed + 1,
+            chain,
+            tree,
+            nodes: Vec::new(),
+        };
+        if let Some(sqlite) = sqlite {
+            // Read on a connection of its own, off the runtime: through sqlx every row is a
+            // message from the connection's thread with its body copied, which cost a sealing
+            // gateway some 30 µs of CPU per entry.
+            let (path, busy_timeout) = (sqlite.path.clone(), sqlite.busy_timeout);
+            checking = tokio::task::spawn_blocking(move || {
+                sqlite_seal::read(&path, busy_timeout, checking, target)
+            })
+            .await
+            .map_err(|err| LedgerError::Unavailable {
+                reason: format!("the seal's reader stopped: {err}"),
+            })??;
+        } else {
+            while checking.next <= target {
+                let page: Vec<SealRow> = sqlx::query_as(SEAL_ROWS)
+                    .bind(i64::try_from(checking.next).unwrap_or(i64::MAX))
+                    .bind(i64::try_from(target).unwrap_or(i64::MAX))
+                    .bind(SEAL_PAGE)
+                    .fetch_all(&mut *conn)
+                    .await?;
+                if page.is_empty() {
+                    break;
                 }
-                let broken = |problem| LedgerError::broken(seq, Some(&row.entry_id), problem);
-                let leaf = merkle::leaf_hash(&row.body);
-                if to_hash(row.leaf_hash.clone()) != Some(leaf) {
-                    return Err(broken(Problem::LeafHashMismatch));
+                for row in page {
+                    checking.check(
+                        row.seq,
+                        &row.entry_id,
+                        &row.body,
+                        &row.leaf_hash,
+                        &row.chain_hash,
+                    )?;
                 }
-                chain = chain_hash(&chain, &leaf);
-                if to_hash(row.chain_hash.clone()) != Some(chain) {
-                    return Err(broken(Problem::ChainMismatch));
-                }
-                tree.push_with(leaf, |node, hash| nodes.push((node, *hash)));
-                next += 1;
             }
         }
+        if checking.next <= target {
+            return Err(LedgerError::broken(
+                checking.next,
+                None,
+                Problem::HeadSizeMismatch { head_size: size },
+            ));
+        }
+        let Checking {
+            chain, tree, nodes, ..
+        } = checking;
 
-        // Only now the write transaction, and only writes in it.
+        // Only now the write transaction, and only writes in it. Timestamps never go backwards,
+        // even if this host's clock is behind the last sealer's; the head is signed first, since
+        // the transaction checks that `latest` is still the latest head.
         let read = started.elapsed();
-        let mut tx = conn.begin_with(dialect.begin_write).await?;
-        if let Some(lock) = dialect.seal_lock {
-            sqlx::query(lock).execute(&mut *tx).await?;
-        }
-        let now_latest: Option<HeadRow> =
-            sqlx::query_as(LATEST_HEAD).fetch_optional(&mut *tx).await?;
-        let now_latest = now_latest.map(HeadRow::into_head).transpose()?;
-        if now_latest != latest {
-            // Another sealer signed while these entries were read: go on from its head.
-            tx.rollback().await?;
-            return Ok(Step {
-                latest: now_latest,
-                signed: false,
-                caught_up: false,
-            });
-        }
-        let last: Option<Vec<u8>> =
-            sqlx::query_scalar("SELECT chain_hash FROM audit_entries WHERE seq = $1")
-                .bind(i64::try_from(target).unwrap_or(i64::MAX))
-                .fetch_optional(&mut *tx)
-                .await?;
-        if last.and_then(to_hash) != Some(chain) {
-            return Err(LedgerError::broken(target, None, Problem::ChainMismatch));
-        }
-
-        for chunk in nodes.chunks(NODE_ROWS_PER_INSERT) {
-            let mut insert = QueryBuilder::new("INSERT INTO tree_nodes (level, idx, hash) ");
-            insert.push_values(chunk, |mut values, (node, hash)| {
-                values
-                    .push_bind(i16::from(node.level))
-                    .push_bind(i64::try_from(node.index).unwrap_or(i64::MAX))
-                    .push_bind(hash.to_vec());
-            });
-            insert.build().execute(&mut *tx).await?;
-        }
-
-        // Timestamps never go backwards, even if this host's clock is behind the last sealer's.
         let timestamp = now_millis().max(latest.map_or(0, |head| head.timestamp));
         let head = key.sign_head(target, tree.root(), timestamp)?;
-        sqlx::query(
-            "INSERT INTO tree_heads (size, timestamp, root, key_id, signature) \
-             VALUES ($1, $2, $3, $4, $5)",
-        )
-        .bind(i64::try_from(head.size).unwrap_or(i64::MAX))
-        .bind(i64::try_from(head.timestamp).unwrap_or(i64::MAX))
-        .bind(head.root.to_vec())
-        .bind(head.key_id.0.to_vec())
-        .bind(head.signature.to_vec())
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
+        let last_seq = i64::try_from(target).unwrap_or(i64::MAX);
+        let node_count = nodes.len();
+        if let Some(sqlite) = sqlite {
+            let write = SealWrite {
+                expected: latest,
+                last_seq,
+                last_chain: chain,
+                nodes,
+                head,
+            };
+            match write_on_writer(&sqlite.writes, write).await? {
+                SealWritten::Stored => {}
+                SealWritten::Superseded(now_latest) => {
+                    return Ok(Step {
+                        latest: now_latest,
+                        signed: false,
+                        caught_up: false,
+                    });
+                }
+            }
+        } else {
+            let mut tx = conn.begin_with(dialect.begin_write).await?;
+            if let Some(lock) = dialect.seal_lock {
+                sqlx::query(lock).execute(&mut *tx).await?;
+            }
+            let now_latest: Option<HeadRow> =
+                sqlx::query_as(LATEST_HEAD).fetch_optional(&mut *tx).await?;
+            let now_latest = now_latest.map(HeadRow::into_head).transpose()?;
+            if now_latest != latest {
+                // Another sealer signed while these entries were read: go on from its head.
+                tx.rollback().await?;
+                return Ok(Step {
+                    latest: now_latest,
+                    signed: false,
+                    caught_up: false,
+                });
+            }
+            let last: Option<Vec<u8>> = sqlx::query_scalar(CHAIN_AT)
+                .bind(last_seq)
+                .fetch_optional(&mut *tx)
+                .await?;
+            if last.and_then(to_hash) != Some(chain) {
+                return Err(LedgerError::broken(target, None, Problem::ChainMismatch));
+            }
+            for chunk in nodes.chunks(NODE_ROWS_PER_INSERT) {
+                let mut insert = QueryBuilder::new("INSERT INTO tree_nodes (level, idx, hash) ");
+                insert.push_values(chunk, |mut values, (node, hash)| {
+                    values
+                        .push_bind(i16::from(node.level))
+                        .push_bind(i64::try_from(node.index).unwrap_or(i64::MAX))
+                        .push_bind(hash.to_vec());
+                });
+                insert.build().execute(&mut *tx).await?;
+            }
+            sqlx::query(INSERT_HEAD)
+                .bind(i64::try_from(head.size).unwrap_or(i64::MAX))
+                .bind(i64::try_from(head.timestamp).unwrap_or(i64::MAX))
+                .bind(head.root.to_vec())
+                .bind(head.key_id.0.to_vec())
+                .bind(head.signature.to_vec())
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+        }
         // How long the seal read and checked entries, and how long its write transaction took
         // from `BEGIN` (so waiting for the lock included) to `COMMIT`.
         tracing::debug!(
             size = head.size,
             entries = target - sealed,
-            nodes = nodes.len(),
+            nodes = node_count,
             read_us = read.as_micros(),
             write_us = started.elapsed().saturating_sub(read).as_micros(),
             "ledger tree head signed"
@@ -558,6 +694,22 @@ async fn seal_step(
             caught_up: target == size,
         })
     })
+}
+
+/// Hands `write` to the ledger writer thread and waits for its answer.
+async fn write_on_writer(
+    writer: &mpsc::Sender<SealJob>,
+    write: SealWrite,
+) -> Result<SealWritten, LedgerError> {
+    let stopped = || LedgerError::Unavailable {
+        reason: "the ledger writer stopped".to_owned(),
+    };
+    let (reply, answer) = oneshot::channel();
+    writer
+        .send(SealJob { write, reply })
+        .await
+        .map_err(|_| stopped())?;
+    answer.await.map_err(|_| stopped())?
 }
 
 /// Milliseconds since the Unix epoch, now.
@@ -592,6 +744,7 @@ async fn run(
                     Ok(mut conn) => {
                         seal_all(
                             Conn::from(&mut *conn),
+                            ledger.inner.sqlite_sealing.as_ref(),
                             &key,
                             options.max_entries,
                             witness.as_ref(),
@@ -623,6 +776,7 @@ async fn run(
                     Some(conn) => {
                         let result = seal_all(
                             Conn::from(conn),
+                            None,
                             &key,
                             options.max_entries,
                             witness.as_ref(),

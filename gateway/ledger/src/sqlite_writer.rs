@@ -20,6 +20,9 @@
 //! page ever written. So once the WAL is past [`RESTART_FRAMES`], the pool's checkpoint asks
 //! the writer to finish the job: after answering its batch, the writer copies the few frames
 //! written since, and its next transaction starts the WAL over.
+//!
+//! The sealer's writes come here too ([`crate::seal`]): the thread makes them between two
+//! batches, so the sealer never competes with it for the database's write lock.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -35,6 +38,8 @@ use crate::LedgerError;
 use crate::chain::chain_hash;
 use crate::entry::Receipt;
 use crate::error::Problem;
+use crate::seal::SealJob;
+use crate::sqlite_seal;
 use crate::writer::{
     ExistingRow, Request, Stats, TailRow, Written, check_head, stored_answer, to_hash,
 };
@@ -59,8 +64,9 @@ const LEFT_FOR_WRITER: i64 = 256;
 /// the last the writer finishes whatever is left, so the WAL never goes without starting over.
 const MAX_PASSES: usize = 4;
 
-/// Statements the writer keeps prepared: the head, the look-up, three writes.
-const STATEMENT_CACHE: usize = 8;
+/// Statements the writer keeps prepared: the head, the look-up, three writes, and the seal's
+/// two reads and two writes.
+const STATEMENT_CACHE: usize = 12;
 
 /// The head row and the first two entries from its size on (entry columns `NULL` when there are
 /// none): the head check in one indexed look-up.
@@ -79,10 +85,15 @@ const INSERT_SUBJECT: &str = "INSERT INTO audit_subjects (seq, subject_ref) VALU
 
 const UPDATE_HEAD: &str = "UPDATE ledger_head SET size = ?1, chain_hash = ?2 WHERE id = 1";
 
-/// A batch and where to send it back, with its answers.
-struct Job {
-    batch: Vec<Request>,
-    reply: oneshot::Sender<(Vec<Request>, Result<Written, LedgerError>)>,
+/// What the thread is given to do.
+enum Job {
+    /// A batch of appends, and where to send it back with its answers.
+    Append {
+        batch: Vec<Request>,
+        reply: oneshot::Sender<(Vec<Request>, Result<Written, LedgerError>)>,
+    },
+    /// A seal's writes; the sealer waits for the answer.
+    Seal(SealJob),
 }
 
 /// The writer thread, started at the first batch and again after it stops. Dropping this (or
@@ -129,17 +140,33 @@ impl SqliteWriter {
             .name("ledger-writer".to_owned())
             .spawn(move || {
                 let mut conn: Option<Connection> = None;
-                while let Ok(Job { batch, reply }) = queue.recv() {
-                    let written = match &mut conn {
-                        Some(conn) => write_batch(conn, &batch),
-                        None => open(&path, busy_timeout)
-                            .and_then(|opened| write_batch(conn.insert(opened), &batch)),
+                while let Ok(job) = queue.recv() {
+                    let connected = match &mut conn {
+                        Some(conn) => Ok(conn),
+                        None => open(&path, busy_timeout).map(|opened| conn.insert(opened)),
                     };
-                    if matches!(written, Err(LedgerError::Unavailable { .. })) {
+                    let unavailable = match job {
+                        Job::Append { batch, reply } => {
+                            let written = connected.and_then(|conn| write_batch(conn, &batch));
+                            let unavailable =
+                                matches!(written, Err(LedgerError::Unavailable { .. }));
+                            // The writer task may have stopped waiting; the batch's fate is
+                            // then moot.
+                            let _ = reply.send((batch, written));
+                            unavailable
+                        }
+                        Job::Seal(SealJob { write, reply }) => {
+                            let written =
+                                connected.and_then(|conn| sqlite_seal::write(conn, &write));
+                            let unavailable =
+                                matches!(written, Err(LedgerError::Unavailable { .. }));
+                            let _ = reply.send(written);
+                            unavailable
+                        }
+                    };
+                    if unavailable {
                         conn = None;
                     }
-                    // The writer task may have stopped waiting; the batch's fate is then moot.
-                    let _ = reply.send((batch, written));
                     if let Some(conn) = &conn
                         && restart_wal.swap(false, Ordering::Relaxed)
                     {
@@ -170,9 +197,13 @@ impl SqliteWriter {
             },
         };
         let (reply, answer) = oneshot::channel();
-        if let Err(mpsc::SendError(job)) = jobs.send(Job { batch, reply }) {
+        if let Err(mpsc::SendError(job)) = jobs.send(Job::Append { batch, reply }) {
             self.jobs = None;
-            return (job.batch, Err(stopped()));
+            let batch = match job {
+                Job::Append { batch, .. } => batch,
+                Job::Seal(_) => Vec::new(),
+            };
+            return (batch, Err(stopped()));
         }
         // The thread answers every job it takes, with the batch; it can only drop one by
         // panicking, and then the batch's callers are answered by their own dropped senders.
@@ -182,6 +213,29 @@ impl SqliteWriter {
                 // Start another next time.
                 self.jobs = None;
                 (Vec::new(), Err(stopped()))
+            }
+        }
+    }
+
+    /// Queues a seal's writes after any batch already handed over; the thread answers the
+    /// sealer. Does not wait.
+    pub(crate) fn seal(&mut self, job: SealJob) {
+        let jobs = match &self.jobs {
+            Some(jobs) => jobs,
+            None => match self.spawn() {
+                Ok(jobs) => self.jobs.insert(jobs),
+                Err(err) => {
+                    let _ = job.reply.send(Err(err));
+                    return;
+                }
+            },
+        };
+        if let Err(mpsc::SendError(job)) = jobs.send(Job::Seal(job)) {
+            self.jobs = None;
+            if let Job::Seal(job) = job {
+                let _ = job.reply.send(Err(LedgerError::Unavailable {
+                    reason: "the ledger writer thread stopped".to_owned(),
+                }));
             }
         }
     }

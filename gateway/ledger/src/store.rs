@@ -16,6 +16,7 @@ use crate::entry::{
 };
 use crate::error::Problem;
 use crate::merkle::Hash;
+use crate::seal::SqliteSealing;
 use crate::sqlite_writer::{self, SqliteWriter};
 use crate::writer::{self, Prepared, Request, Sink, Stats, to_hash};
 
@@ -75,6 +76,8 @@ pub(crate) struct Inner {
     pub(crate) db: Db,
     queue: mpsc::Sender<Request>,
     queue_capacity: usize,
+    /// How seals read and write on SQLite; `None` on PostgreSQL (see [`crate::seal`]).
+    pub(crate) sqlite_sealing: Option<SqliteSealing>,
     stats: Arc<Stats>,
     closed: AtomicBool,
     /// Where an in-memory ledger's file lives, removed when the last handle is dropped.
@@ -156,7 +159,16 @@ impl Ledger {
         let db = Db::open(url, settings).await?;
         let queue_capacity = options.queue_capacity.max(1);
         let (queue, receiver) = mpsc::channel(queue_capacity);
+        let (seals, seal_receiver) = mpsc::channel(1);
         let stats = Arc::new(Stats::default());
+        let sqlite_sealing = match &db {
+            Db::Sqlite(pool) => Some(SqliteSealing {
+                path: pool.connect_options().get_filename().to_owned(),
+                busy_timeout: settings.busy_timeout,
+                writes: seals,
+            }),
+            Db::Postgres(_) => None,
+        };
         let sink = match &db {
             Db::Sqlite(pool) => {
                 let restart_wal = Arc::new(AtomicBool::new(false));
@@ -182,6 +194,7 @@ impl Ledger {
         tokio::spawn(writer::run(
             sink,
             receiver,
+            seal_receiver,
             options.max_batch.clamp(1, 1000),
             options.max_linger,
             Arc::clone(&stats),
@@ -191,6 +204,7 @@ impl Ledger {
                 db,
                 queue,
                 queue_capacity,
+                sqlite_sealing,
                 stats,
                 closed: AtomicBool::new(false),
                 _scratch: scratch,

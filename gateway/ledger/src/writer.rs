@@ -35,6 +35,7 @@ use crate::chain::GENESIS;
 use crate::entry::{EntryIndex, LedgerStats, NewEntry, Receipt, from_nanos, to_nanos};
 use crate::error::Problem;
 use crate::merkle::{Hash, leaf_hash};
+use crate::seal::SealJob;
 use crate::sqlite_writer::SqliteWriter;
 
 /// Longest accepted entry id, in bytes.
@@ -204,6 +205,28 @@ impl Sink {
         }
     }
 
+    /// Hands a seal's writes to the SQLite writer thread, which answers the sealer itself.
+    fn seal(&mut self, job: SealJob) {
+        match self {
+            Self::Sqlite { pool, writer } => {
+                if pool.is_closed() {
+                    writer.release();
+                    let _ = job
+                        .reply
+                        .send(Err(LedgerError::unavailable(&sqlx::Error::PoolClosed)));
+                    return;
+                }
+                writer.seal(job);
+            }
+            // The PostgreSQL sealer writes on its own connection and sends none.
+            Self::Postgres { .. } => {
+                let _ = job.reply.send(Err(LedgerError::Unavailable {
+                    reason: "PostgreSQL seals are not written by the ledger writer".to_owned(),
+                }));
+            }
+        }
+    }
+
     /// Resolves when the ledger's pool closes.
     async fn closed(&self) {
         match self {
@@ -219,6 +242,7 @@ impl Sink {
 pub(crate) async fn run(
     mut sink: Sink,
     mut queue: mpsc::Receiver<Request>,
+    mut seals: mpsc::Receiver<SealJob>,
     max_batch: usize,
     max_linger: Duration,
     stats: Arc<Stats>,
@@ -228,18 +252,20 @@ pub(crate) async fn run(
     let mut expected = 0usize;
     let mut last_transaction = Duration::ZERO;
     loop {
-        let received = if sink.holds() {
+        let received = tokio::select! {
+            received = queue.recv_many(&mut batch, max_batch) => received,
+            // A seal is handed on and the loop goes on: its writes come after the batch now
+            // being written and before the next, and the sealer waits for its own answer.
+            Some(job) = seals.recv() => {
+                sink.seal(job);
+                continue;
+            }
             // Closing the ledger closes the pool, which waits for checked-out connections: give
             // ours back (or close the thread's) when it closes.
-            tokio::select! {
-                received = queue.recv_many(&mut batch, max_batch) => received,
-                () = sink.closed() => {
-                    sink.release();
-                    queue.recv_many(&mut batch, max_batch).await
-                }
+            () = sink.closed(), if sink.holds() => {
+                sink.release();
+                queue.recv_many(&mut batch, max_batch).await
             }
-        } else {
-            queue.recv_many(&mut batch, max_batch).await
         };
         if received == 0 {
             break;

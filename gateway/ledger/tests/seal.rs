@@ -14,8 +14,8 @@ use std::time::Duration;
 use common::Raw;
 use liaison_ledger::test_util::{fresh_postgres_db, sample_entry, test_signing_key};
 use liaison_ledger::{
-    Hash, Ledger, LedgerError, Problem, Sealer, SealerOptions, SignedTreeHead, merkle,
-    read_witness_file,
+    Hash, Ledger, LedgerError, LedgerOptions, Problem, Sealer, SealerOptions, SignedTreeHead,
+    merkle, read_witness_file,
 };
 use sqlx::PgPool;
 use tokio::task::JoinSet;
@@ -87,6 +87,45 @@ async fn sqlite_appends_go_on_while_a_seal_reads_its_entries() {
         .await
         .unwrap();
     assert!(report.heads >= 1);
+}
+
+/// On SQLite the seal's writes are made by the ledger writer thread, between batches, rather
+/// than on a connection of the sealer's own, which would have to catch the write lock between two
+/// of the writer's transactions. With a busy timeout of a millisecond such a connection gives up
+/// under steady appends; seals must still succeed, each one after another batch.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_seals_succeed_while_appends_keep_the_writer_busy() {
+    let (url, _dir) = liaison_ledger::test_util::fresh_sqlite_db();
+    let mut options = LedgerOptions::default();
+    options.busy_timeout = Duration::from_millis(1);
+    let ledger = Ledger::connect_with(&url, options).await.unwrap();
+    let key = test_signing_key(1);
+    append_concurrently(&ledger, 1..=2_000, 64).await;
+
+    let appending = tokio::spawn({
+        let ledger = ledger.clone();
+        async move { append_concurrently(&ledger, 2_001..=60_000, 64).await }
+    });
+    let mut sizes = Vec::new();
+    while !appending.is_finished() && sizes.len() < 20 {
+        let head = ledger.seal(&key).await.unwrap().unwrap();
+        sizes.push(head.size);
+    }
+    appending.await.unwrap();
+    assert!(
+        sizes.len() >= 5,
+        "only {} seals while appends went on",
+        sizes.len()
+    );
+    assert!(sizes.windows(2).all(|w| w[0] <= w[1]), "{sizes:?}");
+    assert!(sizes.first() < sizes.last(), "{sizes:?}");
+    let head = ledger.seal(&key).await.unwrap().unwrap();
+    assert_eq!(head.size, 60_000);
+    let report = ledger
+        .verify_signed(&key.verifying_key(), &[])
+        .await
+        .unwrap();
+    assert!(report.heads >= 5);
 }
 
 async fn sealing_signs_heads_and_stores_nodes(url: &str) {
