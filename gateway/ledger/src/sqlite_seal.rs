@@ -51,10 +51,11 @@ pub(crate) fn read(
     Ok(checking)
 }
 
+/// A row of [`SEAL_ROWS`]: seq, entry id, body, leaf hash, chain hash.
+type SealRow<'r> = (i64, &'r str, &'r [u8], &'r [u8], &'r [u8]);
+
 /// A row of [`SEAL_ROWS`], borrowed from SQLite's row buffer rather than copied.
-fn fields<'r>(
-    row: &'r rusqlite::Row<'_>,
-) -> rusqlite::Result<(i64, &'r str, &'r [u8], &'r [u8], &'r [u8])> {
+fn fields<'r>(row: &'r rusqlite::Row<'_>) -> rusqlite::Result<SealRow<'r>> {
     Ok((
         row.get(0)?,
         row.get_ref(1)?.as_str()?,

@@ -93,7 +93,7 @@ enum Job {
         reply: oneshot::Sender<(Vec<Request>, Result<Written, LedgerError>)>,
     },
     /// A seal's writes; the sealer waits for the answer.
-    Seal(SealJob),
+    Seal(Box<SealJob>),
 }
 
 /// The writer thread, started at the first batch and again after it stops. Dropping this (or
@@ -155,7 +155,8 @@ impl SqliteWriter {
                             let _ = reply.send((batch, written));
                             unavailable
                         }
-                        Job::Seal(SealJob { write, reply }) => {
+                        Job::Seal(job) => {
+                            let SealJob { write, reply } = *job;
                             let written =
                                 connected.and_then(|conn| sqlite_seal::write(conn, &write));
                             let unavailable =
@@ -230,7 +231,7 @@ impl SqliteWriter {
                 }
             },
         };
-        if let Err(mpsc::SendError(job)) = jobs.send(Job::Seal(job)) {
+        if let Err(mpsc::SendError(job)) = jobs.send(Job::Seal(Box::new(job))) {
             self.jobs = None;
             if let Job::Seal(job) = job {
                 let _ = job.reply.send(Err(LedgerError::Unavailable {

@@ -254,8 +254,8 @@ pub(crate) async fn run(
     loop {
         let received = tokio::select! {
             received = queue.recv_many(&mut batch, max_batch) => received,
-            // A seal is handed on and the loop goes on: its writes come after the batch now
-            // being written and before the next, and the sealer waits for its own answer.
+            // A seal is handed to the thread between two batches and the loop goes on at once:
+            // the next batch waits behind it in the thread's queue, the sealer for its answer.
             Some(job) = seals.recv() => {
                 sink.seal(job);
                 continue;
