@@ -60,7 +60,7 @@ async fn append_concurrently(ledger: &Ledger, ns: std::ops::RangeInclusive<u64>,
 async fn sqlite_appends_go_on_while_a_seal_reads_its_entries() {
     let (url, _dir) = liaison_ledger::test_util::fresh_sqlite_db();
     let ledger = Ledger::connect(&url).await.unwrap();
-    let most = SealerOptions::default().max_entries;
+    let most = 16_384;
     append_concurrently(&ledger, 1..=most, 512).await;
 
     let sealing = tokio::spawn({
