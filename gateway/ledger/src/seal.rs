@@ -681,8 +681,10 @@ async fn seal_step(
                 .await?;
             tx.commit().await?;
         }
-        // How long the seal read and checked entries, and how long its write transaction took
-        // from `BEGIN` (so waiting for the lock included) to `COMMIT`.
+        // How long the seal read and checked entries, and how long its write took from then to
+        // its answer: on PostgreSQL `BEGIN` (so waiting for the lock) to `COMMIT`; on SQLite
+        // the hand-over to the writer, its wait for the batch before, the transaction, and this
+        // task's wait for a worker to read the answer (the writer logs the transaction alone).
         tracing::debug!(
             size = head.size,
             entries = target - sealed,

@@ -3,7 +3,7 @@
 //! between two batches of appends ([`crate::sqlite_writer`]).
 
 use std::path::Path;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, params};
 
@@ -68,6 +68,7 @@ fn fields<'r>(row: &'r rusqlite::Row<'_>) -> rusqlite::Result<SealRow<'r>> {
 /// Makes a seal's writes in one transaction, if the latest signed head is still the one the
 /// sealer read before it. On the writer thread's connection, between two batches.
 pub(crate) fn write(conn: &mut Connection, seal: &SealWrite) -> Result<SealWritten, LedgerError> {
+    let started = Instant::now();
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let latest = tx
         .prepare_cached(LATEST_HEAD)?
@@ -117,5 +118,12 @@ pub(crate) fn write(conn: &mut Connection, seal: &SealWrite) -> Result<SealWritt
         head.signature.as_slice(),
     ])?;
     tx.commit()?;
+    // The time appends waited for the seal (the sealer's own log line also counts its waits).
+    tracing::debug!(
+        size = head.size,
+        nodes = seal.nodes.len(),
+        took_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
+        "ledger seal written by the writer"
+    );
     Ok(SealWritten::Stored)
 }
