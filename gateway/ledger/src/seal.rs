@@ -80,7 +80,7 @@ pub struct SealerOptions {
     /// proved from their leaf hashes, which is cheap for a few seconds' worth.
     pub interval: Duration,
     /// The most entries one signed head adds to the previous one. On SQLite a seal's write
-    /// holds up appends while it stores two tree nodes per entry (about 2 µs an entry), so a
+    /// holds up appends while it stores two tree nodes per entry (about 3 µs an entry), so a
     /// busy ledger is sealed in several small heads rather than one large one: at 2,048 entries
     /// a seal's write takes a few milliseconds.
     pub max_entries: u64,

@@ -19,9 +19,9 @@ const INSERT_NODE: &str = "INSERT INTO tree_nodes (level, idx, hash) VALUES (?1,
 /// Reads the entries from `checking.next` to `target` and checks each in turn, in one read
 /// transaction, so on one snapshot of the file. Blocking: run it off the runtime.
 ///
-/// The connection is opened for the one seal (about once a second) and only reads; a read never
-/// waits for the writer in WAL mode, so the busy timeout matters only while another process
-/// recovers the WAL.
+/// The connection is opened for one seal step (one an interval, a few when a busy ledger is
+/// sealed in several heads) and only reads; a read never waits for the writer in WAL mode, so
+/// the busy timeout matters only while another process recovers the WAL.
 pub(crate) fn read(
     path: &Path,
     busy_timeout: Duration,
